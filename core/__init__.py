@@ -1,0 +1,1 @@
+"""Async Mirror core: the replication engine and its domain, usable without Qt."""

@@ -1,0 +1,1 @@
+"""``mirrorctl``: the command-line front end of the engine (one thin file per command group)."""

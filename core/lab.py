@@ -1,0 +1,102 @@
+"""The embedded lab: two arrays in one home directory, and the faults injected into it.
+
+``lab init`` creates SiteA (primary site) and SiteB (DR site). Faults (a cut link,
+a stopped array...) are kept in ``lab.json`` until restored, so separate CLI
+invocations and the console all see them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from core.array import ArraySpec, PoolSpec, StorageArray
+from core.domain import DriveType, Model
+from core.errors import MirrorError
+from core.units import GiB, TiB
+
+LAB_FILE = "lab.json"
+ARRAYS_DIR = "arrays"
+# The lab's array passwords; an administrator types them in when adding a remote array.
+LAB_PASSWORDS = {"SiteA": "siteA-admin", "SiteB": "siteB-admin"}
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("MIRROR_HOME") or platformdirs.user_data_dir("async-mirror", "AsyncMirror")) / "lab"
+
+
+@dataclass
+class LabFaults:
+    link_cut: bool = False
+    stopped_arrays: list[str] = field(default_factory=list)
+    offline_controllers: list[str] = field(default_factory=list)  # "SiteA/A"
+    failed_volumes: list[str] = field(default_factory=list)  # "SiteB/db"
+    link_bandwidth: int | None = None  # bytes/s; None = unlimited
+
+
+class LabState:
+    """``lab.json``: the faults in force, written atomically on every change."""
+
+    def __init__(self, home: Path):
+        self.path = Path(home) / LAB_FILE
+        self.faults = LabFaults()
+        if self.path.exists():
+            data = json.loads(self.path.read_text() or "{}")
+            known = LabFaults.__dataclass_fields__
+            self.faults = LabFaults(**{k: v for k, v in data.get("faults", {}).items() if k in known})
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"faults": asdict(self.faults)}, indent=2))
+        os.replace(tmp, self.path)
+
+
+def lab_specs() -> list[ArraySpec]:
+    pools = (PoolSpec("nvme_pool", DriveType.NVME, 4 * TiB), PoolSpec("sas_pool", DriveType.SAS, 16 * TiB))
+    return [ArraySpec(name=n, model=Model.E5700, firmware="08.74.00.01", password=LAB_PASSWORDS[n], pools=pools)
+            for n in ("SiteA", "SiteB")]
+
+
+# Ready volumes on SiteA with suitable DR volumes on SiteB: (name, capacity, drive type).
+LAB_VOLUMES = [("db", 4 * GiB, "nvme"), ("logs", 2 * GiB, "nvme"), ("files", 8 * GiB, "sas")]
+
+
+def init_lab(home: Path, if_missing: bool = False) -> bool:
+    """Create the lab in ``home``; returns False when it exists and ``if_missing``."""
+    home = Path(home)
+    arrays = home / ARRAYS_DIR
+    if arrays.exists() and any(arrays.iterdir()):
+        if if_missing:
+            return False
+        raise MirrorError(f"a lab already exists in {home}; use it, or give another --home", code="labExists")
+    arrays.mkdir(parents=True, exist_ok=True)
+    for spec in lab_specs():
+        array = StorageArray.create(arrays / spec.name, spec)
+        try:
+            for name, cap, dtype in LAB_VOLUMES:
+                vname = name if spec.name == "SiteA" else f"{name}_dr"
+                array.create_volume(vname, cap, drive_type=dtype)
+        finally:
+            array.close()
+    LabState(home).save()
+    return True
+
+
+def array_dirs(home: Path) -> list[Path]:
+    root = Path(home) / ARRAYS_DIR
+    return sorted(p for p in root.iterdir() if (p / "config.db").exists()) if root.exists() else []
+
+
+def open_arrays(home: Path, purpose: str = "") -> list[StorageArray]:
+    opened: list[StorageArray] = []
+    try:
+        for d in array_dirs(home):
+            opened.append(StorageArray.open(d, purpose))
+    except BaseException:
+        for a in opened:
+            a.close()
+        raise
+    return opened

@@ -1,0 +1,228 @@
+"""The mirroring part of the engine's service API: groups, pairs, eligibility."""
+from __future__ import annotations
+
+from core import sides
+from core.domain import Role, Severity
+from core.eligibility import array_refusals, candidates
+from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
+from core.groups import GroupSettings, check_group_name
+from core.service_volumes import split_ref
+from core.snapshots import (ArraySnapshot, Candidate, GroupSnapshot, PairSnapshot, ReservedCapacitySnapshot,
+                            SyncStats, VolumeSnapshot, from_json)
+from core.status import GroupRuntime, PairRuntime, group_status, pair_status, system_suspended
+
+
+class MirrorService:
+    """Mixed into :class:`core.engine.Engine`."""
+
+    # -- hooks the data path overrides -------------------------------------
+    def pair_runtime(self, array, pair) -> PairRuntime:
+        return PairRuntime()
+
+    def group_runtime(self, array, group) -> GroupRuntime:
+        return GroupRuntime(paused=not self.reachable(array.name, group.remote_array))
+
+    def last_sync(self, array, group) -> SyncStats | None:
+        return None
+
+    async def on_pair_added(self, array, pair) -> None:
+        """The data path starts tracking changes / the initial synchronization."""
+
+    async def on_pair_removing(self, array, pair) -> None:
+        """The data path stops what it runs for the pair."""
+
+    # -- remote views ------------------------------------------------------------
+    async def remote_array(self, local: str, remote: str) -> ArraySnapshot:
+        return from_json(ArraySnapshot, await self.peer_call(local, remote, "array.describe", {}))
+
+    async def remote_volumes(self, local: str, remote: str) -> list[VolumeSnapshot]:
+        data = await self.peer_call(local, remote, "volume.list", {})
+        return [from_json(VolumeSnapshot, v) for v in data["volumes"]]
+
+    # -- eligibility ---------------------------------------------------------------
+    async def candidates(self, primary_ref: str, remote: str, channel: str | None = None,
+                         reserved_percent: float = 20) -> list[Candidate]:
+        """Every volume of ``remote``: eligible as the secondary of ``primary_ref``, or why not."""
+        a, v = split_ref(primary_ref)
+        local = self.get_array(a)
+        primary = self.volume_snapshot(local, local.volume(v))
+        return candidates(primary, self._array_snapshot(local), await self.remote_array(a, remote),
+                          await self.remote_volumes(a, remote), channel, reserved_percent)
+
+    # -- groups ------------------------------------------------------------------
+    async def create_group(self, name: str, primary_array: str, secondary_array: str, **settings) -> GroupSnapshot:
+        check_group_name(name)
+        local = self.get_array(primary_array)
+        if secondary_array == primary_array:
+            raise InvalidInput("the secondary array must be another array than the primary; pick the remote array",
+                               code="arvmInvalidRemoteArray")
+        s = GroupSettings().updated(**settings)
+        remote = await self.remote_array(primary_array, secondary_array)
+        refusals = array_refusals(self._array_snapshot(local), remote, s.channel.value)
+        if refusals:
+            raise MirrorError("; ".join(r.message for r in refusals), code=refusals[0].code)
+        sides.create_group_side(local, name, secondary_array, Role.PRIMARY.value, s.to_params(), check_only=True)
+        params = dict(name=name, remote_array=primary_array, role=Role.SECONDARY.value, settings=s.to_params())
+        await self.peer_call(primary_array, secondary_array, "group.create", {**params, "check_only": True})
+        await self.peer_call(primary_array, secondary_array, "group.create", params)
+        try:
+            sides.create_group_side(local, name, secondary_array, Role.PRIMARY.value, s.to_params())
+        except BaseException:
+            await self.peer_call(primary_array, secondary_array, "group.delete", {"name": name})
+            raise
+        self.publish("group", primary_array, name)
+        self.publish("group", secondary_array, name)
+        return await self.group(name, primary_array)
+
+    async def update_group(self, name: str, **settings) -> GroupSnapshot:
+        array = self.group_home(name)
+        row = array.group(name)
+        s = GroupSettings.from_row(row).updated(**settings)
+        await self.peer_call(array.name, row.remote_array, "group.update", {"name": name, "settings": s.to_params()})
+        sides.update_group_side(array, name, s.to_params())
+        self.publish("group", array.name, name)
+        await self.on_group_settings_changed(array, row)
+        return await self.group(name, array.name)
+
+    async def on_group_settings_changed(self, array, group) -> None:
+        """The scheduler re-plans the next sync."""
+
+    async def delete_group(self, name: str) -> None:
+        array = self.group_home(name)
+        row = array.group(name)
+        remote = row.remote_array
+        sides.delete_group_side(array, name, check_only=True)
+        try:
+            await self.peer_call(array.name, remote, "group.delete", {"name": name})
+        except CommunicationError:
+            array.log(Severity.WARNING, name, "arvmRemoteUnreachable",
+                      f"Group {name} deleted while {remote} was unreachable; its side there will show as orphan")
+        sides.delete_group_side(array, name)
+        self.publish("group", array.name, name)
+        self.publish("group", remote, name)
+
+    def group_home(self, name: str):
+        """The array from which a group is managed: its primary side, else any side."""
+        found = [a for a in self.arrays.values() if a.find_group(name) is not None]
+        if not found:
+            raise NotFound(f"no mirror consistency group named '{name}'; see 'mirrorctl group list'",
+                           code="arvmGroupNotFound")
+        primary = [a for a in found if a.find_group(name).role == Role.PRIMARY.value]
+        return (primary or found)[0]
+
+    async def groups(self, array: str | None = None) -> list[GroupSnapshot]:
+        names = [array] if array else sorted(self.arrays)
+        out = []
+        for n in names:
+            a = self.get_array(n)
+            out.extend(self.group_snapshot(a, g) for g in a.groups())
+        return out
+
+    async def group(self, name: str, array: str | None = None) -> GroupSnapshot:
+        a = self.get_array(array) if array else self.group_home(name)
+        return self.group_snapshot(a, a.group(name))
+
+    def group_snapshot(self, array, g) -> GroupSnapshot:
+        rt = self.group_runtime(array, g)
+        status = group_status(g, rt)
+        suspended = system_suspended(g)
+        pairs = tuple(self.pair_snapshot(array, p, suspended) for p in g.pairs)
+        return GroupSnapshot(
+            array=array.name, name=g.name, remote_array=g.remote_array, role=g.role, channel=g.channel,
+            sync_mode=g.sync_mode, sync_interval_minutes=g.sync_interval_minutes, priority=g.priority,
+            resync_policy=g.resync_policy, sync_alert_minutes=g.sync_alert_minutes,
+            recovery_point_alert_minutes=g.recovery_point_alert_minutes,
+            reserved_alert_percent=g.reserved_alert_percent, status=status.value, pairs=pairs,
+            last_recovery_point=g.last_recovery_point, next_sync=rt.next_sync, progress=rt.progress,
+            last_sync=self.last_sync(array, g), unsynchronized_bytes=sum(p.unsynchronized_bytes for p in pairs),
+            host_writable=g.role == Role.PRIMARY.value and not g.role_change)
+
+    def pair_snapshot(self, array, p, group_suspended: bool | None = None) -> PairSnapshot:
+        rt = self.pair_runtime(array, p)
+        if group_suspended is None:
+            group_suspended = system_suspended(p.group)
+        status = pair_status(p, group_suspended, rt)
+        reason = p.failed_reason or ("created while the remote array was unreachable; complete it on the remote"
+                                     if p.incomplete else "")
+        return PairSnapshot(
+            array=array.name, group=p.group.name, local_volume=p.volume.name, remote_array=p.group.remote_array,
+            remote_volume=p.remote_volume, role=p.group.role, status=status.value,
+            recovery_point_available=p.recovery_point_available, last_recovery_point=p.group.last_recovery_point,
+            unsynchronized_bytes=rt.unsynchronized_bytes, progress=rt.progress,
+            reserved_capacity=ReservedCapacitySnapshot(
+                array=array.name, volume=p.volume.name, pool=p.reserved_pool,
+                drive_type=array.pool(p.reserved_pool).drive_type, capacity=p.reserved_capacity,
+                pit_bytes=rt.pit_bytes, log_bytes=rt.log_bytes, staging_bytes=rt.staging_bytes),
+            reason=reason)
+
+    # -- pairs -------------------------------------------------------------------
+    async def add_pair(self, group: str, primary: str, secondary: str, reserved_percent: float = 20,
+                       secondary_reserved_percent: float | None = None) -> PairSnapshot:
+        pa, pv = split_ref(primary)
+        sa, sv = split_ref(secondary)
+        local = self.get_array(pa)
+        g = local.find_group(group)
+        if g is None:
+            raise NotFound(f"array {pa} has no mirror consistency group '{group}'; create it first or give the "
+                           "group's primary array", code="arvmGroupNotFound")
+        if g.role != Role.PRIMARY.value:
+            raise MirrorError(f"group {group} is secondary on {pa}; add pairs from its primary array "
+                              f"{g.remote_array}", code="arvmGroupNotPrimary")
+        if g.remote_array != sa:
+            raise InvalidInput(f"group {group} mirrors {pa} to {g.remote_array}, not {sa}; pick a secondary volume "
+                               f"on {g.remote_array}", code="arvmInvalidRemoteArray")
+        if g.role_change or g.role_conflict:
+            raise MirrorError(f"group {group} is changing roles; add the pair when the role change is finished",
+                              code="arvmRoleChangeInProgress")
+        sec_pct = reserved_percent if secondary_reserved_percent is None else secondary_reserved_percent
+        sides.create_pair_side(local, group, pv, sv, reserved_percent, check_only=True)
+        cands = await self.candidates(primary, sa, g.channel, sec_pct)
+        match = [c for c in cands if c.volume.name == sv]
+        if not match:
+            raise NotFound(f"array {sa} has no volume '{sv}'; see 'mirrorctl candidates {primary} --remote {sa}'",
+                           code="volumeNotFound")
+        if not match[0].eligible:
+            raise MirrorError(f"{secondary} cannot be the secondary of {primary}: " + "; ".join(match[0].reasons),
+                              code=match[0].codes[0])
+        params = dict(group=group, volume=sv, remote_volume=pv, reserved_percent=sec_pct)
+        await self.peer_call(pa, sa, "pair.create", {**params, "check_only": True})
+        await self.peer_call(pa, sa, "pair.create", params)
+        try:
+            sides.create_pair_side(local, group, pv, sv, reserved_percent)
+        except BaseException:
+            await self.peer_call(pa, sa, "pair.remove", {"volume": sv})
+            raise
+        row = local.pair_of(local.volume(pv))
+        await self.on_pair_added(local, row)
+        self.publish("pair", pa, f"{group}/{pv}")
+        self.publish("pair", sa, f"{group}/{sv}")
+        return self.pair_snapshot(local, row)
+
+    async def remove_pair(self, ref: str) -> None:
+        a, v = split_ref(ref)
+        array = self.get_array(a)
+        pair = sides.find_pair(array, v)
+        group, remote, remote_vol = pair.group.name, pair.group.remote_array, pair.remote_volume
+        await self.on_pair_removing(array, pair)
+        try:
+            await self.peer_call(a, remote, "pair.remove", {"volume": remote_vol})
+        except CommunicationError:
+            array.log(Severity.WARNING, f"{group}/{v}", "arvmRemoteUnreachable",
+                      f"Pair {a}/{v} removed while {remote} was unreachable; its side there will show as orphan")
+        except NotFound:
+            pass  # already gone there (an orphan being cleared)
+        sides.remove_pair_side(array, v)
+        self.publish("pair", a, f"{group}/{v}")
+        self.publish("pair", remote, f"{group}/{remote_vol}")
+
+    async def pairs(self, group: str | None = None, array: str | None = None) -> list[PairSnapshot]:
+        out = []
+        for g in await self.groups(array):
+            if group is None or g.name == group:
+                out.extend(g.pairs)
+        return out
+
+    async def pair(self, ref: str) -> PairSnapshot:
+        a, v = split_ref(ref)
+        array = self.get_array(a)
+        return self.pair_snapshot(array, sides.find_pair(array, v))

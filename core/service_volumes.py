@@ -1,0 +1,72 @@
+"""The volume part of the engine's service API: create, resize, delete, list."""
+from __future__ import annotations
+
+from core.errors import InvalidInput
+from core.snapshots import VolumeSnapshot
+from core.units import parse_size
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``SiteA/db`` -> ("SiteA", "db"): volumes are addressed as ARRAY/VOLUME."""
+    parts = str(ref).split("/")
+    if len(parts) != 2 or not all(parts):
+        raise InvalidInput(f"'{ref}' is not a volume address; write it as ARRAY/VOLUME, e.g. SiteA/db",
+                           code="invalidVolumeRef")
+    return parts[0], parts[1]
+
+
+class VolumeService:
+    """Mixed into :class:`core.engine.Engine`."""
+
+    def volume_snapshot(self, array, row) -> VolumeSnapshot:
+        return array.volume_snapshot(row, host_writable=self.host_writable(array, row),
+                                     nbd_uri=self.nbd_uri(array.name, row.name))
+
+    # Overridden by the data path and the NBD server as they come up.
+    def host_writable(self, array, row) -> bool | None:
+        return None
+
+    def nbd_uri(self, array: str, volume: str) -> str | None:
+        return None
+
+    async def volumes(self, array: str | None = None) -> list[VolumeSnapshot]:
+        names = [array] if array else sorted(self.arrays)
+        out = []
+        for n in names:
+            a = self.get_array(n)
+            out.extend(self.volume_snapshot(a, v) for v in a.volumes())
+        return out
+
+    async def volume(self, ref: str) -> VolumeSnapshot:
+        a, v = split_ref(ref)
+        array = self.get_array(a)
+        return self.volume_snapshot(array, array.volume(v))
+
+    async def create_volume(self, ref: str, capacity, pool: str | None = None, drive_type: str | None = None,
+                            security: str = "none", drive_security: bool = False, data_assurance: bool = False,
+                            resource_partitioning: bool = False, raid_level: str = "6",
+                            segment_size="128KiB", owner: str | None = None) -> VolumeSnapshot:
+        a, v = split_ref(ref)
+        array = self.get_array(a)
+        row = array.create_volume(v, parse_size(capacity), pool=pool, drive_type=drive_type, raid_level=raid_level,
+                                  segment_size=parse_size(segment_size, "segment size"), security=security,
+                                  drive_security=drive_security, data_assurance=data_assurance,
+                                  resource_partitioning=resource_partitioning, owner=owner)
+        self.publish("volume", a, v)
+        return self.volume_snapshot(array, row)
+
+    async def resize_volume(self, ref: str, capacity) -> VolumeSnapshot:
+        a, v = split_ref(ref)
+        array = self.get_array(a)
+        row = array.resize_volume(v, parse_size(capacity))
+        await self.on_volume_resized(array, row)
+        self.publish("volume", a, v)
+        return self.volume_snapshot(array, row)
+
+    async def on_volume_resized(self, array, row) -> None:
+        """Hook for the data path (grow its change log)."""
+
+    async def delete_volume(self, ref: str) -> None:
+        a, v = split_ref(ref)
+        self.get_array(a).delete_volume(v)
+        self.publish("volume", a, v)

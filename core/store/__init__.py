@@ -1,0 +1,1 @@
+"""Per-array configuration database (SQLite in WAL mode, through SQLAlchemy)."""
