@@ -28,6 +28,7 @@ class ArrayEndpoint:
         self.register("group.delete", lambda peer, **p: _done(sides.delete_group_side(a, **p)))
         self.register("pair.create", lambda peer, **p: _done(sides.create_pair_side(a, **p)))
         self.register("pair.remove", lambda peer, **p: _done(sides.remove_pair_side(a, **p)))
+        self.register("volume.digest", lambda peer, **p: _digest(a, **p))
 
     def register(self, method: str, handler: Handler) -> None:
         self._methods[method] = handler
@@ -45,3 +46,12 @@ class ArrayEndpoint:
 
 def _done(_result) -> dict:
     return {"ok": True}
+
+
+def _digest(array, volume: str, size: int, exclude: list[int]) -> dict:
+    """Digests of a secondary's committed recovery point, for ``verify``."""
+    from core.service_operations import volume_digests
+    from core.service_sync import SyncService
+
+    row = array.volume(volume)
+    return {"digests": volume_digests(str(array.volume_path(row)), size, SyncService.region_size, exclude)}

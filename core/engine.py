@@ -8,7 +8,6 @@ touches an array's database session.
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Callable
@@ -18,6 +17,8 @@ from core.endpoint import ArrayEndpoint
 from core.errors import CommunicationError, NotFound
 from core.lab import LabState, open_arrays
 from core.service_mirrors import MirrorService
+from core.service_operations import OperationsService
+from core.service_sync import SyncService
 from core.service_volumes import VolumeService
 from core.snapshots import ArraySnapshot, EngineEvent, EventRecord
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[EngineEvent], None]
 
 
-class Engine(VolumeService, MirrorService):
+class Engine(SyncService, OperationsService, VolumeService, MirrorService):
     """All arrays of one home directory (the lab), run by this process."""
 
     def __init__(self, home: Path, purpose: str = ""):
@@ -43,9 +44,12 @@ class Engine(VolumeService, MirrorService):
             array.on_event = self._on_array_event
             self.arrays[array.name] = array
             self.endpoints[array.name] = ArrayEndpoint(array)
+        await self.start_data_path()
         self.started = True
 
     async def stop(self) -> None:
+        if self.started:
+            await self.stop_data_path()
         for array in self.arrays.values():
             array.close()
         self.arrays.clear()
@@ -83,14 +87,13 @@ class Engine(VolumeService, MirrorService):
         return not f.link_cut and remote in self.arrays and remote not in f.stopped_arrays \
             and local not in f.stopped_arrays
 
-    async def peer_call(self, local: str, remote: str, method: str, params: dict) -> dict:
+    async def peer_call(self, local: str, remote: str, method: str, params: dict, timeout: float = 60.0) -> dict:
         """Send ``method`` from array ``local`` to array ``remote`` over the mirroring channel."""
         if not self.reachable(local, remote):
             raise CommunicationError(
                 f"array {local} cannot reach array {remote} over the mirroring channel; "
                 "check the link (lab link restore) and that the remote array is running")
-        wire = json.loads(json.dumps(params))  # exactly what would cross the channel
-        return await self.endpoints[remote].handle_call(local, method, wire)
+        return await self.channels.call(local, remote, method, params, timeout=timeout)
 
     async def arrays_list(self) -> list[ArraySnapshot]:
         return [self._array_snapshot(a) for _, a in sorted(self.arrays.items())]

@@ -211,7 +211,9 @@ class MirrorService:
                       f"Pair {a}/{v} removed while {remote} was unreachable; its side there will show as orphan")
         except NotFound:
             pass  # already gone there (an orphan being cleared)
+        self.detach_pair_volume(a, v)
         sides.remove_pair_side(array, v)
+        self.refresh_access(array)
         self.publish("pair", a, f"{group}/{v}")
         self.publish("pair", remote, f"{group}/{remote_vol}")
 

@@ -52,6 +52,7 @@ class VolumeService:
                                   segment_size=parse_size(segment_size, "segment size"), security=security,
                                   drive_security=drive_security, data_assurance=data_assurance,
                                   resource_partitioning=resource_partitioning, owner=owner)
+        await self.on_volume_created(array, row)
         self.publish("volume", a, v)
         return self.volume_snapshot(array, row)
 
@@ -68,5 +69,9 @@ class VolumeService:
 
     async def delete_volume(self, ref: str) -> None:
         a, v = split_ref(ref)
-        self.get_array(a).delete_volume(v)
+        array = self.get_array(a)
+        row = array.volume(v)
+        if array.pair_of(row) is None:
+            await self.on_volume_deleting(array, row)
+        array.delete_volume(v)
         self.publish("volume", a, v)

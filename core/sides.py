@@ -85,8 +85,8 @@ def create_pair_side(array: StorageArray, group: str, volume: str, remote_volume
         return
     rel = f"reserved/{volume}"
     (array.data_dir / rel).mkdir(parents=True, exist_ok=True)
-    array.db.add(PairRow(group_id=grow.id, volume_id=vol.id, remote_volume=remote_volume, incomplete=incomplete,
-                         reserved_pool=pool, reserved_capacity=size, reserved_dir=rel))
+    grow.pairs.append(PairRow(volume=vol, remote_volume=remote_volume, incomplete=incomplete,
+                              reserved_pool=pool, reserved_capacity=size, reserved_dir=rel))
     array.db.commit()
     array.log(Severity.INFO, f"{group}/{volume}", "arvmPairCreated",
               f"Mirrored pair {array.name}/{volume} <-> {grow.remote_array}/{remote_volume} added to {group} "
@@ -104,7 +104,7 @@ def remove_pair_side(array: StorageArray, volume: str) -> None:
     pair = find_pair(array, volume)
     group = pair.group.name
     rc_dir: Path = array.reserved_dir(pair)
-    array.db.delete(pair)
+    pair.group.pairs.remove(pair)  # delete-orphan: the group's list and the table agree
     array.db.commit()
     from core.array import remove_tree
 

@@ -17,9 +17,15 @@ def _camel(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
+def _fields(value) -> dict:
+    return {_camel(f.name): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+
+
 def _plain(value):
+    if isinstance(value, Snapshot):
+        return value.to_json()
     if dataclasses.is_dataclass(value):
-        return {_camel(f.name): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return _fields(value)
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):
@@ -31,7 +37,7 @@ def _plain(value):
 
 class Snapshot:
     def to_json(self) -> dict:
-        return _plain(self)
+        return _fields(self)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,574 @@
+"""Sessions of the mirroring channel over asyncio streams (SPEC §3).
+
+One authenticated TCP (optionally TLS) connection per direction: each array
+connects to the other for its own requests. A :class:`Session` multiplexes JSON
+calls by request id and carries region data. The receiver handles frames strictly
+in order and awaits each handler before reading the next frame, so a
+``call("commit")`` sent after ``send_region`` calls is handled after all those
+regions were written: the secondary never commits a recovery point with regions
+still in flight.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import socket
+import ssl as _ssl
+import struct
+import time
+import zlib
+from collections import deque
+from typing import Any, Protocol
+
+from core.channel import auth, frames
+from core.channel.bandwidth import LinkScheduler
+from core.channel.codec import CodecStats, RegionDecoder, RegionEncoder
+from core.channel.frames import ChannelError, FrameType
+from core.domain import Priority
+from core.errors import CommunicationError, MirrorError
+
+STREAM_LIMIT = 4 * 1024 * 1024       # reader buffer: whole regions without pausing
+WRITE_HIGH_WATER = 4 * 1024 * 1024    # a few regions queue while the next is encoded
+                                      # (measured: 64 KiB halves loopback throughput)
+SMALL_FRAME = 64 * 1024               # below this, join header and body in one write
+DEFAULT_CALL_TIMEOUT = 60.0
+REMOTE_INTERNAL = "arvmRemoteInternalError"
+BANDWIDTH_SENDER = "(bandwidth test)"
+_PING = struct.Struct("!Q")
+
+
+class ChannelHandler(Protocol):
+    """What a receiving array implements; the session awaits each call in order."""
+
+    async def handle_call(self, peer: str, method: str, params: dict) -> dict: ...
+
+    async def handle_region(self, peer: str, transfer: str, volume: str, offset: int,
+                            length: int, data: bytes | None) -> None: ...
+
+
+def _error_classes(base: type = MirrorError) -> dict[str, type]:
+    found: dict[str, type] = {}
+    for sub in base.__subclasses__():
+        found.setdefault(getattr(sub, "code", ""), sub)
+        for code, cls in _error_classes(sub).items():
+            found.setdefault(code, cls)
+    return found
+
+
+def remote_error(code: str, message: str) -> MirrorError:
+    """Rebuild a remote MirrorError: same code, same message, same class when known."""
+    cls = _error_classes().get(code, MirrorError)
+    try:
+        return cls(message, code=code)
+    except Exception:  # a subclass with its own constructor: the code is what matters
+        return MirrorError(message, code=code)
+
+
+def _tune_socket(writer: asyncio.StreamWriter) -> None:
+    """Notice a dead peer within ~30 s even when no data is flowing."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for opt, val in (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, opt):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), val)
+    writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+
+class Session:
+    """An authenticated channel to one remote array (either end of the connection).
+
+    Public: :meth:`call`, :meth:`send_region`, :meth:`ping`,
+    :meth:`measure_bandwidth`, :meth:`close`, :attr:`closed`,
+    :attr:`close_reason`, :attr:`bytes_sent`, :attr:`bytes_received`,
+    :attr:`codec_stats`, :attr:`scheduler`.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 local_name: str, peer: str, handler: ChannelHandler | None = None,
+                 scheduler: LinkScheduler | None = None, on_closed=None):
+        self.local_name = local_name
+        self.peer = peer
+        self.handler = handler
+        self.scheduler = scheduler or LinkScheduler()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.close_reason: MirrorError | None = None
+        self._reader = reader
+        self._writer = writer
+        self._tls = writer.get_extra_info("sslcontext") is not None
+        self._on_closed = on_closed
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+        self._encoders: dict[str, RegionEncoder] = {}
+        self._retired_stats = CodecStats()
+        self._decoder = RegionDecoder()
+        self._failed_out: dict[str, MirrorError] = {}  # our transfers the peer failed
+        self._failed_in: dict[str, MirrorError] = {}   # peer's transfers we failed
+        self._closed = False
+        self._closed_event = asyncio.Event()
+        _tune_socket(writer)
+        self._task = asyncio.get_running_loop().create_task(
+            self._read_loop(), name=f"channel reader {local_name}<-{peer}")
+
+    # -- state ------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def codec_stats(self) -> CodecStats:
+        """Raw and wire bytes per kind of region, over all transfers of this session."""
+        total = CodecStats()
+        total.add(self._retired_stats)
+        for enc in self._encoders.values():
+            total.add(enc.stats)
+        return total
+
+    def forget_transfer(self, transfer: str) -> None:
+        """A transfer finished: drop its encoder state and failure record."""
+        enc = self._encoders.pop(transfer, None)
+        if enc is not None:
+            self._retired_stats.add(enc.stats)
+        self._failed_out.pop(transfer, None)
+        self.scheduler.forget(transfer)
+
+    def _lost(self, why: str) -> CommunicationError:
+        return CommunicationError(f"Lost the mirroring channel to remote array "
+                                  f"'{self.peer}': {why}")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise self.close_reason or self._lost("the session is closed")
+
+    # -- sending ----------------------------------------------------------
+    def _write(self, *parts) -> None:
+        """Write one whole frame. No await between parts: frames never interleave."""
+        for part in parts:
+            self._writer.write(part)
+            self.bytes_sent += len(part)
+
+    async def _drain(self) -> None:
+        try:
+            await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self._fail(self._lost(f"connection lost ({exc})"))
+        self._check_open()
+
+    async def call(self, method: str, params: dict | None = None,
+                   timeout: float = DEFAULT_CALL_TIMEOUT) -> dict:
+        """Call ``method`` on the remote array and return its JSON result.
+
+        A MirrorError raised by the remote handler is raised here with the same
+        code and message; anything else as ``arvmRemoteInternalError``.
+        """
+        self._check_open()
+        rid = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            self._write(frames.json_frame(FrameType.REQUEST,
+                                          {"id": rid, "method": method, "params": params or {}}))
+            await self._drain()
+            try:
+                return await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                raise CommunicationError(
+                    f"Remote array '{self.peer}' did not answer '{method}' within "
+                    f"{timeout:g} s.", code="arvmRemoteTimeout") from None
+        finally:
+            self._forget(rid, fut)
+
+    def _encoder(self, transfer: str) -> RegionEncoder:
+        enc = self._encoders.get(transfer)
+        if enc is None:
+            enc = self._encoders[transfer] = RegionEncoder()
+        return enc
+
+    async def send_region(self, transfer: str, volume: str, offset: int,
+                          data: bytes | bytearray | memoryview,
+                          priority: Priority = Priority.MEDIUM) -> int:
+        """Send one region of ``transfer``; returns the bytes it cost on the wire.
+
+        Paced by the link scheduler at ``priority`` and flow-controlled, so when
+        this returns the frame is handed to the kernel and ``data`` may be reused.
+        """
+        self._check_open()
+        if transfer in self._failed_out:
+            raise self._failed_out[transfer]
+        enc = self._encoder(transfer).encode(data)
+        body = enc.body
+        if self._tls and isinstance(body, (memoryview, bytearray)):
+            body = bytes(body)  # the TLS transport keeps a reference to what it is given
+        prefix = frames.region_prefix(enc.flags, transfer.encode(), volume.encode(),
+                                      offset, enc.raw_size, body)
+        wire = len(prefix) + len(body)
+        async with self.scheduler.transmit(transfer, priority, wire):
+            self._check_open()
+            if len(body) < SMALL_FRAME:
+                self._write(prefix + body)
+            else:
+                self._write(prefix, body)
+            await self._drain()
+        return wire
+
+    async def ping(self, timeout: float = 10.0) -> float:
+        """Round-trip time in seconds (answered after every earlier frame was handled)."""
+        self._check_open()
+        rid = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        start = time.perf_counter()
+        try:
+            self._write(frames.raw_frame(FrameType.PING, _PING.pack(rid)))
+            await self._drain()
+            try:
+                await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                raise CommunicationError(f"Remote array '{self.peer}' did not answer a "
+                                         f"ping within {timeout:g} s.",
+                                         code="arvmRemoteTimeout") from None
+            return time.perf_counter() - start
+        finally:
+            self._forget(rid, fut)
+
+    def _forget(self, rid: int, fut: asyncio.Future) -> None:
+        self._pending.pop(rid, None)
+        if fut.done() and not fut.cancelled():
+            fut.exception()  # raised through another path; do not warn "never retrieved"
+
+    async def measure_bandwidth(self, nbytes: int = 16 * 1024 * 1024,
+                                priority: Priority = Priority.HIGHEST) -> float:
+        """Bytes/s of incompressible data to the remote array, through the scheduler."""
+        self._check_open()
+        chunk = memoryview(os.urandom(min(nbytes, 1024 * 1024) or 1))
+        start = time.perf_counter()
+        left = nbytes
+        while left > 0:
+            body = chunk[:min(left, len(chunk))]
+            head = frames.pack_header(FrameType.DISCARD, 0, len(body), zlib.crc32(body))
+            async with self.scheduler.transmit(BANDWIDTH_SENDER, priority, len(body) + len(head)):
+                self._check_open()
+                self._write(head, body)
+                await self._drain()
+            left -= len(body)
+        await self.ping()
+        return nbytes / max(time.perf_counter() - start, 1e-9)
+
+    # -- closing ----------------------------------------------------------
+    def _fail(self, reason: MirrorError) -> None:
+        """Close now: every pending call fails with ``reason``."""
+        if self._closed:
+            return
+        self._closed = True
+        self.close_reason = reason
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(reason)
+        self._pending.clear()
+        self._writer.close()
+        if self._task is not asyncio.current_task():
+            self._task.cancel()
+        self._closed_event.set()
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    async def close(self) -> None:
+        """Close in order: tell the peer, fail what is pending, wait for the socket."""
+        if not self._closed:
+            with contextlib.suppress(Exception):
+                self._write(frames.raw_frame(FrameType.CLOSE, b""))
+            self._fail(CommunicationError(
+                f"The mirroring channel to remote array '{self.peer}' was closed."))
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        await self._closed_event.wait()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        with contextlib.suppress(Exception):
+            await self._writer.wait_closed()
+
+    async def __aenter__(self) -> "Session":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    # -- receiving --------------------------------------------------------
+    async def _read_loop(self) -> None:
+        label = f"remote array '{self.peer}'"
+        read = self._reader.readexactly
+        try:
+            while True:
+                head = await read(frames.HEADER_SIZE)
+                ftype, flags, length, crc, _ = frames.parse_header(head, label)
+                self.bytes_received += frames.HEADER_SIZE + length
+                if ftype == FrameType.REGION:
+                    await self._read_region(label, flags, length, crc)
+                    continue
+                payload = await read(length) if length else b""
+                if zlib.crc32(payload) != crc:
+                    raise frames.checksum_error(label, ftype)
+                await self._dispatch(ftype, payload, label)
+        except ChannelError as exc:
+            # Tell the sender why before closing, so its calls fail with the cause.
+            with contextlib.suppress(Exception):
+                self._write(frames.json_frame(FrameType.ERROR,
+                                              {"code": exc.code, "message": exc.message}))
+            self._fail(exc)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+            why = "the connection was closed" if isinstance(exc, asyncio.IncompleteReadError) \
+                else f"connection lost ({exc})"
+            self._fail(self._lost(why))
+        except asyncio.CancelledError:
+            self._fail(self._lost("the session was stopped"))
+            raise
+        except Exception as exc:  # a bug must not leave callers waiting forever
+            self._fail(CommunicationError(
+                f"Mirroring channel to remote array '{self.peer}' failed: "
+                f"{type(exc).__name__}: {exc}", code=REMOTE_INTERNAL))
+
+    async def _read_region(self, label: str, flags: int, length: int, crc: int) -> None:
+        read = self._reader.readexactly
+        if length < frames.REGION_SIZE:
+            raise ChannelError(f"{label} sent a truncated region frame.",
+                               code="arvmChannelFrameCorrupt")
+        meta = await read(frames.REGION_SIZE)
+        offset, raw_len, tlen, vlen = frames.parse_region_meta(meta)
+        blen = length - frames.REGION_SIZE - tlen - vlen
+        if blen < 0:
+            raise ChannelError(f"{label} sent a region frame with bad name lengths.",
+                               code="arvmChannelFrameCorrupt")
+        names = await read(tlen + vlen)
+        body = await read(blen) if blen else b""
+        if zlib.crc32(body, zlib.crc32(names, zlib.crc32(meta))) != crc:
+            raise frames.checksum_error(label, FrameType.REGION)
+        try:
+            transfer, volume = names[:tlen].decode(), names[tlen:].decode()
+        except UnicodeDecodeError:
+            raise ChannelError(f"{label} sent a region with undecodable names.",
+                               code="arvmChannelFrameCorrupt") from None
+        data = self._decoder.decode(flags, raw_len, body, label)
+        if transfer in self._failed_in:
+            return  # the transfer already failed here; its sender was told
+        try:
+            if self.handler is None:
+                raise MirrorError(f"Array '{self.local_name}' does not accept region "
+                                  f"data on this channel.", code=REMOTE_INTERNAL)
+            await self.handler.handle_region(self.peer, transfer, volume, offset, raw_len, data)
+        except Exception as exc:
+            err = self._as_remote_error(exc, f"writing region {offset} of volume '{volume}'")
+            self._failed_in[transfer] = err
+            self._write(frames.json_frame(FrameType.REGION_FAILED, {
+                "transfer": transfer, "code": err.code, "message": err.message}))
+
+    def _as_remote_error(self, exc: BaseException, what: str) -> MirrorError:
+        if isinstance(exc, MirrorError):
+            return exc
+        return MirrorError(f"Array '{self.local_name}' failed {what}: "
+                           f"{type(exc).__name__}: {exc}", code=REMOTE_INTERNAL)
+
+    async def _dispatch(self, ftype: int, payload: bytes, label: str) -> None:
+        if ftype == FrameType.REQUEST:
+            await self._handle_request(frames.parse_json(payload, label))
+        elif ftype == FrameType.RESPONSE:
+            msg = frames.parse_json(payload, label)
+            fut = self._pending.get(msg.get("id"))
+            if fut is not None and not fut.done():
+                if "error" in msg:
+                    err = msg["error"]
+                    fut.set_exception(remote_error(str(err.get("code")), str(err.get("message"))))
+                else:
+                    fut.set_result(msg.get("result"))
+        elif ftype == FrameType.PING:
+            self._write(frames.raw_frame(FrameType.PONG, payload))
+        elif ftype == FrameType.PONG:
+            (rid,) = _PING.unpack(payload)
+            fut = self._pending.get(rid)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        elif ftype == FrameType.DISCARD:
+            pass
+        elif ftype == FrameType.REGION_FAILED:
+            msg = frames.parse_json(payload, label)
+            self._failed_out[str(msg.get("transfer"))] = remote_error(
+                str(msg.get("code")), str(msg.get("message")))
+        elif ftype == FrameType.CLOSE:
+            self._fail(CommunicationError(
+                f"Remote array '{self.peer}' closed the mirroring channel."))
+        elif ftype == FrameType.ERROR:
+            msg = frames.parse_json(payload, label)
+            self._fail(CommunicationError(
+                f"Remote array '{self.peer}' closed the mirroring channel: "
+                f"{msg.get('message')}", code=str(msg.get("code") or CommunicationError.code)))
+        else:
+            raise ChannelError(f"{label} sent an unexpected {FrameType(ftype).name} frame.")
+
+    async def _handle_request(self, msg: dict) -> None:
+        rid, method = msg.get("id"), str(msg.get("method"))
+        params = msg.get("params") or {}
+        try:
+            transfer = params.get("transfer") if isinstance(params, dict) else None
+            if isinstance(transfer, str) and transfer in self._failed_in:
+                # A region of this transfer was not written: never let it commit.
+                raise self._failed_in[transfer]
+            if self.handler is None:
+                raise MirrorError(f"Array '{self.local_name}' does not accept requests "
+                                  f"on this channel.", code=REMOTE_INTERNAL)
+            result = await self.handler.handle_call(self.peer, method, params)
+            reply: dict[str, Any] = {"id": rid, "result": result if result is not None else {}}
+            frame = frames.json_frame(FrameType.RESPONSE, reply)
+        except Exception as exc:
+            err = self._as_remote_error(exc, f"'{method}'")
+            frame = frames.json_frame(FrameType.RESPONSE, {
+                "id": rid, "error": {"code": err.code, "message": err.message}})
+        if not self._closed:
+            self._write(frame)
+
+
+# -- connecting -----------------------------------------------------------------
+
+class ChannelClient:
+    """Opens sessions to a remote array."""
+
+    @staticmethod
+    async def connect(addresses: list[tuple[str, int]], local_name: str, remote_name: str,
+                      remote_password: str, timeout: float = 10.0, *,
+                      ssl: _ssl.SSLContext | None = None,
+                      handler: ChannelHandler | None = None,
+                      scheduler: LinkScheduler | None = None) -> Session:
+        """Try each channel address in turn; the first that connects carries the session.
+
+        A refusal (wrong password, protocol version) is final and raised at once;
+        an unreachable address moves on to the next. When none connects, the error
+        lists every address with its reason.
+        """
+        if not addresses:
+            raise CommunicationError(f"Remote array '{remote_name}' has no channel address.")
+        failures = []
+        for host, port in addresses:
+            peer = f"remote array '{remote_name}' ({host}:{port})"
+            writer = None
+            try:
+                async with asyncio.timeout(timeout):
+                    reader, writer = await asyncio.open_connection(
+                        host, port, ssl=ssl, limit=STREAM_LIMIT,
+                        server_hostname=host if ssl is not None else None)
+                    await auth.client_handshake(reader, writer, local_name, remote_name,
+                                                remote_password, peer)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, _ssl.SSLError) as exc:
+                if writer is not None:
+                    writer.close()
+                reason = "timed out" if isinstance(exc, TimeoutError) else \
+                    "connection closed" if isinstance(exc, asyncio.IncompleteReadError) else \
+                    (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+                failures.append(f"{host}:{port} ({reason})")
+                continue
+            except ChannelError as exc:
+                if writer is not None:
+                    writer.close()
+                if exc.code == "arvmChannelVersionMismatch":
+                    raise  # the same array on every address: trying others cannot help
+                failures.append(f"{host}:{port} (not a mirroring channel port: {exc.code})")
+                continue
+            except BaseException:
+                if writer is not None:
+                    writer.close()
+                raise
+            return Session(reader, writer, local_name, remote_name, handler, scheduler)
+        raise CommunicationError(
+            f"Cannot reach remote array '{remote_name}' on any of its channel addresses: "
+            f"{', '.join(failures)}. Check the link and that the remote array is running.")
+
+
+class ChannelServer:
+    """Listens for arrays that mirror to this one and dispatches to ``handler``.
+
+    ``errors`` keeps the latest refusals and protocol failures (wrong password,
+    version mismatch, corrupt frames) for the event log.
+    """
+
+    def __init__(self, local_name: str, salt: bytes, stored_hash: bytes,
+                 handler: ChannelHandler, host: str = "127.0.0.1", port: int = 0, *,
+                 ssl: _ssl.SSLContext | None = None, scheduler: LinkScheduler | None = None,
+                 handshake_timeout: float = 10.0):
+        self.local_name = local_name
+        self.handler = handler
+        self.host = host
+        self.sessions: set[Session] = set()
+        self.errors: deque[MirrorError] = deque(maxlen=100)
+        self._salt = salt
+        self._hash = stored_hash
+        self._requested_port = port
+        self._ssl = ssl
+        self._scheduler = scheduler
+        self._handshake_timeout = handshake_timeout
+        self._server: asyncio.base_events.Server | None = None
+        self._handshakes: set[asyncio.Task] = set()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the channel server is not started")
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._on_connect, self.host, self._requested_port, ssl=self._ssl,
+            limit=STREAM_LIMIT)
+
+    async def stop(self) -> None:
+        """Stop listening and close every session."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._handshakes):
+            task.cancel()
+        await asyncio.gather(*self._handshakes, return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in list(self.sessions)), return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._handshakes.add(task)
+        addr = writer.get_extra_info("peername")
+        peer = f"the array connecting from {addr[0]}:{addr[1]}" if addr else "a connecting array"
+        try:
+            async with asyncio.timeout(self._handshake_timeout):
+                name = await auth.server_handshake(reader, writer, self.local_name,
+                                                   self._salt, self._hash, peer)
+        except MirrorError as exc:
+            self.errors.append(exc)
+            await self._close_quietly(writer)
+            return
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, _ssl.SSLError):
+            await self._close_quietly(writer)
+            return
+        except asyncio.CancelledError:
+            # Only ``stop`` cancels a handshake; ending quietly keeps asyncio from
+            # logging a traceback for the connection callback.
+            writer.close()
+            return
+        finally:
+            self._handshakes.discard(task)
+        self.sessions.add(Session(reader, writer, self.local_name, name, self.handler,
+                                  self._scheduler, on_closed=self._session_closed))
+
+    def _session_closed(self, session: Session) -> None:
+        self.sessions.discard(session)
+        if isinstance(session.close_reason, ChannelError):
+            self.errors.append(session.close_reason)
+
+    @staticmethod
+    async def _close_quietly(writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await writer.drain()
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()

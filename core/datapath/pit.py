@@ -1,0 +1,203 @@
+"""The primary's point-in-time (PIT) image while a sync runs.
+
+Host writes continue during a transfer (SPEC §2 "The write path", step 4), so the
+regions captured for the sync are protected copy-on-write: before a host write
+lands on a captured region that has not been sent yet, its old content is copied
+into the PIT store in reserved capacity. The sender reads :meth:`PitStore.read_region`
+and always gets the bytes of the capture instant.
+
+The PIT lives until :meth:`PitStore.end`, so a sender whose link dropped resumes
+from the same image. It does not survive an engine restart: the copies are not
+fsynced (that would put an fsync in the host write path); after a restart the
+change log still holds every captured region, and the next sync captures anew.
+Opening a store therefore drops any stale content.
+
+File layout: a 64-byte header (magic, version, region size) then fixed slots of one
+region each. A slot freed by :meth:`PitStore.mark_sent` has its space released
+(hole punched) and is reused.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from typing import Callable
+
+import numpy as np
+
+from core.datapath.extents import FormatMismatch, check_format, create_atomically, try_punch_hole
+from core.errors import InvalidInput, MirrorError, ReservedCapacityFull
+
+MAGIC = b"AMPITSTO"
+VERSION = 1
+HEADER_SIZE = 64
+_HEADER = struct.Struct("<8sII")  # magic, version, region size
+
+
+def _header(region_size: int) -> bytes:
+    return _HEADER.pack(MAGIC, VERSION, region_size).ljust(HEADER_SIZE, b"\0")
+
+
+class PitStore:
+    """Copy-on-write image of a base volume over the regions of one sync."""
+
+    def __init__(self, path, fd: int, base_fd: int, owns_base: bool, region_size: int,
+                 budget_bytes: Callable[[], int]):
+        self.path = os.fspath(path)
+        self._fd = fd
+        self._base = base_fd
+        self._owns_base = owns_base
+        self._region_size = region_size
+        self._budget = budget_bytes
+        self._reset()
+
+    def _reset(self) -> None:
+        self._active = False
+        self._size = 0  # base size at the PIT instant
+        self._protected = np.zeros(0, dtype=bool)  # in the PIT and not yet sent
+        self._slot = np.zeros(0, dtype=np.int64)  # region -> slot, -1 if not preserved
+        self._free: list[int] = []
+        self._slots = 0  # high-water mark of slots in the file
+        self._live = 0
+
+    @classmethod
+    def open(cls, path, base_fd_or_path, region_size: int, budget_bytes_callable: Callable[[], int]) -> "PitStore":
+        """Create or reopen the store; a PIT left by a previous run is dropped."""
+        if region_size <= 0 or region_size % 512:
+            raise InvalidInput(f"region size {region_size} must be a positive multiple of 512 bytes")
+        if not os.path.exists(path):
+            create_atomically(path, _header(region_size))
+        fd = os.open(path, os.O_RDWR)
+        try:
+            head = os.pread(fd, HEADER_SIZE, 0)
+            check_format(head, MAGIC, VERSION, "PIT store", path)
+            if len(head) < HEADER_SIZE:
+                raise FormatMismatch(f"{path}: PIT store header is truncated")
+            if _HEADER.unpack_from(head)[2] != region_size:  # content is stale anyway
+                os.pwrite(fd, _header(region_size), 0)
+            os.ftruncate(fd, HEADER_SIZE)
+        except BaseException:
+            os.close(fd)
+            raise
+        if isinstance(base_fd_or_path, int):
+            base, owns = base_fd_or_path, False
+        else:
+            base, owns = os.open(base_fd_or_path, os.O_RDONLY), True
+        return cls(path, fd, base, owns, region_size, budget_bytes_callable)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._owns_base and self._base >= 0:
+            os.close(self._base)
+            self._base = -1
+
+    # -- the sync ----------------------------------------------------------------
+    def begin(self, regions) -> None:
+        """Start a PIT of the base, at this instant, over ``regions`` (indices)."""
+        if self._active:
+            raise MirrorError(f"{self.path}: a point-in-time image is already active; end it first",
+                              code="syncInProgress")
+        size = os.fstat(self._base).st_size
+        count = -(-size // self._region_size)
+        idx = np.asarray(regions, dtype=np.int64).ravel()
+        if idx.size and (idx.min() < 0 or idx.max() >= count):
+            raise InvalidInput(f"region index out of range 0..{count - 1} for a {size}-byte volume")
+        self._reset()
+        self._size = size
+        self._protected = np.zeros(count, dtype=bool)
+        self._protected[idx] = True
+        self._slot = np.full(count, -1, dtype=np.int64)
+        self._active = True
+
+    def before_write(self, offset: int, length: int) -> None:
+        """Preserve the regions a host write is about to overwrite (call before writing).
+
+        Raises ReservedCapacityFull, copying nothing, when the copies would exceed
+        the budget: the caller aborts the sync; the host write still proceeds.
+        """
+        if not self._active or length <= 0:
+            return
+        rs = self._region_size
+        first = offset // rs
+        last = min((offset + length - 1) // rs, self._protected.size - 1)
+        if first > last:  # beyond the PIT-time volume end: nothing to protect
+            return
+        if first == last:
+            if not self._protected[first] or self._slot[first] >= 0:
+                return
+            todo = (first,)
+        else:
+            need = self._protected[first : last + 1] & (self._slot[first : last + 1] < 0)
+            if not need.any():
+                return
+            todo = (np.flatnonzero(need) + first).tolist()
+        wanted = HEADER_SIZE + (self._live + len(todo)) * rs
+        budget = self._budget()
+        if wanted > budget:
+            raise ReservedCapacityFull(
+                f"{self.path}: preserving the point-in-time image needs {wanted} bytes of reserved "
+                f"capacity but only {budget} are available; increase the reserved capacity"
+            )
+        for region in todo:
+            data = os.pread(self._base, rs, region * rs)
+            slot = self._free.pop() if self._free else self._new_slot()
+            os.pwrite(self._fd, data, HEADER_SIZE + slot * rs)
+            self._slot[region] = slot
+            self._live += 1
+
+    def _new_slot(self) -> int:
+        self._slots += 1
+        return self._slots - 1
+
+    def read_region(self, index: int) -> bytes:
+        """The region as it was at the PIT instant (short for a partial last region)."""
+        if not self._active:
+            raise MirrorError(f"{self.path}: no point-in-time image is active", code="syncNotInProgress")
+        if index < 0 or index >= self._protected.size or not self._protected[index]:
+            raise InvalidInput(
+                f"region {index} is not held by this point-in-time image (not captured, or already "
+                "released by mark_sent); restart the sync"
+            )
+        rs = self._region_size
+        want = min(rs, self._size - index * rs)
+        slot = int(self._slot[index])
+        if slot >= 0:
+            return os.pread(self._fd, want, HEADER_SIZE + slot * rs)
+        return os.pread(self._base, want, index * rs).ljust(want, b"\0")
+
+    def mark_sent(self, index: int) -> None:
+        """The secondary holds the region durably: stop protecting it and free its copy."""
+        if not self._active or index < 0 or index >= self._protected.size:
+            return
+        self._protected[index] = False
+        slot = int(self._slot[index])
+        if slot >= 0:
+            self._slot[index] = -1
+            self._live -= 1
+            self._free.append(slot)
+            try_punch_hole(self._fd, HEADER_SIZE + slot * self._region_size, self._region_size)
+
+    def end(self) -> None:
+        """Drop the image (sync committed or aborted) and give its space back."""
+        self._reset()
+        os.ftruncate(self._fd, HEADER_SIZE)
+
+    # -- reporting ---------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    @property
+    def region_size(self) -> int:
+        return self._region_size
+
+    @property
+    def preserved_count(self) -> int:
+        """Regions currently held as copies."""
+        return self._live
+
+    @property
+    def bytes_used(self) -> int:
+        """Reserved capacity taken by the PIT copies (freed slots are holes)."""
+        return HEADER_SIZE + self._live * self._region_size

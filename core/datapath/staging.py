@@ -1,0 +1,389 @@
+"""The secondary's staging journal: a redo log that keeps the recovery point intact.
+
+Regions of a transfer are appended here, not written to the secondary volume, so
+the volume keeps the previous recovery point until the whole group commits (SPEC
+§2 "The write path", step 5; §5 "no secondary ever holds a mix of two recovery
+points"). ``commit`` makes a commit marker durable first, then applies the records;
+a crash after the marker is finished by :meth:`Staging.recover` (re-apply is
+idempotent), a crash before it keeps the valid prefix so the transfer resumes.
+
+*Direct mode* serves the initial synchronization, where no recovery point exists
+to protect: regions go straight to the volume and a small progress bitmap
+(``<journal>.progress``) remembers which are durable, so an interrupted initial
+sync resumes without resending them.
+
+The last committed recovery point lives in ``<journal>.rp`` (replaced atomically).
+
+Journal layout: a 16-byte header (magic, version) then records of a 32-byte header
+(record magic, type, flags, offset, length, CRC32 of payload, CRC32 of the header)
+followed by the payload: BEGIN (JSON: transfer id, recovery point, direct), DATA
+(region bytes; none when the zero flag is set), COMMIT (no payload).
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from core.datapath.extents import (
+    FormatMismatch, check_format, create_atomically, fsync_dir, punch_hole,
+)
+from core.domain import DEFAULT_REGION_SIZE
+from core.errors import InvalidInput, MirrorError, ReservedCapacityFull
+
+MAGIC = b"AMSTAGEJ"
+VERSION = 1
+HEADER_SIZE = 16
+PROGRESS_MAGIC = b"AMSTPROG"
+PROGRESS_HEADER = struct.Struct("<8sIIQ")  # magic, version, region size, regions
+RP_MAGIC = b"AMRECPNT"
+RP_HEADER = struct.Struct("<8sII")  # magic, version, CRC32 of the JSON
+DIRECT_FLUSH_BYTES = 64 << 20  # bound on what an interrupted initial sync resends
+
+_REC = struct.Struct("<IBBHQQI")  # record magic, type, flags, pad, offset, length, payload CRC
+_REC_CRC = struct.Struct("<I")
+REC_SIZE = _REC.size + _REC_CRC.size
+_REC_MAGIC = 0x52534D41  # "AMSR"
+BEGIN, DATA, COMMIT = 1, 2, 3
+ZERO = 1
+
+
+def _record(kind: int, flags: int, offset: int, length: int, payload: bytes = b"") -> bytes:
+    head = _REC.pack(_REC_MAGIC, kind, flags, 0, offset, length, zlib.crc32(payload))
+    return head + _REC_CRC.pack(zlib.crc32(head))
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What :meth:`Staging.recover` did: ``clean``, ``reapplied`` or ``resumable``."""
+
+    action: str
+    transfer_id: str | None = None
+    records: int = 0
+    dropped_bytes: int = 0
+
+
+class Staging:
+    """Staging of one secondary volume; engine thread only."""
+
+    def __init__(self, path, fd: int, base_fd: int, region_size: int, budget: Callable[[], int] | None):
+        self.path = os.fspath(path)
+        self._fd = fd
+        self._base = base_fd
+        self._region_size = region_size
+        self._budget = budget
+        self._zeros = bytes(region_size)
+        self._clear_memory()
+        self.recovery = Recovery("clean")
+
+    def _clear_memory(self) -> None:
+        self._transfer_id: str | None = None
+        self._recovery_point: dict | None = None
+        self._direct = False
+        self._records: list[tuple[int, int, bool, int]] = []  # offset, length, zero, payload pos
+        self._staged: set[int] = set()
+        self._end = HEADER_SIZE
+        self._progress = np.zeros(0, dtype=bool)
+        self._progress_fd = -1
+        self._unflushed = 0
+        self._prepared = False
+
+    @classmethod
+    def open(cls, path, base_path, budget_bytes_callable: Callable[[], int] | None = None,
+             region_size: int = DEFAULT_REGION_SIZE) -> "Staging":
+        """Open (creating if needed) and recover; the outcome is in ``.recovery``.
+
+        Open before exposing the secondary volume to anyone: recovery may still
+        have to finish applying a committed transfer.
+        """
+        if region_size <= 0 or region_size % 512:
+            raise InvalidInput(f"region size {region_size} must be a positive multiple of 512 bytes")
+        if not os.path.exists(path):
+            create_atomically(path, MAGIC + struct.pack("<I", VERSION).ljust(HEADER_SIZE - len(MAGIC), b"\0"))
+        fd = os.open(path, os.O_RDWR)
+        try:
+            check_format(os.pread(fd, HEADER_SIZE, 0), MAGIC, VERSION, "staging journal", path)
+            base = os.open(base_path, os.O_RDWR)
+        except BaseException:
+            os.close(fd)
+            raise
+        staging = cls(path, fd, base, region_size, budget_bytes_callable)
+        try:
+            staging.recovery = staging.recover()
+        except BaseException:
+            staging.close()
+            raise
+        return staging
+
+    def close(self) -> None:
+        """Release the files; an unfinished transfer stays on disk for resume."""
+        for name in ("_fd", "_base", "_progress_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+
+    @property
+    def _progress_path(self) -> str:
+        return self.path + ".progress"
+
+    @property
+    def _rp_path(self) -> str:
+        return self.path + ".rp"
+
+    # -- a transfer --------------------------------------------------------------
+    def begin(self, transfer_id: str, recovery_point: dict, direct: bool = False) -> bool:
+        """Start a transfer; returns True when an unfinished one of that id is resumed."""
+        if self._transfer_id is not None:
+            if self._transfer_id == transfer_id and self._direct == direct:
+                return True
+            self.discard()
+        base_size = os.fstat(self._base).st_size
+        if direct:  # the volume stops holding the old recovery point from here on
+            regions = -(-base_size // self._region_size)
+            head = PROGRESS_HEADER.pack(PROGRESS_MAGIC, VERSION, self._region_size, regions)
+            create_atomically(self._progress_path, head + bytes((regions + 7) // 8))
+            self._open_progress(regions)
+            if os.path.exists(self._rp_path):
+                os.unlink(self._rp_path)
+                fsync_dir(self._rp_path)
+        payload = json.dumps({"transfer_id": transfer_id, "recovery_point": recovery_point,
+                              "direct": direct}, default=str).encode()
+        self._append(_record(BEGIN, int(direct), 0, len(payload), payload), payload)
+        os.fdatasync(self._fd)
+        self._transfer_id, self._recovery_point, self._direct = transfer_id, dict(recovery_point), direct
+        return False
+
+    def put(self, offset: int, data: bytes | None, length: int | None = None) -> None:
+        """Stage ``length`` bytes at ``offset``; ``data`` None means a zero region."""
+        if self._transfer_id is None:
+            raise MirrorError(f"{self.path}: no transfer begun on this secondary", code="syncNotInProgress")
+        if data is not None:
+            data = bytes(data)
+            if length is not None and length != len(data):
+                raise InvalidInput(f"region length {length} does not match its {len(data)} data bytes")
+            length = len(data)
+        if length is None or length <= 0 or offset < 0:
+            raise InvalidInput(f"invalid region [{offset}, +{length})")
+        size = os.fstat(self._base).st_size
+        if offset + length > size:
+            raise InvalidInput(f"region [{offset}, {offset + length}) is beyond the {size}-byte secondary volume")
+        zero = data is None or (data == self._zeros if length == self._region_size else data.count(0) == length)
+        self._prepared = False
+        if self._direct:
+            self._put_direct(offset, data, length, zero, size)
+            return
+        size_needed = REC_SIZE + (0 if zero else length)
+        if self._budget is not None:
+            budget = self._budget()
+            if self._end + size_needed > budget:
+                raise ReservedCapacityFull(
+                    f"{self.path}: staging this transfer needs {self._end + size_needed} bytes of reserved "
+                    f"capacity but only {budget} are available; increase the secondary's reserved capacity"
+                )
+        payload = b"" if zero else data
+        pos = self._append(_record(DATA, ZERO if zero else 0, offset, length, payload), payload)
+        self._records.append((offset, length, zero, pos))
+        self._staged.add(offset)
+
+    def _put_direct(self, offset: int, data, length: int, zero: bool, size: int) -> None:
+        rs = self._region_size
+        if offset % rs or (length % rs and offset + length != size):
+            raise InvalidInput(f"direct transfers write whole {rs}-byte regions; got [{offset}, +{length})")
+        if zero:
+            punch_hole(self._base, offset, length)
+        else:
+            os.pwrite(self._base, data, offset)
+        self._progress[offset // rs : -(-(offset + length) // rs)] = True
+        self._unflushed += length
+        if self._unflushed >= DIRECT_FLUSH_BYTES:
+            self.flush()
+
+    def _append(self, head: bytes, payload: bytes) -> int:
+        os.pwritev(self._fd, [head, payload] if payload else [head], self._end)
+        pos = self._end + REC_SIZE
+        self._end = pos + len(payload)
+        return pos
+
+    def staged(self) -> set[int]:
+        """Offsets already held for the current transfer (the primary resends the rest)."""
+        if self._direct:
+            return {int(i) * self._region_size for i in np.flatnonzero(self._progress)}
+        return set(self._staged)
+
+    def flush(self) -> None:
+        """Make what was put durable, so ``staged`` survives a crash (ack point)."""
+        if self._direct:
+            if self._progress_fd < 0:
+                return
+            os.fsync(self._base)  # data first: a progress bit never outruns its region
+            os.pwrite(self._progress_fd, np.packbits(self._progress, bitorder="little").tobytes(),
+                      PROGRESS_HEADER.size)
+            os.fdatasync(self._progress_fd)
+            self._unflushed = 0
+        else:
+            os.fdatasync(self._fd)
+
+    def prepare(self) -> None:
+        """Vote yes for the group commit: everything staged is durable."""
+        if self._transfer_id is None:
+            raise MirrorError(f"{self.path}: no transfer to prepare", code="syncNotInProgress")
+        self.flush()
+        self._prepared = True
+
+    def commit(self) -> dict:
+        """Commit the transfer's recovery point; returns it. Durable on return."""
+        if self._transfer_id is None:
+            raise MirrorError(f"{self.path}: no transfer to commit", code="syncNotInProgress")
+        if self._direct:
+            os.fsync(self._base)
+        self._append(_record(COMMIT, 0, 0, 0), b"")
+        os.fdatasync(self._fd)  # the decision: from here on recovery re-applies
+        if not self._direct:
+            self._apply()
+            os.fsync(self._base)
+        return self._finish()
+
+    def _apply(self) -> None:
+        for offset, length, zero, pos in self._records:
+            if zero:
+                punch_hole(self._base, offset, length)
+            else:
+                os.pwrite(self._base, os.pread(self._fd, length, pos), offset)
+
+    def _finish(self) -> dict:
+        point = self._recovery_point or {}
+        text = json.dumps(point, default=str).encode()
+        create_atomically(self._rp_path, RP_HEADER.pack(RP_MAGIC, VERSION, zlib.crc32(text)) + text)
+        self._truncate()
+        return point
+
+    def discard(self) -> None:
+        """Drop an uncommitted transfer (the volume keeps its recovery point)."""
+        self._truncate()
+
+    def _truncate(self) -> None:
+        os.ftruncate(self._fd, HEADER_SIZE)
+        os.fdatasync(self._fd)
+        if self._progress_fd >= 0:
+            os.close(self._progress_fd)
+        if os.path.exists(self._progress_path):
+            os.unlink(self._progress_path)
+        self._clear_memory()
+
+    # -- restart -----------------------------------------------------------------
+    def recover(self) -> Recovery:
+        """Finish or keep what a crash left: re-apply a committed transfer, keep a valid prefix."""
+        if self._progress_fd >= 0:
+            os.close(self._progress_fd)
+        self._clear_memory()
+        file_size = os.fstat(self._fd).st_size
+        committed = False
+        pos = HEADER_SIZE
+        while pos + REC_SIZE <= file_size:
+            head = os.pread(self._fd, REC_SIZE, pos)
+            if len(head) < REC_SIZE or _REC_CRC.unpack_from(head, _REC.size)[0] != zlib.crc32(head[: _REC.size]):
+                break
+            magic, kind, flags, _, offset, length, crc = _REC.unpack_from(head)
+            plen = length if kind == BEGIN or (kind == DATA and not flags & ZERO) else 0
+            if magic != _REC_MAGIC or (kind == BEGIN) != (self._transfer_id is None) or kind not in (BEGIN, DATA, COMMIT):
+                break
+            payload = os.pread(self._fd, plen, pos + REC_SIZE) if plen else b""
+            if len(payload) != plen or zlib.crc32(payload) != crc:
+                break
+            if kind == BEGIN:
+                meta = json.loads(payload)
+                self._transfer_id, self._recovery_point = meta["transfer_id"], meta["recovery_point"]
+                self._direct = bool(meta["direct"])
+            elif kind == DATA:
+                self._records.append((offset, length, bool(flags & ZERO), pos + REC_SIZE))
+                self._staged.add(offset)
+            pos += REC_SIZE + plen
+            if kind == COMMIT:
+                committed = True
+                break
+        self._end = pos
+        transfer, count = self._transfer_id, len(self._records)
+        if committed:
+            if not self._direct:
+                self._apply()
+            os.fsync(self._base)
+            self._finish()
+            return Recovery("reapplied", transfer, count)
+        dropped = file_size - pos
+        if dropped:
+            os.ftruncate(self._fd, pos)
+            os.fdatasync(self._fd)
+        if transfer is None:
+            return Recovery("clean", None, 0, dropped)
+        if self._direct:
+            self._load_progress()
+        return Recovery("resumable", transfer, count, dropped)
+
+    def _open_progress(self, regions: int) -> None:
+        self._progress_fd = os.open(self._progress_path, os.O_RDWR)
+        self._progress = np.zeros(regions, dtype=bool)
+
+    def _load_progress(self) -> None:
+        fd = os.open(self._progress_path, os.O_RDWR)
+        try:
+            head = os.pread(fd, PROGRESS_HEADER.size, 0)
+            check_format(head, PROGRESS_MAGIC, VERSION, "initial sync progress file", self._progress_path)
+            _, _, region_size, regions = PROGRESS_HEADER.unpack(head)
+            raw = os.pread(fd, (regions + 7) // 8, PROGRESS_HEADER.size)
+        except BaseException:
+            os.close(fd)
+            raise
+        if region_size != self._region_size:
+            os.close(fd)
+            raise InvalidInput(f"{self._progress_path} tracks {region_size}-byte regions, not {self._region_size}")
+        bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little", count=len(raw) * 8)
+        progress = np.zeros(regions, dtype=bool)
+        n = min(regions, bits.size)
+        progress[:n] = bits[:n].astype(bool)
+        self._progress_fd, self._progress = fd, progress
+
+    # -- reporting ---------------------------------------------------------------
+    def last_committed(self) -> dict | None:
+        """The recovery point the secondary volume holds, or None (none yet, or an
+        initial sync is writing it directly)."""
+        try:
+            with open(self._rp_path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        check_format(raw, RP_MAGIC, VERSION, "recovery point record", self._rp_path)
+        if len(raw) < RP_HEADER.size or RP_HEADER.unpack_from(raw)[2] != zlib.crc32(raw[RP_HEADER.size:]):
+            raise FormatMismatch(f"{self._rp_path}: recovery point record is damaged (CRC mismatch)")
+        return json.loads(raw[RP_HEADER.size:])
+
+    @property
+    def transfer_id(self) -> str | None:
+        """The unfinished transfer held (after recovery too), or None."""
+        return self._transfer_id
+
+    @property
+    def recovery_point(self) -> dict | None:
+        """The recovery point the current transfer will commit."""
+        return None if self._recovery_point is None else dict(self._recovery_point)
+
+    @property
+    def direct(self) -> bool:
+        return self._direct
+
+    @property
+    def prepared(self) -> bool:
+        return self._prepared
+
+    @property
+    def bytes_used(self) -> int:
+        """Reserved capacity taken by the journal and the progress bitmap."""
+        used = self._end
+        if self._progress_fd >= 0:
+            used += PROGRESS_HEADER.size + (self._progress.size + 7) // 8
+        return used

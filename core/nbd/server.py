@@ -1,0 +1,548 @@
+"""A lean asyncio NBD server: fixed newstyle handshake, simple replies.
+
+One :class:`_NbdConnection` per client, an ``asyncio.BufferedProtocol`` that parses
+requests straight out of its own receive buffer: small requests are handled in
+place (``struct.unpack_from`` and memoryview slices, no copies), large write
+payloads are received directly into a per-connection payload buffer, and all
+replies produced by one receive are sent with a single ``transport.write``.
+Backend calls are synchronous on the loop thread, in request order.
+
+A misbehaving client (bad magic, garbage, oversize payload, disconnect mid-request)
+only ever loses its own connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import socket
+import threading
+from urllib.parse import quote
+
+from . import protocol as P
+from .backend import ExportBackend, ExportProvider
+
+log = logging.getLogger(__name__)
+
+_BUFFER_SIZE = 512 * 1024     # receive buffer for headers and small requests
+_COMPACT_BELOW = 64 * 1024    # keep at least this much free space at the tail
+_WRITE_HIGH = 4 * 1024 * 1024  # reply bytes buffered before we stop reading requests
+_WRITE_LOW = 1024 * 1024
+_ZEROES_124 = bytes(124)
+
+_S_FLAGS, _S_OPTIONS, _S_TRANSMISSION, _S_PAYLOAD, _S_CLOSED = range(5)
+
+
+class NbdServer:
+    """Serves the exports of an :class:`ExportProvider` over TCP.
+
+    ``await start()`` binds (``port=0`` picks a free port, read it from ``port``);
+    ``await stop()`` stops listening and closes every client connection.
+    """
+
+    def __init__(self, provider: ExportProvider, host: str = "127.0.0.1", port: int = 0):
+        self.provider = provider
+        self.host = host
+        self.port = port
+        self._server: asyncio.base_events.Server | None = None
+        self._connections: set[_NbdConnection] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _NbdConnection(self), self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("NBD server listening on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        # Let connection_lost callbacks run so no transport outlives the server.
+        for _ in range(3):
+            if not self._connections:
+                break
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> "NbdServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def uri(self, export_name: str) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"nbd://{host}:{self.port}/{quote(export_name, safe='')}"
+
+    def _lookup(self, name: str) -> ExportBackend | None:
+        backend = self.provider.lookup(name)
+        if backend is None and name == "":
+            # The empty name is the default export (clients send it for a URI
+            # without a path); it is unambiguous when there is only one export.
+            names = self.provider.names()
+            if len(names) == 1:
+                backend = self.provider.lookup(names[0])
+        return backend
+
+
+def _transmission_flags(backend: ExportBackend) -> int:
+    flags = P.BASE_TRANSMISSION_FLAGS
+    if backend.read_only:
+        flags |= P.TFLAG_READ_ONLY
+    return flags
+
+
+class _NbdConnection(asyncio.BufferedProtocol):
+    """One client: handshake, then the request loop."""
+
+    def __init__(self, server: NbdServer):
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray(_BUFFER_SIZE)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        self._state = _S_FLAGS
+        self._no_zeroes = False
+        self._backend: ExportBackend | None = None
+        self._out: list[bytes] = []
+        # A write whose payload is being received into its own buffer.
+        self._payload = bytearray()
+        self._payload_view = memoryview(self._payload)
+        self._payload_fill = 0
+        self._pending: tuple[int, int, int, int] | None = None
+        self._peer = None
+        self._blocked = False  # requests wait in the buffer until replies drain
+
+    # -- asyncio callbacks --------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+        self._peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
+        self._server._connections.add(self)
+        transport.write(P.GREETING.pack(P.NBDMAGIC, P.IHAVEOPT,
+                                        P.FLAG_FIXED_NEWSTYLE | P.FLAG_NO_ZEROES))
+
+    def connection_lost(self, exc) -> None:
+        self._state = _S_CLOSED
+        self._server._connections.discard(self)
+        self._backend = None
+        self._pending = None
+
+    def pause_writing(self) -> None:
+        # The client is not reading its replies: stop reading its requests.
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is None or self._state == _S_CLOSED:
+            return
+        if self._blocked:
+            self._blocked = False
+            self.buffer_updated(0)  # answer the requests left waiting
+            if self._blocked or self._state == _S_CLOSED:
+                return
+        self._transport.resume_reading()
+
+    def get_buffer(self, sizehint: int):
+        if self._state == _S_PAYLOAD:
+            return self._payload_view[self._payload_fill:self._pending[3]]
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif len(self._buf) - self._end < _COMPACT_BELOW:
+            self._compact()
+        return self._view[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._state == _S_CLOSED:
+            return
+        try:
+            if self._state == _S_PAYLOAD:
+                self._payload_fill += nbytes
+                if self._payload_fill < self._pending[3]:
+                    return
+                self._finish_payload_write()
+            else:
+                self._end += nbytes
+                if self._state == _S_TRANSMISSION:
+                    self._process_requests()
+                else:
+                    self._process_handshake()
+        except Exception:  # a bug must cost one connection, never the server
+            log.exception("NBD connection from %s failed; closing it", self._peer)
+            self._out.clear()
+            self.abort()
+            return
+        self._flush_out()
+
+    def eof_received(self):
+        return False  # close our side too
+
+    # -- helpers ------------------------------------------------------------
+    def abort(self) -> None:
+        self._state = _S_CLOSED
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _close(self) -> None:
+        """Send what is queued, then close (a protocol error or a goodbye)."""
+        self._flush_out()
+        self._state = _S_CLOSED
+        if self._transport is not None:
+            self._transport.close()
+
+    def _flush_out(self) -> None:
+        out = self._out
+        if out:
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+
+    def _compact(self) -> None:
+        start, end = self._start, self._end
+        if start:
+            self._buf[0:end - start] = self._buf[start:end]
+            self._start, self._end = 0, end - start
+
+    def _room_for(self, need: int) -> None:
+        """Make sure a message of ``need`` bytes from ``_start`` fits in the buffer."""
+        if self._start + need > len(self._buf):
+            self._compact()
+
+    # -- handshake ----------------------------------------------------------
+    def _process_handshake(self) -> None:
+        buf = self._buf
+        while self._state in (_S_FLAGS, _S_OPTIONS):
+            avail = self._end - self._start
+            if self._state == _S_FLAGS:
+                if avail < 4:
+                    return
+                (flags,) = P.CLIENT_FLAGS.unpack_from(buf, self._start)
+                self._start += 4
+                if flags & ~P.KNOWN_CLIENT_FLAGS:
+                    return self._close()
+                self._no_zeroes = bool(flags & P.CLIENT_FLAG_NO_ZEROES)
+                self._state = _S_OPTIONS
+                continue
+            if avail < 16:
+                return
+            magic, opt, length = P.OPTION_HEADER.unpack_from(buf, self._start)
+            if magic != P.IHAVEOPT or length > P.MAX_OPTION_LENGTH:
+                return self._close()
+            if avail < 16 + length:
+                self._room_for(16 + length)
+                return
+            data = bytes(buf[self._start + 16:self._start + 16 + length])
+            self._start += 16 + length
+            self._handle_option(opt, data)
+        if self._state == _S_TRANSMISSION and self._end > self._start:
+            self._process_requests()  # a pipelining client sent requests already
+
+    def _reply_option(self, opt: int, rep: int, data: bytes = b"") -> None:
+        self._out.append(P.OPTION_REPLY.pack(P.OPT_REPLY_MAGIC, opt, rep, len(data)))
+        if data:
+            self._out.append(data)
+
+    def _handle_option(self, opt: int, data: bytes) -> None:
+        if opt == P.OPT_EXPORT_NAME:
+            backend = self._lookup_name(data)
+            if backend is None:
+                return self._close()  # the only answer this old option allows
+            self._out.append(P.EXPORT_NAME_REPLY.pack(backend.size, _transmission_flags(backend)))
+            if not self._no_zeroes:
+                self._out.append(_ZEROES_124)
+            self._enter_transmission(backend)
+        elif opt in (P.OPT_GO, P.OPT_INFO):
+            self._handle_info(opt, data)
+        elif opt == P.OPT_LIST:
+            if data:
+                return self._reply_option(opt, P.REP_ERR_INVALID, b"NBD_OPT_LIST takes no data")
+            for name in self._server.provider.names():
+                raw = name.encode("utf-8")
+                self._reply_option(opt, P.REP_SERVER, P.U32.pack(len(raw)) + raw)
+            self._reply_option(opt, P.REP_ACK)
+        elif opt == P.OPT_ABORT:
+            self._reply_option(opt, P.REP_ACK)
+            self._close()
+        else:  # STRUCTURED_REPLY, STARTTLS, meta contexts, extended headers...
+            self._reply_option(opt, P.REP_ERR_UNSUP)
+
+    def _lookup_name(self, raw: bytes) -> ExportBackend | None:
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return self._server._lookup(name)
+
+    def _handle_info(self, opt: int, data: bytes) -> None:
+        if len(data) < 6:
+            return self._reply_option(opt, P.REP_ERR_INVALID, b"option too short")
+        (namelen,) = P.U32.unpack_from(data, 0)
+        if namelen > P.MAX_NAME_LENGTH or 4 + namelen + 2 > len(data):
+            return self._reply_option(opt, P.REP_ERR_INVALID, b"bad export name length")
+        (nreq,) = P.U16.unpack_from(data, 4 + namelen)
+        if len(data) != 4 + namelen + 2 + 2 * nreq:
+            return self._reply_option(opt, P.REP_ERR_INVALID, b"bad information request count")
+        requests = {P.U16.unpack_from(data, 6 + namelen + 2 * i)[0] for i in range(nreq)}
+        backend = self._lookup_name(data[4:4 + namelen])
+        if backend is None:
+            return self._reply_option(opt, P.REP_ERR_UNKNOWN, b"no such export")
+        self._reply_option(opt, P.REP_INFO, P.INFO_EXPORT_BODY.pack(
+            P.INFO_EXPORT, backend.size, _transmission_flags(backend)))
+        if P.INFO_NAME in requests:
+            self._reply_option(opt, P.REP_INFO,
+                               P.U16.pack(P.INFO_NAME) + backend.name.encode("utf-8"))
+        if P.INFO_BLOCK_SIZE in requests:
+            self._reply_option(opt, P.REP_INFO, P.INFO_BLOCK_SIZE_BODY.pack(
+                P.INFO_BLOCK_SIZE, 1, P.PREFERRED_BLOCK, P.MAX_PAYLOAD))
+        self._reply_option(opt, P.REP_ACK)
+        if opt == P.OPT_GO:
+            self._enter_transmission(backend)
+
+    def _enter_transmission(self, backend: ExportBackend) -> None:
+        self._backend = backend
+        self._state = _S_TRANSMISSION
+
+    # -- transmission -------------------------------------------------------
+    def _process_requests(self) -> None:
+        """Handle every complete request in the buffer (the hot path)."""
+        buf = self._buf
+        view = self._view
+        out = self._out
+        unpack = P.REQUEST.unpack_from
+        pack_reply = P.SIMPLE_REPLY.pack
+        RMAGIC = P.REQUEST_MAGIC
+        SMAGIC = P.SIMPLE_REPLY_MAGIC
+        backend = self._backend
+        size = backend.size
+        start, end = self._start, self._end
+        queued = 0
+        while end - start >= 28:
+            magic, flags, cmd, cookie, offset, length = unpack(buf, start)
+            if magic != RMAGIC:
+                self._start = end
+                log.info("NBD client %s sent a bad request magic; closing", self._peer)
+                return self._close()
+            if cmd == 1:  # NBD_CMD_WRITE: header and payload
+                if length > P.MAX_PAYLOAD:
+                    self._start = end
+                    out.append(pack_reply(SMAGIC, P.NBD_EINVAL, cookie))
+                    return self._close()  # cannot skip the payload safely
+                total = 28 + length
+                if end - start < total:
+                    self._start = start
+                    self._await_payload(flags, cookie, offset, length, total)
+                    return
+                data = view[start + 28:start + total]
+                start += total
+                if flags & ~1:
+                    err = P.NBD_EINVAL
+                elif offset + length > size:
+                    err = P.NBD_ENOSPC
+                else:
+                    try:
+                        if backend.read_only:
+                            err = P.NBD_EPERM
+                        else:
+                            backend.write(offset, data, flags == 1)
+                            err = 0
+                    except Exception as exc:
+                        err = P.error_code(exc)
+                out.append(pack_reply(SMAGIC, err, cookie))
+                continue
+            start += 28
+            if cmd == 0:  # NBD_CMD_READ
+                if flags or length > P.MAX_PAYLOAD or offset + length > size:
+                    out.append(pack_reply(SMAGIC, P.NBD_EINVAL, cookie))
+                    continue
+                try:
+                    data = backend.read(offset, length)
+                    err = 0 if len(data) == length else P.NBD_EIO
+                except Exception as exc:
+                    err = P.error_code(exc)
+                out.append(pack_reply(SMAGIC, err, cookie))
+                if not err:
+                    out.append(data)
+                    queued += length
+                    if queued >= _WRITE_HIGH:
+                        # A client that does not read its replies must not make us
+                        # buffer a reply for every read it pipelined.
+                        queued = 0
+                        self._start = start
+                        self._flush_out()
+                        if self._transport.get_write_buffer_size() > _WRITE_HIGH:
+                            self._blocked = True
+                            self._transport.pause_reading()
+                            return
+            elif cmd == 2:  # NBD_CMD_DISC: no reply; earlier requests are done
+                self._start = end
+                return self._close()
+            else:
+                out.append(pack_reply(SMAGIC, self._other_command(cmd, flags, offset, length),
+                                      cookie))
+        self._start, self._end = start, end
+        if start == end:
+            self._start = self._end = 0
+
+    def _other_command(self, cmd: int, flags: int, offset: int, length: int) -> int:
+        """FLUSH, TRIM, WRITE_ZEROES and unknown commands; returns the error value."""
+        allowed = P.ALLOWED_CMD_FLAGS.get(cmd)
+        if allowed is None or flags & ~allowed:
+            return P.NBD_EINVAL
+        backend = self._backend
+        try:
+            if cmd == P.CMD_FLUSH:
+                backend.flush()
+                return 0
+            if backend.read_only:
+                return P.NBD_EPERM
+            fua = bool(flags & P.CMD_FLAG_FUA)
+            if cmd == P.CMD_TRIM:
+                if offset + length > backend.size:
+                    return P.NBD_EINVAL
+                if length:
+                    backend.trim(offset, length)
+                if fua:
+                    backend.flush()
+                return 0
+            # NBD_CMD_WRITE_ZEROES; NO_HOLE is accepted, the backend never
+            # needs a hole to return zeroes.
+            if offset + length > backend.size:
+                return P.NBD_ENOSPC
+            if length:
+                backend.write_zeroes(offset, length, fua)
+            return 0
+        except Exception as exc:
+            return P.error_code(exc)
+
+    def _await_payload(self, flags: int, cookie: int, offset: int, length: int,
+                       total: int) -> None:
+        """A write is incomplete: wait in place, or receive it into its own buffer."""
+        if self._start + total <= len(self._buf):
+            return
+        if total <= len(self._buf) // 2:
+            self._compact()
+            return
+        if len(self._payload) < length:
+            self._payload = bytearray(length)
+            self._payload_view = memoryview(self._payload)
+        have = self._end - self._start - 28
+        if have:
+            self._payload_view[:have] = self._view[self._start + 28:self._end]
+        self._payload_fill = have
+        self._pending = (flags, cookie, offset, length)
+        self._start = self._end = 0
+        self._state = _S_PAYLOAD
+
+    def _finish_payload_write(self) -> None:
+        flags, cookie, offset, length = self._pending
+        self._pending = None
+        self._state = _S_TRANSMISSION
+        backend = self._backend
+        if flags & ~P.CMD_FLAG_FUA:
+            err = P.NBD_EINVAL
+        elif offset + length > backend.size:
+            err = P.NBD_ENOSPC
+        else:
+            data = self._payload_view[:length]
+            try:
+                if backend.read_only:
+                    err = P.NBD_EPERM
+                else:
+                    backend.write(offset, data, bool(flags & P.CMD_FLAG_FUA))
+                    err = 0
+            except Exception as exc:
+                err = P.error_code(exc)
+        self._out.append(P.SIMPLE_REPLY.pack(P.SIMPLE_REPLY_MAGIC, err, cookie))
+
+
+class NbdServerThread:
+    """Runs an :class:`NbdServer` on its own event loop in a background thread.
+
+    For tests, the benchmark and scripts that are not asyncio programs. ``start()``
+    returns once the server listens; ``stop()`` closes every connection, ends the
+    loop and joins the thread, so nothing outlives it. Also a context manager.
+    """
+
+    def __init__(self, provider: ExportProvider, host: str = "127.0.0.1", port: int = 0):
+        self.server = NbdServer(provider, host, port)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def uri(self, export_name: str) -> str:
+        return self.server.uri(export_name)
+
+    def start(self) -> "NbdServerThread":
+        self._thread = threading.Thread(target=self._run, name="nbd-server", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        loop = self.loop = asyncio.new_event_loop()
+        try:
+            try:
+                loop.run_until_complete(self.server.start())
+            except BaseException as exc:  # report bind errors to start()
+                self._error = exc
+                return
+            finally:
+                self._ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.server.stop())
+        finally:
+            loop.close()
+
+    def call(self, fn, *args):
+        """Run ``fn(*args)`` on the server's loop and return its result."""
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run():
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(run)
+        return fut.result(timeout=30)
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        if self._thread.is_alive() and self.loop is not None and not self.loop.is_closed():
+            try:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            except RuntimeError:  # loop already closed
+                pass
+        self._thread.join(timeout=30)
+        self._thread = None
+
+    def __enter__(self) -> "NbdServerThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

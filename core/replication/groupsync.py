@@ -1,0 +1,168 @@
+"""The primary side of one group synchronization (SPEC §2 "The write path", steps 4-5).
+
+At one instant every primary volume of the group is captured: its changed regions
+move from the change log's dirty set to the in-flight set and a PIT image starts
+over them (host writes that land later copy the old data aside first). Only those
+regions cross the channel; the secondary stages them and the group commits as one
+recovery point. A dropped link keeps the capture and its PIT, so the transfer
+resumes where the secondary's journals say it stopped; regions are released from
+the PIT only after the secondary confirmed them durable (a checkpoint).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from core.domain import Priority
+
+CHECKPOINT_BYTES = 64 << 20  # release PIT copies after this much confirmed data
+DIRECT_CHUNK_REGIONS = 16  # initial sync sends runs of up to 16 regions per frame
+
+
+@dataclass
+class PairTransfer:
+    local_volume: str
+    remote_volume: str
+    direct: bool  # initial synchronization: written in place on the secondary
+    regions: np.ndarray  # captured region indices, sorted
+    confirmed: np.ndarray  # bool per captured region: durable on the secondary
+    sent: np.ndarray  # bool per captured region: handed to the channel at least once
+    bytes_total: int
+    bytes_done: int = 0
+
+
+@dataclass
+class Transfer:
+    """One capture of a group, kept until its recovery point commits."""
+
+    id: str
+    recovery_point: dict
+    kind: str  # "initial" or "interval"
+    pairs: list[PairTransfer]
+    started: float = field(default_factory=time.monotonic)
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    bytes_sent: int = 0  # wire bytes
+    bytes_payload: int = 0
+    bytes_resent: int = 0
+    attempts: int = 0
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(p.bytes_total for p in self.pairs)
+
+    @property
+    def bytes_done(self) -> int:
+        return sum(p.bytes_done for p in self.pairs)
+
+    @property
+    def unique_changed_bytes(self) -> int:
+        return self.bytes_total
+
+
+def capture(group_row, hosts: dict, region_size: int) -> Transfer:
+    """The sync instant: no await happens here, so host writes see either side of it."""
+    rp_id = group_row.last_recovery_point_id + 1
+    now = datetime.now(timezone.utc)
+    pairs = []
+    initial = False
+    for p in group_row.pairs:
+        if p.incomplete or p.orphan:
+            continue
+        hv = hosts[p.volume.name]
+        regions = np.sort(hv.changelog.capture())
+        hv.pit.begin(regions)
+        size = hv.size
+        ends = np.minimum((regions + 1) * region_size, size)
+        total = int((ends - regions * region_size).sum())
+        direct = not p.initial_sync_done
+        initial |= direct
+        pairs.append(PairTransfer(p.volume.name, p.remote_volume, direct, regions,
+                                  np.zeros(len(regions), dtype=bool),
+                                  np.zeros(len(regions), dtype=bool), total))
+    return Transfer(id=f"{group_row.name}-{rp_id}-{uuid.uuid4().hex[:8]}",
+                    recovery_point={"id": rp_id, "time": now.isoformat()},
+                    kind="initial" if initial else "interval", pairs=pairs)
+
+
+def runs(regions: np.ndarray, todo: np.ndarray, max_len: int) -> list[tuple[int, int, int]]:
+    """Group consecutive regions still to send into (first index in ``regions``, count, first region)."""
+    out = []
+    i, n = 0, len(regions)
+    while i < n:
+        if not todo[i]:
+            i += 1
+            continue
+        j = i + 1
+        while j < n and j - i < max_len and todo[j] and regions[j] == regions[j - 1] + 1:
+            j += 1
+        out.append((i, j - i, int(regions[i])))
+        i = j
+    return out
+
+
+async def send(engine, array, group_row, transfer: Transfer, on_progress) -> None:
+    """Send what the secondary does not hold yet, then commit the recovery point."""
+    local, remote = array.name, group_row.remote_array
+    rs = engine.region_size
+    priority = Priority(group_row.priority)
+    transfer.attempts += 1
+    begin = await engine.peer_call(local, remote, "transfer.begin", {
+        "group": group_row.name, "transfer": transfer.id, "recovery_point": transfer.recovery_point,
+        "pairs": [{"volume": p.remote_volume, "direct": p.direct} for p in transfer.pairs]})
+    session = await engine.channels.session(local, remote)
+    volumes = [p.remote_volume for p in transfer.pairs]
+    for p in transfer.pairs:
+        staged = np.asarray(begin["staged"].get(p.remote_volume, []), dtype=np.int64) // rs
+        p.confirmed |= np.isin(p.regions, staged)
+    unconfirmed_bytes = 0
+    pending: list[tuple[PairTransfer, int, int]] = []
+    for p in transfer.pairs:
+        hv = engine.host_volume(local, p.local_volume)
+        size = hv.size
+        p.bytes_done = _confirmed_bytes(p, rs, size)
+        chunk = DIRECT_CHUNK_REGIONS if p.direct else 1
+        for start, count, first in runs(p.regions, ~p.confirmed, chunk):
+            if not hv.pit.active:
+                from core.errors import ReservedCapacityFull
+                raise ReservedCapacityFull(
+                    f"the reserved capacity of {local}/{p.local_volume} filled up during the synchronization; "
+                    "its recovery point image is unavailable: increase the reserved capacity, then resume")
+            data = b"".join(hv.pit.read_region(int(r)) for r in p.regions[start:start + count])
+            offset = first * rs
+            data = data[: max(0, min(len(data), size - offset))]
+            wire = await session.send_region(transfer.id, p.remote_volume, offset, data, priority)
+            transfer.bytes_sent += wire
+            transfer.bytes_payload += len(data)
+            if p.sent[start:start + count].any():  # lost with a dropped link: sent again
+                transfer.bytes_resent += len(data)
+            p.sent[start:start + count] = True
+            p.bytes_done += len(data)
+            unconfirmed_bytes += len(data)
+            pending.append((p, start, count))
+            on_progress()
+            if unconfirmed_bytes >= CHECKPOINT_BYTES:
+                await _checkpoint(engine, local, remote, group_row.name, transfer, volumes, pending)
+                unconfirmed_bytes = 0
+    await engine.peer_call(local, remote, "transfer.commit", {
+        "group": group_row.name, "transfer": transfer.id, "volumes": volumes,
+        "recovery_point": transfer.recovery_point}, timeout=600)
+
+
+def _confirmed_bytes(p: PairTransfer, rs: int, size: int) -> int:
+    idx = p.regions[p.confirmed]
+    return int((np.minimum((idx + 1) * rs, size) - idx * rs).sum()) if len(idx) else 0
+
+
+async def _checkpoint(engine, local, remote, group, transfer, volumes, pending) -> None:
+    await engine.peer_call(local, remote, "transfer.checkpoint",
+                           {"group": group, "transfer": transfer.id, "volumes": volumes})
+    for p, start, count in pending:
+        p.confirmed[start:start + count] = True
+        hv = engine.host_volume(local, p.local_volume)
+        for r in p.regions[start:start + count]:
+            hv.pit.mark_sent(int(r))
+    pending.clear()

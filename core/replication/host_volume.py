@@ -1,0 +1,124 @@
+"""A volume as hosts see it: reads, writes, flushes and trims at byte offsets.
+
+Every host write — from the Python API, the CLI or an NBD client — comes through
+:class:`HostVolume`, in this order (SPEC §2 "The write path"):
+1. refuse it if the volume may not be written (secondary role, failed, role change);
+2. record the change in the write-intent log (durable only on a region's first write);
+3. if a sync is capturing this volume, copy the old data into the PIT store;
+4. write, and acknowledge — replication never waits in the write path.
+It also serves as the NBD server's export backend (``core.nbd.backend``).
+"""
+from __future__ import annotations
+
+import errno
+import os
+from typing import Callable
+
+from core.datapath.changelog import ChangeLog
+from core.datapath.extents import punch_hole
+from core.datapath.pit import PitStore
+from core.datapath.staging import Staging
+from core.errors import HostWriteRefused, ReservedCapacityFull, VolumeFailed
+
+
+class HostVolume:
+    """One volume's open file and, when mirrored, its change log, PIT store and staging."""
+
+    def __init__(self, array: str, name: str, path: str):
+        self.array = array
+        self.name = name
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR)
+        # None when hosts may write, else the reason they may not (set by the engine
+        # whenever roles, pairs or failures change; checked on every write).
+        self.refusal: str | None = None
+        self.changelog: ChangeLog | None = None
+        self.pit: PitStore | None = None
+        self.staging: Staging | None = None
+        self.failed = False
+        # Called when a host write found the reserved capacity full during a sync.
+        self.on_pit_full: Callable[["HostVolume", ReservedCapacityFull], None] | None = None
+        self.bytes_written = 0
+
+    # -- mirroring attachments -----------------------------------------------------
+    def attach(self, reserved_dir: str, region_size: int, budget: Callable[[], int]) -> None:
+        """Open the change log, PIT store and staging journal in the reserved capacity."""
+        os.makedirs(reserved_dir, exist_ok=True)
+        self.changelog = ChangeLog.open(os.path.join(reserved_dir, "changes.log"), self.size, region_size)
+        self.pit = PitStore.open(os.path.join(reserved_dir, "pit.dat"), self._fd, region_size, budget)
+        self.staging = Staging.open(os.path.join(reserved_dir, "staging.dat"), self.path, budget, region_size)
+
+    def detach(self) -> None:
+        for part in (self.changelog, self.pit, self.staging):
+            if part is not None:
+                part.close()
+        self.changelog = self.pit = self.staging = None
+
+    def close(self) -> None:
+        self.detach()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    # -- the NBD export backend protocol --------------------------------------------
+    @property
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    @property
+    def read_only(self) -> bool:
+        return self.failed or self.refusal is not None
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check_io(offset, length)
+        return os.pread(self._fd, length, offset)
+
+    def write(self, offset: int, data, fua: bool = False) -> None:
+        length = len(data)
+        self._before_write(offset, length)
+        os.pwrite(self._fd, data, offset)
+        self.bytes_written += length
+        if fua:
+            os.fdatasync(self._fd)
+
+    def write_zeroes(self, offset: int, length: int, fua: bool = False) -> None:
+        """Zeroes are tracked as changes like any write (and sent as zero markers)."""
+        self._before_write(offset, length)
+        punch_hole(self._fd, offset, length)
+        self.bytes_written += length
+        if fua:
+            os.fdatasync(self._fd)
+
+    def trim(self, offset: int, length: int) -> None:
+        self.write_zeroes(offset, length)
+
+    def flush(self) -> None:
+        if self.failed:
+            raise VolumeFailed(f"volume {self.array}/{self.name} has failed")
+        os.fdatasync(self._fd)
+
+    # -- internals ---------------------------------------------------------------------
+    def _check_io(self, offset: int, length: int) -> None:
+        if self.failed:
+            raise VolumeFailed(f"volume {self.array}/{self.name} has failed; repair it (lab volume repair)")
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise OSError(errno.ENOSPC if offset + length > self.size else errno.EINVAL,
+                          f"[{offset}, +{length}) is outside the {self.size}-byte volume {self.array}/{self.name}")
+
+    def _before_write(self, offset: int, length: int) -> None:
+        self._check_io(offset, length)
+        if self.refusal is not None:
+            raise HostWriteRefused(f"volume {self.array}/{self.name} is read-only to hosts: {self.refusal}")
+        if self.changelog is not None:
+            self.changelog.mark(offset, length)
+        if self.pit is not None and self.pit.active:
+            try:
+                self.pit.before_write(offset, length)
+            except ReservedCapacityFull as full:
+                # The sync loses its image; the host write still proceeds (acknowledged).
+                self.pit.end()
+                if self.on_pit_full is not None:
+                    self.on_pit_full(self, full)
+
+    def fileno(self) -> int:
+        return self._fd

@@ -1,0 +1,171 @@
+"""The secondary side of a group sync: stage regions, commit the group atomically.
+
+Regions of a transfer go into each secondary volume's staging journal, so the
+volumes keep the previous recovery point while the transfer runs. ``commit`` first
+makes every journal durable (each votes yes), then writes one group commit record,
+then applies the journals; after a crash the record tells :func:`recover_group`
+to finish applying, so no secondary ever shows a mix of two recovery points.
+"""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+from core.datapath.extents import create_atomically, fsync_dir
+from core.domain import Role, Severity
+from core.errors import MirrorError, NotFound
+
+
+def _commit_record(array, group: str) -> Path:
+    d = array.data_dir / "reserved" / ".groups"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{group}.commit"
+
+
+class Receiver:
+    """Transfer handlers of one engine's secondary sides (registered on each endpoint)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.errors: dict[str, MirrorError] = {}  # transfer -> first failure while staging
+
+    def register(self, endpoint) -> None:
+        a = endpoint.array
+        endpoint.register("transfer.begin", lambda peer, **p: self.begin(a, **p))
+        endpoint.register("transfer.checkpoint", lambda peer, **p: self.checkpoint(a, **p))
+        endpoint.register("transfer.commit", lambda peer, **p: self.commit(a, **p))
+        endpoint.register("transfer.abort", lambda peer, **p: self.abort(a, **p))
+        endpoint.register("pair.create", lambda peer, **p: self.create_pair(a, **p))
+        endpoint.register("pair.remove", lambda peer, **p: self.remove_pair(a, **p))
+
+    def create_pair(self, array, **params) -> dict:
+        from core import sides
+
+        sides.create_pair_side(array, **params)
+        if not params.get("check_only"):
+            self.engine.attach_pair_volume(array, params["volume"])
+        return {"ok": True}
+
+    def remove_pair(self, array, volume: str) -> dict:
+        from core import sides
+
+        self.engine.detach_pair_volume(array.name, volume)
+        sides.remove_pair_side(array, volume)
+        self.engine.refresh_access(array)
+        return {"ok": True}
+
+    def _secondary(self, array, group: str):
+        g = array.group(group)
+        if g.role != Role.SECONDARY.value:
+            raise MirrorError(f"group {group} is primary on {array.name}; it cannot receive a synchronization "
+                              "(a role conflict must be resolved first)", code="arvmGroupNotSecondary")
+        return g
+
+    def _volumes(self, array, g, volumes: list[str]):
+        hvs = []
+        for name in volumes:
+            pair = array.pair_of(array.volume(name))
+            if pair is None or pair.group_id != g.id:
+                raise NotFound(f"{array.name}/{name} is not a secondary of group {g.name}", code="arvmPairNotFound")
+            hvs.append(self.engine.host_volume(array.name, name))
+        return hvs
+
+    def begin(self, array, group: str, transfer: str, recovery_point: dict, pairs: list[dict]) -> dict:
+        g = self._secondary(array, group)
+        self.errors.pop(transfer, None)
+        staged = {}
+        for p in pairs:
+            (hv,) = self._volumes(array, g, [p["volume"]])
+            hv.staging.begin(transfer, recovery_point, direct=bool(p["direct"]))
+            staged[p["volume"]] = sorted(hv.staging.staged())
+        return {"staged": staged}
+
+    async def region(self, array_name: str, transfer: str, volume: str, offset: int, length: int, data) -> None:
+        if transfer in self.errors:
+            return  # already failed: the commit reports it
+        try:
+            hv = self.engine.host_volume(array_name, volume)
+            if hv.staging is None or hv.staging.transfer_id != transfer:
+                raise MirrorError(f"{array_name}/{volume} is not receiving transfer {transfer}",
+                                  code="syncNotInProgress")
+            if hv.failed:
+                raise MirrorError(f"secondary volume {array_name}/{volume} has failed", code="volumeFailed")
+            hv.staging.put(offset, data, length)
+        except MirrorError as e:
+            self.errors[transfer] = e
+        except OSError as e:
+            self.errors[transfer] = MirrorError(f"writing {array_name}/{volume} failed: {e}", code="volumeFailed")
+
+    def _raise_error(self, transfer: str) -> None:
+        if transfer in self.errors:
+            raise self.errors[transfer]
+
+    def checkpoint(self, array, group: str, transfer: str, volumes: list[str]) -> dict:
+        """Everything received so far is durable: the primary may release its PIT copies."""
+        self._raise_error(transfer)
+        g = self._secondary(array, group)
+        for hv in self._volumes(array, g, volumes):
+            hv.staging.flush()
+        return {"ok": True}
+
+    def commit(self, array, group: str, transfer: str, volumes: list[str], recovery_point: dict) -> dict:
+        self._raise_error(transfer)
+        g = self._secondary(array, group)
+        hvs = self._volumes(array, g, volumes)
+        for hv in hvs:
+            if hv.staging.transfer_id != transfer:
+                raise MirrorError(f"{array.name}/{hv.name} holds no data of transfer {transfer}",
+                                  code="syncNotInProgress")
+            hv.staging.prepare()
+        record = _commit_record(array, group)
+        create_atomically(record, json.dumps({"transfer": transfer, "volumes": volumes,
+                                              "recovery_point": recovery_point}).encode())
+        finish_commit(self.engine, array, group, transfer, volumes, recovery_point)
+        return {"ok": True}
+
+    def abort(self, array, group: str, transfer: str, volumes: list[str]) -> dict:
+        g = array.find_group(group)
+        if g is not None:
+            for name in volumes:
+                hv = self.engine.host_volume(array.name, name, missing_ok=True)
+                if hv is not None and hv.staging is not None and hv.staging.transfer_id == transfer:
+                    hv.staging.discard()
+        self.errors.pop(transfer, None)
+        return {"ok": True}
+
+
+def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], recovery_point: dict) -> None:
+    """Apply every journal of the group's committed transfer, then record the recovery point."""
+    for name in volumes:
+        hv = engine.host_volume(array.name, name, missing_ok=True)
+        if hv is not None and hv.staging is not None and hv.staging.transfer_id == transfer:
+            hv.staging.commit()
+    g = array.find_group(group)
+    if g is not None:
+        g.last_recovery_point = datetime.fromisoformat(recovery_point["time"])
+        g.last_recovery_point_id = int(recovery_point["id"])
+        for p in g.pairs:
+            if p.volume.name in volumes:
+                p.initial_sync_done = True
+                p.recovery_point_available = True
+        array.db.commit()
+    record = _commit_record(array, group)
+    if record.exists():
+        os.unlink(record)
+        fsync_dir(record.parent)
+    engine.publish("group", array.name, group)
+
+
+def recover_groups(engine, array) -> None:
+    """After a restart: finish any group commit whose record was written (roll forward)."""
+    d = array.data_dir / "reserved" / ".groups"
+    if not d.exists():
+        return
+    for record in d.glob("*.commit"):
+        data = json.loads(record.read_bytes())
+        group = record.name[: -len(".commit")]
+        finish_commit(engine, array, group, data["transfer"], data["volumes"], data["recovery_point"])
+        array.log(Severity.INFO, group, "arvmRecoveryPointRecovered",
+                  f"Recovery point {data['recovery_point']['id']} of {group} finished applying after a restart")

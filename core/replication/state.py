@@ -1,0 +1,27 @@
+"""What the engine knows, in memory, about a primary group's synchronization."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from core.replication.groupsync import Transfer
+
+
+@dataclass
+class GroupState:
+    task: asyncio.Task | None = None
+    transfer: Transfer | None = None  # the capture being sent, kept across a dropped link
+    paused: bool = False  # the remote array cannot be reached
+    waiting_for_user: bool = False  # link back, resync policy manual: Resume needed
+    manual_requested: bool = False
+    next_due: datetime | None = None
+    last_error: str = ""
+    rp_age_alerted: bool = False
+    sync_time_alerted: bool = False
+    reserved_alerted: set[str] = field(default_factory=set)
+    waiters: list[asyncio.Future] = field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()

@@ -1,0 +1,190 @@
+"""Operations on running mirrors: host I/O, synchronize now, suspend/resume, verify."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import numpy as np
+from sqlalchemy import select
+
+from core import sides
+from core.datapath.extents import allocated_regions
+from core.domain import Role, Severity
+from core.errors import InvalidInput, MirrorError
+from core.service_sync import _stats
+from core.service_volumes import split_ref
+from core.snapshots import SyncStats
+from core.store.schema import SyncStatRow
+
+DIGEST_BLOCK_REGIONS = 256
+
+
+class OperationsService:
+    """Mixed into :class:`core.engine.Engine`."""
+
+    # -- host I/O (the Python API; NBD uses the same HostVolume) ------------------------
+    async def host_write(self, ref: str, offset: int, data: bytes) -> int:
+        a, v = split_ref(ref)
+        self.get_array(a).volume(v)
+        self.host_volume(a, v).write(int(offset), data)
+        return len(data)
+
+    async def host_read(self, ref: str, offset: int, length: int) -> bytes:
+        a, v = split_ref(ref)
+        self.get_array(a).volume(v)
+        return self.host_volume(a, v).read(int(offset), int(length))
+
+    async def host_flush(self, ref: str) -> None:
+        a, v = split_ref(ref)
+        self.host_volume(a, v).flush()
+
+    async def host_trim(self, ref: str, offset: int, length: int) -> None:
+        a, v = split_ref(ref)
+        self.host_volume(a, v).trim(int(offset), int(length))
+
+    # -- synchronization -------------------------------------------------------------------
+    def _primary_group(self, name: str):
+        array = self.group_home(name)
+        g = array.group(name)
+        if g.role != Role.PRIMARY.value:
+            raise MirrorError(f"group {name} has no primary side here; synchronize it from {g.remote_array}",
+                              code="arvmGroupNotPrimary")
+        return array, g
+
+    async def sync_now(self, group: str, wait: bool = False) -> SyncStats | None:
+        """Synchronize now (manual groups, or ahead of the interval); ``wait`` until committed."""
+        array, g = self._primary_group(group)
+        st = self._state(array.name, group)
+        if st.running or st.manual_requested:
+            raise MirrorError(f"group {group} is already synchronizing; wait for it to finish",
+                              code="arvmManualSyncAlreadyInProgress")
+        if not g.pairs:
+            raise MirrorError(f"group {group} has no mirrored pairs to synchronize; add a pair first",
+                              code="arvmGroupEmpty")
+        if g.user_suspended:
+            raise MirrorError(f"group {group} is suspended; resume it first", code="arvmGroupSuspended")
+        if any(p.failed_reason or p.volume.failed for p in g.pairs):
+            raise MirrorError(f"group {group} is system suspended (a pair failed); fix the failure in the "
+                              "Recovery Guru, then resume", code="arvmGroupSystemSuspended")
+        if not self.reachable(array.name, g.remote_array):
+            raise MirrorError(f"cannot reach {g.remote_array}: group {group} is paused until the link returns",
+                              code="arvmRemoteArrayUnreachable")
+        st.waiting_for_user = False
+        fut = asyncio.get_running_loop().create_future()
+        st.waiters.append(fut)
+        st.manual_requested = True
+        self._tick()
+        if not wait:
+            fut.add_done_callback(lambda f: f.exception())  # nobody waits: do not warn
+            return None
+        await fut
+        return self.last_sync(array, array.group(group))
+
+    async def suspend(self, group: str) -> None:
+        array, g = self._primary_group(group)
+        if g.user_suspended:
+            raise MirrorError(f"group {group} is already suspended", code="arvmGroupAlreadySuspended")
+        st = self._state(array.name, group)
+        if st.running:
+            st.task.cancel()
+            await asyncio.gather(st.task, return_exceptions=True)
+        g.user_suspended = True
+        array.db.commit()
+        array.log(Severity.WARNING, group, "arvmGroupSuspended",
+                  f"Synchronization of {group} suspended by the user; changes are tracked until resumed")
+        self.publish("group", array.name, group)
+
+    async def resume(self, group: str) -> None:
+        """Resume a suspended or paused group; also retries pairs failed for a full reserved capacity."""
+        array, g = self._primary_group(group)
+        st = self._state(array.name, group)
+        was = g.user_suspended or st.waiting_for_user or any(p.failed_reason for p in g.pairs)
+        if not was:
+            raise MirrorError(f"group {group} is not suspended", code="arvmGroupNotSuspended")
+        g.user_suspended = False
+        for p in g.pairs:
+            if p.failed_reason.startswith("reserved capacity full"):
+                p.failed_reason = ""
+        array.db.commit()
+        st.waiting_for_user = False
+        st.manual_requested = True  # resync now: only what changed is sent
+        array.log(Severity.INFO, group, "arvmGroupResumed", f"Synchronization of {group} resumed")
+        self.publish("group", array.name, group)
+
+    async def sync_history(self, group: str, limit: int = 500) -> list[SyncStats]:
+        array = self.group_home(group)
+        rows = array.db.scalars(select(SyncStatRow).where(SyncStatRow.group_name == group)
+                                .order_by(SyncStatRow.id.desc()).limit(limit))
+        return [_stats(r) for r in reversed(list(rows))]
+
+    async def increase_reserved_capacity(self, ref: str, percent: float) -> None:
+        a, v = split_ref(ref)
+        array = self.get_array(a)
+        sides.increase_reserved_capacity(array, v, float(percent))
+        self.publish("pair", a, v)
+
+    async def long_running_operations(self) -> list[dict]:
+        out = []
+        for (a, gname), st in self.states.items():
+            if st.transfer is not None:
+                for p in st.transfer.pairs:
+                    out.append({"group": gname, "array": a, "pair": f"{a}/{p.local_volume}",
+                                "kind": st.transfer.kind, "bytesDone": p.bytes_done, "bytesTotal": p.bytes_total,
+                                "running": st.running})
+        return out
+
+    # -- verification --------------------------------------------------------------------------
+    async def verify(self, group: str) -> dict:
+        """Compare each secondary's recovery point with the primary's image at that instant.
+
+        Regions changed on the primary since the recovery point (dirty or in flight)
+        no longer hold that image and are skipped on both sides; everything else
+        must be byte-identical.
+        """
+        array, g = self._primary_group(group)
+        if not g.pairs or g.last_recovery_point is None:
+            raise MirrorError(f"group {group} has no recovery point yet; synchronize it first",
+                              code="arvmNoRecoveryPoint")
+        pairs = []
+        for p in g.pairs:
+            hv = self.host_volume(array.name, p.volume.name)
+            exclude = hv.changelog.pending_regions().astype(np.int64)
+            local = volume_digests(hv.path, hv.size, self.region_size, exclude)
+            remote = await self.peer_call(array.name, g.remote_array, "volume.digest", {
+                "volume": p.remote_volume, "size": hv.size, "exclude": exclude.tolist()})
+            bad = [i for i, (x, y) in enumerate(zip(local, remote["digests"])) if x != y]
+            pairs.append({"primary": f"{array.name}/{p.volume.name}",
+                          "secondary": f"{g.remote_array}/{p.remote_volume}", "identical": not bad,
+                          "mismatchedBlocks": len(bad),
+                          "firstMismatchOffset": bad[0] * DIGEST_BLOCK_REGIONS * self.region_size if bad else None,
+                          "regionsSkippedChangedSinceRecoveryPoint": int(len(exclude))})
+        ok = all(p["identical"] for p in pairs)
+        array.log(Severity.INFO if ok else Severity.CRITICAL, group, "arvmVerify",
+                  f"Verification of {group}: {'secondary matches the recovery point' if ok else 'MISMATCH'}")
+        return {"group": group, "recoveryPoint": g.last_recovery_point.isoformat(), "identical": ok, "pairs": pairs}
+
+
+def volume_digests(path: str, size: int, region_size: int, exclude) -> list[str]:
+    """BLAKE2b per block of regions, the excluded regions read as zeros; holes are not read."""
+    excluded = np.zeros(-(-size // region_size), dtype=bool)
+    if len(exclude):
+        excluded[np.asarray(exclude, dtype=np.int64)] = True
+    allocated = np.zeros_like(excluded)
+    allocated[allocated_regions(path, size, region_size)] = True
+    block = DIGEST_BLOCK_REGIONS * region_size
+    zero_region = bytes(region_size)
+    out = []
+    with open(path, "rb", buffering=0) as f:
+        for b in range(0, len(excluded), DIGEST_BLOCK_REGIONS):
+            h = hashlib.blake2b(digest_size=16)
+            for r in range(b, min(b + DIGEST_BLOCK_REGIONS, len(excluded))):
+                end = min((r + 1) * region_size, size)
+                n = end - r * region_size
+                if excluded[r] or not allocated[r]:
+                    h.update(zero_region[:n])
+                else:
+                    f.seek(r * region_size)
+                    h.update(f.read(n))
+            out.append(h.hexdigest())
+    del block
+    return out

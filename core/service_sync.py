@@ -1,0 +1,522 @@
+"""The data-path part of the engine's service API: host I/O, syncs, suspend/resume, verify.
+
+It opens every volume for host I/O, attaches the change log / PIT / staging of
+mirrored volumes from their reserved capacity, runs the channel listeners and the
+scheduler, and overrides the status hooks of the other services with live facts.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from core.domain import DEFAULT_REGION_SIZE, GroupStatus, ResyncPolicy, Role, Severity, SyncMode
+from core.errors import (CommunicationError, InvalidInput, MirrorError, NotFound, ReservedCapacityFull)
+from core.lab import LAB_PASSWORDS, LabState
+from core.replication import groupsync, receiver
+from core.replication.channels import ChannelHub
+from core.replication.host_volume import HostVolume
+from core.replication.state import GroupState
+from core.service_volumes import split_ref
+from core.snapshots import SyncProgress, SyncStats
+from core.status import GroupRuntime, PairRuntime
+from core.store.schema import RemoteArrayRow, SyncStatRow, utcnow
+
+log = logging.getLogger(__name__)
+TICK_SECONDS = 0.25
+
+
+class SyncService:
+    """Mixed into :class:`core.engine.Engine`."""
+
+    region_size = int(os.environ.get("MIRROR_REGION_SIZE", DEFAULT_REGION_SIZE))
+
+    # -- life cycle ----------------------------------------------------------------
+    async def start_data_path(self) -> None:
+        self.hosts: dict[tuple[str, str], HostVolume] = {}
+        self.states: dict[tuple[str, str], GroupState] = {}
+        self.channels = ChannelHub(self)
+        self.receiver = Receiver_ = receiver.Receiver(self)
+        self._lab_mtime = self._lab_file_mtime()
+        for array in self.arrays.values():
+            Receiver_.register(self.endpoints[array.name])
+            for row in array.volumes():
+                self._open_host(array, row)
+            receiver.recover_groups(self, array)
+            await self.channels.start_array(array)
+            self.refresh_access(array)
+        self._scheduler = asyncio.get_running_loop().create_task(self._schedule_forever(), name="scheduler")
+
+    async def stop_data_path(self) -> None:
+        sched = getattr(self, "_scheduler", None)
+        if sched is not None:
+            sched.cancel()
+            await asyncio.gather(sched, return_exceptions=True)
+        tasks = [s.task for s in self.states.values() if s.running]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.channels.stop()
+        for hv in self.hosts.values():
+            hv.close()
+        self.hosts.clear()
+
+    def _open_host(self, array, row) -> HostVolume:
+        hv = HostVolume(array.name, row.name, str(array.volume_path(row)))
+        hv.failed = row.failed or f"{array.name}/{row.name}" in self.lab.faults.failed_volumes
+        pair = array.pair_of(row)
+        if pair is not None:
+            self._attach(array, pair, hv)
+        hv.on_pit_full = self._on_pit_full
+        self.hosts[(array.name, row.name)] = hv
+        return hv
+
+    def _attach(self, array, pair, hv: HostVolume) -> None:
+        pair_id = pair.id
+        hv.attach(str(array.reserved_dir(pair)), self.region_size, lambda: self._reserved_budget(array, pair_id, hv))
+
+    def _reserved_budget(self, array, pair_id: int, hv: HostVolume) -> int:
+        """Bytes the PIT store or staging journal may use: reserved capacity minus the rest."""
+        from core.store.schema import PairRow
+
+        pair = array.db.get(PairRow, pair_id)
+        capacity = pair.reserved_capacity if pair is not None else 0
+        used_elsewhere = (hv.changelog.bytes_used if hv.changelog else 0)
+        return max(0, capacity - used_elsewhere)
+
+    def host_volume(self, array: str, volume: str, missing_ok: bool = False) -> HostVolume | None:
+        hv = self.hosts.get((array, volume))
+        if hv is None and not missing_ok:
+            raise NotFound(f"volume {array}/{volume} is not open on this engine", code="volumeNotFound")
+        return hv
+
+    def refresh_access(self, array) -> None:
+        """Recompute which volumes hosts may write (roles, role changes, failures)."""
+        for row in array.volumes():
+            hv = self.hosts.get((array.name, row.name))
+            if hv is None:
+                continue
+            pair = array.pair_of(row)
+            refusal = None
+            if pair is not None:
+                g = pair.group
+                if g.role == Role.SECONDARY.value:
+                    refusal = (f"it is the secondary of mirror group {g.name}; hosts write to the primary "
+                               f"({g.remote_array}), or promote the group")
+                elif g.role_change:
+                    refusal = f"mirror group {g.name} is changing roles"
+                elif g.role_conflict:
+                    refusal = f"mirror group {g.name} is in a role conflict; resolve it in the Recovery Guru"
+            hv.refusal = refusal
+
+    # -- hooks of the volume and mirror services ----------------------------------------
+    def host_writable(self, array, row) -> bool | None:
+        hv = self.hosts.get((array.name, row.name)) if hasattr(self, "hosts") else None
+        return None if hv is None else not hv.read_only
+
+    async def on_volume_created(self, array, row) -> None:
+        self._open_host(array, row)
+
+    async def on_volume_deleting(self, array, row) -> None:
+        hv = self.hosts.pop((array.name, row.name), None)
+        if hv is not None:
+            hv.close()
+
+    async def on_volume_resized(self, array, row) -> None:
+        hv = self.hosts.get((array.name, row.name))
+        if hv is not None and hv.changelog is not None:
+            hv.changelog.resize(row.capacity)
+
+    def attach_pair_volume(self, array, volume: str) -> None:
+        """A pair side was created on ``array``: open its reserved capacity, apply host access."""
+        from core.datapath.extents import allocated_regions
+
+        pair = array.pair_of(array.volume(volume))
+        hv = self.host_volume(array.name, volume)
+        if hv.changelog is None:
+            self._attach(array, pair, hv)
+            if pair.group.role == Role.PRIMARY.value:
+                # Initial synchronization: every region ever written, none of the holes.
+                hv.changelog.mark_all(allocated_regions(hv.path, hv.size, self.region_size))
+        self.refresh_access(array)
+
+    async def on_pair_added(self, array, pair) -> None:
+        self.attach_pair_volume(array, pair.volume.name)
+        self._state(array.name, pair.group.name).next_due = None
+
+    async def on_pair_removing(self, array, pair) -> None:
+        st = self.states.get((array.name, pair.group.name))
+        if st is not None and st.running:
+            raise MirrorError(f"group {pair.group.name} is synchronizing; suspend it or wait for the sync to finish "
+                              "before removing a pair", code="arvmSyncInProgress")
+        if st is not None and st.transfer is not None:
+            self._abandon(array, pair.group, st)
+
+    def detach_pair_volume(self, array_name: str, volume: str) -> None:
+        hv = self.hosts.get((array_name, volume))
+        if hv is not None:
+            hv.detach()
+
+    async def on_group_settings_changed(self, array, group) -> None:
+        st = self._state(array.name, group.name)
+        st.next_due = self._due_after(group, group.last_sync_start)
+
+    def _state(self, array: str, group: str) -> GroupState:
+        return self.states.setdefault((array, group), GroupState())
+
+    def _primary_state(self, array, g) -> GroupState | None:
+        """The sync state of the group, seen from either side (the lab has both)."""
+        if g.role == Role.PRIMARY.value:
+            return self.states.get((array.name, g.name))
+        return self.states.get((g.remote_array, g.name))
+
+    def pair_runtime(self, array, pair) -> PairRuntime:
+        hv = self.hosts.get((array.name, pair.volume.name)) if hasattr(self, "hosts") else None
+        st = self._primary_state(array, pair.group) if hasattr(self, "states") else None
+        progress = None
+        syncing = False
+        if st is not None and st.transfer is not None:
+            name = pair.volume.name if pair.group.role == Role.PRIMARY.value else pair.remote_volume
+            for p in st.transfer.pairs:
+                if p.local_volume == name:
+                    syncing = st.running
+                    progress = _progress(st.transfer.kind, p.bytes_done, p.bytes_total, st.transfer)
+        unsynced = 0
+        if hv is not None and hv.changelog is not None and pair.group.role == Role.PRIMARY.value:
+            unsynced = hv.changelog.unsynchronized_bytes
+        elif st is not None and st.transfer is not None and progress is not None:
+            unsynced = progress.bytes_total - progress.bytes_done
+        return PairRuntime(
+            syncing=syncing, progress=progress, unsynchronized_bytes=unsynced,
+            pit_bytes=hv.pit.bytes_used if hv is not None and hv.pit is not None else 0,
+            log_bytes=hv.changelog.bytes_used if hv is not None and hv.changelog is not None else 0,
+            staging_bytes=hv.staging.bytes_used if hv is not None and hv.staging is not None else 0)
+
+    def group_runtime(self, array, group) -> GroupRuntime:
+        st = self._primary_state(array, group) if hasattr(self, "states") else None
+        reachable = self.reachable(array.name, group.remote_array)
+        if st is None:
+            return GroupRuntime(paused=not reachable)
+        progress = None
+        if st.transfer is not None:
+            t = st.transfer
+            progress = _progress(t.kind, t.bytes_done, t.bytes_total, t)
+        return GroupRuntime(syncing=st.running, progress=progress, next_sync=st.next_due,
+                            paused=st.paused or st.waiting_for_user or not reachable)
+
+    def last_sync(self, array, group) -> SyncStats | None:
+        row = array.db.scalars(select(SyncStatRow).where(SyncStatRow.group_name == group.name)
+                               .order_by(SyncStatRow.id.desc()).limit(1)).first()
+        return _stats(row) if row is not None else None
+
+    # -- remotes ---------------------------------------------------------------------------
+    def remote_addresses(self, local: str, remote: str) -> list[tuple[str, int]]:
+        if remote in self.channels.servers:
+            return [("127.0.0.1", self.channels.servers[remote].port)]
+        row = self.get_array(local).db.get(RemoteArrayRow, remote)
+        if row is None or not row.addresses:
+            raise CommunicationError(f"array {local} does not know where {remote} is; add the remote array with "
+                                     "its address and password", code="arvmRemoteArrayUnknown")
+        out = []
+        for a in row.addresses.split(","):
+            host, _, port = a.strip().rpartition(":")
+            out.append((host, int(port)))
+        return out
+
+    def remote_password(self, local: str, remote: str) -> str:
+        row = self.get_array(local).db.get(RemoteArrayRow, remote)
+        if row is not None and row.password:
+            return row.password
+        return LAB_PASSWORDS.get(remote, "")
+
+    async def receive_region(self, array, peer, transfer, volume, offset, length, data) -> None:
+        await self.receiver.region(array, transfer, volume, offset, length, data)
+
+    # -- faults of the lab ------------------------------------------------------------------
+    def _lab_file_mtime(self) -> float:
+        try:
+            return os.stat(self.lab.path).st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    async def _reload_lab_faults(self) -> None:
+        """Another process (``mirrorctl lab link cut``) may change lab.json: follow it."""
+        mtime = self._lab_file_mtime()
+        if mtime == self._lab_mtime:
+            return
+        self._lab_mtime = mtime
+        before = self.lab.faults
+        self.lab = LabState(self.home)
+        await self._apply_faults(before)
+
+    async def _apply_faults(self, before) -> None:
+        f = self.lab.faults
+        if f.link_cut and not before.link_cut:
+            await self.channels.close_sessions()
+            self.publish("link", obj="cut")
+        elif before.link_cut and not f.link_cut:
+            self.publish("link", obj="restored")
+        if f.link_bandwidth != before.link_bandwidth:
+            self.channels.set_rate(f.link_bandwidth)
+        for (a, v), hv in self.hosts.items():
+            hv.failed = f"{a}/{v}" in f.failed_volumes or self.get_array(a).volume(v).failed
+
+    async def lab_link(self, cut: bool) -> dict:
+        """Cut or restore the link between the lab's arrays (kept in lab.json until restored)."""
+        before = self.lab.faults
+        self.lab = LabState(self.home)
+        self.lab.faults.link_cut = cut
+        self.lab.save()
+        self._lab_mtime = self._lab_file_mtime()
+        import copy
+        prior = copy.copy(self.lab.faults)
+        prior.link_cut = before.link_cut
+        await self._apply_faults(prior)
+        return await self.lab_faults()
+
+    async def lab_faults(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self.lab.faults)
+
+    # -- the scheduler --------------------------------------------------------------------------
+    async def _schedule_forever(self) -> None:
+        while True:
+            try:
+                await self._reload_lab_faults()
+                self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler tick failed")
+            await asyncio.sleep(TICK_SECONDS)
+
+    def _due_after(self, g, last: datetime | None) -> datetime | None:
+        if g.sync_mode != SyncMode.SCHEDULED.value:
+            return None
+        base = last or datetime.now(timezone.utc)
+        return base + timedelta(minutes=g.sync_interval_minutes)
+
+    def _tick(self) -> None:
+        now = datetime.now(timezone.utc)
+        for array in self.arrays.values():
+            for g in array.groups():
+                if g.role != Role.PRIMARY.value:
+                    continue
+                st = self._state(array.name, g.name)
+                self._check_alerts(array, g, st, now)
+                if st.running or not g.pairs:
+                    continue
+                if g.user_suspended or g.role_change or g.role_conflict or g.orphan:
+                    continue
+                if any(p.failed_reason or p.volume.failed for p in g.pairs):
+                    continue
+                reachable = self.reachable(array.name, g.remote_array)
+                if not reachable:
+                    if not st.paused:
+                        self._pause(array, g, st, "the link to the remote array is down")
+                    continue
+                if st.paused:
+                    st.paused = False
+                    array.log(Severity.INFO, g.name, "arvmCommunicationRestored",
+                              f"Communication with {g.remote_array} restored")
+                    if g.resync_policy == ResyncPolicy.MANUAL.value:
+                        st.waiting_for_user = True
+                        array.log(Severity.WARNING, g.name, "arvmResyncWaitingForUser",
+                                  f"Group {g.name} waits for you to resume synchronization (resync policy manual)")
+                    self.publish("group", array.name, g.name)
+                if st.waiting_for_user:
+                    continue
+                initial = any(not p.initial_sync_done for p in g.pairs if not p.incomplete)
+                if st.next_due is None and g.sync_mode == SyncMode.SCHEDULED.value:
+                    st.next_due = self._due_after(g, g.last_sync_start) if g.last_sync_start else now
+                due = st.next_due is not None and now >= st.next_due
+                if st.transfer is not None or initial or due or st.manual_requested:
+                    self._start_sync(array, g, st)
+
+    def _pause(self, array, g, st: GroupState, why: str) -> None:
+        st.paused = True
+        array.log(Severity.CRITICAL, g.name, "arvmCommunicationLost",
+                  f"Communication with {g.remote_array} lost ({why}); group {g.name} is paused and "
+                  f"{'resumes by itself' if g.resync_policy == ResyncPolicy.AUTOMATIC.value else 'waits for you to resume'} "
+                  "when the link returns")
+        self.publish("group", array.name, g.name)
+
+    def _start_sync(self, array, g, st: GroupState) -> None:
+        st.manual_requested = False
+        st.task = asyncio.get_running_loop().create_task(self._run_sync(array, g.name, st),
+                                                         name=f"sync {array.name}/{g.name}")
+
+    async def _run_sync(self, array, group: str, st: GroupState) -> None:
+        g = array.group(group)
+        if st.transfer is None:
+            hosts = {p.volume.name: self.host_volume(array.name, p.volume.name) for p in g.pairs}
+            st.transfer = groupsync.capture(g, hosts, self.region_size)
+            g.last_sync_start = st.transfer.started_at
+            array.db.commit()
+            st.next_due = self._due_after(g, g.last_sync_start)
+            array.log(Severity.INFO, group, "arvmSyncStarted",
+                      f"{st.transfer.kind.capitalize()} synchronization of {group} started "
+                      f"({st.transfer.bytes_total} bytes changed)")
+        t = st.transfer
+        last_publish = [0.0]
+
+        def progress():
+            now = time.monotonic()
+            if now - last_publish[0] > 0.1:
+                last_publish[0] = now
+                self.publish("progress", array.name, group)
+
+        self.publish("group", array.name, group)
+        try:
+            await groupsync.send(self, array, g, t, progress)
+        except CommunicationError as e:
+            st.last_error = e.message
+            if not st.paused:
+                self._pause(array, g, st, e.message)
+            self._finish_waiters(st, e)
+            return
+        except asyncio.CancelledError:
+            raise
+        except MirrorError as e:
+            self._fail_sync(array, g, st, e)
+            return
+        except Exception as e:  # an unexpected failure must not leave the group stuck
+            log.exception("sync of %s failed", group)
+            self._fail_sync(array, g, st, MirrorError(f"synchronization failed: {e}", code="arvmSyncFailed"))
+            return
+        self._commit_primary(array, g, st)
+
+    def _commit_primary(self, array, g, st: GroupState) -> None:
+        t = st.transfer
+        for p in t.pairs:
+            hv = self.host_volume(array.name, p.local_volume)
+            hv.changelog.complete()
+            hv.pit.end()
+        rp_time = datetime.fromisoformat(t.recovery_point["time"])
+        g.last_recovery_point = rp_time
+        g.last_recovery_point_id = t.recovery_point["id"]
+        names = {p.local_volume for p in t.pairs}
+        for p in g.pairs:
+            if p.volume.name in names:
+                p.initial_sync_done = True
+                p.recovery_point_available = True
+        duration = time.monotonic() - t.started
+        array.db.add(SyncStatRow(group_name=g.name, kind=t.kind, started=t.started_at, ended=utcnow(),
+                                 bytes_sent=t.bytes_sent, bytes_payload=t.bytes_payload,
+                                 unique_changed_bytes=t.unique_changed_bytes, bytes_resent=t.bytes_resent,
+                                 duration_seconds=duration, recovery_point_time=rp_time, outcome="committed"))
+        array.db.commit()
+        st.transfer = None
+        st.rp_age_alerted = False
+        st.last_error = ""
+        array.log(Severity.INFO, g.name, "arvmSyncCompleted",
+                  f"Recovery point {t.recovery_point['id']} of {g.name} committed: {t.bytes_payload} bytes in "
+                  f"{duration:.2f} s ({t.bytes_sent} on the wire)")
+        if duration > g.sync_alert_minutes * 60:
+            array.log(Severity.WARNING, g.name, "arvmSyncTimeAlert",
+                      f"Synchronization of {g.name} took {duration / 60:.1f} min, longer than its "
+                      f"{g.sync_alert_minutes} min threshold; raise the priority or the interval")
+        self.publish("group", array.name, g.name)
+        self.publish("group", g.remote_array, g.name)
+        self._finish_waiters(st, None)
+
+    def _abandon(self, array, g, st: GroupState) -> None:
+        """Give up the capture: its regions go back to the dirty set for the next sync."""
+        t = st.transfer
+        if t is None:
+            return
+        for p in t.pairs:
+            hv = self.host_volume(array.name, p.local_volume, missing_ok=True)
+            if hv is not None and hv.changelog is not None:
+                if hv.changelog.in_flight:
+                    hv.changelog.abort()
+                hv.pit.end()
+        st.transfer = None
+
+    def _fail_sync(self, array, g, st: GroupState, e: MirrorError) -> None:
+        t = st.transfer
+        self._abandon(array, g, st)
+        st.last_error = e.message
+        if self.reachable(array.name, g.remote_array):
+            asyncio.get_running_loop().create_task(self._tell_abort(array.name, g, t))
+        if isinstance(e, ReservedCapacityFull):
+            pass  # the pair was marked failed by _on_pit_full or below
+        array.db.add(SyncStatRow(group_name=g.name, kind=t.kind if t else "interval",
+                                 started=t.started_at if t else utcnow(), ended=utcnow(),
+                                 bytes_sent=t.bytes_sent if t else 0, duration_seconds=0.0,
+                                 outcome=f"failed: {e.message}"))
+        array.db.commit()
+        array.log(Severity.CRITICAL, g.name, e.code, f"Synchronization of {g.name} failed: {e.message}")
+        self.publish("group", array.name, g.name)
+        self._finish_waiters(st, e)
+
+    async def _tell_abort(self, local: str, g, t) -> None:
+        if t is None:
+            return
+        try:
+            await self.peer_call(local, g.remote_array, "transfer.abort", {
+                "group": g.name, "transfer": t.id, "volumes": [p.remote_volume for p in t.pairs]})
+        except MirrorError:
+            pass  # the secondary discards it when the next transfer begins
+
+    def _on_pit_full(self, hv: HostVolume, err: ReservedCapacityFull) -> None:
+        array = self.get_array(hv.array)
+        pair = array.pair_of(array.volume(hv.name))
+        if pair is None:
+            return
+        pair.failed_reason = ("reserved capacity full: the recovery point image is unavailable; increase the "
+                              "reserved capacity, then resume")
+        pair.recovery_point_available = False
+        array.db.commit()
+        array.log(Severity.CRITICAL, f"{pair.group.name}/{hv.name}", "arvmRepositoryFull",
+                  f"Reserved capacity of {hv.array}/{hv.name} is full; pair failed, recovery point image "
+                  "unavailable. Increase its reserved capacity, then resume the group")
+        self.publish("pair", hv.array, f"{pair.group.name}/{hv.name}")
+
+    def _finish_waiters(self, st: GroupState, error: MirrorError | None) -> None:
+        for fut in st.waiters:
+            if not fut.done():
+                fut.set_exception(error) if error is not None else fut.set_result(None)
+        st.waiters.clear()
+
+    def _check_alerts(self, array, g, st: GroupState, now: datetime) -> None:
+        if g.last_recovery_point is not None and not st.rp_age_alerted:
+            age = (now - g.last_recovery_point).total_seconds()
+            if age > g.recovery_point_alert_minutes * 60:
+                st.rp_age_alerted = True
+                array.log(Severity.WARNING, g.name, "arvmRecoveryPointAgeAlert",
+                          f"The recovery point of {g.name} is {age / 60:.0f} min old, older than its "
+                          f"{g.recovery_point_alert_minutes} min threshold; check the link and synchronize")
+        for p in g.pairs:
+            rt = self.pair_runtime(array, p)
+            used = rt.pit_bytes + rt.log_bytes + rt.staging_bytes
+            pct = 100.0 * used / p.reserved_capacity if p.reserved_capacity else 0
+            key = p.volume.name
+            if pct > g.reserved_alert_percent and key not in st.reserved_alerted:
+                st.reserved_alerted.add(key)
+                array.log(Severity.WARNING, f"{g.name}/{key}", "arvmRepositoryThresholdAlert",
+                          f"Reserved capacity of {array.name}/{key} is {pct:.0f} % used, above the group's "
+                          f"{g.reserved_alert_percent} % threshold; increase it")
+            elif pct <= g.reserved_alert_percent:
+                st.reserved_alerted.discard(key)
+
+
+def _progress(kind: str, done: int, total: int, t) -> SyncProgress:
+    elapsed = max(1e-6, time.monotonic() - t.started)
+    rate = done / elapsed if done else 0.0
+    eta = (total - done) / rate if rate > 0 else None
+    return SyncProgress(kind=kind, bytes_done=done, bytes_total=total, rate=rate, eta_seconds=eta,
+                        started=t.started_at)
+
+
+def _stats(row) -> SyncStats:
+    return SyncStats(group=row.group_name, kind=row.kind, started=row.started, ended=row.ended,
+                     bytes_sent=row.bytes_sent, bytes_payload=row.bytes_payload,
+                     unique_changed_bytes=row.unique_changed_bytes, bytes_resent=row.bytes_resent,
+                     duration_seconds=row.duration_seconds, recovery_point_time=row.recovery_point_time,
+                     outcome=row.outcome)
