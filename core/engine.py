@@ -17,6 +17,7 @@ from core.endpoint import ArrayEndpoint
 from core.errors import CommunicationError, NotFound
 from core.lab import LabState, open_arrays
 from core.service_mirrors import MirrorService
+from core.service_nbd import NbdService
 from core.service_operations import OperationsService
 from core.service_sync import SyncService
 from core.service_volumes import VolumeService
@@ -26,11 +27,12 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[EngineEvent], None]
 
 
-class Engine(SyncService, OperationsService, VolumeService, MirrorService):
+class Engine(NbdService, SyncService, OperationsService, VolumeService, MirrorService):
     """All arrays of one home directory (the lab), run by this process."""
 
-    def __init__(self, home: Path, purpose: str = ""):
+    def __init__(self, home: Path, purpose: str = "", nbd_port: int | None = None):
         self.home = Path(home)
+        self.nbd_port = nbd_port
         self.purpose = purpose
         self.lab = LabState(self.home)
         self.arrays: dict[str, StorageArray] = {}
@@ -45,10 +47,12 @@ class Engine(SyncService, OperationsService, VolumeService, MirrorService):
             self.arrays[array.name] = array
             self.endpoints[array.name] = ArrayEndpoint(array)
         await self.start_data_path()
+        await self.start_nbd()
         self.started = True
 
     async def stop(self) -> None:
         if self.started:
+            await self.stop_nbd()
             await self.stop_data_path()
         for array in self.arrays.values():
             array.close()

@@ -20,10 +20,11 @@ from core.engine import Engine
 class EngineLoop:
     """Owns the loop and the engine; ``run()`` blocks until ``request_stop()``."""
 
-    def __init__(self, home: Path, purpose: str = "", engine_factory: Callable[..., Engine] = Engine):
+    def __init__(self, home: Path, purpose: str = "", engine_factory: Callable[..., Engine] = Engine,
+                 nbd_port: int | None = None):
         self.home = Path(home)
         self.loop = asyncio.new_event_loop()
-        self.engine = engine_factory(self.home, purpose)
+        self.engine = engine_factory(self.home, purpose, nbd_port=nbd_port)
         self.ready = threading.Event()
         self.stopped = threading.Event()
         self.start_error: BaseException | None = None
@@ -77,8 +78,8 @@ class BlockingEngine:
     re-raised in the caller.
     """
 
-    def __init__(self, home: Path, purpose: str = "", timeout: float | None = 600):
-        self._runner = EngineLoop(home, purpose)
+    def __init__(self, home: Path, purpose: str = "", timeout: float | None = 600, nbd_port: int | None = None):
+        self._runner = EngineLoop(home, purpose, nbd_port=nbd_port)
         self._thread = threading.Thread(target=self._runner.run, name="mirror-engine", daemon=True)
         self.timeout = timeout
 

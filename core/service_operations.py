@@ -51,10 +51,19 @@ class OperationsService:
                               code="arvmGroupNotPrimary")
         return array, g
 
-    async def sync_now(self, group: str, wait: bool = False) -> SyncStats | None:
-        """Synchronize now (manual groups, or ahead of the interval); ``wait`` until committed."""
+    async def sync_now(self, group: str, wait: bool = False, after_running: bool = False) -> SyncStats | None:
+        """Synchronize now (manual groups, or ahead of the interval); ``wait`` until committed.
+
+        ``after_running`` (the CLI, whose engine may have just started the pending
+        initial sync itself) waits for a running sync instead of refusing, then
+        captures a new recovery point so every write made so far is included.
+        """
         array, g = self._primary_group(group)
         st = self._state(array.name, group)
+        if after_running and (st.running or st.manual_requested):
+            fut = asyncio.get_running_loop().create_future()
+            st.waiters.append(fut)
+            await asyncio.gather(fut, return_exceptions=True)
         if st.running or st.manual_requested:
             raise MirrorError(f"group {group} is already synchronizing; wait for it to finish",
                               code="arvmManualSyncAlreadyInProgress")

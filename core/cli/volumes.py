@@ -29,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--capacity", required=True)
     p = command(vsub, "delete", "delete a volume (refused while mirrored)", _delete)
     p.add_argument("ref", metavar="ARRAY/VOLUME")
+    register_io(vsub)
     p = command(sub, "candidates", "every remote volume: eligible as secondary, or why not", _candidates)
     p.add_argument("ref", metavar="ARRAY/VOLUME")
     p.add_argument("--remote", required=True)
@@ -88,3 +89,49 @@ def _candidates(client, args) -> Result:
         lines.extend(f"    - {r}" for r in c.reasons)
         lines.extend(f"    ! {w}" for w in c.warnings)
     return Result(cands, "\n".join(lines) or f"{args.remote} has no volumes")
+
+
+def register_io(vsub) -> None:
+    p = command(vsub, "write", "host write: data from --file or stdin at --offset", _write)
+    p.add_argument("ref", metavar="ARRAY/VOLUME")
+    p.add_argument("--offset", required=True, help="byte offset (units allowed, e.g. 1MiB)")
+    p.add_argument("--file", help="read the data from this file (default: stdin)")
+    p = command(vsub, "read", "host read: --length bytes at --offset to --file or stdout", _read)
+    p.add_argument("ref", metavar="ARRAY/VOLUME")
+    p.add_argument("--offset", required=True)
+    p.add_argument("--length", required=True)
+    p.add_argument("--file", help="write the data to this file (default: stdout)")
+
+
+def _write(client, args) -> Result:
+    import sys
+
+    from core.units import parse_size
+
+    if args.file:
+        with open(args.file, "rb") as f:
+            data = f.read()
+    else:
+        data = sys.stdin.buffer.read()
+    offset = parse_size(args.offset, "offset")
+    n = client.host_write(args.ref, offset, data)
+    client.host_flush(args.ref)
+    return Result({"volume": args.ref, "offset": offset, "bytesWritten": n},
+                  f"Wrote {n} bytes to {args.ref} at offset {offset}")
+
+
+def _read(client, args) -> Result:
+    import sys
+
+    from core.units import parse_size
+
+    offset, length = parse_size(args.offset, "offset"), parse_size(args.length, "length")
+    data = client.host_read(args.ref, offset, length)
+    if args.file:
+        with open(args.file, "wb") as f:
+            f.write(data)
+        return Result({"volume": args.ref, "offset": offset, "bytesRead": len(data), "file": args.file},
+                      f"Read {len(data)} bytes from {args.ref} into {args.file}")
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return None
