@@ -17,7 +17,7 @@ from core.endpoint import ArrayEndpoint
 from core.errors import CommunicationError, NotFound
 from core.lab import LabState, open_arrays
 from core.service_mirrors import MirrorService
-from core.service_nbd import NbdService
+from core.service_nbd import DrillService, NbdService
 from core.service_operations import OperationsService
 from core.service_sync import SyncService
 from core.service_volumes import VolumeService
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[EngineEvent], None]
 
 
-class Engine(NbdService, SyncService, OperationsService, VolumeService, MirrorService):
+class Engine(DrillService, NbdService, SyncService, OperationsService, VolumeService, MirrorService):
     """All arrays of one home directory (the lab), run by this process."""
 
     def __init__(self, home: Path, purpose: str = "", nbd_port: int | None = None):
@@ -49,9 +49,13 @@ class Engine(NbdService, SyncService, OperationsService, VolumeService, MirrorSe
         await self.start_data_path()
         await self.start_nbd()
         self.started = True
+        await self.sync_drills()
 
     async def stop(self) -> None:
         if self.started:
+            for clone in self._drills().values():
+                clone.close()
+            self._drills().clear()
             await self.stop_nbd()
             await self.stop_data_path()
         for array in self.arrays.values():

@@ -35,6 +35,7 @@ class LabFaults:
     offline_controllers: list[str] = field(default_factory=list)  # "SiteA/A"
     failed_volumes: list[str] = field(default_factory=list)  # "SiteB/db"
     link_bandwidth: int | None = None  # bytes/s; None = unlimited
+    drills: list[str] = field(default_factory=list)  # groups with a DR drill clone exposed
 
 
 class LabState:

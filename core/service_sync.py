@@ -252,6 +252,7 @@ class SyncService:
         before = self.lab.faults
         self.lab = LabState(self.home)
         await self._apply_faults(before)
+        await self.sync_drills()
 
     async def _apply_faults(self, before) -> None:
         f = self.lab.faults

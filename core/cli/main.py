@@ -8,10 +8,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.cli import arrays, groups, lab, output, pairs, status, sync, volumes
+from core.cli import arrays, drill, groups, lab, output, pairs, status, sync, volumes
 from core.errors import MirrorError
 
-COMMAND_GROUPS = [lab, arrays, volumes, groups, pairs, sync, status]
+COMMAND_GROUPS = [lab, arrays, volumes, groups, pairs, sync, drill, status]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -141,6 +141,7 @@ def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], 
     for name in volumes:
         hv = engine.host_volume(array.name, name, missing_ok=True)
         if hv is not None and hv.staging is not None and hv.staging.transfer_id == transfer:
+            engine.preserve_for_drills(array.name, name, hv.staging.staged())
             hv.staging.commit()
     g = array.find_group(group)
     if g is not None:

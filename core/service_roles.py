@@ -1,0 +1,770 @@
+"""Roles, failover and recovery (SPEC §2 "Roles", "Orphans", "Controller ownership").
+
+Normal role change (both arrays talking): pending -> in progress -> a final sync ->
+roles swapped on both arrays. Forced promotion / demotion when the arrays cannot
+talk, checked against SPEC's rules. When the link returns the two sides reconcile:
+role conflict (both primary; resolved by the Recovery Guru, the loser's divergent
+writes preserved before a delta resync), double forced change (finished by the
+system), orphans and incomplete pairs. Lab faults (failed volumes, controller
+resets, stopped arrays) live here too, since their effects are role and ownership
+rules.
+
+Each array changes only its own side: the orchestrating array applies a side
+message to itself directly and to its peer over the mirroring channel.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime, timezone
+
+import numpy as np
+
+from core import sides
+from core.domain import Role, Severity
+from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
+from core.guru import GuruService
+from core.service_volumes import split_ref
+
+log = logging.getLogger(__name__)
+HINTS_FILE = "reconcile.json"
+
+
+def _clear_log(hv) -> None:
+    """Empty a change log (nothing pending): capture everything, then complete."""
+    if hv.changelog is None:
+        return
+    if hv.changelog.in_flight:
+        hv.changelog.abort()
+    hv.changelog.capture()
+    hv.changelog.complete()
+
+
+class RoleService(GuruService):
+    """Mixed into :class:`core.engine.Engine` (first in its bases)."""
+
+    # How long a normal role change stays pending (cancellable) before it proceeds.
+    role_change_delay = 0.0
+
+    # -- side messages ------------------------------------------------------------------
+    def _register_role_methods(self) -> None:
+        for name, ep in self.endpoints.items():
+            if getattr(ep, "_roles_registered", False):
+                continue
+            ep._roles_registered = True
+            a = ep.array
+            ep.register("role.view", lambda peer, _a=a, **p: self._side_view(_a, **p))
+            ep.register("role.mark", lambda peer, _a=a, **p: self._side_mark(_a, **p))
+            ep.register("role.swap", lambda peer, _a=a, **p: self._side_swap(_a, **p))
+            ep.register("role.yield", lambda peer, _a=a, **p: self._side_yield(_a, **p))
+            ep.register("role.request", lambda peer, _a=a, **p: self._side_request(_a, **p))
+            ep.register("pair.fail", lambda peer, _a=a, **p: self._side_pair_fail(_a, **p))
+            ep.register("volume.owner", lambda peer, _a=a, **p: self._side_owner(_a, **p))
+
+    async def start_data_path(self) -> None:
+        await super().start_data_path()
+        self._register_role_methods()
+        self._was_reachable: dict[tuple[str, str], bool] = {}
+        self._reconciling: dict[tuple[str, str], asyncio.Task] = {}
+        self._role_tasks: dict[str, asyncio.Task] = {}
+
+    async def stop_data_path(self) -> None:
+        tasks = [t for t in list(getattr(self, "_reconciling", {}).values()) + list(
+            getattr(self, "_role_tasks", {}).values()) if not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await super().stop_data_path()
+
+    async def _on(self, orch: str, target: str, method: str, params: dict) -> dict:
+        """Apply a side message on ``target``: directly when it is ``orch``, else over the channel."""
+        if target == orch:
+            return await self.endpoints[orch].handle_call(orch, method, params)
+        return await self.peer_call(orch, target, method, params)
+
+    def _side_view(self, array, remote: str) -> dict:
+        groups = []
+        for g in array.groups():
+            if g.remote_array != remote:
+                continue
+            groups.append({"name": g.name, "role": g.role, "forced": g.forced, "role_change": g.role_change,
+                           "role_conflict": g.role_conflict, "orphan": g.orphan, "rp": g.last_recovery_point_id,
+                           "pairs": [{"volume": p.volume.name, "remote_volume": p.remote_volume,
+                                      "incomplete": p.incomplete, "orphan": p.orphan} for p in g.pairs],
+                           "changed": {p.volume.name: self._changed_bytes(array, p) for p in g.pairs}})
+        return {"groups": groups, "hints": self._hints(array)}
+
+    def _changed_bytes(self, array, pair) -> int:
+        hv = self.hosts.get((array.name, pair.volume.name))
+        return hv.changelog.unsynchronized_bytes if hv is not None and hv.changelog is not None else 0
+
+    def _side_mark(self, array, group: str, pair: str | None = None, **flags) -> dict:
+        g = array.group(group)
+        target = g if pair is None else next((p for p in g.pairs if p.volume.name == pair), None)
+        if target is None:
+            raise NotFound(f"{array.name}/{pair} is not in group {group}", code="arvmPairNotFound")
+        for k, v in flags.items():
+            if k not in ("role_change", "role_conflict", "orphan", "forced", "incomplete", "failed_reason"):
+                raise InvalidInput(f"cannot set '{k}' on a group side", code="invalidInput")
+            setattr(target, k, v)
+        if flags.get("orphan") and pair is None:
+            for p in g.pairs:
+                p.orphan = True
+        array.db.commit()
+        if flags.get("orphan"):
+            array.log(Severity.WARNING, group if pair is None else f"{group}/{pair}", "arvmOrphanFound",
+                      f"{'Group' if pair is None else 'Pair'} {array.name}/{pair or group} is an orphan: its "
+                      f"partner was removed on {g.remote_array}; remove it to clear it")
+        if flags.get("role_conflict"):
+            array.log(Severity.CRITICAL, group, "arvmRoleConflict",
+                      f"Group {group} is primary on both {array.name} and {g.remote_array}: role conflict; "
+                      "choose the side that stays primary in the Recovery Guru")
+        self.refresh_access(array)
+        self.publish("group", array.name, group)
+        return {"ok": True}
+
+    def _side_swap(self, array, group: str, role: str) -> dict:
+        """Take ``role`` for the group: clean change log / staging, host access follows."""
+        g = array.group(group)
+        self._drop_transfer(array, g)
+        for p in g.pairs:
+            hv = self.hosts.get((array.name, p.volume.name))
+            if hv is None:
+                continue
+            if hv.pit is not None and hv.pit.active:
+                hv.pit.end()
+            if hv.staging is not None:
+                hv.staging.discard()
+            _clear_log(hv)  # the new primary tracks only writes made from now on
+        g.role = Role(role).value
+        g.role_change = ""
+        g.role_conflict = False
+        g.forced = ""
+        array.db.commit()
+        self._set_hint(array, group, False)
+        self.refresh_access(array)
+        array.log(Severity.INFO, group, "arvmRoleChanged", f"Group {group} is now {role} on {array.name}")
+        self.publish("group", array.name, group)
+        return {"ok": True}
+
+    def _side_yield(self, array, group: str, preserve: bool = True) -> dict:
+        """The loser of a role conflict (or the force-demoted side): keep its divergent writes, become secondary.
+
+        Returns its pending regions per volume so the winner resyncs them too.
+        """
+        g = array.group(group)
+        self._drop_transfer(array, g)
+        regions, files = {}, []
+        for p in g.pairs:
+            hv = self.hosts.get((array.name, p.volume.name))
+            if hv is None or hv.changelog is None:
+                continue
+            pend = hv.changelog.pending_regions()
+            regions[p.remote_volume] = pend.tolist()
+            if preserve and len(pend):
+                files.append(self._preserve(array, g, hv, pend))
+        self._side_swap(array, group, Role.SECONDARY.value)
+        return {"regions": regions, "preserved": files}
+
+    def _preserve(self, array, g, hv, pend: np.ndarray) -> str:
+        """Write the loser's divergent regions to ``preserved/`` with a JSON index (never silently lost)."""
+        rs = self.region_size
+        d = array.data_dir / "preserved"
+        d.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        data_path = d / f"{g.name}-{hv.name}-{stamp}.bin"
+        index = {"array": array.name, "group": g.name, "volume": hv.name, "region_size": rs,
+                 "recovery_point_id": g.last_recovery_point_id, "regions": []}
+        pos = 0
+        with open(data_path, "wb") as f:
+            for r in pend.tolist():
+                off = r * rs
+                n = max(0, min(rs, hv.size - off))
+                f.write(hv.read(off, n))
+                index["regions"].append({"offset": off, "length": n, "file_offset": pos})
+                pos += n
+        data_path.with_suffix(".json").write_text(json.dumps(index, indent=1))
+        array.log(Severity.WARNING, g.name, "arvmDivergentDataPreserved",
+                  f"{pos} bytes written on {array.name}/{hv.name} since the common recovery point were kept in "
+                  f"{data_path} before the resync")
+        return str(data_path)
+
+    def _drop_transfer(self, array, g) -> None:
+        st = self.states.get((array.name, g.name))
+        if st is None:
+            return
+        if st.running:
+            st.task.cancel()
+        if st.transfer is not None:
+            self._abandon(array, g, st)
+        st.paused = st.waiting_for_user = st.manual_requested = False
+
+    async def _side_request(self, array, group: str, primary: str) -> dict:
+        await self.role_change(group, primary, wait=False)
+        return {"ok": True}
+
+    def _side_pair_fail(self, array, volume: str, reason: str) -> dict:
+        pair = sides.find_pair(array, volume)
+        if reason or pair.failed_reason.startswith("volume "):
+            pair.failed_reason = reason
+        array.db.commit()
+        self.publish("pair", array.name, f"{pair.group.name}/{volume}")
+        return {"ok": True}
+
+    def _side_owner(self, array, owners: dict) -> dict:
+        offline = set(self.lab.faults.offline_controllers)
+        for name, ctrl in owners.items():
+            row = array.volume(name)
+            if f"{array.name}/{ctrl}" not in offline and row.current_owner != ctrl:
+                row.current_owner = ctrl
+                array.log(Severity.INFO, name, "volumeOwnerChanged",
+                          f"Secondary {array.name}/{name} now owned by controller {ctrl}, following its primary")
+        array.db.commit()
+        return {"ok": True}
+
+    # -- hints: what changed on this side while apart ------------------------------------
+    def _hints(self, array) -> list[str]:
+        path = array.data_dir / HINTS_FILE
+        return json.loads(path.read_text()).get("groups", []) if path.exists() else []
+
+    def _set_hint(self, array, group: str, on: bool) -> None:
+        hints = set(self._hints(array))
+        if (group in hints) == on:
+            return
+        hints.add(group) if on else hints.discard(group)
+        (array.data_dir / HINTS_FILE).write_text(json.dumps({"groups": sorted(hints)}))
+
+    # -- normal role change -------------------------------------------------------------------
+    async def role_change(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
+        """Make ``array`` the primary of ``group`` (lossless when both arrays talk; ``force`` when they cannot)."""
+        a = self.get_array(array)
+        g = a.group(group)
+        if g.role_conflict:
+            if force:
+                raise MirrorError(f"cannot force the promotion of {group}: its role conflict is being resolved; "
+                                  "choose the side that stays primary instead", code="arvmRoleConflict")
+            return await self.resolve_role_conflict(group, array)
+        if g.role == Role.PRIMARY.value:
+            raise MirrorError(f"group {group} is already primary on {array}", code="arvmGroupAlreadyPrimary")
+        if not self.reachable(array, g.remote_array):
+            if not force:
+                raise MirrorError(f"{array} cannot reach {g.remote_array}; a role change needs both arrays, or "
+                                  "force the promotion (--force)", code="arvmRemoteArrayUnreachable")
+            return await self._force_promote(a, g)
+        self._check_normal(a, g)
+        primary = g.remote_array
+        if primary not in self.arrays:  # the primary's engine runs the change
+            await self.peer_call(array, primary, "role.request", {"group": group, "primary": array})
+            return {"group": group, "primary": array, "state": "pending"}
+        pa = self.get_array(primary)
+        pg = pa.group(group)
+        self._check_normal(pa, pg)
+        for side in (primary, array):
+            await self._on(primary, side, "role.mark", {"group": group, "role_change": "pending"})
+        pa.log(Severity.INFO, group, "arvmRoleChangePending",
+               f"Role change of {group} requested: {array} becomes primary (pending; may be cancelled)")
+        task = asyncio.get_running_loop().create_task(self._run_role_change(pa, group, array))
+        self._role_tasks[group] = task
+        if not wait:
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            return {"group": group, "primary": array, "state": "pending"}
+        await task
+        return {"group": group, "primary": array, "state": "done"}
+
+    async def promote(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
+        return await self.role_change(group, array, force=force, wait=wait)
+
+    async def demote(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
+        a = self.get_array(array)
+        g = a.group(group)
+        if g.role != Role.PRIMARY.value:
+            raise MirrorError(f"group {group} is already secondary on {array}", code="arvmGroupAlreadySecondary")
+        if not self.reachable(array, g.remote_array):
+            if not force:
+                raise MirrorError(f"{array} cannot reach {g.remote_array}; a role change needs both arrays, or "
+                                  "force the demotion (--force)", code="arvmRemoteArrayUnreachable")
+            return self._force_demote(a, g)
+        return await self.role_change(group, g.remote_array, wait=wait)
+
+    def _check_normal(self, a, g) -> None:
+        if g.role_change == "pending":
+            raise MirrorError(f"a role change of {g.name} is already pending; cancel it first",
+                              code="arvmRoleChangePending")
+        if g.role_change == "in_progress":
+            raise MirrorError(f"a role change of {g.name} is in progress; wait for it to finish",
+                              code="arvmRoleChangeInProgress")
+        if g.role_conflict:
+            raise MirrorError(f"group {g.name} is in a role conflict; resolve it in the Recovery Guru",
+                              code="arvmRoleConflict")
+        if any(p.incomplete for p in g.pairs):
+            raise MirrorError(f"group {g.name} has an incomplete member; complete or remove it first",
+                              code="arvmGroupHasIncompleteMember")
+
+    async def role_cancel(self, group: str) -> None:
+        """Cancel a pending role change (one in progress cannot be cancelled)."""
+        array = self.group_home(group)
+        g = array.group(group)
+        if g.role_change == "in_progress":
+            raise MirrorError(f"the role change of {group} is in progress and cannot be cancelled",
+                              code="arvmRoleChangeInProgress")
+        if g.role_change != "pending":
+            raise MirrorError(f"group {group} has no pending role change", code="arvmNoRoleChangePending")
+        task = self._role_tasks.pop(group, None)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for side in (array.name, g.remote_array):
+            await self._on(array.name, side, "role.mark", {"group": group, "role_change": ""})
+        array.log(Severity.INFO, group, "arvmRoleChangeCancelled", f"Role change of {group} cancelled")
+
+    async def _run_role_change(self, pa, group: str, new_primary: str) -> None:
+        await asyncio.sleep(self.role_change_delay)
+        st = self._state(pa.name, group)
+        if st.running:  # the pending phase waits for the running sync
+            await asyncio.gather(st.task, return_exceptions=True)
+        g = pa.group(group)
+        for side in (pa.name, new_primary):
+            await self._on(pa.name, side, "role.mark", {"group": group, "role_change": "in_progress"})
+        pa.log(Severity.INFO, group, "arvmRoleChangeInProgress",
+               f"Role change of {group} in progress: host writes stopped, the last changes are synchronized")
+        try:
+            await self._final_sync(pa, g)
+        except MirrorError:
+            for side in (pa.name, new_primary):
+                await self._on(pa.name, side, "role.mark", {"group": group, "role_change": ""})
+            pa.log(Severity.CRITICAL, group, "arvmRoleChangeFailed",
+                   f"Role change of {group} failed: the last changes could not be synchronized; roles unchanged")
+            raise
+        await self._on(pa.name, new_primary, "role.swap", {"group": group, "role": Role.PRIMARY.value})
+        await self._on(pa.name, pa.name, "role.swap", {"group": group, "role": Role.SECONDARY.value})
+        self.states.pop((pa.name, group), None)
+        self._role_tasks.pop(group, None)
+
+    async def _final_sync(self, array, g) -> None:
+        """Sync what the secondary lacks, even though the scheduler holds the group (role change)."""
+        st = self._state(array.name, g.name)
+        if st.running:
+            await asyncio.gather(st.task, return_exceptions=True)
+        pending = any(self.hosts[(array.name, p.volume.name)].changelog.pending_regions().size
+                      for p in g.pairs if not p.incomplete and not p.orphan)
+        if not pending and st.transfer is None:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        st.waiters.append(fut)
+        self._start_sync(array, g, st)
+        await fut
+
+    # -- forced changes ---------------------------------------------------------------------------
+    def forced_promotion_refusal(self, array, g) -> MirrorError | None:
+        """The first SPEC rule that forbids a forced promotion of ``g`` on ``array``, or None."""
+        failed = set(self.lab.faults.failed_volumes)
+        rules = [
+            (not g.pairs, "arvmGroupEmpty", "the group has no members"),
+            (g.role_conflict, "arvmRoleConflict", "the group's role conflict is being resolved"),
+            (g.role_change == "pending", "arvmRoleChangePending", "a role change of the group is pending"),
+            (g.role_change == "in_progress", "arvmRoleChangeInProgress", "a role change of the group is in progress"),
+            (any(p.volume.failed or f"{array.name}/{p.volume.name}" in failed for p in g.pairs),
+             "arvmMemberVolumeFailed", "a member volume has failed"),
+            (any(p.failed_reason for p in g.pairs), "arvmGroupFailed",
+             "the group is failed (a member or its reserved capacity failed)"),
+            (any(not p.initial_sync_done for p in g.pairs), "arvmInitialSyncInProgress",
+             "a member is still in its initial synchronization"),
+            (any(not p.recovery_point_available for p in g.pairs), "arvmRecoveryPointUnavailable",
+             "a member has no recovery point image"),
+        ]
+        for bad, code, rule in rules:
+            if bad:
+                return MirrorError(f"cannot force the promotion of {g.name} on {array.name}: {rule}", code=code)
+        return None
+
+    async def _force_promote(self, a, g) -> dict:
+        refusal = self.forced_promotion_refusal(a, g)
+        if refusal is not None:
+            raise refusal
+        for p in g.pairs:  # back to the last recovery point: uncommitted staging never reaches the volume
+            hv = self.host_volume(a.name, p.volume.name)
+            hv.staging.discard()
+            _clear_log(hv)  # from now on it tracks this side's divergent writes
+        g.role, g.forced = Role.PRIMARY.value, "promoted"
+        a.db.commit()
+        self._set_hint(a, g.name, True)
+        self.refresh_access(a)
+        a.log(Severity.CRITICAL, g.name, "arvmForcedPromotion",
+              f"Group {g.name} force-promoted on {a.name} while {g.remote_array} is unreachable; volumes rolled "
+              f"back to recovery point {g.last_recovery_point_id} and writable by hosts")
+        self.publish("group", a.name, g.name)
+        return {"group": g.name, "primary": a.name, "state": "forced"}
+
+    def _force_demote(self, a, g) -> dict:
+        if g.role_change:
+            raise MirrorError(f"a role change of {g.name} is {g.role_change.replace('_', ' ')}",
+                              code="arvmRoleChangeInProgress" if g.role_change == "in_progress"
+                              else "arvmRoleChangePending")
+        self._drop_transfer(a, g)  # its regions go back to the change log: they are this side's changes
+        g.role, g.forced = Role.SECONDARY.value, "demoted"
+        a.db.commit()
+        self._set_hint(a, g.name, True)
+        self.refresh_access(a)
+        a.log(Severity.CRITICAL, g.name, "arvmForcedDemotion",
+              f"Group {g.name} force-demoted on {a.name} while {g.remote_array} is unreachable; host writes refused")
+        self.publish("group", a.name, g.name)
+        return {"group": g.name, "secondary": a.name, "state": "forced"}
+
+    # -- reconciliation ---------------------------------------------------------------------------
+    def role_hold(self, array, g) -> bool:
+        """Scheduler hook: do not sync a group whose sides have not reconciled yet."""
+        if not self.reachable(array.name, g.remote_array):
+            return False
+        busy = getattr(self, "_reconciling", {})
+        return bool(g.forced) or (array.name, g.remote_array) in busy or (g.remote_array, array.name) in busy
+
+    def _tick(self) -> None:
+        self._watch_links()
+        super()._tick()
+
+    def _watch_links(self) -> None:
+        if not hasattr(self, "_was_reachable"):
+            return
+        pairs = set()
+        for a in self.arrays.values():
+            for g in a.groups():
+                # both arrays here: one of them orchestrates
+                both = g.remote_array in self.arrays
+                pairs.add(tuple(sorted((a.name, g.remote_array))) if both else (a.name, g.remote_array))
+        for local, remote in sorted(pairs):
+            up = self.reachable(local, remote)
+            was = self._was_reachable.get((local, remote))
+            self._was_reachable[(local, remote)] = up
+            if not up or (local, remote) in self._reconciling:
+                continue
+            hinted = bool(self._hints(self.arrays[local])) or (remote in self.arrays and bool(
+                self._hints(self.arrays[remote])))
+            forced = any(g.forced for g in self.arrays[local].groups() if g.remote_array == remote)
+            if was is False or hinted or forced:
+                task = asyncio.get_running_loop().create_task(self._reconcile(local, remote))
+                self._reconciling[(local, remote)] = task
+                task.add_done_callback(lambda t, k=(local, remote): self._reconciling.pop(k, None))
+
+    async def reconcile(self, local: str, remote: str) -> None:
+        """Compare both sides of every group between two arrays and settle the differences."""
+        await self._reconcile(local, remote)
+
+    async def _reconcile(self, local: str, remote: str) -> None:
+        try:
+            mine = self._side_view(self.get_array(local), remote)
+            theirs = await self.peer_call(local, remote, "role.view", {"remote": local})
+        except MirrorError as e:
+            log.info("reconciliation %s<->%s postponed: %s", local, remote, e)
+            return
+        la = self.get_array(local)
+        ours = {g["name"]: g for g in mine["groups"]}
+        other = {g["name"]: g for g in theirs["groups"]}
+        for name in sorted(set(ours) | set(other)):
+            try:
+                await self._reconcile_group(la, remote, name, ours.get(name), other.get(name))
+            except MirrorError as e:
+                la.log(Severity.WARNING, name, "arvmReconcileFailed", f"Reconciling {name} failed: {e.message}")
+        for name in list(self._hints(la)):
+            self._set_hint(la, name, False)
+        if remote in self.arrays:
+            for name in list(self._hints(self.arrays[remote])):
+                self._set_hint(self.arrays[remote], name, False)
+
+    async def _reconcile_group(self, la, remote: str, name: str, mine: dict | None, theirs: dict | None) -> None:
+        local = la.name
+        if mine is None or theirs is None:
+            side, view = (local, mine) if theirs is None else (remote, theirs)
+            if not view["orphan"]:
+                await self._on(local, side, "role.mark", {"group": name, "orphan": True})
+            return
+        if mine["orphan"] or theirs["orphan"]:
+            return
+        await self._reconcile_pairs(la, remote, name, mine, theirs)
+        roles = (mine["role"], theirs["role"])
+        if roles == ("primary", "primary"):
+            if not (mine["role_conflict"] and theirs["role_conflict"]):
+                for side in (local, remote):
+                    await self._on(local, side, "role.mark", {"group": name, "role_conflict": True})
+            return
+        if "primary" in roles and "secondary" in roles and (mine["forced"] or theirs["forced"]):
+            winner = local if mine["role"] == "primary" else remote
+            await self._finish_forced_change(local, remote, name, winner)
+
+    async def _reconcile_pairs(self, la, remote: str, name: str, mine: dict, theirs: dict) -> None:
+        local = la.name
+        for view, side, other in ((mine, local, theirs), (theirs, remote, mine)):
+            partner = {p["volume"] for p in other["pairs"]}
+            for p in view["pairs"]:
+                if p["remote_volume"] in partner or p["orphan"]:
+                    continue
+                if p["incomplete"] and side in self.arrays:
+                    await self._complete_pair(self.get_array(side), name, p["volume"])
+                else:
+                    await self._on(local, side, "role.mark", {"group": name, "pair": p["volume"], "orphan": True})
+
+    async def _complete_pair(self, array, group: str, volume: str) -> None:
+        """Create the remote side of a pair added while the remote was unreachable."""
+        pair = sides.find_pair(array, volume)
+        g = pair.group
+        pct = round(100.0 * pair.reserved_capacity / pair.volume.capacity, 3)
+        params = dict(group=group, volume=pair.remote_volume, remote_volume=volume, reserved_percent=pct)
+        await self.peer_call(array.name, g.remote_array, "pair.create", {**params, "check_only": True})
+        await self.peer_call(array.name, g.remote_array, "pair.create", params)
+        pair.incomplete = False
+        array.db.commit()
+        array.log(Severity.INFO, f"{group}/{volume}", "arvmPairCompleted",
+                  f"Pair {array.name}/{volume} completed on {g.remote_array}/{pair.remote_volume}")
+        self.publish("pair", array.name, f"{group}/{volume}")
+
+    async def _finish_forced_change(self, local: str, remote: str, name: str, winner: str) -> None:
+        """Double forced change: both sides in progress, exchange change logs, resync, back to normal."""
+        loser = remote if winner == local else local
+        for side in (winner, loser):
+            await self._on(local, side, "role.mark", {"group": name, "role_change": "in_progress"})
+        self.get_array(local).log(Severity.INFO, name, "arvmRoleChangeInProgress",
+                                  f"Group {name}: finishing the forced role change ({winner} primary)")
+        got = await self._on(local, loser, "role.yield", {"group": name, "preserve": False})
+        await self._resync_winner(local, winner, name, got["regions"])
+
+    async def _resync_winner(self, orch: str, winner: str, name: str, regions: dict) -> None:
+        """Mark the loser's changed regions dirty on the winner and sync: never a full copy."""
+        if winner not in self.arrays:
+            raise MirrorError("the winner's engine must run the resync", code="arvmUnsupportedRequest")
+        wa = self.get_array(winner)
+        wg = wa.group(name)
+        for p in wg.pairs:
+            hv = self.host_volume(winner, p.volume.name)
+            if hv.changelog is not None and regions.get(p.volume.name):
+                hv.changelog.mark_all(regions[p.volume.name])
+        wg.role_change, wg.role_conflict, wg.forced = "", False, ""
+        wa.db.commit()
+        self._set_hint(wa, name, False)
+        self.refresh_access(wa)
+        st = self._state(winner, name)
+        self._drop_transfer(wa, wg)
+        st = self._state(winner, name)
+        wa.log(Severity.INFO, name, "arvmRoleChangeCompleted",
+               f"Group {name}: {winner} is primary; resynchronizing only the regions changed on either side")
+        self.publish("group", winner, name)
+        if wg.pairs:
+            await self._final_sync(wa, wg)
+
+    async def resolve_role_conflict(self, group: str, keep: str) -> dict:
+        """Keep ``keep`` as primary: preserve the other side's divergent writes, demote it, delta-resync it."""
+        a = self.get_array(keep)
+        g = a.group(group)
+        if not g.role_conflict:
+            raise MirrorError(f"group {group} is not in a role conflict", code="arvmNoRoleConflict")
+        loser = g.remote_array
+        if not self.reachable(keep, loser):
+            raise MirrorError(f"{keep} cannot reach {loser}; restore the link first",
+                              code="arvmRemoteArrayUnreachable")
+        got = await self._on(keep, loser, "role.yield", {"group": group, "preserve": True})
+        await self._resync_winner(keep, keep, group, got["regions"])
+        return {"group": group, "primary": keep, "preserved": got["preserved"]}
+
+    # -- pairs and groups while apart -------------------------------------------------------------
+    async def add_pair(self, group: str, primary: str, secondary: str, reserved_percent: float = 20,
+                       secondary_reserved_percent: float | None = None):
+        pa, pv = split_ref(primary)
+        sa, sv = split_ref(secondary)
+        g = self.get_array(pa).find_group(group)
+        if g is None or g.role != Role.PRIMARY.value or self.reachable(pa, sa) or g.remote_array != sa:
+            return await super().add_pair(group, primary, secondary, reserved_percent, secondary_reserved_percent)
+        local = self.get_array(pa)
+        sides.create_pair_side(local, group, pv, sv, reserved_percent, incomplete=True)
+        row = local.pair_of(local.volume(pv))
+        await self.on_pair_added(local, row)
+        self._set_hint(local, group, True)
+        local.log(Severity.WARNING, f"{group}/{pv}", "arvmPairIncomplete",
+                  f"Pair {primary} -> {secondary} created while {sa} is unreachable: incomplete until the link returns")
+        self.publish("pair", pa, f"{group}/{pv}")
+        return self.pair_snapshot(local, row)
+
+    async def remove_pair(self, ref: str) -> None:
+        a, v = split_ref(ref)
+        array = self.get_array(a)
+        pair = sides.find_pair(array, v)
+        gname = pair.group.name
+        if not (pair.orphan or pair.incomplete or pair.group.orphan):
+            if not self.reachable(a, pair.group.remote_array):
+                self._set_hint(array, gname, True)
+            return await super().remove_pair(ref)
+        # An orphan's partner is gone: remove only this side, the remote is not asked.
+        self.detach_pair_volume(a, v)
+        sides.remove_pair_side(array, v)
+        self.refresh_access(array)
+        self.publish("pair", a, f"{gname}/{v}")
+
+    async def delete_group(self, name: str) -> None:
+        array = self.group_home(name)
+        g = array.group(name)
+        if not g.orphan:
+            if not self.reachable(array.name, g.remote_array):
+                self._set_hint(array, name, True)
+            return await super().delete_group(name)
+        for p in list(g.pairs):
+            self.detach_pair_volume(array.name, p.volume.name)
+        sides.delete_group_side(array, name, force=True)
+        self.states.pop((array.name, name), None)
+        self.refresh_access(array)
+        self.publish("group", array.name, name)
+
+    # -- ownership -------------------------------------------------------------------------------------
+    async def _run_sync(self, array, group: str, st) -> None:
+        g = array.group(group)
+        owners = {p.remote_volume: p.volume.current_owner for p in g.pairs if not (p.incomplete or p.orphan)}
+        try:  # the secondary's owner follows the primary's with the next remote write
+            await self.peer_call(array.name, g.remote_array, "volume.owner", {"owners": owners})
+        except MirrorError:
+            pass  # the sync itself reports the link
+        await super()._run_sync(array, group, st)
+
+    async def set_volume_owner(self, ref: str, ctrl: str) -> None:
+        a, v = split_ref(ref)
+        array = self.get_array(a)
+        if ctrl not in ("A", "B"):
+            raise InvalidInput(f"controller '{ctrl}' must be A or B", code="invalidController")
+        if f"{a}/{ctrl}" in self.lab.faults.offline_controllers:
+            raise MirrorError(f"controller {a}/{ctrl} is offline; restore it first", code="controllerOffline")
+        row = array.volume(v)
+        row.preferred_owner = row.current_owner = ctrl
+        array.db.commit()
+        array.log(Severity.INFO, v, "volumeOwnerChanged", f"Volume {a}/{v} now owned by controller {ctrl}")
+        self.publish("volume", a, v)
+
+    # -- lab faults ------------------------------------------------------------------------------------
+    def _save_faults(self) -> None:
+        self.lab.save()
+        self._lab_mtime = self._lab_file_mtime()
+
+    def _reload(self):
+        import copy
+
+        from core.lab import LabState
+
+        before = copy.deepcopy(self.lab.faults)
+        self.lab = LabState(self.home)
+        return before
+
+    async def volume_fail(self, ref: str) -> None:
+        """Lab: fail a volume; its pair fails and its group is system suspended."""
+        a, v = split_ref(ref)
+        array = self.get_array(a)
+        row = array.volume(v)
+        before = self._reload()
+        if ref not in self.lab.faults.failed_volumes:
+            self.lab.faults.failed_volumes.append(ref)
+        self._save_faults()
+        row.failed = True
+        array.db.commit()
+        await self._apply_faults(before)
+        array.log(Severity.CRITICAL, v, "volumeFailed", f"Volume {ref} failed")
+        pair = array.pair_of(row)
+        if pair is not None:
+            reason = f"volume {ref} failed; repair it, then resume the group"
+            pair.failed_reason = reason
+            array.db.commit()
+            st = self._primary_state(array, pair.group)
+            if st is not None and st.running:
+                st.task.cancel()
+            try:
+                await self.peer_call(a, pair.group.remote_array, "pair.fail",
+                                     {"volume": pair.remote_volume, "reason": reason})
+            except MirrorError:
+                pass
+        self.publish("volume", a, v)
+
+    async def volume_repair(self, ref: str) -> None:
+        """Lab: repair a failed volume; the group waits for Resume, which resends only what changed."""
+        a, v = split_ref(ref)
+        array = self.get_array(a)
+        row = array.volume(v)
+        before = self._reload()
+        if ref in self.lab.faults.failed_volumes:
+            self.lab.faults.failed_volumes.remove(ref)
+        self._save_faults()
+        row.failed = False
+        array.db.commit()
+        await self._apply_faults(before)
+        pair = array.pair_of(row)
+        if pair is not None:
+            if pair.failed_reason.startswith("volume "):
+                pair.failed_reason = ""
+            array.db.commit()
+            try:
+                await self.peer_call(a, pair.group.remote_array, "pair.fail",
+                                     {"volume": pair.remote_volume, "reason": ""})
+            except MirrorError:
+                pass
+            g = pair.group
+            prim = a if g.role == Role.PRIMARY.value else g.remote_array
+            self._state(prim, g.name).waiting_for_user = True
+        array.log(Severity.INFO, v, "volumeRepaired", f"Volume {ref} repaired; resume its group")
+        self.publish("volume", a, v)
+
+    async def controller_reset(self, array: str, ctrl: str) -> None:
+        """Lab: reset a controller; its volumes move to the other one, an interrupted sync resumes from the log."""
+        a = self.get_array(array)
+        key = f"{array}/{ctrl}"
+        self._reload()
+        if key not in self.lab.faults.offline_controllers:
+            self.lab.faults.offline_controllers.append(key)
+        self._save_faults()
+        other = "B" if ctrl == "A" else "A"
+        for c in a.controllers():
+            if c.label == ctrl:
+                c.status = "offline"
+        moved = []
+        for row in a.volumes():
+            if row.current_owner == ctrl:
+                row.current_owner = other
+                moved.append(row.name)
+        a.db.commit()
+        a.log(Severity.CRITICAL, f"controller {ctrl}", "controllerOffline",
+              f"Controller {key} reset; {len(moved)} volume(s) moved to controller {other}")
+        for (an, gname), st in list(self.states.items()):
+            g = self.get_array(an).find_group(gname)
+            if g is None or not st.running:
+                continue
+            if an == array or g.remote_array == array:  # the remote write is interrupted mid-way
+                st.task.cancel()
+                await asyncio.gather(st.task, return_exceptions=True)
+        self.publish("array", array, key)
+
+    async def controller_restore(self, array: str, ctrl: str) -> None:
+        a = self.get_array(array)
+        key = f"{array}/{ctrl}"
+        self._reload()
+        if key in self.lab.faults.offline_controllers:
+            self.lab.faults.offline_controllers.remove(key)
+        self._save_faults()
+        for c in a.controllers():
+            if c.label == ctrl:
+                c.status = "optimal"
+        for row in a.volumes():
+            if row.preferred_owner == ctrl:
+                row.current_owner = ctrl
+        a.db.commit()
+        a.log(Severity.INFO, f"controller {ctrl}", "controllerRestored", f"Controller {key} back online")
+        self.publish("array", array, key)
+
+    async def array_stop(self, array: str) -> None:
+        """Lab: stop an array (unreachable, its volumes refuse host I/O)."""
+        self.get_array(array)
+        before = self._reload()
+        if array not in self.lab.faults.stopped_arrays:
+            self.lab.faults.stopped_arrays.append(array)
+        self._save_faults()
+        await self._apply_faults(before)
+        self.publish("array", array, "stopped")
+
+    async def array_start(self, array: str) -> None:
+        self.get_array(array)
+        before = self._reload()
+        if array in self.lab.faults.stopped_arrays:
+            self.lab.faults.stopped_arrays.remove(array)
+        self._save_faults()
+        await self._apply_faults(before)
+        self.publish("array", array, "started")

@@ -1,0 +1,53 @@
+"""``mirror-console [--home DIR]``: the window first, the engine behind it.
+
+The window is shown before the engine has opened the arrays (SPEC §5: first window
+in <= 1.5 s); panels fill in when the bridge reports ready.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from core.lab import default_home, init_lab
+from gui.bridge import EngineBridge
+from gui.main_window import MainWindow
+from gui.theme import icon, style_sheet
+
+
+def make_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("Async Mirror Console")
+    app.setOrganizationName("AsyncMirror")
+    app.setStyle("Fusion")
+    app.setStyleSheet(style_sheet())
+    app.setWindowIcon(icon("app"))
+    return app
+
+
+def build_console(home: Path | str, purpose: str = "console", poll_hz: float = 5.0) -> tuple[EngineBridge, MainWindow]:
+    """The bridge (not started) and the main window around it; the caller starts and stops the bridge."""
+    bridge = EngineBridge(home, purpose=purpose, poll_hz=poll_hz)
+    return bridge, MainWindow(bridge)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mirror-console", description="Async Mirror Console")
+    parser.add_argument("--home", type=Path, default=None, help="lab home directory (default: the user's lab)")
+    args = parser.parse_args(argv)
+    home = args.home or default_home()
+    init_lab(home, if_missing=True)
+    app = make_app()
+    bridge, window = build_console(home)
+    window.show()
+    bridge.start()
+    try:
+        return app.exec()
+    finally:
+        bridge.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Centre panel: properties of the selection, and tables of groups and pairs with progress bars."""
+from __future__ import annotations
+
+from PySide6.QtCore import QRect, Qt
+from PySide6.QtWidgets import (QApplication, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QSplitter,
+                               QStyle, QStyledItemDelegate, QStyleOptionProgressBar, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+from core.units import format_size
+from gui import formatting as fmt
+from gui.console_state import ConsoleState
+from gui.selection import Selection
+from gui.theme import role_icon, status_icon, status_label
+
+PROGRESS_ROLE = Qt.UserRole + 5
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Paints a progress bar in cells that carry a percentage (None: plain text)."""
+
+    def paint(self, painter, option, index):
+        pct = index.data(PROGRESS_ROLE)
+        if pct is None:
+            return super().paint(painter, option, index)
+        bar = QStyleOptionProgressBar()
+        bar.rect = QRect(option.rect.adjusted(3, 3, -3, -3))
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = int(pct * 10)
+        bar.text = f"{pct:.1f} %"
+        bar.textVisible = True
+        bar.state = option.state | QStyle.State_Enabled
+        widget = option.widget
+        style = widget.style() if widget is not None else QApplication.style()
+        style.drawControl(QStyle.CE_ProgressBar, bar, painter, widget)
+
+
+def _table(headers: list[str]) -> QTableWidget:
+    t = QTableWidget(0, len(headers))
+    t.setHorizontalHeaderLabels(headers)
+    t.verticalHeader().setVisible(False)
+    t.setEditTriggers(QTableWidget.NoEditTriggers)
+    t.setSelectionBehavior(QTableWidget.SelectRows)
+    t.setAlternatingRowColors(True)
+    t.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+    t.horizontalHeader().setStretchLastSection(True)
+    t.setItemDelegate(ProgressDelegate(t))
+    return t
+
+
+GROUP_HEADERS = ["Group", "Array", "Role", "Status", "Mode", "Last recovery point", "Unsynchronized", "Progress"]
+PAIR_HEADERS = ["Primary", "Secondary", "Group", "Status", "Unsynchronized", "Rate", "ETA", "Reserved used",
+                "Progress"]
+
+
+class DetailsPanel(QWidget):
+    """Shows the selected object; refreshes from the console state's live snapshots."""
+
+    def __init__(self, state: ConsoleState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        self.selection: Selection | None = None
+        self.title = QLabel("Select an array, a group or a pair", objectName="sectionTitle")
+        self.subtitle = QLabel("", objectName="hint")
+        self.left_box, self.right_box = QGroupBox("Settings"), QGroupBox("State")
+        self.left_form, self.right_form = QFormLayout(self.left_box), QFormLayout(self.right_box)
+        self._value_labels: dict[str, QLabel] = {}
+        for form in (self.left_form, self.right_form):
+            form.setVerticalSpacing(3)
+        top = QWidget()
+        boxes = QHBoxLayout(top)
+        boxes.setContentsMargins(0, 0, 0, 0)
+        boxes.addWidget(self.left_box)
+        boxes.addWidget(self.right_box)
+        self.groups_table = _table(GROUP_HEADERS)
+        self.pairs_table = _table(PAIR_HEADERS)
+        tables = QWidget()
+        tl = QVBoxLayout(tables)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(QLabel("<b>Mirror consistency groups</b>"))
+        tl.addWidget(self.groups_table, 1)
+        tl.addWidget(QLabel("<b>Mirrored pairs</b>"))
+        tl.addWidget(self.pairs_table, 2)
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(top)
+        split.addWidget(tables)
+        split.setStretchFactor(1, 1)
+        split.setSizes([250, 330])
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.title)
+        lay.addWidget(self.subtitle)
+        lay.addWidget(split, 1)
+        state.sig_groups_changed.connect(self.refresh)
+        state.sig_volumes_changed.connect(self.refresh)
+        state.sig_arrays_changed.connect(self.refresh)
+
+    def set_selection(self, selection: Selection | None) -> None:
+        self.selection = selection
+        self.refresh()
+
+    # -- content ----------------------------------------------------------------
+    def refresh(self, *_):
+        sel = self.selection
+        left, right = [], []
+        groups = [g for g in self.state.groups]
+        if sel is None:
+            self.title.setText("All arrays")
+            self.subtitle.setText("Select an array, a group or a pair in the tree")
+        elif sel.kind == "array":
+            a = next((x for x in self.state.arrays if x.name == sel.array), None)
+            groups = [g for g in groups if g.array == sel.array]
+            self.title.setText(f"Storage array {sel.array}")
+            if a is not None:
+                self.subtitle.setText(f"{a.model} \u2014 firmware {a.firmware} \u2014 WWN {a.wwn}")
+                left = [("Model", a.model), ("Firmware", a.firmware),
+                        ("Controllers", ", ".join(f"{c.label}: {c.status}" for c in a.controllers)),
+                        ("Channels", ", ".join(sorted(t.upper() for t in a.channel_types)) or "none"),
+                        ("Mirroring channel", a.channel_address or "embedded lab")]
+                right = [("Online", "yes" if a.online else "no")] + [
+                    (f"Pool {p.name}", f"{format_size(p.free)} free of {format_size(p.capacity)} ({p.drive_type.upper()})")
+                    for p in a.pools]
+        elif sel.kind == "group":
+            g = next((x for x in groups if x.name == sel.name and x.array == sel.array), None)
+            groups = [x for x in groups if x.name == sel.name]
+            self.title.setText(f"Mirror consistency group {sel.name}")
+            if g is not None:
+                self.subtitle.setText(f"{g.role.capitalize()} on {g.array}, mirrored with {g.remote_array}")
+                left, right = _group_rows(g)
+        elif sel.kind == "pair":
+            p = self.state.pair(sel.array, sel.name)
+            g = self.state.group(p.group, sel.array) if p else None
+            groups = [x for x in groups if p is not None and x.name == p.group]
+            self.title.setText(f"Mirrored pair {sel.array}/{sel.name}")
+            if p is not None:
+                self.subtitle.setText(f"{p.primary_ref} \u2192 {p.secondary_ref} in group {p.group}")
+                left, right = _pair_rows(p, g)
+        elif sel.kind == "volume":
+            v = next((x for x in self.state.volumes if x.array == sel.array and x.name == sel.name), None)
+            groups = [x for x in groups if v is not None and x.name == v.mirror_group and x.array == v.array]
+            self.title.setText(f"Volume {sel.array}/{sel.name}")
+            if v is not None:
+                self.subtitle.setText(f"{format_size(v.capacity)} on pool {v.pool}")
+                left = [("Capacity", format_size(v.capacity)), ("Drive type", v.drive_type.upper()),
+                        ("RAID level", v.raid_level), ("Segment size", format_size(v.segment_size)),
+                        ("Security", v.security), ("Drive Security", _yes(v.drive_security)),
+                        ("Data Assurance", _yes(v.data_assurance)),
+                        ("Resource Partitioning", _yes(v.resource_partitioning))]
+                right = [("Status", "Failed" if v.failed else "Optimal"),
+                         ("Owner (preferred / current)", f"{v.preferred_owner} / {v.current_owner}"),
+                         ("Mirror group", v.mirror_group or "not mirrored"), ("Role", v.role or "\u2014"),
+                         ("Host writable", _yes(v.host_writable)), ("NBD export", v.nbd_uri or "\u2014")]
+        self._fill(self.left_form, left, "l")
+        self._fill(self.right_form, right, "r")
+        self.left_box.setVisible(bool(left))
+        self.right_box.setVisible(bool(right))
+        self._fill_groups(groups)
+        self._fill_pairs(groups)
+
+    def _fill(self, form: QFormLayout, rows, side: str) -> None:
+        keys = [f"{side}:{k}" for k, _ in rows]
+        current = [k for k in self._value_labels if k.startswith(side + ":")]
+        if keys != current:  # new layout of fields: rebuild; otherwise only texts change
+            while form.rowCount():
+                form.removeRow(0)
+            for k in current:
+                del self._value_labels[k]
+            for (label, _), key in zip(rows, keys):
+                value = QLabel(textInteractionFlags=Qt.TextSelectableByMouse)
+                self._value_labels[key] = value
+                form.addRow(f"{label}:", value)
+        for (_, text), key in zip(rows, keys):
+            if self._value_labels[key].text() != str(text):
+                self._value_labels[key].setText(str(text))
+
+    def _fill_groups(self, groups) -> None:
+        t = self.groups_table
+        grew = t.rowCount() != len(groups)
+        t.setRowCount(len(groups))
+        for r, g in enumerate(groups):
+            mode = "Manual" if g.sync_mode == "manual" else f"Every {g.sync_interval_minutes} min"
+            cells = [g.name, g.array, g.role.capitalize(), status_label(g.status), mode,
+                     fmt.timestamp(g.last_recovery_point), format_size(g.unsynchronized_bytes), None]
+            _row(t, r, cells, g.progress.percent if g.progress else None)
+            t.item(r, 3).setIcon(status_icon(g.status))
+            t.item(r, 2).setIcon(role_icon(g.role))
+        if grew:
+            t.resizeColumnsToContents()
+
+    def _fill_pairs(self, groups) -> None:
+        pairs = [p for g in groups for p in g.pairs]
+        t = self.pairs_table
+        grew = t.rowCount() != len(pairs)
+        t.setRowCount(len(pairs))
+        for r, p in enumerate(pairs):
+            rc = p.reserved_capacity
+            cells = [p.primary_ref, p.secondary_ref, f"{p.group} ({p.array})", status_label(p.status),
+                     format_size(p.unsynchronized_bytes), fmt.rate(p.progress.rate if p.progress else None),
+                     fmt.eta(p.progress.eta_seconds if p.progress else None),
+                     f"{rc.utilization_pct:.1f} % of {format_size(rc.capacity)}", None]
+            _row(t, r, cells, p.progress.percent if p.progress else None)
+            t.item(r, 3).setIcon(status_icon(p.status))
+            if p.reason:
+                t.item(r, 3).setToolTip(p.reason)
+        if grew and len(pairs) <= 200:  # sizing to contents scans every cell: not for huge tables
+            t.resizeColumnsToContents()
+
+
+def _row(t: QTableWidget, r: int, cells, pct) -> None:
+    for c, text in enumerate(cells):
+        item = t.item(r, c)
+        if item is None:
+            item = QTableWidgetItem()
+            t.setItem(r, c, item)
+        if text is None:
+            item.setData(PROGRESS_ROLE, pct)
+            item.setText("" if pct is not None else "\u2014")
+        elif item.text() != text:
+            item.setText(text)
+
+
+def _yes(v) -> str:
+    return "\u2014" if v is None else ("yes" if v else "no")
+
+
+def _group_rows(g):
+    mode = "Manual" if g.sync_mode == "manual" else f"Scheduled, every {g.sync_interval_minutes} min"
+    left = [("Channel", g.channel.upper()), ("Synchronization", mode), ("Priority", g.priority.capitalize()),
+            ("Resync policy", g.resync_policy.capitalize()),
+            ("Sync completion alert", f"{g.sync_alert_minutes} min"),
+            ("Recovery point age alert", f"{g.recovery_point_alert_minutes} min"),
+            ("Reserved capacity alert", f"{g.reserved_alert_percent} %")]
+    prog = g.progress
+    right = [("Status", status_label(g.status)), ("Role", f"{g.role.capitalize()} on {g.array}"),
+             ("Remote array", g.remote_array),
+             ("Last recovery point", fmt.timestamp(g.last_recovery_point)),
+             ("Recovery point age", fmt.age(g.recovery_point_age_seconds)),
+             ("Next sync", fmt.timestamp(g.next_sync) if g.sync_mode == "scheduled" else "on demand"),
+             ("Unsynchronized", format_size(g.unsynchronized_bytes)),
+             ("Progress", f"{prog.percent:.1f} % ({format_size(prog.bytes_done)} of {format_size(prog.bytes_total)})"
+              if prog else "idle"),
+             ("Rate", fmt.rate(prog.rate if prog else None)), ("ETA", fmt.eta(prog.eta_seconds if prog else None)),
+             ("Host writable", _yes(g.host_writable))]
+    if g.last_sync is not None:
+        right.append(("Last sync", f"{g.last_sync.outcome}, {format_size(g.last_sync.bytes_payload)} in "
+                                   f"{g.last_sync.duration_seconds:.1f} s"))
+    return left, right
+
+
+def _pair_rows(p, g):
+    rc = p.reserved_capacity
+    left = [("Primary volume", p.primary_ref), ("Secondary volume", p.secondary_ref), ("Group", p.group),
+            ("Role of this side", p.role.capitalize()),
+            ("Reserved capacity", f"{format_size(rc.capacity)} on {rc.pool} ({rc.drive_type.upper()})"),
+            ("Reserved used", f"{format_size(rc.used)} ({rc.utilization_pct:.1f} %)"),
+            ("PIT / log / staging", f"{format_size(rc.pit_bytes)} / {format_size(rc.log_bytes)} / "
+                                    f"{format_size(rc.staging_bytes)}")]
+    prog = p.progress
+    right = [("Status", status_label(p.status) + (f" \u2014 {p.reason}" if p.reason else "")),
+             ("Recovery point image", "available" if p.recovery_point_available else "none"),
+             ("Last recovery point", fmt.timestamp(p.last_recovery_point)),
+             ("Recovery point age", fmt.age(fmt.since(p.last_recovery_point))),
+             ("Unsynchronized", format_size(p.unsynchronized_bytes)),
+             ("Progress", f"{prog.percent:.1f} %" if prog else "idle"),
+             ("Rate", fmt.rate(prog.rate if prog else None)), ("ETA", fmt.eta(prog.eta_seconds if prog else None))]
+    if g is not None:
+        right.append(("Reserved alert threshold", f"{g.reserved_alert_percent} %"))
+    return left, right

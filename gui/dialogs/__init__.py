@@ -1,0 +1,1 @@
+"""Small dialogs: sync settings, role change, test communication, reserved capacity."""

@@ -1,0 +1,120 @@
+"""Recovery Guru: current problems, their cause, affected objects, steps, and fix buttons."""
+from __future__ import annotations
+
+from html import escape
+
+from PySide6.QtCore import QTimer, Qt, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSplitter,
+                               QTextBrowser, QVBoxLayout, QWidget)
+
+from gui.bridge import EngineBridge
+from gui.messages import confirm, error_handler
+from gui.theme import status_icon
+
+REFRESH_MS = 3000
+
+
+class GuruPanel(QWidget):
+    """Lists ``engine.guru()`` problems; a fix button runs ``guru_fix(problem, action)``."""
+
+    sig_problem_count = Signal(int)
+    """How many problems the Recovery Guru currently lists (-1 when it cannot tell)."""
+
+    def __init__(self, bridge: EngineBridge, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.bridge = bridge
+        self.problems: tuple = ()
+        self.list = QListWidget()
+        self.list.currentRowChanged.connect(self._show)
+        self.details = QTextBrowser()
+        self.details.setOpenExternalLinks(False)
+        self.buttons = QHBoxLayout()
+        self.status = QLabel("Checking for problems\u2026", objectName="hint", wordWrap=True)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.details, 1)
+        rl.addLayout(self.buttons)
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self.list)
+        split.addWidget(right)
+        split.setSizes([140, 200])
+        self.list.setMinimumWidth(110)
+        self.details.setMinimumWidth(150)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.status)
+        lay.addWidget(split, 1)
+        self._in_flight = False
+        self.timer = QTimer(self, interval=REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        bridge.sig_ready.connect(self.refresh)
+        bridge.sig_ready.connect(self.timer.start)
+        bridge.sig_engine_event.connect(self._on_event)
+
+    def _on_event(self, ev) -> None:
+        if ev.kind in ("guru", "group", "pair", "link", "array", "volume"):
+            self.refresh()
+
+    def refresh(self) -> None:
+        if self._in_flight:
+            return
+        self._in_flight = True
+        self.bridge.call("guru", on_done=self._set_problems, on_error=self._unavailable)
+
+    def _unavailable(self, err) -> None:
+        self._in_flight = False
+        self.status.setText(f"Recovery Guru unavailable: {err.message}")
+        self.sig_problem_count.emit(-1)
+
+    def _set_problems(self, problems) -> None:
+        self._in_flight = False
+        problems = tuple(problems)
+        self.sig_problem_count.emit(len(problems))
+        self.status.setText(f"{len(problems)} problem(s) need attention" if problems
+                            else "No problems: the storage arrays are optimal")
+        if problems == self.problems:
+            return
+        keep = self.problems[self.list.currentRow()].id if 0 <= self.list.currentRow() < len(self.problems) else None
+        self.problems = problems
+        self.list.blockSignals(True)
+        self.list.clear()
+        for p in problems:
+            item = QListWidgetItem(status_icon(p.severity), p.title)
+            item.setToolTip(", ".join(p.objects))
+            self.list.addItem(item)
+        self.list.blockSignals(False)
+        ids = [p.id for p in problems]
+        self.list.setCurrentRow(ids.index(keep) if keep in ids else (0 if problems else -1))
+        self._show(self.list.currentRow())
+
+    def _show(self, row: int) -> None:
+        while self.buttons.count():
+            w = self.buttons.takeAt(0).widget()
+            if w is not None:
+                w.deleteLater()
+        if not 0 <= row < len(self.problems):
+            self.details.setHtml("<p style='color:#5a6b7d'>Select a problem to see its cause and how to fix it.</p>")
+            return
+        p = self.problems[row]
+        steps = "".join(f"<li>{escape(s)}</li>" for s in p.steps)
+        objects = "".join(f"<li>{escape(o)}</li>" for o in p.objects)
+        self.details.setHtml(
+            f"<h3>{escape(p.title)}</h3><p><b>Severity:</b> {escape(str(p.severity).capitalize())}</p>"
+            f"<p><b>Affected objects:</b></p><ul>{objects}</ul>"
+            f"<p><b>Cause:</b> {escape(p.cause)}</p><p><b>Recovery steps:</b></p><ol>{steps}</ol>")
+        self.buttons.addStretch(1)
+        for action_id, label, destructive, detail in p.actions:
+            b = QPushButton(label)
+            b.setToolTip(detail)
+            b.setProperty("destructive", bool(destructive))
+            b.setProperty("primary", not destructive)
+            b.clicked.connect(lambda _=False, a=action_id, lbl=label, d=destructive, det=detail, pid=p.id:
+                              self._fix(pid, a, lbl, d, det))
+            self.buttons.addWidget(b)
+
+    def _fix(self, problem_id: str, action_id: str, label: str, destructive: bool, detail: str) -> None:
+        if destructive and not confirm(self, label, f"{detail}\n\nThis cannot be undone. Continue?", True):
+            return
+        self.bridge.call("guru_fix", problem_id, action_id, on_done=lambda _r: self.refresh(),
+                         on_error=error_handler(self, label))

@@ -1,0 +1,189 @@
+"""The Mirror menu's actions, enabled only where they apply to the selection.
+
+No Promote on a primary side, no Resume unless suspended, no Delete on a group that
+still has pairs: the state decides, the actions follow the selection and the live
+snapshots.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMenu, QWidget
+
+from gui.bridge import EngineBridge
+from gui.console_state import ConsoleState
+from gui.dialogs.reserved_capacity import IncreaseReservedCapacityDialog
+from gui.dialogs.role_change import RoleChangeDialog
+from gui.dialogs.sync_settings import SyncSettingsDialog
+from gui.dialogs.test_communication import TestCommunicationDialog
+from gui.lro_dialog import LongRunningOperationsDialog
+from gui.messages import confirm, error_handler
+from gui.selection import Selection
+from gui.theme import icon
+from gui.wizards.create_group import CreateGroupWizard
+from gui.wizards.create_pair import CreatePairWizard
+
+SUSPENDED = ("user_suspended", "system_suspended")
+ROLE_CHANGING = ("role_change_pending", "role_change_in_progress")
+
+
+class MirrorActions(QObject):
+    """Creates the actions; ``update()`` re-evaluates which apply."""
+
+    sig_dialog_opened = Signal(QWidget)
+    """A wizard or dialog was opened (tests and screenshots drive it from here)."""
+
+    def __init__(self, bridge: EngineBridge, state: ConsoleState, window: QWidget):
+        super().__init__(window)
+        self.bridge, self.state, self.window = bridge, state, window
+        self.selection: Selection | None = None
+        a = self._action
+        self.new_group = a("Create mirror consistency group\u2026", self.open_create_group, "group", "Ctrl+G")
+        self.new_pair = a("Create mirrored pair\u2026", self.open_create_pair, "pair", "Ctrl+P")
+        self.sync_now = a("Synchronize now", lambda: self._group_call("sync_now", "Synchronize now"),
+                          "status_synchronizing")
+        self.suspend = a("Suspend", lambda: self._group_call("suspend", "Suspend"), "status_suspended")
+        self.resume = a("Resume", lambda: self._group_call("resume", "Resume"), "status_optimal")
+        self.verify = a("Verify consistency", lambda: self._group_call("verify", "Verify consistency"))
+        self.settings = a("Synchronization settings\u2026", self.open_settings)
+        self.promote = a("Promote to primary\u2026", self.open_role_change, "role_primary")
+        self.demote = a("Demote to secondary\u2026", self.open_role_change, "role_secondary")
+        self.cancel_role = a("Cancel role change", lambda: self._group_call("role_cancel", "Cancel role change"))
+        self.test_comm = a("Test communication\u2026", self.open_test_communication)
+        self.reserved = a("Increase reserved capacity\u2026", self.open_reserved)
+        self.remove_pair = a("Remove mirrored pair\u2026", self.do_remove_pair)
+        self.delete_group = a("Delete mirror consistency group\u2026", self.do_delete_group)
+        self.lro = a("Long running operations\u2026", self.open_lro)
+        bridge.sig_ready.connect(self.update)
+        state.sig_groups_changed.connect(self.update)
+        state.sig_arrays_changed.connect(self.update)
+        self.update()
+
+    def _action(self, text, slot, icon_name=None, shortcut=None) -> QAction:
+        act = QAction(text, self.window)
+        if icon_name:
+            act.setIcon(icon(icon_name))
+        if shortcut:
+            act.setShortcut(QKeySequence(shortcut))
+        act.triggered.connect(slot)
+        return act
+
+    def fill_menu(self, menu: QMenu) -> None:
+        for group in ((self.new_group, self.new_pair), (self.sync_now, self.suspend, self.resume, self.verify,
+                                                        self.settings),
+                      (self.promote, self.demote, self.cancel_role), (self.test_comm, self.reserved),
+                      (self.remove_pair, self.delete_group), (self.lro,)):
+            menu.addActions(list(group))
+            menu.addSeparator()
+
+    # -- what is selected ---------------------------------------------------------------
+    def set_selection(self, sel: Selection | None) -> None:
+        self.selection = sel
+        self.update()
+
+    def group(self):
+        """The selected group side (a pair selects its group on the same array)."""
+        sel = self.selection
+        if sel is None:
+            return None
+        if sel.kind == "group":
+            return self.state.group(sel.name, sel.array)
+        if sel.kind == "pair":
+            p = self.state.pair(sel.array, sel.name)
+            return self.state.group(p.group, sel.array) if p else None
+        return None
+
+    def pair(self):
+        sel = self.selection
+        return self.state.pair(sel.array, sel.name) if sel is not None and sel.kind == "pair" else None
+
+    def update(self, *_) -> None:
+        ready = self.bridge.ready
+        g, p = self.group(), self.pair()
+        primary = g is not None and g.role == "primary"
+        status = g.status if g else ""
+        self.new_group.setEnabled(ready and len(self.state.arrays) >= 2)
+        self.new_pair.setEnabled(ready and any(x.role == "primary" for x in self.state.groups))
+        self.sync_now.setEnabled(ready and primary and bool(g.pairs) and status not in SUSPENDED + ROLE_CHANGING)
+        self.suspend.setEnabled(ready and primary and status not in SUSPENDED + ROLE_CHANGING)
+        self.resume.setEnabled(ready and g is not None and status in SUSPENDED)
+        self.verify.setEnabled(ready and primary and bool(g.pairs))
+        self.settings.setEnabled(ready and primary)
+        self.promote.setEnabled(ready and g is not None and g.role == "secondary" and status not in ROLE_CHANGING)
+        self.demote.setEnabled(ready and primary and status not in ROLE_CHANGING)
+        self.cancel_role.setEnabled(ready and status == "role_change_pending")
+        sel = self.selection
+        self.test_comm.setEnabled(ready and (g is not None or (sel is not None and sel.kind == "array")))
+        self.reserved.setEnabled(ready and p is not None)
+        self.remove_pair.setEnabled(ready and p is not None and (p.role == "primary" or p.status == "orphan"))
+        self.delete_group.setEnabled(ready and g is not None and not g.pairs and (primary or status == "orphan"))
+        self.lro.setEnabled(ready)
+
+    # -- handlers -------------------------------------------------------------------------
+    def _open(self, dialog: QWidget) -> QWidget:
+        dialog.open()
+        self.sig_dialog_opened.emit(dialog)
+        return dialog
+
+    def open_create_group(self) -> CreateGroupWizard:
+        local = self.selection.array if self.selection else None
+        return self._open(CreateGroupWizard(self.bridge, self.state, local=local, parent=self.window))
+
+    def open_create_pair(self) -> CreatePairWizard:
+        g = self.group()
+        volume = self.selection.name if self.selection and self.selection.kind == "volume" else None
+        return self._open(CreatePairWizard(self.bridge, self.state, group=g.name if g else None, volume=volume,
+                                           parent=self.window))
+
+    def _group_call(self, method: str, title: str) -> None:
+        g = self.group()
+        if g is not None:
+            self.bridge.call(method, g.name, on_error=error_handler(self.window, title))
+
+    def open_settings(self) -> None:
+        g = self.group()
+        if g is not None:
+            self._open(SyncSettingsDialog(self.bridge, g, self.window))
+
+    def open_role_change(self) -> None:
+        g = self.group()
+        if g is not None:
+            self._open(RoleChangeDialog(self.bridge, g, self.window))
+
+    def open_test_communication(self) -> None:
+        g = self.group()
+        if g is not None:
+            local, remote = g.array, g.remote_array
+        else:
+            local = self.selection.array
+            others = [n for n in self.state.array_names() if n != local]
+            if not others:
+                return
+            remote = others[0]
+        self._open(TestCommunicationDialog(self.bridge, local, remote, self.window))
+
+    def open_reserved(self) -> None:
+        p = self.pair()
+        if p is None:
+            return
+        v = next((x for x in self.state.volumes if x.array == p.array and x.name == p.local_volume), None)
+        self._open(IncreaseReservedCapacityDialog(self.bridge, p, v.capacity if v else 0, self.window))
+
+    def do_remove_pair(self) -> None:
+        p = self.pair()
+        if p is None:
+            return
+        if confirm(self.window, "Remove mirrored pair",
+                   f"Remove the mirrored pair {p.primary_ref} \u2192 {p.secondary_ref}? The volumes and their data "
+                   "are kept; mirroring stops.", destructive=True):
+            self.bridge.call("remove_pair", f"{p.array}/{p.local_volume}",
+                             on_error=error_handler(self.window, "Remove mirrored pair"))
+
+    def do_delete_group(self) -> None:
+        g = self.group()
+        if g is not None and confirm(self.window, "Delete mirror consistency group",
+                                     f"Delete the empty group {g.name} on both arrays?", destructive=True):
+            self.bridge.call("delete_group", g.name, on_error=error_handler(self.window, "Delete group"))
+
+    def open_lro(self) -> None:
+        self._open(LongRunningOperationsDialog(self.bridge, self.state, self.window))

@@ -1,0 +1,74 @@
+"""Icons and the style sheet from the ``resources`` package (by path, via importlib.resources)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+from PySide6.QtGui import QIcon
+
+from core.domain import GroupStatus, PairStatus
+
+_STATUS_ICON = {
+    GroupStatus.OPTIMAL.value: "status_optimal",
+    GroupStatus.INITIAL_SYNC.value: "status_synchronizing",
+    GroupStatus.SYNCHRONIZING.value: "status_synchronizing",
+    GroupStatus.SYSTEM_SUSPENDED.value: "status_suspended",
+    GroupStatus.USER_SUSPENDED.value: "status_suspended",
+    GroupStatus.PAUSED.value: "status_paused",
+    GroupStatus.ORPHAN.value: "status_warning",
+    GroupStatus.ROLE_CHANGE_PENDING.value: "status_synchronizing",
+    GroupStatus.ROLE_CHANGE_IN_PROGRESS.value: "status_synchronizing",
+    GroupStatus.ROLE_CONFLICT.value: "status_failed",
+    PairStatus.INCOMPLETE.value: "status_warning",
+    PairStatus.FAILED.value: "status_failed",
+    PairStatus.STOPPED.value: "status_suspended",
+    "warning": "status_warning",
+    "critical": "status_failed",
+    "info": "status_optimal",
+}
+
+
+def _root():
+    try:
+        return resources.files("resources")
+    except NotADirectoryError:
+        # An editable install made before resources/ had an __init__.py maps it as a namespace
+        # package with a path hook entry, which importlib.resources refuses; use its real directory.
+        import importlib
+        from pathlib import Path
+
+        paths = [Path(p) for p in importlib.import_module("resources").__path__ if Path(p).is_dir()]
+        return paths[0]
+
+
+def resource_path(name: str) -> str:
+    """Filesystem path of a file in the resources package (icons live in ``icons/``)."""
+    return str(_root().joinpath(name))
+
+
+@lru_cache(maxsize=None)
+def icon(name: str) -> QIcon:
+    """``icon("array")`` -> resources/icons/array.svg (cached: the tree asks often)."""
+    return QIcon(resource_path(f"icons/{name}.svg"))
+
+
+def status_icon(status: str) -> QIcon:
+    return icon(_STATUS_ICON.get(status, "status_optimal"))
+
+
+def role_icon(role: str | None) -> QIcon:
+    return icon("role_primary") if role == "primary" else icon("role_secondary")
+
+
+def style_sheet() -> str:
+    return _root().joinpath("style.qss").read_text(encoding="utf-8")
+
+
+def status_label(status: str) -> str:
+    """How a status value is shown: ``initial_sync`` -> "Synchronizing (initial sync)"."""
+    for enum in (GroupStatus, PairStatus):
+        try:
+            return enum(status).label
+        except ValueError:
+            continue
+    return status.replace("_", " ").capitalize()

@@ -1,0 +1,198 @@
+"""Left panel: arrays -> mirror consistency groups -> mirrored pairs, plus each array's volumes.
+
+The model is updated incrementally: every row has a stable key, and an update only
+touches the cells whose text or icon changed, adds new rows and removes vanished
+ones — never a reset (a reset loses selection and expansion, and costs seconds at
+1,000 pairs; SPEC §5 asks <= 100 ms).
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QTreeView, QVBoxLayout, QWidget
+
+from core.units import format_size
+from gui.console_state import ConsoleState
+from gui.selection import Selection
+from gui.theme import icon, role_icon, status_icon, status_label
+
+KEY_ROLE = Qt.UserRole + 1
+SELECTION_ROLE = Qt.UserRole + 2
+COLUMNS = ("Name", "Status", "Role")
+
+
+def _row_values(state: ConsoleState):
+    """(key, parent key, name, icon name or None, status value, status text, role, tooltip, selection)."""
+    rows = []
+    for a in state.arrays:
+        rows.append((("array", a.name), None, a.name, "array", None, "Online" if a.online else "Offline", None,
+                     f"{a.model}, firmware {a.firmware}, WWN {a.wwn}", Selection("array", a.name)))
+        rows.append((("groups", a.name), ("array", a.name), "Mirror consistency groups", "folder", None, "", None,
+                     "", None))
+        rows.append((("volumes", a.name), ("array", a.name), "Volumes", "folder", None, "", None, "", None))
+    known = {a.name for a in state.arrays}
+    for g in state.groups:
+        if g.array not in known:
+            continue
+        rows.append((("group", g.array, g.name), ("groups", g.array), g.name, None, g.status, status_label(g.status),
+                     g.role, f"{g.name}: {g.role} on {g.array}, mirrors to {g.remote_array}",
+                     Selection("group", g.array, g.name)))
+        for p in g.pairs:
+            text = f"{p.local_volume} \u2192 {p.remote_array}/{p.remote_volume}"
+            tip = f"{p.primary_ref} \u2192 {p.secondary_ref}" + (f"\n{p.reason}" if p.reason else "")
+            if p.progress is not None:
+                status_text = f"{status_label(p.status)} {p.progress.percent:.0f}%"
+            else:
+                status_text = status_label(p.status)
+            rows.append((("pair", g.array, p.local_volume), ("group", g.array, g.name), text, None, p.status,
+                         status_text, p.role, tip, Selection("pair", g.array, p.local_volume)))
+    for v in state.volumes:
+        if v.array not in known:
+            continue
+        status = "failed" if v.failed else "optimal"
+        rows.append((("volume", v.array, v.name), ("volumes", v.array), v.name, "volume", status,
+                     "Failed" if v.failed else "Optimal", v.role,
+                     f"{format_size(v.capacity)} {v.drive_type.upper()}, RAID {v.raid_level}, pool {v.pool}"
+                     + (f", mirrored in {v.mirror_group}" if v.mirror_group else ""),
+                     Selection("volume", v.array, v.name)))
+    return rows
+
+
+class TreePanel(QWidget):
+    """Filterable tree of the lab; emits what is selected."""
+
+    sig_selection_changed = Signal(object)
+    """The new :class:`gui.selection.Selection`, or None when nothing is selected."""
+    sig_context_menu = Signal(QPoint)
+    """Right-click at this global position (the main window shows its Mirror menu there)."""
+
+    def __init__(self, state: ConsoleState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        self.model = QStandardItemModel(0, len(COLUMNS), self)
+        self.model.setHorizontalHeaderLabels(COLUMNS)
+        self._items: dict[tuple, list[QStandardItem]] = {}
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setRecursiveFilteringEnabled(True)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseInsensitive)
+        self.proxy.setFilterKeyColumn(-1)
+        self.filter = QLineEdit(placeholderText="Filter arrays, groups, pairs, volumes\u2026", clearButtonEnabled=True)
+        self.filter.textChanged.connect(self._on_filter)
+        self.view = QTreeView()
+        self.view.setModel(self.proxy)
+        self.view.setUniformRowHeights(True)  # keeps layout O(visible rows) at 1,000 pairs
+        self.view.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.view.setAlternatingRowColors(True)
+        self.view.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(
+            lambda pos: self.sig_context_menu.emit(self.view.viewport().mapToGlobal(pos)))
+        self.view.header().resizeSection(0, 180)
+        self.view.header().resizeSection(1, 95)
+        self.view.header().resizeSection(2, 75)
+        self.setMinimumWidth(330)
+        self.view.selectionModel().currentChanged.connect(self._on_current)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.filter)
+        lay.addWidget(self.view)
+        self._expanded_once = False
+        state.sig_arrays_changed.connect(self.refresh)
+        state.sig_groups_changed.connect(self.refresh)
+        state.sig_volumes_changed.connect(self.refresh)
+
+    # -- model updates ----------------------------------------------------------
+    def refresh(self, *_):
+        """Bring the tree in line with the state; touches only what changed."""
+        rows = _row_values(self.state)
+        wanted = {r[0] for r in rows}
+        for key in [k for k in self._items if k not in wanted]:
+            self._remove(key)
+        for key, parent, name, icon_name, status, status_text, role, tip, sel in rows:
+            items = self._items.get(key)
+            if items is None:
+                items = self._add(key, parent, sel)
+            name_item, status_item, role_item = items
+            _set(name_item, Qt.DisplayRole, name)
+            _set(name_item, Qt.ToolTipRole, tip or None)
+            icon_key = icon_name or f"status:{status}"
+            if name_item.data(KEY_ROLE + 10) != icon_key:
+                name_item.setData(icon_key, KEY_ROLE + 10)
+                name_item.setIcon(icon(icon_name) if icon_name else status_icon(status))
+            _set(status_item, Qt.DisplayRole, status_text)
+            status_icon_key = status if (icon_name and status) else None
+            if status_item.data(KEY_ROLE + 10) != status_icon_key:
+                status_item.setData(status_icon_key, KEY_ROLE + 10)
+                status_item.setIcon(status_icon(status) if status_icon_key else _no_icon())
+            role_text = role.capitalize() if role else ""
+            if role_item.text() != role_text:
+                role_item.setText(role_text)
+                role_item.setIcon(role_icon(role) if role else _no_icon())
+        if not self._expanded_once and self.state.arrays:
+            self._expanded_once = True
+            self.view.expandAll()
+
+    def _add(self, key, parent_key, sel) -> list[QStandardItem]:
+        items = [QStandardItem() for _ in COLUMNS]
+        for it in items:
+            it.setEditable(False)
+            it.setData(key, KEY_ROLE)
+            it.setData(sel, SELECTION_ROLE)
+        parent = self.model.invisibleRootItem() if parent_key is None else self._items[parent_key][0]
+        parent.appendRow(items)
+        self._items[key] = items
+        if parent_key is not None and key[0] in ("group", "pair"):
+            self.view.expand(self.proxy.mapFromSource(parent.index()))
+        return items
+
+    def _remove(self, key) -> None:
+        items = self._items.pop(key, None)
+        if items is None:
+            return
+        # children first, so their keys do not dangle
+        for child in [k for k, v in self._items.items() if v[0].parent() is items[0]]:
+            self._remove(child)
+        parent = items[0].parent() or self.model.invisibleRootItem()
+        parent.removeRow(items[0].row())
+
+    # -- selection and filter ------------------------------------------------------
+    def _on_filter(self, text: str) -> None:
+        self.proxy.setFilterFixedString(text)
+        if text:
+            self.view.expandAll()
+
+    def _on_current(self, current: QModelIndex, _prev=None) -> None:
+        self.sig_selection_changed.emit(current.data(SELECTION_ROLE) if current.isValid() else None)
+
+    def selected(self) -> Selection | None:
+        idx = self.view.currentIndex()
+        return idx.data(SELECTION_ROLE) if idx.isValid() else None
+
+    def select(self, key: tuple) -> bool:
+        """Select the row with this key (e.g. ("group", "SiteA", "g1")); False when it is not shown."""
+        items = self._items.get(key)
+        if items is None:
+            return False
+        idx = self.proxy.mapFromSource(items[0].index())
+        if not idx.isValid():
+            return False
+        self.view.setCurrentIndex(idx)
+        self.view.scrollTo(idx)
+        return True
+
+    def has(self, key: tuple) -> bool:
+        return key in self._items
+
+    def text_of(self, key: tuple, column: int = 0) -> str | None:
+        items = self._items.get(key)
+        return items[column].text() if items else None
+
+
+def _set(item: QStandardItem, role, value) -> None:
+    if item.data(role) != value:
+        item.setData(value, role)
+
+
+def _no_icon():
+    from PySide6.QtGui import QIcon
+    return QIcon()

@@ -1,0 +1,44 @@
+"""GUI fixtures: a real console on a fresh lab, its engine always stopped at the end."""
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QApplication
+
+from gui.app import build_console
+
+START_TIMEOUT_MS = 15000
+
+
+@pytest.fixture
+def console(qtbot, lab_home):
+    """(bridge, main window) on a fresh lab; the engine is ready and the tree shows both arrays."""
+    bridge, window = build_console(lab_home, purpose="pytest-gui", poll_hz=10)
+    qtbot.addWidget(window)
+    try:
+        with qtbot.waitSignal(bridge.sig_ready, timeout=START_TIMEOUT_MS):
+            bridge.start()
+        window.show()
+        qtbot.waitUntil(lambda: window.tree.has(("array", "SiteB")) and window.tree.has(("volume", "SiteA", "db")),
+                        timeout=START_TIMEOUT_MS)
+        yield bridge, window
+    finally:
+        for w in QApplication.topLevelWidgets():
+            if w is not window and w.isVisible():
+                w.close()
+        bridge.stop()
+
+
+@pytest.fixture
+def engine(qtbot, console):
+    """``engine(method, *args, **kw)``: call the engine through the bridge and wait for its answer."""
+    bridge, _ = console
+
+    def call(method, *args, **kwargs):
+        box = {}
+        bridge.call(method, *args, on_done=lambda r: box.setdefault("ok", r),
+                    on_error=lambda e: box.setdefault("err", e), **kwargs)
+        qtbot.waitUntil(lambda: bool(box), timeout=START_TIMEOUT_MS)
+        if "err" in box:
+            raise box["err"]
+        return box["ok"]
+    return call

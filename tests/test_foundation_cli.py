@@ -1,0 +1,157 @@
+"""Foundation: mirrorctl as a user runs it (README): lab init, group create, pair add, show --json, errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from core.cli.main import main
+from core.units import GiB
+
+
+def run(capsys, home, *args, json_out=True):
+    argv = ["--home", str(home)] + (["--json"] if json_out else []) + list(args)
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def ok(capsys, home, *args):
+    code, out, err = run(capsys, home, *args)
+    assert code == 0, err
+    assert "Traceback" not in err
+    return json.loads(out)
+
+
+def assert_one_line_error(code, out, err, retcode, *words):
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("mirrorctl: error: ")
+    assert f"[{retcode}]" in lines[0]
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0]
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "lab"
+
+
+def test_readme_walkthrough(capsys, home):
+    data = ok(capsys, home, "lab", "init")
+    assert data == {"home": str(home), "created": True}
+    g = ok(capsys, home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array", "SiteB",
+           "--interval", "5", "--priority", "high")
+    assert g["name"] == "g1" and g["role"] == "primary" and g["syncIntervalMinutes"] == 5
+    p = ok(capsys, home, "pair", "add", "--group", "g1", "--primary", "SiteA/db", "--secondary", "SiteB/db_dr")
+    assert p["localVolume"] == "db" and p["remoteVolume"] == "db_dr" and p["role"] == "primary"
+    shown = ok(capsys, home, "group", "show", "g1")
+    assert shown["name"] == "g1" and shown["array"] == "SiteA" and shown["remoteArray"] == "SiteB"
+    assert shown["priority"] == "high" and shown["syncIntervalMinutes"] == 5
+    assert [x["localVolume"] for x in shown["pairs"]] == ["db"]
+    rc = shown["pairs"][0]["reservedCapacity"]
+    assert rc["capacity"] == 858996736 and rc["driveType"] == "nvme"
+    assert {"pitBytes", "logBytes"} <= set(rc)
+    sec = ok(capsys, home, "group", "show", "g1", "--array", "SiteB")
+    assert sec["role"] == "secondary" and [x["localVolume"] for x in sec["pairs"]] == ["db_dr"]
+    listed = ok(capsys, home, "group", "list")
+    assert sorted((x["array"], x["role"]) for x in listed) == [("SiteA", "primary"), ("SiteB", "secondary")]
+
+
+def test_group_show_json_reports_reserved_capacity_utilisation(capsys, home):
+    ok(capsys, home, "lab", "init")
+    ok(capsys, home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array", "SiteB")
+    ok(capsys, home, "pair", "add", "--group", "g1", "--primary", "SiteA/db", "--secondary", "SiteB/db_dr")
+    rc = ok(capsys, home, "group", "show", "g1")["pairs"][0]["reservedCapacity"]
+    assert {"usedBytes", "availableBytes", "utilizationPercent"} <= set(rc)
+
+
+def test_human_output(capsys, home):
+    run(capsys, home, "lab", "init", json_out=False)
+    code, out, err = run(capsys, home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array",
+                         "SiteB", json_out=False)
+    assert code == 0 and "Created mirror consistency group g1" in out and "every 10 min" in out
+
+
+def test_lab_init_twice(capsys, home):
+    ok(capsys, home, "lab", "init")
+    assert ok(capsys, home, "lab", "init", "--if-missing") == {"home": str(home), "created": False}
+    code, out, err = run(capsys, home, "lab", "init")
+    assert_one_line_error(code, out, err, "labExists", "already exists", "--home")
+
+
+def test_error_exits_1_with_one_line(capsys, home):
+    ok(capsys, home, "lab", "init")
+    ok(capsys, home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array", "SiteB")
+    code, out, err = run(capsys, home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array",
+                         "SiteB")
+    assert_one_line_error(code, out, err, "arvmGroupUserLabelExists", "'g1'", "another name")
+    assert out == ""
+    code, out, err = run(capsys, home, "group", "create", "g2", "--primary-array", "SiteA", "--secondary-array",
+                         "SiteB", "--interval", "0")
+    assert_one_line_error(code, out, err, "arvmInvalidSyncInterval")
+    code, out, err = run(capsys, home, "volume", "create", "SiteA/x", "--capacity", "10XB")
+    assert_one_line_error(code, out, err, "invalidInput", "10XB", "10GiB")
+    code, out, err = run(capsys, home, "pair", "add", "--group", "g1", "--primary", "SiteA/db",
+                         "--secondary", "SiteB/logs_dr")
+    assert_one_line_error(code, out, err, "arvmSecondaryCapacityTooSmall")
+    # nothing was created by the refusals
+    assert [g["name"] for g in ok(capsys, home, "group", "list")] == ["g1", "g1"]
+
+
+def test_no_lab_is_a_clear_error(capsys, home):
+    code, out, err = run(capsys, home, "volume", "list")
+    assert_one_line_error(code, out, err, "labNotFound", "mirrorctl lab init")
+
+
+def test_volume_show_json_includes_backing_file(capsys, home):
+    ok(capsys, home, "lab", "init")
+    v = ok(capsys, home, "volume", "show", "SiteA/db")
+    assert v["name"] == "db" and v["capacity"] == 4 * GiB
+    assert v["path"] and os.path.isfile(v["path"])
+    assert os.stat(v["path"]).st_size == 4 * GiB
+    created = ok(capsys, home, "volume", "create", "SiteB/new", "--capacity", "512MiB", "--drive-type", "sas")
+    assert os.stat(created["path"]).st_size == 512 * 1024 * 1024 and os.stat(created["path"]).st_blocks == 0
+
+
+def test_candidates_json(capsys, home):
+    ok(capsys, home, "lab", "init")
+    cands = {c["volume"]["name"]: c for c in ok(capsys, home, "candidates", "SiteA/db", "--remote", "SiteB")}
+    assert cands["db_dr"]["eligible"] is True and cands["db_dr"]["reasons"] == []
+    assert cands["logs_dr"]["codes"] == ["arvmSecondaryCapacityTooSmall"]
+
+
+def _mirrorctl(home, *args):
+    exe = os.path.join(os.path.dirname(sys.executable), "mirrorctl")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "core.cli.main"]
+    return subprocess.run(cmd + ["--home", str(home)] + list(args), capture_output=True, text=True, timeout=60)
+
+
+def test_real_process_error_is_one_line(home):
+    """What a user sees in a terminal: exit code 1, one line on stderr, no traceback."""
+    assert _mirrorctl(home, "lab", "init").returncode == 0
+    r = _mirrorctl(home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array", "SiteA")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "mirrorctl: error: the secondary array must be another array than the primary; pick the remote array "
+        "[arvmInvalidRemoteArray]"]
+
+
+def test_real_process_error_with_a_mirrored_pair_is_one_line(home):
+    """With a pair (the data path starts syncing it), an error still prints one line and no traceback."""
+    assert _mirrorctl(home, "lab", "init").returncode == 0
+    assert _mirrorctl(home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array",
+                      "SiteB").returncode == 0
+    assert _mirrorctl(home, "pair", "add", "--group", "g1", "--primary", "SiteA/db", "--secondary",
+                      "SiteB/db_dr").returncode == 0
+    r = _mirrorctl(home, "volume", "delete", "SiteA/db")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "[arvmVolumeAlreadyInMirrorRelationship]" in lines[0], r.stderr
