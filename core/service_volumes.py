@@ -59,7 +59,15 @@ class VolumeService:
     async def resize_volume(self, ref: str, capacity) -> VolumeSnapshot:
         a, v = split_ref(ref)
         array = self.get_array(a)
-        row = array.resize_volume(v, parse_size(capacity))
+        new = parse_size(capacity)
+        pair = array.pair_of(array.volume(v))
+        if pair is not None and pair.group.role == "primary" and new > array.volume(v).capacity:
+            remote = {x.name: x for x in await self.remote_volumes(a, pair.group.remote_array)}
+            sec = remote.get(pair.remote_volume)
+            if sec is not None and sec.capacity < new:
+                raise InvalidInput(f"{ref} is mirrored to {sec.array}/{sec.name} ({sec.capacity} bytes); grow the "
+                                   "secondary first, then the primary", code="arvmSecondaryCapacityTooSmall")
+        row = array.resize_volume(v, new)
         await self.on_volume_resized(array, row)
         self.publish("volume", a, v)
         return self.volume_snapshot(array, row)

@@ -35,7 +35,7 @@ class GuruPanel(QWidget):
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.details, 1)
         rl.addLayout(self.buttons)
-        split = QSplitter(Qt.Horizontal)
+        split = QSplitter(Qt.Vertical)  # the dock is narrow: problems above, details below
         split.addWidget(self.list)
         split.addWidget(right)
         split.setSizes([140, 200])
@@ -97,14 +97,15 @@ class GuruPanel(QWidget):
             self.details.setHtml("<p style='color:#5a6b7d'>Select a problem to see its cause and how to fix it.</p>")
             return
         p = self.problems[row]
-        steps = "".join(f"<li>{escape(s)}</li>" for s in p.steps)
+        steps = "".join(f"<p style='margin:2px 0 2px 8px'>{escape(s)}</p>" for s in p.steps)  # numbered by core
         objects = "".join(f"<li>{escape(o)}</li>" for o in p.objects)
         self.details.setHtml(
             f"<h3>{escape(p.title)}</h3><p><b>Severity:</b> {escape(str(p.severity).capitalize())}</p>"
             f"<p><b>Affected objects:</b></p><ul>{objects}</ul>"
-            f"<p><b>Cause:</b> {escape(p.cause)}</p><p><b>Recovery steps:</b></p><ol>{steps}</ol>")
+            f"<p><b>Cause:</b> {escape(p.cause)}</p><p><b>Recovery steps:</b></p>{steps}")
         self.buttons.addStretch(1)
-        for action_id, label, destructive, detail in p.actions:
+        for action in p.actions:
+            action_id, label, destructive, detail = action.id, action.label, action.destructive, action.detail
             b = QPushButton(label)
             b.setToolTip(detail)
             b.setProperty("destructive", bool(destructive))
