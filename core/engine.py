@@ -16,9 +16,11 @@ from core.array import StorageArray
 from core.endpoint import ArrayEndpoint
 from core.errors import CommunicationError, NotFound
 from core.lab import LabState, open_arrays
+from core.service_lab import LabService
 from core.service_mirrors import MirrorService
 from core.service_nbd import DrillService, NbdService
 from core.service_operations import OperationsService
+from core.service_roles import RoleService  # roles, failover, Recovery Guru (first: it wraps the others)
 from core.service_sync import SyncService
 from core.service_volumes import VolumeService
 from core.snapshots import ArraySnapshot, EngineEvent, EventRecord
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[EngineEvent], None]
 
 
-class Engine(DrillService, NbdService, SyncService, OperationsService, VolumeService, MirrorService):
+class Engine(RoleService, LabService, DrillService, NbdService, SyncService, OperationsService, VolumeService, MirrorService):
     """All arrays of one home directory (the lab), run by this process."""
 
     def __init__(self, home: Path, purpose: str = "", nbd_port: int | None = None):
@@ -53,6 +55,7 @@ class Engine(DrillService, NbdService, SyncService, OperationsService, VolumeSer
 
     async def stop(self) -> None:
         if self.started:
+            await self.stop_workload()
             for clone in self._drills().values():
                 clone.close()
             self._drills().clear()

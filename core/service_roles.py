@@ -247,6 +247,11 @@ class RoleService(GuruService):
             return await self.resolve_role_conflict(group, array)
         if g.role == Role.PRIMARY.value:
             raise MirrorError(f"group {group} is already primary on {array}", code="arvmGroupAlreadyPrimary")
+        if not force:
+            self._check_normal(a, g)
+            other = self.arrays.get(g.remote_array)
+            if other is not None and other.find_group(group) is not None:
+                self._check_normal(other, other.group(group))
         if not self.reachable(array, g.remote_array):
             if not force:
                 raise MirrorError(f"{array} cannot reach {g.remote_array}; a role change needs both arrays, or "

@@ -67,7 +67,8 @@ class SyncService:
 
     def _open_host(self, array, row) -> HostVolume:
         hv = HostVolume(array.name, row.name, str(array.volume_path(row)))
-        hv.failed = row.failed or f"{array.name}/{row.name}" in self.lab.faults.failed_volumes
+        hv.failed = row.failed or f"{array.name}/{row.name}" in self.lab.faults.failed_volumes \
+            or array.name in self.lab.faults.stopped_arrays  # lab array stop: no host I/O
         pair = array.pair_of(row)
         if pair is not None:
             self._attach(array, pair, hv)
@@ -264,7 +265,9 @@ class SyncService:
         if f.link_bandwidth != before.link_bandwidth:
             self.channels.set_rate(f.link_bandwidth)
         for (a, v), hv in self.hosts.items():
-            hv.failed = f"{a}/{v}" in f.failed_volumes or self.get_array(a).volume(v).failed
+            # a stopped array's volumes refuse host I/O (lab array stop, core/service_roles.py)
+            hv.failed = f"{a}/{v}" in f.failed_volumes or self.get_array(a).volume(v).failed \
+                or a in f.stopped_arrays
 
     async def lab_link(self, cut: bool) -> dict:
         """Cut or restore the link between the lab's arrays (kept in lab.json until restored)."""
@@ -314,6 +317,8 @@ class SyncService:
                     continue
                 if g.user_suspended or g.role_change or g.role_conflict or g.orphan:
                     continue
+                if self.role_hold(array, g):  # roles: sides not reconciled yet (core/service_roles.py)
+                    continue
                 if any(p.failed_reason or p.volume.failed for p in g.pairs):
                     continue
                 reachable = self.reachable(array.name, g.remote_array)
@@ -338,6 +343,10 @@ class SyncService:
                 due = st.next_due is not None and now >= st.next_due
                 if st.transfer is not None or initial or due or st.manual_requested:
                     self._start_sync(array, g, st)
+
+    def role_hold(self, array, g) -> bool:
+        """Hook (core/service_roles.py): True while the group's two sides must reconcile first."""
+        return False
 
     def _pause(self, array, g, st: GroupState, why: str) -> None:
         st.paused = True
