@@ -16,6 +16,7 @@ from core.array import StorageArray
 from core.endpoint import ArrayEndpoint
 from core.errors import CommunicationError, NotFound
 from core.lab import LabState, open_arrays
+from core.service_faults import FaultService
 from core.service_lab import LabService
 from core.service_mirrors import MirrorService
 from core.service_nbd import DrillService, NbdService
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[EngineEvent], None]
 
 
-class Engine(RoleService, LabService, DrillService, NbdService, SyncService, OperationsService, VolumeService, MirrorService):
+class Engine(FaultService, RoleService, LabService, DrillService, NbdService, SyncService, OperationsService, VolumeService, MirrorService):
     """All arrays of one home directory (the lab), run by this process."""
 
     def __init__(self, home: Path, purpose: str = "", nbd_port: int | None = None):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from core import sides
 from core.datapath.extents import allocated_regions
 from core.domain import Role, Severity
-from core.errors import InvalidInput, MirrorError
+from core.errors import MirrorError
 from core.service_sync import _stats
 from core.service_volumes import split_ref
 from core.snapshots import SyncStats
@@ -97,6 +97,8 @@ class OperationsService:
         if st.running:
             st.task.cancel()
             await asyncio.gather(st.task, return_exceptions=True)
+        self._finish_waiters(st, MirrorError(f"group {group} was suspended before its synchronization finished",
+                                             code="arvmGroupSuspended"))
         g.user_suspended = True
         array.db.commit()
         array.log(Severity.WARNING, group, "arvmGroupSuspended",

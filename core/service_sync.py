@@ -14,14 +14,13 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from core.domain import DEFAULT_REGION_SIZE, GroupStatus, ResyncPolicy, Role, Severity, SyncMode
-from core.errors import (CommunicationError, InvalidInput, MirrorError, NotFound, ReservedCapacityFull)
+from core.domain import DEFAULT_REGION_SIZE, ResyncPolicy, Role, Severity, SyncMode
+from core.errors import CommunicationError, MirrorError, NotFound, ReservedCapacityFull
 from core.lab import LAB_PASSWORDS, LabState
 from core.replication import groupsync, receiver
 from core.replication.channels import ChannelHub
 from core.replication.host_volume import HostVolume
 from core.replication.state import GroupState
-from core.service_volumes import split_ref
 from core.snapshots import SyncProgress, SyncStats
 from core.status import GroupRuntime, PairRuntime
 from core.store.schema import RemoteArrayRow, SyncStatRow, utcnow
@@ -330,7 +329,7 @@ class SyncService:
                     st.paused = False
                     array.log(Severity.INFO, g.name, "arvmCommunicationRestored",
                               f"Communication with {g.remote_array} restored")
-                    if g.resync_policy == ResyncPolicy.MANUAL.value:
+                    if g.resync_policy == ResyncPolicy.MANUAL.value and not st.manual_requested:
                         st.waiting_for_user = True
                         array.log(Severity.WARNING, g.name, "arvmResyncWaitingForUser",
                                   f"Group {g.name} waits for you to resume synchronization (resync policy manual)")

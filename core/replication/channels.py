@@ -69,8 +69,9 @@ class ChannelHub:
         return self.schedulers[key]
 
     def set_rate(self, rate: float | None) -> None:
-        for key in list(self.schedulers):
-            self.schedulers[key] = LinkScheduler(rate)
+        """Open sessions keep their scheduler object, so the limit changes in place."""
+        for scheduler in self.schedulers.values():
+            scheduler.rate = rate
 
     async def session(self, local: str, remote: str) -> Session:
         """The open session from ``local`` to ``remote``, connecting if needed."""

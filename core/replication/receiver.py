@@ -78,7 +78,13 @@ class Receiver:
         staged = {}
         for p in pairs:
             (hv,) = self._volumes(array, g, [p["volume"]])
-            hv.staging.begin(transfer, recovery_point, direct=bool(p["direct"]))
+            resumed = hv.staging.begin(transfer, recovery_point, direct=bool(p["direct"]))
+            if p["direct"] and not resumed:
+                # The initial sync sends only the primary's written regions: whatever the
+                # secondary held before must not survive as stale data.
+                from core.datapath.extents import punch_hole
+
+                punch_hole(hv.fileno(), 0, hv.size)
             staged[p["volume"]] = sorted(hv.staging.staged())
         return {"staged": staged}
 

@@ -1,0 +1,72 @@
+"""Helpers shared by the replication tests (SPEC §2 "The write path", §5 crash safety).
+
+No tests here: small volumes, a throttled lab link, waiting on outcomes a user sees.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from core.runtime import BlockingEngine
+
+RS = 64 * 1024  # the default region size (MIRROR_REGION_SIZE unset in the test run)
+
+
+def wait_for(pred, timeout: float = 20.0, what: str = "condition"):
+    """Poll ``pred`` until it returns something truthy (no fixed sleeps in tests)."""
+    end = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def set_link_bandwidth(home: Path, rate: int | None) -> None:
+    """Limit the lab link (bytes/s) in lab.json; an engine opened afterwards uses it."""
+    path = Path(home) / "lab.json"
+    data = json.loads(path.read_text())
+    data.setdefault("faults", {})["link_bandwidth"] = rate
+    path.write_text(json.dumps(data))
+
+
+def make_pair(client, size: str = "4MiB", name: str = "v", group: str = "G", reserved_percent: float = 100,
+              secondary_reserved_percent: float | None = None, **settings) -> None:
+    """Two fresh volumes, a manual group and a pair; returns when the initial sync committed."""
+    client.create_volume(f"SiteA/{name}", size)
+    client.create_volume(f"SiteB/{name}", size)
+    if client.engine.arrays["SiteA"].find_group(group) is None:
+        settings.setdefault("sync_mode", "manual")
+        client.create_group(group, "SiteA", "SiteB", **settings)
+    client.add_pair(group, f"SiteA/{name}", f"SiteB/{name}", reserved_percent=reserved_percent,
+                    secondary_reserved_percent=secondary_reserved_percent)
+    wait_for_commits(client, group, 1)
+
+
+def committed(client, group: str = "G") -> list:
+    return [s for s in client.sync_history(group) if s.outcome == "committed"]
+
+
+def wait_for_commits(client, group: str, count: int, timeout: float = 30.0) -> list:
+    """Wait until ``count`` recovery points of ``group`` committed and the group is idle."""
+    return wait_for(lambda: len(committed(client, group)) >= count
+                    and client.group(group).status in ("optimal", "system_suspended")
+                    and committed(client, group), timeout, f"{count} committed syncs of {group}")
+
+
+def read_file(path: str, offset: int = 0, length: int | None = None) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read() if length is None else f.read(length)
+
+
+def volume_bytes(client, ref: str) -> bytes:
+    """A volume's bytes as its backing file holds them (secondaries included)."""
+    return read_file(client.volume(ref).path)
+
+
+def open_engine(home: Path) -> BlockingEngine:
+    return BlockingEngine(home, purpose="pytest").start()
