@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from core.channel.codec import is_zero
 from core.datapath.extents import (
     FormatMismatch, check_format, create_atomically, fsync_dir, punch_hole,
 )
@@ -43,7 +44,7 @@ PROGRESS_MAGIC = b"AMSTPROG"
 PROGRESS_HEADER = struct.Struct("<8sIIQ")  # magic, version, region size, regions
 RP_MAGIC = b"AMRECPNT"
 RP_HEADER = struct.Struct("<8sII")  # magic, version, CRC32 of the JSON
-DIRECT_FLUSH_BYTES = 64 << 20  # bound on what an interrupted initial sync resends
+DIRECT_FLUSH_BYTES = 256 << 20  # bound on what an interrupted initial sync resends
 
 _REC = struct.Struct("<IBBHQQI")  # record magic, type, flags, pad, offset, length, payload CRC
 _REC_CRC = struct.Struct("<I")
@@ -173,7 +174,7 @@ class Staging:
         size = os.fstat(self._base).st_size
         if offset + length > size:
             raise InvalidInput(f"region [{offset}, {offset + length}) is beyond the {size}-byte secondary volume")
-        zero = data is None or (data == self._zeros if length == self._region_size else data.count(0) == length)
+        zero = data is None or is_zero(data)
         self._prepared = False
         if self._direct:
             self._put_direct(offset, data, length, zero, size)

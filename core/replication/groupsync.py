@@ -19,7 +19,7 @@ import numpy as np
 
 from core.domain import Priority
 
-CHECKPOINT_BYTES = 64 << 20  # release PIT copies after this much confirmed data
+CHECKPOINT_BYTES = 256 << 20  # release PIT copies after this much confirmed data
 DIRECT_CHUNK_REGIONS = 16  # initial sync sends runs of up to 16 regions per frame
 
 
