@@ -21,6 +21,7 @@ from core.service_lab import LabService
 from core.service_mirrors import MirrorService
 from core.service_nbd import DrillService, NbdService
 from core.service_operations import OperationsService
+from core.service_reconcile import ReconcileService
 from core.service_roles import RoleService  # roles, failover, Recovery Guru (first: it wraps the others)
 from core.service_sync import SyncService
 from core.service_volumes import VolumeService
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[EngineEvent], None]
 
 
-class Engine(FaultService, RoleService, LabService, DrillService, NbdService, SyncService, OperationsService, VolumeService, MirrorService):
+class Engine(FaultService, ReconcileService, RoleService, LabService, DrillService, NbdService, SyncService, OperationsService, VolumeService, MirrorService):
     """All arrays of one home directory (the lab), run by this process."""
 
     def __init__(self, home: Path, purpose: str = "", nbd_port: int | None = None):

@@ -45,16 +45,16 @@ def _load_fallocate():
     return fn
 
 
-_fallocate = _load_fallocate()
+libc_fallocate = _load_fallocate()
 
 
 def try_punch_hole(fd: int, offset: int, length: int) -> bool:
     """Deallocate ``[offset, offset+length)`` keeping the size; False if unsupported."""
     if length <= 0:
         return True
-    if _fallocate is None:
+    if libc_fallocate is None:
         return False
-    if _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0:
+    if libc_fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0:
         return True
     err = ctypes.get_errno()
     if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):

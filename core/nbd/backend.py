@@ -9,10 +9,11 @@ error replies (see :func:`core.nbd.protocol.error_code`); the connection lives o
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from typing import Protocol, runtime_checkable
+
+from core.datapath.extents import libc_fallocate  # one libc binding (use_errno) for the project
 
 
 @runtime_checkable
@@ -77,25 +78,13 @@ _FALLOC_FL_ZERO_RANGE = 0x10
 _NOT_SUPPORTED = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV)
 
 
-def _load_fallocate():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fn = libc.fallocate
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_fallocate = _load_fallocate()
 
 
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     """fallocate(2); raises OSError (ENOSYS where libc lacks it)."""
-    if _fallocate is None:
+    if libc_fallocate is None:
         raise OSError(errno.ENOSYS, "fallocate is not available")
-    if _fallocate(fd, mode, offset, length) != 0:
+    if libc_fallocate(fd, mode, offset, length) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 

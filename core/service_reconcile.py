@@ -1,0 +1,173 @@
+"""Reconciliation when two arrays talk again (SPEC §2 "Roles", "Orphans").
+
+Each side sends its view of every group and pair; the differences become a role
+conflict (both primary: the user chooses in the Recovery Guru), a role change the
+system finishes itself (double forced change), orphans, or incomplete pairs
+completed on the remote. Until a group's sides agree the scheduler holds its syncs.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from core import sides
+from core.domain import Severity
+from core.errors import MirrorError
+
+log = logging.getLogger(__name__)
+
+
+class ReconcileService:
+    """Mixed into :class:`core.engine.Engine`, with :class:`core.service_roles.RoleService`."""
+
+    # -- reconciliation ---------------------------------------------------------------------------
+    def role_hold(self, array, g) -> bool:
+        """Scheduler hook: do not sync a group whose sides have not reconciled yet."""
+        if not self.reachable(array.name, g.remote_array):
+            return False
+        busy = getattr(self, "_reconciling", {})
+        return bool(g.forced) or (array.name, g.remote_array) in busy or (g.remote_array, array.name) in busy
+
+    def _tick(self) -> None:
+        self._watch_links()
+        super()._tick()
+
+    def _watch_links(self) -> None:
+        if not hasattr(self, "_was_reachable"):
+            return
+        pairs = set()
+        for a in self.arrays.values():
+            for g in a.groups():
+                # both arrays here: one of them orchestrates
+                both = g.remote_array in self.arrays
+                pairs.add(tuple(sorted((a.name, g.remote_array))) if both else (a.name, g.remote_array))
+        for local, remote in sorted(pairs):
+            up = self.reachable(local, remote)
+            was = self._was_reachable.get((local, remote))
+            self._was_reachable[(local, remote)] = up
+            if not up or (local, remote) in self._reconciling:
+                continue
+            hinted = bool(self._hints(self.arrays[local])) or (remote in self.arrays and bool(
+                self._hints(self.arrays[remote])))
+            forced = any(g.forced for g in self.arrays[local].groups() if g.remote_array == remote)
+            if was is False or hinted or forced:
+                task = asyncio.get_running_loop().create_task(self._reconcile(local, remote))
+                self._reconciling[(local, remote)] = task
+                task.add_done_callback(lambda t, k=(local, remote): self._reconciling.pop(k, None))
+
+    async def reconcile(self, local: str, remote: str) -> None:
+        """Compare both sides of every group between two arrays and settle the differences."""
+        await self._reconcile(local, remote)
+
+    async def _reconcile(self, local: str, remote: str) -> None:
+        try:
+            mine = self._side_view(self.get_array(local), remote)
+            theirs = await self.peer_call(local, remote, "role.view", {"remote": local})
+        except MirrorError as e:
+            log.info("reconciliation %s<->%s postponed: %s", local, remote, e)
+            return
+        la = self.get_array(local)
+        ours = {g["name"]: g for g in mine["groups"]}
+        other = {g["name"]: g for g in theirs["groups"]}
+        for name in sorted(set(ours) | set(other)):
+            try:
+                await self._reconcile_group(la, remote, name, ours.get(name), other.get(name))
+            except MirrorError as e:
+                la.log(Severity.WARNING, name, "arvmReconcileFailed", f"Reconciling {name} failed: {e.message}")
+        for name in list(self._hints(la)):
+            self._set_hint(la, name, False)
+        if remote in self.arrays:
+            for name in list(self._hints(self.arrays[remote])):
+                self._set_hint(self.arrays[remote], name, False)
+
+    async def _reconcile_group(self, la, remote: str, name: str, mine: dict | None, theirs: dict | None) -> None:
+        local = la.name
+        if mine is None or theirs is None:
+            side, view = (local, mine) if theirs is None else (remote, theirs)
+            if not view["orphan"]:
+                await self._on(local, side, "role.mark", {"group": name, "orphan": True})
+            return
+        if mine["orphan"] or theirs["orphan"]:
+            return
+        await self._reconcile_pairs(la, remote, name, mine, theirs)
+        roles = (mine["role"], theirs["role"])
+        if roles == ("primary", "primary"):
+            if not (mine["role_conflict"] and theirs["role_conflict"]):
+                for side in (local, remote):
+                    await self._on(local, side, "role.mark", {"group": name, "role_conflict": True})
+            return
+        if "primary" in roles and "secondary" in roles and (mine["forced"] or theirs["forced"]):
+            winner = local if mine["role"] == "primary" else remote
+            await self._finish_forced_change(local, remote, name, winner)
+
+    async def _reconcile_pairs(self, la, remote: str, name: str, mine: dict, theirs: dict) -> None:
+        local = la.name
+        for view, side, other in ((mine, local, theirs), (theirs, remote, mine)):
+            partner = {p["volume"] for p in other["pairs"]}
+            for p in view["pairs"]:
+                if p["remote_volume"] in partner or p["orphan"]:
+                    continue
+                if p["incomplete"] and side in self.arrays:
+                    await self._complete_pair(self.get_array(side), name, p["volume"])
+                else:
+                    await self._on(local, side, "role.mark", {"group": name, "pair": p["volume"], "orphan": True})
+
+    async def _complete_pair(self, array, group: str, volume: str) -> None:
+        """Create the remote side of a pair added while the remote was unreachable."""
+        pair = sides.find_pair(array, volume)
+        g = pair.group
+        pct = round(100.0 * pair.reserved_capacity / pair.volume.capacity, 3)
+        params = dict(group=group, volume=pair.remote_volume, remote_volume=volume, reserved_percent=pct)
+        await self.peer_call(array.name, g.remote_array, "pair.create", {**params, "check_only": True})
+        await self.peer_call(array.name, g.remote_array, "pair.create", params)
+        pair.incomplete = False
+        array.db.commit()
+        array.log(Severity.INFO, f"{group}/{volume}", "arvmPairCompleted",
+                  f"Pair {array.name}/{volume} completed on {g.remote_array}/{pair.remote_volume}")
+        self.publish("pair", array.name, f"{group}/{volume}")
+
+    async def _finish_forced_change(self, local: str, remote: str, name: str, winner: str) -> None:
+        """Double forced change: both sides in progress, exchange change logs, resync, back to normal."""
+        loser = remote if winner == local else local
+        for side in (winner, loser):
+            await self._on(local, side, "role.mark", {"group": name, "role_change": "in_progress"})
+        self.get_array(local).log(Severity.INFO, name, "arvmRoleChangeInProgress",
+                                  f"Group {name}: finishing the forced role change ({winner} primary)")
+        got = await self._on(local, loser, "role.yield", {"group": name, "preserve": False})
+        await self._resync_winner(local, winner, name, got["regions"])
+
+    async def _resync_winner(self, orch: str, winner: str, name: str, regions: dict) -> None:
+        """Mark the loser's changed regions dirty on the winner and sync: never a full copy."""
+        if winner not in self.arrays:
+            raise MirrorError("the winner's engine must run the resync", code="arvmUnsupportedRequest")
+        wa = self.get_array(winner)
+        wg = wa.group(name)
+        for p in wg.pairs:
+            hv = self.host_volume(winner, p.volume.name)
+            if hv.changelog is not None and regions.get(p.volume.name):
+                hv.changelog.mark_all(regions[p.volume.name])
+        wg.role_change, wg.role_conflict, wg.forced = "", False, ""
+        wa.db.commit()
+        self._set_hint(wa, name, False)
+        self.refresh_access(wa)
+        self._drop_transfer(wa, wg)
+        wa.log(Severity.INFO, name, "arvmRoleChangeCompleted",
+               f"Group {name}: {winner} is primary; resynchronizing only the regions changed on either side")
+        self.publish("group", winner, name)
+        if wg.pairs:
+            await self._final_sync(wa, wg)
+
+    async def resolve_role_conflict(self, group: str, keep: str) -> dict:
+        """Keep ``keep`` as primary: preserve the other side's divergent writes, demote it, delta-resync it."""
+        a = self.get_array(keep)
+        g = a.group(group)
+        if not g.role_conflict:
+            raise MirrorError(f"group {group} is not in a role conflict", code="arvmNoRoleConflict")
+        loser = g.remote_array
+        if not self.reachable(keep, loser):
+            raise MirrorError(f"{keep} cannot reach {loser}; restore the link first",
+                              code="arvmRemoteArrayUnreachable")
+        got = await self._on(keep, loser, "role.yield", {"group": group, "preserve": True})
+        await self._resync_winner(keep, keep, group, got["regions"])
+        return {"group": group, "primary": keep, "preserved": got["preserved"]}
+
