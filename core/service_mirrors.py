@@ -211,11 +211,15 @@ class MirrorService:
                       f"Pair {a}/{v} removed while {remote} was unreachable; its side there will show as orphan")
         except NotFound:
             pass  # already gone there (an orphan being cleared)
-        self.detach_pair_volume(a, v)
-        sides.remove_pair_side(array, v)
-        self.refresh_access(array)
-        self.publish("pair", a, f"{group}/{v}")
+        self.remove_local_pair_side(array, v, group)
         self.publish("pair", remote, f"{group}/{remote_vol}")
+
+    def remove_local_pair_side(self, array, volume: str, group: str) -> None:
+        """Close the volume's reserved capacity, drop this side's record, reapply host access."""
+        self.detach_pair_volume(array.name, volume)
+        sides.remove_pair_side(array, volume)
+        self.refresh_access(array)
+        self.publish("pair", array.name, f"{group}/{volume}")
 
     async def pairs(self, group: str | None = None, array: str | None = None) -> list[PairSnapshot]:
         out = []

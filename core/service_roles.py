@@ -444,10 +444,7 @@ class RoleService(GuruService):
                 self._set_hint(array, gname, True)
             return await super().remove_pair(ref)
         # An orphan's partner is gone: remove only this side, the remote is not asked.
-        self.detach_pair_volume(a, v)
-        sides.remove_pair_side(array, v)
-        self.refresh_access(array)
-        self.publish("pair", a, f"{gname}/{v}")
+        self.remove_local_pair_side(array, v, gname)
 
     async def delete_group(self, name: str) -> None:
         array = self.group_home(name)

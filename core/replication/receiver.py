@@ -51,9 +51,8 @@ class Receiver:
     def remove_pair(self, array, volume: str) -> dict:
         from core import sides
 
-        self.engine.detach_pair_volume(array.name, volume)
-        sides.remove_pair_side(array, volume)
-        self.engine.refresh_access(array)
+        group = sides.find_pair(array, volume).group.name
+        self.engine.remove_local_pair_side(array, volume, group)
         return {"ok": True}
 
     def _secondary(self, array, group: str):
