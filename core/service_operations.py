@@ -182,7 +182,6 @@ def volume_digests(path: str, size: int, region_size: int, exclude) -> list[str]
         excluded[np.asarray(exclude, dtype=np.int64)] = True
     allocated = np.zeros_like(excluded)
     allocated[allocated_regions(path, size, region_size)] = True
-    block = DIGEST_BLOCK_REGIONS * region_size
     zero_region = bytes(region_size)
     out = []
     with open(path, "rb", buffering=0) as f:
@@ -197,5 +196,4 @@ def volume_digests(path: str, size: int, region_size: int, exclude) -> list[str]
                     f.seek(r * region_size)
                     h.update(f.read(n))
             out.append(h.hexdigest())
-    del block
     return out

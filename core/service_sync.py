@@ -271,14 +271,11 @@ class SyncService:
     async def lab_link(self, cut: bool) -> dict:
         """Cut or restore the link between the lab's arrays (kept in lab.json until restored)."""
         before = self.lab.faults
-        self.lab = LabState(self.home)
+        self.lab = LabState(self.home)  # keep what other processes changed meanwhile
         self.lab.faults.link_cut = cut
         self.lab.save()
         self._lab_mtime = self._lab_file_mtime()
-        import copy
-        prior = copy.copy(self.lab.faults)
-        prior.link_cut = before.link_cut
-        await self._apply_faults(prior)
+        await self._apply_faults(before)
         return await self.lab_faults()
 
     async def lab_faults(self) -> dict:
@@ -392,6 +389,8 @@ class SyncService:
         except asyncio.CancelledError:
             raise
         except MirrorError as e:
+            if isinstance(e, ReservedCapacityFull):
+                await self._mark_secondary_full(array, g, t, e)
             self._fail_sync(array, g, st, e)
             return
         except Exception as e:  # an unexpected failure must not leave the group stuck
@@ -453,8 +452,6 @@ class SyncService:
         st.last_error = e.message
         if self.reachable(array.name, g.remote_array):
             asyncio.get_running_loop().create_task(self._tell_abort(array.name, g, t))
-        if isinstance(e, ReservedCapacityFull):
-            pass  # the pair was marked failed by _on_pit_full or below
         array.db.add(SyncStatRow(group_name=g.name, kind=t.kind if t else "interval",
                                  started=t.started_at if t else utcnow(), ended=utcnow(),
                                  bytes_sent=t.bytes_sent if t else 0, duration_seconds=0.0,
@@ -472,6 +469,25 @@ class SyncService:
                 "group": g.name, "transfer": t.id, "volumes": [p.remote_volume for p in t.pairs]})
         except MirrorError:
             pass  # the secondary discards it when the next transfer begins
+
+    async def _mark_secondary_full(self, array, g, t, err: ReservedCapacityFull) -> None:
+        """The secondary's staging ran out of reserved capacity: that pair fails (System suspended)."""
+        if any(p.failed_reason for p in g.pairs):
+            return  # our own PIT store filled up: _on_pit_full already failed that pair
+        try:
+            volume = (await self.peer_call(array.name, g.remote_array, "transfer.failure",
+                                           {"transfer": t.id}))["volume"]
+        except MirrorError:
+            return  # our own PIT filled up (marked by _on_pit_full), or the link is gone
+        for p in g.pairs:
+            if p.remote_volume == volume:
+                p.failed_reason = (f"reserved capacity full on the secondary {g.remote_array}/{volume}: increase "
+                                   "its reserved capacity, then resume")
+                array.db.commit()
+                array.log(Severity.CRITICAL, f"{g.name}/{p.volume.name}", "arvmRepositoryFull",
+                          f"Reserved capacity of secondary {g.remote_array}/{volume} is full; pair failed. "
+                          "Increase its reserved capacity, then resume the group")
+                self.publish("pair", array.name, f"{g.name}/{p.volume.name}")
 
     def _on_pit_full(self, hv: HostVolume, err: ReservedCapacityFull) -> None:
         array = self.get_array(hv.array)

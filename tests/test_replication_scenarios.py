@@ -280,9 +280,6 @@ def test_reserved_capacity_full_fails_the_pair_until_increased(throttled):
     assert c.verify("G")["identical"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a full reserved capacity on the secondary (staging journal) fails "
-                   "every sync with arvmRepositoryFull but no pair is marked failed: the group stays 'optimal' "
-                   "(core/service_sync.py _fail_sync: 'the pair was marked failed ... below' - nothing does)")
 def test_secondary_reserved_capacity_full_is_shown_as_a_failed_pair(client):
     make_pair(client, "4MiB", reserved_percent=100, secondary_reserved_percent=20)
     client.host_write("SiteA/v", 0, _rand(20 * RS, 18))  # more than 20 % of the volume changed
@@ -291,6 +288,13 @@ def test_secondary_reserved_capacity_full_is_shown_as_a_failed_pair(client):
     assert e.value.code == "arvmRepositoryFull"
     assert client.group("G").status == "system_suspended"
     assert any(p.status == "failed" for p in client.pairs())
+    # Recovery: more reserved capacity on the secondary, resume: only the changes are sent.
+    client.increase_reserved_capacity("SiteB/v", 100)
+    client.resume("G")
+    wait_for(lambda: client.group("G").last_sync.outcome == "committed", 20, "the resync to commit")
+    assert client.group("G").status == "optimal"
+    assert client.group("G").last_sync.bytes_payload == 20 * RS
+    assert client.verify("G")["identical"]
 
 
 # -- statistics --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core.datapath.extents import create_atomically, fsync_dir
 from core.domain import Role, Severity
-from core.errors import MirrorError, NotFound
+from core.errors import MirrorError, NotFound, ReservedCapacityFull
 
 
 def _commit_record(array, group: str) -> Path:
@@ -30,6 +30,7 @@ class Receiver:
     def __init__(self, engine):
         self.engine = engine
         self.errors: dict[str, MirrorError] = {}  # transfer -> first failure while staging
+        self.error_volumes: dict[str, str] = {}  # transfer -> the secondary volume that failed
 
     def register(self, endpoint) -> None:
         a = endpoint.array
@@ -37,6 +38,7 @@ class Receiver:
         endpoint.register("transfer.checkpoint", lambda peer, **p: self.checkpoint(a, **p))
         endpoint.register("transfer.commit", lambda peer, **p: self.commit(a, **p))
         endpoint.register("transfer.abort", lambda peer, **p: self.abort(a, **p))
+        endpoint.register("transfer.failure", lambda peer, transfer: {"volume": self.error_volumes.get(transfer)})
         endpoint.register("pair.create", lambda peer, **p: self.create_pair(a, **p))
         endpoint.register("pair.remove", lambda peer, **p: self.remove_pair(a, **p))
 
@@ -98,6 +100,10 @@ class Receiver:
             if hv.failed:
                 raise MirrorError(f"secondary volume {array_name}/{volume} has failed", code="volumeFailed")
             hv.staging.put(offset, data, length)
+        except ReservedCapacityFull as e:
+            self.errors[transfer] = ReservedCapacityFull(
+                f"the reserved capacity of secondary volume {array_name}/{volume} is full ({e.message})")
+            self.error_volumes[transfer] = volume
         except MirrorError as e:
             self.errors[transfer] = e
         except OSError as e:
@@ -138,6 +144,7 @@ class Receiver:
                 if hv is not None and hv.staging is not None and hv.staging.transfer_id == transfer:
                     hv.staging.discard()
         self.errors.pop(transfer, None)
+        self.error_volumes.pop(transfer, None)
         return {"ok": True}
 
 
