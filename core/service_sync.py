@@ -7,6 +7,7 @@ scheduler, and overrides the status hooks of the other services with live facts.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -361,7 +362,13 @@ class SyncService:
         g = array.group(group)
         if st.transfer is None:
             hosts = {p.volume.name: self.host_volume(array.name, p.volume.name) for p in g.pairs}
-            st.transfer = groupsync.capture(g, hosts, self.region_size)
+            resume_id = self._inflight_transfer(array, group)
+            st.transfer = groupsync.capture(g, hosts, self.region_size, resume_id)
+            self._record_inflight(array, group, st.transfer.id)
+            if resume_id:
+                array.log(Severity.INFO, group, "arvmSyncResumed",
+                          f"Synchronization of {group} interrupted by a restart resumes: regions the secondary "
+                          "already holds and that did not change since are not sent again")
             g.last_sync_start = st.transfer.started_at
             array.db.commit()
             st.next_due = self._due_after(g, g.last_sync_start)
@@ -399,8 +406,31 @@ class SyncService:
             return
         self._commit_primary(array, g, st)
 
+    def _inflight_path(self, array, group: str):
+        d = array.data_dir / "reserved" / ".groups"
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{group}.inflight"
+
+    def _inflight_transfer(self, array, group: str) -> str | None:
+        """The transfer a crash interrupted (recorded at its capture), to resume."""
+        path = self._inflight_path(array, group)
+        try:
+            return json.loads(path.read_bytes())["transfer"]
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
+    def _record_inflight(self, array, group: str, transfer: str | None) -> None:
+        from core.datapath.extents import create_atomically
+
+        path = self._inflight_path(array, group)
+        if transfer is None:
+            path.unlink(missing_ok=True)
+        else:
+            create_atomically(path, json.dumps({"transfer": transfer}).encode())
+
     def _commit_primary(self, array, g, st: GroupState) -> None:
         t = st.transfer
+        self._record_inflight(array, g.name, None)
         for p in t.pairs:
             hv = self.host_volume(array.name, p.local_volume)
             hv.changelog.complete()
@@ -438,6 +468,7 @@ class SyncService:
         t = st.transfer
         if t is None:
             return
+        self._record_inflight(array, g.name, None)
         for p in t.pairs:
             hv = self.host_volume(array.name, p.local_volume, missing_ok=True)
             if hv is not None and hv.changelog is not None:

@@ -212,10 +212,6 @@ def test_kill_9_during_sync_then_restart(tmp_path, point):
         c.close()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an initial sync interrupted by a restart starts over: the new capture "
-                   "gets a new transfer id (core/replication/groupsync.py capture) and Staging.begin discards the "
-                   "secondary's durable progress of the old one (core/datapath/staging.py begin), so regions "
-                   "already flushed on the secondary are sent again")
 def test_initial_sync_resumes_after_kill_9(tmp_path):
     size_mib = 160  # more than DIRECT_FLUSH_BYTES (64 MiB) is durable on the secondary before the kill
     home = tmp_path / "lab"

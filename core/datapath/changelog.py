@@ -193,6 +193,16 @@ class ChangeLog:
         if changed.size:  # no fsync: a stale set bit only costs a resend
             self._persist_range(int(changed[0]), int(changed[-1]), durable=False)
 
+    def clear(self) -> None:
+        """Forget every change (nothing pending); on disk lazily, a stale bit only costs a resend."""
+        if self._capturing:
+            raise MirrorError(f"{self.path}: a sync is in flight; complete or abort it first", code="syncInProgress")
+        self._dirty[:] = False
+        changed = np.flatnonzero(self._persisted)
+        self._persisted[:] = False
+        if changed.size:
+            self._persist_range(int(changed[0]), int(changed[-1]), durable=False)
+
     def abort(self) -> None:
         """The sync failed: its regions become dirty again. No-op when nothing is in flight."""
         if not self._capturing:

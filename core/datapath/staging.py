@@ -44,7 +44,7 @@ PROGRESS_MAGIC = b"AMSTPROG"
 PROGRESS_HEADER = struct.Struct("<8sIIQ")  # magic, version, region size, regions
 RP_MAGIC = b"AMRECPNT"
 RP_HEADER = struct.Struct("<8sII")  # magic, version, CRC32 of the JSON
-DIRECT_FLUSH_BYTES = 256 << 20  # bound on what an interrupted initial sync resends
+DIRECT_FLUSH_BYTES = 64 << 20  # bound on what an interrupted initial sync resends
 
 _REC = struct.Struct("<IBBHQQI")  # record magic, type, flags, pad, offset, length, payload CRC
 _REC_CRC = struct.Struct("<I")

@@ -31,6 +31,7 @@ class PairTransfer:
     regions: np.ndarray  # captured region indices, sorted
     confirmed: np.ndarray  # bool per captured region: durable on the secondary
     sent: np.ndarray  # bool per captured region: handed to the channel at least once
+    changed: np.ndarray  # bool per captured region: written since the capture a resumed transfer began
     bytes_total: int
     bytes_done: int = 0
 
@@ -63,8 +64,12 @@ class Transfer:
         return self.bytes_total
 
 
-def capture(group_row, hosts: dict, region_size: int) -> Transfer:
-    """The sync instant: no await happens here, so host writes see either side of it."""
+def capture(group_row, hosts: dict, region_size: int, resume_id: str | None = None) -> Transfer:
+    """The sync instant: no await happens here, so host writes see either side of it.
+
+    ``resume_id`` continues a transfer a crash interrupted: the secondary keeps what
+    it staged from it, except the regions written since (``changed``), resent now.
+    """
     rp_id = group_row.last_recovery_point_id + 1
     now = datetime.now(timezone.utc)
     pairs = []
@@ -73,7 +78,9 @@ def capture(group_row, hosts: dict, region_size: int) -> Transfer:
         if p.incomplete or p.orphan:
             continue
         hv = hosts[p.volume.name]
+        written = hv.since_capture.pending_regions()
         regions = np.sort(hv.changelog.capture())
+        hv.since_capture.clear()
         hv.pit.begin(regions)
         size = hv.size
         ends = np.minimum((regions + 1) * region_size, size)
@@ -82,8 +89,10 @@ def capture(group_row, hosts: dict, region_size: int) -> Transfer:
         initial |= direct
         pairs.append(PairTransfer(p.volume.name, p.remote_volume, direct, regions,
                                   np.zeros(len(regions), dtype=bool),
-                                  np.zeros(len(regions), dtype=bool), total))
-    return Transfer(id=f"{group_row.name}-{rp_id}-{uuid.uuid4().hex[:8]}",
+                                  np.zeros(len(regions), dtype=bool),
+                                  np.isin(regions, written) if resume_id else np.zeros(len(regions), dtype=bool),
+                                  total))
+    return Transfer(id=resume_id or f"{group_row.name}-{rp_id}-{uuid.uuid4().hex[:8]}",
                     recovery_point={"id": rp_id, "time": now.isoformat()},
                     kind="initial" if initial else "interval", pairs=pairs)
 
@@ -117,7 +126,7 @@ async def send(engine, array, group_row, transfer: Transfer, on_progress) -> Non
     volumes = [p.remote_volume for p in transfer.pairs]
     for p in transfer.pairs:
         staged = np.asarray(begin["staged"].get(p.remote_volume, []), dtype=np.int64) // rs
-        p.confirmed |= np.isin(p.regions, staged)
+        p.confirmed |= np.isin(p.regions, staged) & ~p.changed
     unconfirmed_bytes = 0
     pending: list[tuple[PairTransfer, int, int]] = []
     for p in transfer.pairs:

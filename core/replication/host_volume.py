@@ -33,6 +33,10 @@ class HostVolume:
         # whenever roles, pairs or failures change; checked on every write).
         self.refusal: str | None = None
         self.changelog: ChangeLog | None = None
+        # Regions written since the running sync's capture, durable like the change log:
+        # after a crash they tell which regions the secondary staged from that capture
+        # may no longer match, so the transfer resumes instead of starting over.
+        self.since_capture: ChangeLog | None = None
         self.pit: PitStore | None = None
         self.staging: Staging | None = None
         self.failed = False
@@ -45,14 +49,15 @@ class HostVolume:
         """Open the change log, PIT store and staging journal in the reserved capacity."""
         os.makedirs(reserved_dir, exist_ok=True)
         self.changelog = ChangeLog.open(os.path.join(reserved_dir, "changes.log"), self.size, region_size)
+        self.since_capture = ChangeLog.open(os.path.join(reserved_dir, "since_capture.log"), self.size, region_size)
         self.pit = PitStore.open(os.path.join(reserved_dir, "pit.dat"), self._fd, region_size, budget)
         self.staging = Staging.open(os.path.join(reserved_dir, "staging.dat"), self.path, budget, region_size)
 
     def detach(self) -> None:
-        for part in (self.changelog, self.pit, self.staging):
+        for part in (self.changelog, self.since_capture, self.pit, self.staging):
             if part is not None:
                 part.close()
-        self.changelog = self.pit = self.staging = None
+        self.changelog = self.since_capture = self.pit = self.staging = None
 
     def close(self) -> None:
         self.detach()
@@ -111,6 +116,7 @@ class HostVolume:
             raise HostWriteRefused(f"volume {self.array}/{self.name} is read-only to hosts: {self.refusal}")
         if self.changelog is not None:
             self.changelog.mark(offset, length)
+            self.since_capture.mark(offset, length)
         if self.pit is not None and self.pit.active:
             try:
                 self.pit.before_write(offset, length)
