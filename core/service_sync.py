@@ -369,8 +369,7 @@ class SyncService:
                 array.log(Severity.INFO, group, "arvmSyncResumed",
                           f"Synchronization of {group} interrupted by a restart resumes: regions the secondary "
                           "already holds and that did not change since are not sent again")
-            g.last_sync_start = st.transfer.started_at
-            array.db.commit()
+            g.last_sync_start = st.transfer.started_at  # committed with the event below
             st.next_due = self._due_after(g, g.last_sync_start)
             array.log(Severity.INFO, group, "arvmSyncStarted",
                       f"{st.transfer.kind.capitalize()} synchronization of {group} started "
@@ -426,7 +425,8 @@ class SyncService:
         if transfer is None:
             path.unlink(missing_ok=True)
         else:
-            create_atomically(path, json.dumps({"transfer": transfer}).encode())
+            # A hint that saves resending after a crash; losing it only costs a fresh transfer.
+            create_atomically(path, json.dumps({"transfer": transfer}).encode(), durable=False)
 
     def _commit_primary(self, array, g, st: GroupState) -> None:
         t = st.transfer
@@ -448,7 +448,6 @@ class SyncService:
                                  bytes_sent=t.bytes_sent, bytes_payload=t.bytes_payload,
                                  unique_changed_bytes=t.unique_changed_bytes, bytes_resent=t.bytes_resent,
                                  duration_seconds=duration, recovery_point_time=rp_time, outcome="committed"))
-        array.db.commit()
         st.transfer = None
         st.rp_age_alerted = False
         st.last_error = ""

@@ -120,19 +120,25 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def create_atomically(path: str | os.PathLike, content: bytes) -> None:
-    """Write ``content`` to ``path`` so that a crash leaves the old file or the new one."""
+def create_atomically(path: str | os.PathLike, content: bytes, durable: bool = True) -> None:
+    """Write ``content`` to ``path`` so that a crash leaves the old file or the new one.
+
+    ``durable=False`` keeps it atomic against a process crash but lets power loss
+    undo it: for records that only save work (hints), never for commit decisions.
+    """
     tmp = f"{os.fspath(path)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         view = memoryview(content)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path)
+    if durable:
+        fsync_dir(path)
 
 
 def check_format(head: bytes, magic: bytes, version: int, what: str, path) -> None:

@@ -260,7 +260,9 @@ class Staging:
     def _finish(self) -> dict:
         point = self._recovery_point or {}
         text = json.dumps(point, default=str).encode()
-        create_atomically(self._rp_path, RP_HEADER.pack(RP_MAGIC, VERSION, zlib.crc32(text)) + text)
+        # Informational (the array's database records the recovery point durably).
+        create_atomically(self._rp_path, RP_HEADER.pack(RP_MAGIC, VERSION, zlib.crc32(text)) + text,
+                          durable=False)
         self._truncate()
         return point
 

@@ -13,7 +13,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from core.datapath.extents import create_atomically, fsync_dir
+from core.datapath.extents import create_atomically
 from core.domain import Role, Severity
 from core.errors import MirrorError, NotFound, ReservedCapacityFull
 
@@ -156,7 +156,8 @@ def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], 
             engine.preserve_for_drills(array.name, name, hv.staging.staged())
             hv.staging.commit()
     g = array.find_group(group)
-    if g is not None:
+    # A record resurrected by power loss after a later commit must not roll the recovery point back.
+    if g is not None and int(recovery_point["id"]) >= g.last_recovery_point_id:
         g.last_recovery_point = datetime.fromisoformat(recovery_point["time"])
         g.last_recovery_point_id = int(recovery_point["id"])
         for p in g.pairs:
@@ -166,8 +167,7 @@ def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], 
         array.db.commit()
     record = _commit_record(array, group)
     if record.exists():
-        os.unlink(record)
-        fsync_dir(record.parent)
+        os.unlink(record)  # not synced: a resurrected record re-applies nothing newer (see above)
     engine.publish("group", array.name, group)
 
 
