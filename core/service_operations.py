@@ -131,7 +131,7 @@ class OperationsService:
     async def increase_reserved_capacity(self, ref: str, percent: float) -> None:
         a, v = split_ref(ref)
         array = self.get_array(a)
-        sides.increase_reserved_capacity(array, v, float(percent))
+        self.host_volume(a, v).reserved_capacity = sides.increase_reserved_capacity(array, v, float(percent))
         self.publish("pair", a, v)
 
     async def long_running_operations(self) -> list[dict]:

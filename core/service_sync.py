@@ -77,17 +77,18 @@ class SyncService:
         return hv
 
     def _attach(self, array, pair, hv: HostVolume) -> None:
-        pair_id = pair.id
-        hv.attach(str(array.reserved_dir(pair)), self.region_size, lambda: self._reserved_budget(array, pair_id, hv))
+        hv.reserved_capacity = pair.reserved_capacity
+        hv.attach(str(array.reserved_dir(pair)), self.region_size, lambda: self._reserved_budget(hv))
 
-    def _reserved_budget(self, array, pair_id: int, hv: HostVolume) -> int:
-        """Bytes the PIT store or staging journal may use: reserved capacity minus the rest."""
-        from core.store.schema import PairRow
+    @staticmethod
+    def _reserved_budget(hv: HostVolume) -> int:
+        """Bytes the PIT store or staging journal may use: reserved capacity minus the logs.
 
-        pair = array.db.get(PairRow, pair_id)
-        capacity = pair.reserved_capacity if pair is not None else 0
-        used_elsewhere = (hv.changelog.bytes_used if hv.changelog else 0)
-        return max(0, capacity - used_elsewhere)
+        Asked on every staged region, so it reads the capacity cached on the volume
+        (``increase_reserved_capacity`` updates it), not the database.
+        """
+        logs = sum(log.bytes_used for log in (hv.changelog, hv.since_capture) if log is not None)
+        return max(0, hv.reserved_capacity - logs)
 
     def host_volume(self, array: str, volume: str, missing_ok: bool = False) -> HostVolume | None:
         hv = self.hosts.get((array, volume))
@@ -194,7 +195,7 @@ class SyncService:
         return PairRuntime(
             syncing=syncing, progress=progress, unsynchronized_bytes=unsynced,
             pit_bytes=hv.pit.bytes_used if hv is not None and hv.pit is not None else 0,
-            log_bytes=hv.changelog.bytes_used if hv is not None and hv.changelog is not None else 0,
+            log_bytes=sum(x.bytes_used for x in (hv.changelog, hv.since_capture) if x is not None) if hv else 0,
             staging_bytes=hv.staging.bytes_used if hv is not None and hv.staging is not None else 0)
 
     def group_runtime(self, array, group) -> GroupRuntime:

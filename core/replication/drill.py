@@ -8,6 +8,7 @@ clone keeps showing the recovery point it started from while periodic syncs go o
 """
 from __future__ import annotations
 
+import errno
 import os
 
 import numpy as np
@@ -39,12 +40,17 @@ class DrillClone:
         return int(self._held.sum()) * self._rs
 
     def close(self, discard: bool = True) -> None:
-        os.close(self._base)
-        os.close(self._overlay)
+        """Close the files; a client still connected gets ESHUTDOWN, never a reused descriptor."""
+        base, overlay = self._base, self._overlay
+        self._base = self._overlay = -1
+        os.close(base)
+        os.close(overlay)
         if discard:
             os.unlink(self._overlay_path)
 
     def _check(self, offset: int, length: int) -> None:
+        if self._overlay < 0:
+            raise OSError(errno.ESHUTDOWN, f"the DR drill {self.name} was stopped")
         if offset < 0 or length < 0 or offset + length > self._size:
             raise InvalidInput(f"[{offset}, +{length}) is outside the {self._size}-byte drill volume {self.name}")
 
@@ -87,4 +93,5 @@ class DrillClone:
         self.write_zeroes(offset, length)
 
     def flush(self) -> None:
+        self._check(0, 0)
         os.fdatasync(self._overlay)

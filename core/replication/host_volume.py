@@ -37,6 +37,7 @@ class HostVolume:
         # after a crash they tell which regions the secondary staged from that capture
         # may no longer match, so the transfer resumes instead of starting over.
         self.since_capture: ChangeLog | None = None
+        self.reserved_capacity = 0  # bytes, while mirrored
         self.pit: PitStore | None = None
         self.staging: Staging | None = None
         self.failed = False
