@@ -27,20 +27,28 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def build_console(home: Path | str, purpose: str = "console", poll_hz: float = 5.0) -> tuple[EngineBridge, MainWindow]:
-    """The bridge (not started) and the main window around it; the caller starts and stops the bridge."""
-    bridge = EngineBridge(home, purpose=purpose, poll_hz=poll_hz)
+def build_console(home: Path | str, purpose: str = "console", poll_hz: float = 5.0,
+                  nbd_port: int | None = 0) -> tuple[EngineBridge, MainWindow]:
+    """The bridge (not started) and the main window around it; the caller starts and stops the bridge.
+
+    The console's engine serves the volumes over NBD (``nbd_port=0``: free ports) so hosts
+    and DR drills can attach; ``None`` serves nothing.
+    """
+    bridge = EngineBridge(home, purpose=purpose, poll_hz=poll_hz, nbd_port=nbd_port)
     return bridge, MainWindow(bridge)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mirror-console", description="Async Mirror Console")
     parser.add_argument("--home", type=Path, default=None, help="lab home directory (default: the user's lab)")
+    parser.add_argument("--nbd-port", type=int, default=0, metavar="N",
+                        help="serve the arrays' volumes over NBD on ports N, N+1, ... (default 0: free ports)")
+    parser.add_argument("--no-nbd", action="store_true", help="do not serve the volumes over NBD")
     args = parser.parse_args(argv)
     home = args.home or default_home()
     init_lab(home, if_missing=True)
     app = make_app()
-    bridge, window = build_console(home)
+    bridge, window = build_console(home, nbd_port=None if args.no_nbd else args.nbd_port)
     window.show()
     bridge.start()
     try:

@@ -85,10 +85,12 @@ class EngineBridge(QObject):
     _sig_result = Signal(int, bool, object)  # internal: (call id, ok, result or exception)
 
     def __init__(self, home: Path | str, purpose: str = "console", event_hz: float = 15.0,
-                 poll_hz: float = 5.0, parent: QObject | None = None):
+                 poll_hz: float = 5.0, nbd_port: int | None = None, parent: QObject | None = None):
+        """``nbd_port``: None serves no NBD; 0 serves each array on a free port; N serves N, N+1, ..."""
         super().__init__(parent)
         self.home = Path(home)
-        self._runner = EngineLoop(self.home, purpose)
+        self.nbd_port = nbd_port
+        self._runner = EngineLoop(self.home, purpose, nbd_port=nbd_port)
         self._thread = _EngineThread(self._runner, self._subscribe_on_engine_thread)
         self._thread.sig_started.connect(self._on_started, Qt.QueuedConnection)
         self._sig_result.connect(self._deliver, Qt.QueuedConnection)

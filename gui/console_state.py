@@ -22,6 +22,8 @@ class ConsoleState(QObject):
     """tuple[VolumeSnapshot]: every volume of every array."""
     sig_groups_changed = Signal(tuple)
     """tuple[GroupSnapshot]: every group side (with its pairs), on change and on every live poll."""
+    sig_drills_changed = Signal(dict)
+    """dict[group name, drill]: the DR drills running now (see :meth:`drill`)."""
 
     def __init__(self, bridge: EngineBridge, parent: QObject | None = None):
         super().__init__(parent)
@@ -29,6 +31,9 @@ class ConsoleState(QObject):
         self.arrays: tuple[ArraySnapshot, ...] = ()
         self.volumes: tuple[VolumeSnapshot, ...] = ()
         self.groups: tuple[GroupSnapshot, ...] = ()
+        # group -> drill_start()'s answer ({group, array, recoveryPoint, exports}); a drill started
+        # elsewhere (another console, the CLI) is known only by name from lab_faults(): {}.
+        self.drills: dict[str, dict] = {}
         self._dirty: set[str] = set()
         # Events already arrive coalesced; this second, tiny delay merges "group" + "pair" + "volume"
         # raised by one operation into one refetch of each list.
@@ -63,6 +68,7 @@ class ConsoleState(QObject):
             self.bridge.call("volumes", on_done=self._set_volumes)
         if "groups" in dirty:
             self.bridge.call("groups", on_done=self._set_groups)
+            self.bridge.call("lab_faults", on_done=self._set_faults, on_error=lambda _e: None)
 
     def apply(self, arrays=None, volumes=None, groups=None) -> None:
         """Take snapshots fetched elsewhere (a wizard's own answer, a test's fabricated lab)."""
@@ -87,6 +93,48 @@ class ConsoleState(QObject):
             return  # a poll with nothing new costs the UI nothing
         self.groups = groups
         self.sig_groups_changed.emit(groups)
+
+    def _set_faults(self, faults: dict) -> None:
+        names = set(faults.get("drills") or ())
+        drills = {g: self.drills.get(g, {}) for g in sorted(names)}
+        if drills != self.drills:
+            self.drills = drills
+            self.sig_drills_changed.emit(dict(drills))
+
+    def drill_started(self, result: dict) -> None:
+        """Record ``drill_start``'s answer (its exports are shown in the group's details)."""
+        self.drills = {**self.drills, result["group"]: dict(result)}
+        self.sig_drills_changed.emit(dict(self.drills))
+
+    def drill_stopped(self, group: str) -> None:
+        self.drills = {g: d for g, d in self.drills.items() if g != group}
+        self.sig_drills_changed.emit(dict(self.drills))
+
+    def drill(self, group: str) -> dict | None:
+        """The running drill of ``group`` with its exports ({"ARRAY/VOL-drill": uri}), or None.
+
+        For a drill this console did not start, the exports are derived from the secondary
+        volumes' NBD URIs (the engine names a drill export ``<volume>-drill``).
+        """
+        if group not in self.drills:
+            return None
+        d = dict(self.drills[group])
+        if not d.get("exports"):
+            side = next((g for g in self.groups if g.name == group and g.role == "secondary"), None)
+            exports = {}
+            if side is not None:
+                for p in side.pairs:
+                    uri = self.nbd_uri(side.array, p.local_volume)
+                    name = f"{p.local_volume}-drill"
+                    exports[f"{side.array}/{name}"] = uri.rsplit("/", 1)[0] + "/" + name if uri else None
+                d.setdefault("array", side.array)
+            d["exports"] = exports
+            d.setdefault("group", group)
+        return d
+
+    def nbd_uri(self, array: str, volume: str) -> str | None:
+        v = next((x for x in self.volumes if x.array == array and x.name == volume), None)
+        return v.nbd_uri if v is not None else None
 
     # -- lookups for panels -------------------------------------------------------------
     def group(self, name: str, array: str | None = None) -> GroupSnapshot | None:

@@ -1,8 +1,11 @@
 """Centre panel: properties of the selection, and tables of groups and pairs with progress bars."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from PySide6.QtCore import QRect, Qt
-from PySide6.QtWidgets import (QApplication, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QSplitter,
+from PySide6.QtWidgets import (QApplication, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QScrollArea,
+                               QSizePolicy, QSplitter,
                                QStyle, QStyledItemDelegate, QStyleOptionProgressBar, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -47,9 +50,10 @@ def _table(headers: list[str]) -> QTableWidget:
     return t
 
 
-GROUP_HEADERS = ["Group", "Array", "Role", "Status", "Mode", "Last recovery point", "Unsynchronized", "Progress"]
-PAIR_HEADERS = ["Primary", "Secondary", "Group", "Status", "Unsynchronized", "Rate", "ETA", "Reserved used",
-                "Progress"]
+# Progress right after Status: at the end it was scrolled out of sight in a 1280 px window.
+GROUP_HEADERS = ["Group", "Array", "Role", "Status", "Progress", "Unsynchronized", "Mode", "Last recovery point"]
+PAIR_HEADERS = ["Primary", "Secondary", "Group", "Status", "Progress", "Unsynchronized", "Rate", "ETA",
+                "Reserved used"]
 
 
 class DetailsPanel(QWidget):
@@ -66,11 +70,15 @@ class DetailsPanel(QWidget):
         self._value_labels: dict[str, QLabel] = {}
         for form in (self.left_form, self.right_form):
             form.setVerticalSpacing(3)
-        top = QWidget()
-        boxes = QHBoxLayout(top)
+            form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+        self.top = top = QWidget()
+        # State above Settings, each the full width: side by side they left ~250 px per form in a
+        # 1280 px window and cut "Synchronizing (initial sync)" (seen in the docs screenshot).
+        boxes = QVBoxLayout(top)
         boxes.setContentsMargins(0, 0, 0, 0)
-        boxes.addWidget(self.left_box)
         boxes.addWidget(self.right_box)
+        boxes.addWidget(self.left_box)
+        boxes.addStretch(1)
         self.groups_table = _table(GROUP_HEADERS)
         self.pairs_table = _table(PAIR_HEADERS)
         tables = QWidget()
@@ -79,12 +87,15 @@ class DetailsPanel(QWidget):
         tl.addWidget(QLabel("<b>Mirror consistency groups</b>"))
         tl.addWidget(self.groups_table, 1)
         tl.addWidget(QLabel("<b>Mirrored pairs</b>"))
-        tl.addWidget(self.pairs_table, 2)
+        tl.addWidget(self.pairs_table, 1)
+        top_scroll = QScrollArea(widgetResizable=True, frameShape=QScrollArea.NoFrame)
+        top_scroll.setWidget(top)  # the tables keep room for their rows; the forms scroll if they must
+        self.top_scroll = top_scroll
         split = QSplitter(Qt.Vertical)
-        split.addWidget(top)
+        split.addWidget(top_scroll)
         split.addWidget(tables)
         split.setStretchFactor(1, 1)
-        split.setSizes([250, 330])
+        split.setSizes([190, 420])
         lay = QVBoxLayout(self)
         lay.addWidget(self.title)
         lay.addWidget(self.subtitle)
@@ -92,6 +103,7 @@ class DetailsPanel(QWidget):
         state.sig_groups_changed.connect(self.refresh)
         state.sig_volumes_changed.connect(self.refresh)
         state.sig_arrays_changed.connect(self.refresh)
+        state.sig_drills_changed.connect(self.refresh)
 
     def set_selection(self, selection: Selection | None) -> None:
         self.selection = selection
@@ -125,6 +137,7 @@ class DetailsPanel(QWidget):
             if g is not None:
                 self.subtitle.setText(f"{g.role.capitalize()} on {g.array}, mirrored with {g.remote_array}")
                 left, right = _group_rows(g)
+                right += _drill_rows(self.state.drill(g.name))
         elif sel.kind == "pair":
             p = self.state.pair(sel.array, sel.name)
             g = self.state.group(p.group, sel.array) if p else None
@@ -133,6 +146,7 @@ class DetailsPanel(QWidget):
             if p is not None:
                 self.subtitle.setText(f"{p.primary_ref} \u2192 {p.secondary_ref} in group {p.group}")
                 left, right = _pair_rows(p, g)
+                right.append(("NBD export", self.state.nbd_uri(sel.array, p.local_volume) or "not served"))
         elif sel.kind == "volume":
             v = next((x for x in self.state.volumes if x.array == sel.array and x.name == sel.name), None)
             groups = [x for x in groups if v is not None and x.name == v.mirror_group and x.array == v.array]
@@ -147,11 +161,12 @@ class DetailsPanel(QWidget):
                 right = [("Status", "Failed" if v.failed else "Optimal"),
                          ("Owner (preferred / current)", f"{v.preferred_owner} / {v.current_owner}"),
                          ("Mirror group", v.mirror_group or "not mirrored"), ("Role", v.role or "\u2014"),
-                         ("Host writable", _yes(v.host_writable)), ("NBD export", v.nbd_uri or "\u2014")]
+                         ("Host writable", _yes(v.host_writable)), ("NBD export", v.nbd_uri or "not served")]
         self._fill(self.left_form, left, "l")
         self._fill(self.right_form, right, "r")
         self.left_box.setVisible(bool(left))
         self.right_box.setVisible(bool(right))
+        self.top_scroll.setVisible(bool(left or right))  # nothing to show: the tables take the whole height
         self._fill_groups(groups)
         self._fill_pairs(groups)
 
@@ -165,11 +180,17 @@ class DetailsPanel(QWidget):
                 del self._value_labels[k]
             for (label, _), key in zip(rows, keys):
                 value = QLabel(textInteractionFlags=Qt.TextSelectableByMouse)
+                # A long value (an NBD URI, a progress line) must not widen the whole window: it is cut
+                # at the box's edge and shown whole in its tooltip.
+                value.setWordWrap(True)
+                value.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+                value.setMinimumWidth(60)
                 self._value_labels[key] = value
                 form.addRow(f"{label}:", value)
         for (_, text), key in zip(rows, keys):
             if self._value_labels[key].text() != str(text):
                 self._value_labels[key].setText(str(text))
+                self._value_labels[key].setToolTip(str(text))
 
     def _fill_groups(self, groups) -> None:
         t = self.groups_table
@@ -177,13 +198,14 @@ class DetailsPanel(QWidget):
         t.setRowCount(len(groups))
         for r, g in enumerate(groups):
             mode = "Manual" if g.sync_mode == "manual" else f"Every {g.sync_interval_minutes} min"
-            cells = [g.name, g.array, g.role.capitalize(), status_label(g.status), mode,
-                     fmt.timestamp(g.last_recovery_point), format_size(g.unsynchronized_bytes), None]
+            cells = [g.name, g.array, g.role.capitalize(), status_label(g.status), None,
+                     format_size(g.unsynchronized_bytes), mode, fmt.timestamp(g.last_recovery_point)]
             _row(t, r, cells, g.progress.percent if g.progress else None)
             t.item(r, 3).setIcon(status_icon(g.status))
             t.item(r, 2).setIcon(role_icon(g.role))
         if grew:
             t.resizeColumnsToContents()
+            t.setColumnWidth(4, max(t.columnWidth(4), 120))  # the bar's cell has no text to size it
 
     def _fill_pairs(self, groups) -> None:
         pairs = [p for g in groups for p in g.pairs]
@@ -192,16 +214,17 @@ class DetailsPanel(QWidget):
         t.setRowCount(len(pairs))
         for r, p in enumerate(pairs):
             rc = p.reserved_capacity
-            cells = [p.primary_ref, p.secondary_ref, f"{p.group} ({p.array})", status_label(p.status),
+            cells = [p.primary_ref, p.secondary_ref, f"{p.group} ({p.array})", _pair_status(p), None,
                      format_size(p.unsynchronized_bytes), fmt.rate(p.progress.rate if p.progress else None),
                      fmt.eta(p.progress.eta_seconds if p.progress else None),
-                     f"{rc.utilization_pct:.1f} % of {format_size(rc.capacity)}", None]
+                     f"{rc.utilization_pct:.1f} % of {format_size(rc.capacity)}"]
             _row(t, r, cells, p.progress.percent if p.progress else None)
             t.item(r, 3).setIcon(status_icon(p.status))
             if p.reason:
                 t.item(r, 3).setToolTip(p.reason)
         if grew and len(pairs) <= 200:  # sizing to contents scans every cell: not for huge tables
             t.resizeColumnsToContents()
+            t.setColumnWidth(4, max(t.columnWidth(4), 120))
 
 
 def _row(t: QTableWidget, r: int, cells, pct) -> None:
@@ -215,6 +238,13 @@ def _row(t: QTableWidget, r: int, cells, pct) -> None:
             item.setText("" if pct is not None else "\u2014")
         elif item.text() != text:
             item.setText(text)
+
+
+def _pair_status(p) -> str:
+    """A pair's status; while it synchronizes, which kind (the pair status alone says "interval")."""
+    if p.progress is not None and p.status == "synchronizing":
+        return f"Synchronizing ({p.progress.kind} sync)"
+    return status_label(p.status)
 
 
 def _yes(v) -> str:
@@ -245,6 +275,20 @@ def _group_rows(g):
     return left, right
 
 
+def _drill_rows(drill: dict | None) -> list[tuple[str, str]]:
+    """A running DR drill: where it runs, its recovery point, and one row per NBD export."""
+    if drill is None:
+        return [("DR drill", "not running")]
+    rp = drill.get("recoveryPoint")
+    if isinstance(rp, str):
+        rp = datetime.fromisoformat(rp)
+    rows = [("DR drill", f"running on {drill.get('array', '?')}" + (f", recovery point {fmt.timestamp(rp)}"
+                                                                    if rp else ""))]
+    for ref, uri in sorted((drill.get("exports") or {}).items()):
+        rows.append((f"Drill export {ref}", uri or "not served (the engine serves no NBD)"))
+    return rows
+
+
 def _pair_rows(p, g):
     rc = p.reserved_capacity
     left = [("Primary volume", p.primary_ref), ("Secondary volume", p.secondary_ref), ("Group", p.group),
@@ -254,7 +298,7 @@ def _pair_rows(p, g):
             ("PIT / log / staging", f"{format_size(rc.pit_bytes)} / {format_size(rc.log_bytes)} / "
                                     f"{format_size(rc.staging_bytes)}")]
     prog = p.progress
-    right = [("Status", status_label(p.status) + (f" \u2014 {p.reason}" if p.reason else "")),
+    right = [("Status", _pair_status(p) + (f" \u2014 {p.reason}" if p.reason else "")),
              ("Recovery point image", "available" if p.recovery_point_available else "none"),
              ("Last recovery point", fmt.timestamp(p.last_recovery_point)),
              ("Recovery point age", fmt.age(fmt.since(p.last_recovery_point))),

@@ -46,6 +46,7 @@ class GuruPanel(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(split, 1)
         self._in_flight = False
+        self._show(-1)
         self.timer = QTimer(self, interval=REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         bridge.sig_ready.connect(self.refresh)
@@ -94,7 +95,11 @@ class GuruPanel(QWidget):
             if w is not None:
                 w.deleteLater()
         if not 0 <= row < len(self.problems):
-            self.details.setHtml("<p style='color:#5a6b7d'>Select a problem to see its cause and how to fix it.</p>")
+            self.details.setHtml(
+                "<p style='color:#5a6b7d'>Select a problem to see its cause and how to fix it.</p>" if self.problems
+                else "<p style='color:#2e7d32'><b>No problems.</b></p><p style='color:#5a6b7d'>When something needs "
+                     "attention (a lost link, a failed volume, an old recovery point, a full reserved capacity) it "
+                     "is listed above with its cause, the recovery steps and buttons that carry out the fix.</p>")
             return
         p = self.problems[row]
         steps = "".join(f"<p style='margin:2px 0 2px 8px'>{escape(s)}</p>" for s in p.steps)  # numbered by core

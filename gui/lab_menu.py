@@ -119,8 +119,9 @@ class LabMenu(QMenu):
         self.selected_volume: str | None = None  # ARRAY/VOLUME
         self.addAction("Create volume\u2026", self.create_volume)
         self.addSeparator()
-        self.addAction("Start host workload\u2026", self.start_workload)
-        self.addAction("Stop host workload", lambda: self._call("stop_workload", "Stop host workload"))
+        self.workload_start = self.addAction("Start host workload\u2026", self.start_workload)
+        self.workload_stop = self.addAction("Stop host workload",
+                                            lambda: self._call("stop_workload", "Stop host workload"))
         self.addSeparator()
         self.cut = self.addAction("Cut the link between the arrays", lambda: self._call("lab_link", "Cut link", True))
         self.restore = self.addAction("Restore the link", lambda: self._call("lab_link", "Restore link", False))
@@ -143,11 +144,15 @@ class LabMenu(QMenu):
             self.restore.setEnabled(cut)
         self.bridge.call("lab_faults", on_done=show, on_error=lambda _e: None)
 
-    def create_volume(self) -> None:
-        CreateVolumeDialog(self.bridge, self.state, self.selected_array, self.window).open()
+    def create_volume(self) -> CreateVolumeDialog:
+        dialog = CreateVolumeDialog(self.bridge, self.state, self.selected_array, self.window)
+        dialog.open()
+        return dialog
 
-    def start_workload(self) -> None:
-        WorkloadDialog(self.bridge, self.state, self.window).open()
+    def start_workload(self) -> WorkloadDialog:
+        dialog = WorkloadDialog(self.bridge, self.state, self.window)
+        dialog.open()
+        return dialog
 
     def _controller(self, method: str, title: str) -> None:
         choices = [f"{a.name}/{c.label}" for a in self.state.arrays for c in a.controllers]

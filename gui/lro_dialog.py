@@ -50,8 +50,23 @@ class LongRunningOperationsDialog(QDialog):
         self.bridge.call("long_running_operations", on_done=self._from_engine, on_error=self._from_snapshots)
 
     def _from_engine(self, ops) -> None:
+        """``long_running_operations()`` dicts: group, array, pair (ARRAY/VOL), kind, bytesDone/Total, running."""
         self._in_flight = False
-        self._fill([(o.group, o.pair or "(all pairs)", o.kind, o.progress) for o in ops])
+        rows = []
+        for o in ops:
+            done, total = int(o.get("bytesDone") or 0), int(o.get("bytesTotal") or 0)
+            array, _, volume = str(o.get("pair") or "").partition("/")
+            live = self.state.pair(array, volume) if volume else None
+            prog = live.progress if live is not None else None
+            pair = f"{live.primary_ref} \u2192 {live.secondary_ref}" if live is not None else (o.get("pair") or
+                                                                                          "(all pairs)")
+            kind = f"{str(o.get('kind', '')).capitalize()} synchronization"
+            if not o.get("running", True):
+                kind += " (waiting)"
+            pct = 100.0 * done / total if total else (100.0 if o.get("running") is False else 0.0)
+            rows.append((o.get("group", ""), pair, kind, done, total, prog.rate if prog else None,
+                         prog.eta_seconds if prog else None, pct))
+        self._fill(rows)
 
     def _from_snapshots(self, _err) -> None:
         self._in_flight = False
@@ -60,18 +75,20 @@ class LongRunningOperationsDialog(QDialog):
             if g.role != "primary":
                 continue
             for p in g.pairs:
-                if p.progress is not None:
+                prog = p.progress
+                if prog is not None:
                     rows.append((g.name, f"{p.primary_ref} \u2192 {p.secondary_ref}",
-                                 f"{p.progress.kind.capitalize()} synchronization", p.progress))
+                                 f"{prog.kind.capitalize()} synchronization", prog.bytes_done, prog.bytes_total,
+                                 prog.rate, prog.eta_seconds, prog.percent))
         self._fill(rows)
 
     def _fill(self, rows) -> None:
+        """rows: (group, pair, operation, bytes done, bytes total, rate or None, ETA or None, percent)."""
+        grew = self.table.rowCount() != len(rows)
         self.table.setRowCount(len(rows))
-        for r, (group, pair, kind, prog) in enumerate(rows):
-            _row(self.table, r, [group, pair, str(kind), format_size(prog.bytes_done) if prog else "\u2014",
-                                 format_size(prog.bytes_total) if prog else "\u2014",
-                                 fmt.rate(prog.rate if prog else None),
-                                 fmt.eta(prog.eta_seconds if prog else None), None],
-                 prog.percent if prog else None)
+        for r, (group, pair, kind, done, total, rate, eta, pct) in enumerate(rows):
+            _row(self.table, r, [group, pair, kind, format_size(done), format_size(total), fmt.rate(rate),
+                                 fmt.eta(eta), None], pct)
         self.hint.setText(f"{len(rows)} operation(s) running" if rows else "No long running operations")
-        self.table.resizeColumnsToContents()
+        if grew:
+            self.table.resizeColumnsToContents()

@@ -6,9 +6,9 @@ snapshots.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu, QWidget
+from PySide6.QtWidgets import QMenu, QMessageBox, QWidget
 
 from gui.bridge import EngineBridge
 from gui.console_state import ConsoleState
@@ -53,10 +53,13 @@ class MirrorActions(QObject):
         self.reserved = a("Increase reserved capacity\u2026", self.open_reserved)
         self.remove_pair = a("Remove mirrored pair\u2026", self.do_remove_pair)
         self.delete_group = a("Delete mirror consistency group\u2026", self.do_delete_group)
+        self.drill_start = a("Start DR drill", self.do_drill_start)
+        self.drill_stop = a("Stop DR drill", self.do_drill_stop)
         self.lro = a("Long running operations\u2026", self.open_lro)
         bridge.sig_ready.connect(self.update)
         state.sig_groups_changed.connect(self.update)
         state.sig_arrays_changed.connect(self.update)
+        state.sig_drills_changed.connect(self.update)
         self.update()
 
     def _action(self, text, slot, icon_name=None, shortcut=None) -> QAction:
@@ -71,7 +74,8 @@ class MirrorActions(QObject):
     def fill_menu(self, menu: QMenu) -> None:
         for group in ((self.new_group, self.new_pair), (self.sync_now, self.suspend, self.resume, self.verify,
                                                         self.settings),
-                      (self.promote, self.demote, self.cancel_role), (self.test_comm, self.reserved),
+                      (self.promote, self.demote, self.cancel_role), (self.drill_start, self.drill_stop),
+                      (self.test_comm, self.reserved),
                       (self.remove_pair, self.delete_group), (self.lro,)):
             menu.addActions(list(group))
             menu.addSeparator()
@@ -117,6 +121,9 @@ class MirrorActions(QObject):
         self.reserved.setEnabled(ready and p is not None)
         self.remove_pair.setEnabled(ready and p is not None and (p.role == "primary" or p.status == "orphan"))
         self.delete_group.setEnabled(ready and g is not None and not g.pairs and (primary or status == "orphan"))
+        drilling = g is not None and g.name in self.state.drills
+        self.drill_start.setEnabled(ready and g is not None and bool(g.pairs) and not drilling)
+        self.drill_stop.setEnabled(ready and drilling)
         self.lro.setEnabled(ready)
 
     # -- handlers -------------------------------------------------------------------------
@@ -184,6 +191,34 @@ class MirrorActions(QObject):
         if g is not None and confirm(self.window, "Delete mirror consistency group",
                                      f"Delete the empty group {g.name} on both arrays?", destructive=True):
             self.bridge.call("delete_group", g.name, on_error=error_handler(self.window, "Delete group"))
+
+    def do_drill_start(self) -> None:
+        """Expose the group's last recovery point as writable NBD exports on the secondary array."""
+        g = self.group()
+        if g is not None:
+            self.bridge.call("drill_start", g.name, on_done=self._drill_started,
+                             on_error=error_handler(self.window, "Start DR drill"))
+
+    def _drill_started(self, result: dict) -> None:
+        self.state.drill_started(result)
+        exports = result.get("exports") or {}
+        lines = "\n".join(f"{ref}:  {uri or 'not served (the engine serves no NBD)'}"
+                          for ref, uri in sorted(exports.items()))
+        box = QMessageBox(QMessageBox.Information, "DR drill started",
+                          f"DR drill of {result['group']} is running on {result.get('array', '?')} at the recovery "
+                          f"point of {result.get('recoveryPoint', '?')}.\n\nAttach test hosts to:\n{lines}\n\n"
+                          "Writes to these exports are discarded when the drill stops; mirroring continues.",
+                          QMessageBox.Ok, self.window)
+        box.setObjectName("drillStartedBox")
+        box.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        box.open()
+        self.sig_dialog_opened.emit(box)
+
+    def do_drill_stop(self) -> None:
+        g = self.group()
+        if g is not None:
+            self.bridge.call("drill_stop", g.name, on_done=lambda _r, n=g.name: self.state.drill_stopped(n),
+                             on_error=error_handler(self.window, "Stop DR drill"))
 
     def open_lro(self) -> None:
         self._open(LongRunningOperationsDialog(self.bridge, self.state, self.window))

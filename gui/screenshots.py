@@ -1,7 +1,7 @@
 """``python -m gui.screenshots DIR``: render the console's main screens to PNGs, offscreen.
 
 Builds a throw-away lab, creates a group and a pair through the engine (so a group
-is synchronizing), then grabs: the main window, the charts, the Create-mirrored-pair
+is synchronizing over a throttled lab link), then grabs: the main window, the charts, the Create-mirrored-pair
 wizard on its candidate page, and the Recovery Guru (after cutting the lab link, when
 the engine offers it).
 """
@@ -17,7 +17,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtWidgets import QApplication, QWizard  # noqa: E402
 
-from core.lab import init_lab  # noqa: E402
+from core.lab import LabState, init_lab  # noqa: E402
 from gui.app import build_console, make_app  # noqa: E402
 
 
@@ -50,6 +50,9 @@ def render(out_dir: Path) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="mirror-shots-") as tmp:
         home = Path(tmp) / "lab"
         init_lab(home)
+        lab = LabState(home)  # a throttled link, so the main window catches the initial sync in progress
+        lab.faults.link_bandwidth = 24 << 20
+        lab.save()
         bridge, window = build_console(home, purpose="screenshots", poll_hz=10)
         window.resize(1280, 800)
         window.show()
@@ -59,12 +62,19 @@ def render(out_dir: Path) -> list[Path]:
                 raise SystemExit("the engine did not start")
             _call(app, bridge, "create_group", "payroll", "SiteA", "SiteB", sync_interval_minutes=5)
             _call(app, bridge, "create_group", "erp", "SiteA", "SiteB", sync_mode="manual")
+            _call(app, bridge, "host_write", "SiteA/db", 0, os.urandom(160 << 20))
+            _call(app, bridge, "host_write", "SiteA/logs", 0, os.urandom(64 << 20))
             _call(app, bridge, "add_pair", "payroll", "SiteA/db", "SiteB/db_dr")
             _call(app, bridge, "add_pair", "payroll", "SiteA/logs", "SiteB/logs_dr")
-            _call(app, bridge, "start_workload", ["SiteA/db", "SiteA/logs"], 40)
+            _call(app, bridge, "start_workload", ["SiteA/db", "SiteA/logs"], 8)
             _wait(app, lambda: window.tree.has(("pair", "SiteA", "db")))
             window.tree.select(("group", "SiteA", "payroll"))
-            _settle(app, 2.5)
+
+            def syncing(low: float) -> bool:
+                g = window.state.group("payroll", "SiteA")
+                return g is not None and g.progress is not None and g.progress.percent >= low
+            _wait(app, lambda: syncing(25.0), 30)
+            _settle(app, 0.3)
 
             def shot(widget, name):
                 path = out_dir / name
@@ -91,12 +101,19 @@ def render(out_dir: Path) -> list[Path]:
             wiz.button(QWizard.CancelButton).click()
 
             _call(app, bridge, "stop_workload")
+            _wait(app, lambda: window.state.group("payroll", "SiteA").status == "optimal", 60)
             _call(app, bridge, "lab_link", True)
-            _settle(app, 2.0)
-            window.guru.refresh()
-            _settle(app, 1.0)
-            window.guru_dock.resize(900, 600)
-            shot(window.guru, "recovery_guru.png")
+
+            def lost() -> bool:
+                return any(p.title.startswith("Communication lost") for p in window.guru.problems)
+            _wait(app, lost, 20)
+            row = next((i for i, p in enumerate(window.guru.problems) if p.title.startswith("Communication lost")), 0)
+            window.guru.list.setCurrentRow(row)
+            window.guru_dock.setFloating(True)
+            window.guru_dock.resize(720, 620)
+            _settle(app, 0.5)
+            shot(window.guru_dock, "recovery_guru.png")
+            window.guru_dock.setFloating(False)
             _call(app, bridge, "lab_link", False)
         finally:
             for w in QApplication.topLevelWidgets():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QAbstractItemView, QLineEdit, QTreeView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
 from core.units import format_size
 from gui.console_state import ConsoleState
@@ -34,16 +34,17 @@ def _row_values(state: ConsoleState):
     for g in state.groups:
         if g.array not in known:
             continue
-        rows.append((("group", g.array, g.name), ("groups", g.array), g.name, None, g.status, status_label(g.status),
-                     g.role, f"{g.name}: {g.role} on {g.array}, mirrors to {g.remote_array}",
+        rows.append((("group", g.array, g.name), ("groups", g.array), g.name, None, g.status,
+                     _short(status_label(g.status)) + (f" {g.progress.percent:.0f}%" if g.progress else ""),
+                     g.role, f"{g.name}: {g.role} on {g.array}, mirrors to {g.remote_array}; {status_label(g.status)}",
                      Selection("group", g.array, g.name)))
         for p in g.pairs:
             text = f"{p.local_volume} \u2192 {p.remote_array}/{p.remote_volume}"
             tip = f"{p.primary_ref} \u2192 {p.secondary_ref}" + (f"\n{p.reason}" if p.reason else "")
-            if p.progress is not None:
-                status_text = f"{status_label(p.status)} {p.progress.percent:.0f}%"
+            if p.progress is not None:  # the kind of sync is in the details; the tree keeps it short
+                status_text = f"Synchronizing {p.progress.percent:.0f}%"
             else:
-                status_text = status_label(p.status)
+                status_text = _short(status_label(p.status))
             rows.append((("pair", g.array, p.local_volume), ("group", g.array, g.name), text, None, p.status,
                          status_text, p.role, tip, Selection("pair", g.array, p.local_volume)))
     for v in state.volumes:
@@ -87,9 +88,17 @@ class TreePanel(QWidget):
         self.view.setContextMenuPolicy(Qt.CustomContextMenu)
         self.view.customContextMenuRequested.connect(
             lambda pos: self.sig_context_menu.emit(self.view.viewport().mapToGlobal(pos)))
-        self.view.header().resizeSection(0, 180)
-        self.view.header().resizeSection(1, 95)
-        self.view.header().resizeSection(2, 75)
+        # The name takes what the status and role leave: "db \u2192 SiteB/db_dr" three levels deep must
+        # not be cut to "db \u2192 Sit\u2026" (seen under Xvfb at the default width).
+        header = self.view.header()
+        header.setStretchLastSection(False)
+        header.setMinimumSectionSize(40)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.Interactive)
+        header.setSectionResizeMode(2, QHeaderView.Interactive)
+        header.resizeSection(1, 150)  # "Synchronizing 40%"
+        header.resizeSection(2, 104)  # icon + "Secondary"
+        self.view.setIndentation(14)
         self.setMinimumWidth(330)
         self.view.selectionModel().currentChanged.connect(self._on_current)
         lay = QVBoxLayout(self)
@@ -186,6 +195,11 @@ class TreePanel(QWidget):
     def text_of(self, key: tuple, column: int = 0) -> str | None:
         items = self._items.get(key)
         return items[column].text() if items else None
+
+
+def _short(label: str) -> str:
+    """"Synchronizing (initial sync)" -> "Synchronizing": the tree's column is narrow, the tooltip says it all."""
+    return label.split(" (", 1)[0]
 
 
 def _set(item: QStandardItem, role, value) -> None:

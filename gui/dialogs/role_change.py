@@ -4,6 +4,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QLabel, QVBoxLayout
 
 from gui.bridge import EngineBridge
+from gui.messages import confirm
 from gui.theme import status_label
 
 FORCE_RULES = (
@@ -48,6 +49,12 @@ class RoleChangeDialog(QDialog):
             lay.addWidget(w)
 
     def _apply(self) -> None:
+        if self.force.isVisible() and self.force.isChecked() and not confirm(
+                self, "Force the promotion",
+                f"Force-promote {self.group.name} on {self.group.array}? Its volumes are rolled back to the last "
+                "recovery point and become writable by hosts; the other side's later writes are not mirrored "
+                "here. When the arrays talk again one side must be chosen to stay primary.", destructive=True):
+            return
         self.buttons.setEnabled(False)
         self.error.setText("")
         self.bridge.call("role_change", self.group.name, self.group.array, force=self.force.isChecked(),
@@ -55,4 +62,7 @@ class RoleChangeDialog(QDialog):
 
     def _refused(self, err) -> None:
         self.buttons.setEnabled(True)
-        self.error.setText(f"Refused: {err.message}")
+        code = getattr(err, "code", "")
+        self.error.setText(f"Refused: {err.message}" + (f" ({code})" if code else ""))
+        if self.force.isChecked():
+            self.rules.setVisible(True)  # the refusal names one rule; show them all beside it
