@@ -415,9 +415,12 @@ class SyncService:
         """The transfer a crash interrupted (recorded at its capture), to resume."""
         path = self._inflight_path(array, group)
         try:
-            return json.loads(path.read_bytes())["transfer"]
-        except (FileNotFoundError, ValueError, KeyError):
+            hint = json.loads(path.read_bytes())
+        except (FileNotFoundError, ValueError):
             return None
+        # After a reboot (power loss, OS crash) the page cache is gone and with it the
+        # unsynced since-capture log: start a fresh transfer instead of trusting it.
+        return hint.get("transfer") if hint.get("boot") == _boot_id() else None
 
     def _record_inflight(self, array, group: str, transfer: str | None) -> None:
         from core.datapath.extents import create_atomically
@@ -427,7 +430,7 @@ class SyncService:
             path.unlink(missing_ok=True)
         else:
             # A hint that saves resending after a crash; losing it only costs a fresh transfer.
-            create_atomically(path, json.dumps({"transfer": transfer}).encode(), durable=False)
+            create_atomically(path, json.dumps({"transfer": transfer, "boot": _boot_id()}).encode(), durable=False)
 
     def _commit_primary(self, array, g, st: GroupState) -> None:
         t = st.transfer
@@ -560,6 +563,14 @@ class SyncService:
                           f"{g.reserved_alert_percent} % threshold; increase it")
             elif pct <= g.reserved_alert_percent:
                 st.reserved_alerted.discard(key)
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _progress(kind: str, done: int, total: int, t) -> SyncProgress:

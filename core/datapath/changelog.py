@@ -54,6 +54,8 @@ class ChangeLog:
     committed, :meth:`abort` if the sync failed.
     """
 
+    durable = True
+
     def __init__(self, path, fd: int, volume_size: int, region_size: int, persisted: np.ndarray):
         self.path = os.fspath(path)
         self._fd = fd
@@ -67,8 +69,14 @@ class ChangeLog:
 
     # -- lifecycle ---------------------------------------------------------------
     @classmethod
-    def open(cls, path, volume_size: int, region_size: int = DEFAULT_REGION_SIZE) -> "ChangeLog":
-        """Create the log, or reopen it: every bit set on disk is then dirty."""
+    def open(cls, path, volume_size: int, region_size: int = DEFAULT_REGION_SIZE,
+             durable: bool = True) -> "ChangeLog":
+        """Create the log, or reopen it: every bit set on disk is then dirty.
+
+        ``durable=False`` skips the fdatasync of new bits: the log then survives a
+        process crash (the page cache) but not a power loss or OS crash; its user
+        must not trust it after a reboot (see ``core.service_sync`` boot id).
+        """
         if region_size <= 0 or region_size % 512:
             raise InvalidInput(f"region size {region_size} must be a positive multiple of 512 bytes")
         if volume_size < 0:
@@ -97,6 +105,7 @@ class ChangeLog:
             os.close(fd)
             raise
         log = cls(path, fd, stored_size, region_size, bits)
+        log.durable = durable
         if volume_size > stored_size:  # grown while we were down, or a crash mid-resize
             log.resize(volume_size)
         return log
@@ -145,7 +154,30 @@ class ChangeLog:
             if self._persisted[first : last + 1].all():
                 return
         self._persisted[first : last + 1] = True
-        self._persist_range(first, last, durable=True)
+        self._persist_range(first, last, durable=self.durable)
+
+    def mark_many(self, ranges) -> None:
+        """:meth:`mark` for a batch of writes, with at most one durable log update.
+
+        The NBD server announces every write of a received batch before doing any of
+        them, so a queue-depth-16 random workload pays one fdatasync per batch, not
+        one per write. Ranges outside the volume are skipped (the write is refused).
+        """
+        rs = self._region_size
+        lo = hi = -1
+        for offset, length in ranges:
+            if length <= 0 or offset < 0:
+                continue
+            first, last = offset // rs, (offset + length - 1) // rs
+            if last >= self._regions:
+                continue
+            self._dirty[first : last + 1] = True
+            if not self._persisted[first : last + 1].all():
+                self._persisted[first : last + 1] = True
+                lo = first if lo < 0 else min(lo, first)
+                hi = max(hi, last)
+        if lo >= 0:
+            self._persist_range(lo, hi, durable=self.durable)
 
     def mark_all(self, regions=None) -> None:
         """Mark regions (indices) dirty, e.g. from the peer's log; None means every region."""
@@ -161,7 +193,7 @@ class ChangeLog:
         if self._persisted[idx].all():
             return
         self._persisted[idx] = True
-        self._persist_range(int(idx.min()), int(idx.max()), durable=True)
+        self._persist_range(int(idx.min()), int(idx.max()), durable=self.durable)
 
     def _persist_range(self, first: int, last: int, durable: bool) -> None:
         lo, hi = first >> 3, (last >> 3) + 1

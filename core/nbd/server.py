@@ -331,6 +331,9 @@ class _NbdConnection(asyncio.BufferedProtocol):
         backend = self._backend
         size = backend.size
         start, end = self._start, self._end
+        intend = getattr(backend, "intend_writes", None)
+        if intend is not None:
+            self._announce_writes(intend, start, end)
         queued = 0
         while end - start >= 28:
             magic, flags, cmd, cookie, offset, length = unpack(buf, start)
@@ -398,6 +401,32 @@ class _NbdConnection(asyncio.BufferedProtocol):
         self._start, self._end = start, end
         if start == end:
             self._start = self._end = 0
+
+    def _announce_writes(self, intend, start: int, end: int) -> None:
+        """Tell the backend every complete write-like request of the buffer before any runs.
+
+        A mirrored volume then makes its change log durable once for the batch
+        (ExportBackend.intend_writes is optional; see core.replication.host_volume).
+        """
+        buf, unpack = self._buf, P.REQUEST.unpack_from
+        ranges = []
+        while end - start >= 28:
+            magic, _flags, cmd, _cookie, offset, length = unpack(buf, start)
+            if magic != P.REQUEST_MAGIC:
+                break
+            if cmd == 1:
+                if length > P.MAX_PAYLOAD or end - start < 28 + length:
+                    break
+                start += 28 + length
+            else:
+                start += 28
+            if cmd in (1, 4, 6):  # WRITE, TRIM, WRITE_ZEROES
+                ranges.append((offset, length))
+        if len(ranges) > 1:
+            try:
+                intend(ranges)
+            except Exception:  # the writes themselves report any error
+                log.exception("announcing writes to %s failed", self._peer)
 
     def _other_command(self, cmd: int, flags: int, offset: int, length: int) -> int:
         """FLUSH, TRIM, WRITE_ZEROES and unknown commands; returns the error value."""

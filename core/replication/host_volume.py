@@ -50,7 +50,9 @@ class HostVolume:
         """Open the change log, PIT store and staging journal in the reserved capacity."""
         os.makedirs(reserved_dir, exist_ok=True)
         self.changelog = ChangeLog.open(os.path.join(reserved_dir, "changes.log"), self.size, region_size)
-        self.since_capture = ChangeLog.open(os.path.join(reserved_dir, "since_capture.log"), self.size, region_size)
+        # Not fsynced: only trusted after a process crash on the same boot (core.service_sync).
+        self.since_capture = ChangeLog.open(os.path.join(reserved_dir, "since_capture.log"), self.size,
+                                            region_size, durable=False)
         self.pit = PitStore.open(os.path.join(reserved_dir, "pit.dat"), self._fd, region_size, budget)
         self.staging = Staging.open(os.path.join(reserved_dir, "staging.dat"), self.path, budget, region_size)
 
@@ -97,6 +99,13 @@ class HostVolume:
 
     def trim(self, offset: int, length: int) -> None:
         self.write_zeroes(offset, length)
+
+    def intend_writes(self, ranges) -> None:
+        """A batch of host writes is coming: make their change-log bits durable at once."""
+        if self.changelog is None or self.refusal is not None or self.failed:
+            return
+        self.changelog.mark_many(ranges)
+        self.since_capture.mark_many(ranges)
 
     def flush(self) -> None:
         if self.failed:
