@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from typing import Callable
 
 from core.datapath.changelog import ChangeLog
@@ -23,6 +24,9 @@ from core.errors import HostWriteRefused, ReservedCapacityFull, VolumeFailed
 
 class HostVolume:
     """One volume's open file and, when mirrored, its change log, PIT store and staging."""
+
+    # When hosts last wrote to any volume of this process: syncs give way to host I/O.
+    last_host_write = 0.0
 
     def __init__(self, array: str, name: str, path: str):
         self.array = array
@@ -121,6 +125,7 @@ class HostVolume:
                           f"[{offset}, +{length}) is outside the {self.size}-byte volume {self.array}/{self.name}")
 
     def _before_write(self, offset: int, length: int) -> None:
+        HostVolume.last_host_write = time.monotonic()
         self._check_io(offset, length)
         if self.refusal is not None:
             raise HostWriteRefused(f"volume {self.array}/{self.name} is read-only to hosts: {self.refusal}")
