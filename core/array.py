@@ -76,6 +76,7 @@ class StorageArray:
         self.name = row.name
         self.channel_address = ""  # set while the mirroring channel listens
         self.on_event: Callable[[EventRecord], None] | None = None
+        self._drive_types: dict[str, str] = {}  # pool -> drive type (pools never change type)
 
     # -- life cycle -------------------------------------------------------
     @classmethod
@@ -156,6 +157,12 @@ class StorageArray:
             names = ", ".join(p.name for p in self.db.scalars(select(PoolRow)))
             raise NotFound(f"array {self.name} has no pool '{name}'; its pools are: {names}")
         return row
+
+    def drive_type_of(self, pool: str) -> str:
+        """A pool's drive type, from memory: snapshots ask it for every volume and pair."""
+        if pool not in self._drive_types:
+            self._drive_types[pool] = self.pool(pool).drive_type
+        return self._drive_types[pool]
 
     def pool_free(self, pool: str) -> int:
         """Capacity not yet given to volumes or reserved capacity (thick accounting)."""
@@ -294,6 +301,9 @@ class StorageArray:
     def groups(self) -> list[GroupRow]:
         return list(self.db.scalars(select(GroupRow).order_by(GroupRow.name)))
 
+    def pairs_by_volume(self) -> dict:
+        return {p.volume_id: p for g in self.groups() for p in g.pairs}
+
     def reserved_dir(self, pair: PairRow) -> Path:
         return self.data_dir / pair.reserved_dir
 
@@ -332,15 +342,16 @@ class StorageArray:
                         for p in self.db.scalars(select(PoolRow).order_by(PoolRow.name))),
             data_dir=str(self.data_dir), channel_address=self.channel_address, online=online)
 
-    def volume_snapshot(self, row: VolumeRow, host_writable: bool | None = None, nbd_uri: str | None = None
-                        ) -> VolumeSnapshot:
-        pair = self.pair_of(row)
+    def volume_snapshot(self, row: VolumeRow, host_writable: bool | None = None, nbd_uri: str | None = None,
+                        pairs: dict | None = None) -> VolumeSnapshot:
+        """``pairs`` (volume id -> pair, from :meth:`pairs_by_volume`) saves a query per volume."""
+        pair = pairs.get(row.id) if pairs is not None else self.pair_of(row)
         role = pair.group.role if pair is not None else None
         if host_writable is None:
             host_writable = not row.failed and role != "secondary"
         return VolumeSnapshot(
             array=self.name, name=row.name, capacity=row.capacity, pool=row.pool,
-            drive_type=self.pool(row.pool).drive_type, raid_level=row.raid_level, segment_size=row.segment_size,
+            drive_type=self.drive_type_of(row.pool), raid_level=row.raid_level, segment_size=row.segment_size,
             security=row.security, drive_security=row.drive_security, data_assurance=row.data_assurance,
             resource_partitioning=row.resource_partitioning, preferred_owner=row.preferred_owner,
             current_owner=row.current_owner, path=str(self.volume_path(row)), failed=row.failed,

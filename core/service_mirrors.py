@@ -151,7 +151,7 @@ class MirrorService:
             unsynchronized_bytes=rt.unsynchronized_bytes, progress=rt.progress,
             reserved_capacity=ReservedCapacitySnapshot(
                 array=array.name, volume=p.volume.name, pool=p.reserved_pool,
-                drive_type=array.pool(p.reserved_pool).drive_type, capacity=p.reserved_capacity,
+                drive_type=array.drive_type_of(p.reserved_pool), capacity=p.reserved_capacity,
                 pit_bytes=rt.pit_bytes, log_bytes=rt.log_bytes, staging_bytes=rt.staging_bytes),
             reason=reason)
 

@@ -38,6 +38,7 @@ class SyncService:
     # -- life cycle ----------------------------------------------------------------
     async def start_data_path(self) -> None:
         self.hosts: dict[tuple[str, str], HostVolume] = {}
+        self._last_sync: dict[tuple[str, str], SyncStats | None] = {}
         self.states: dict[tuple[str, str], GroupState] = {}
         self.channels = ChannelHub(self)
         self.receiver = Receiver_ = receiver.Receiver(self)
@@ -211,9 +212,18 @@ class SyncService:
                             paused=st.paused or st.waiting_for_user or not reachable)
 
     def last_sync(self, array, group) -> SyncStats | None:
-        row = array.db.scalars(select(SyncStatRow).where(SyncStatRow.group_name == group.name)
-                               .order_by(SyncStatRow.id.desc()).limit(1)).first()
-        return _stats(row) if row is not None else None
+        """The group's latest statistics; cached, since every snapshot asks (reset by _record_stats)."""
+        cache = self._last_sync
+        key = (array.name, group.name)
+        if key not in cache:
+            row = array.db.scalars(select(SyncStatRow).where(SyncStatRow.group_name == group.name)
+                                   .order_by(SyncStatRow.id.desc()).limit(1)).first()
+            cache[key] = _stats(row) if row is not None else None
+        return cache[key]
+
+    def _record_stats(self, array, row: SyncStatRow) -> None:
+        array.db.add(row)
+        self._last_sync.pop((array.name, row.group_name), None)
 
     # -- remotes ---------------------------------------------------------------------------
     def remote_addresses(self, local: str, remote: str) -> list[tuple[str, int]]:
@@ -448,7 +458,7 @@ class SyncService:
                 p.initial_sync_done = True
                 p.recovery_point_available = True
         duration = time.monotonic() - t.started
-        array.db.add(SyncStatRow(group_name=g.name, kind=t.kind, started=t.started_at, ended=utcnow(),
+        self._record_stats(array, SyncStatRow(group_name=g.name, kind=t.kind, started=t.started_at, ended=utcnow(),
                                  bytes_sent=t.bytes_sent, bytes_payload=t.bytes_payload,
                                  unique_changed_bytes=t.unique_changed_bytes, bytes_resent=t.bytes_resent,
                                  duration_seconds=duration, recovery_point_time=rp_time, outcome="committed"))
@@ -486,7 +496,7 @@ class SyncService:
         st.last_error = e.message
         if self.reachable(array.name, g.remote_array):
             asyncio.get_running_loop().create_task(self._tell_abort(array.name, g, t))
-        array.db.add(SyncStatRow(group_name=g.name, kind=t.kind if t else "interval",
+        self._record_stats(array, SyncStatRow(group_name=g.name, kind=t.kind if t else "interval",
                                  started=t.started_at if t else utcnow(), ended=utcnow(),
                                  bytes_sent=t.bytes_sent if t else 0, duration_seconds=0.0,
                                  outcome=f"failed: {e.message}"))

@@ -18,9 +18,9 @@ def split_ref(ref: str) -> tuple[str, str]:
 class VolumeService:
     """Mixed into :class:`core.engine.Engine`."""
 
-    def volume_snapshot(self, array, row) -> VolumeSnapshot:
+    def volume_snapshot(self, array, row, pairs: dict | None = None) -> VolumeSnapshot:
         return array.volume_snapshot(row, host_writable=self.host_writable(array, row),
-                                     nbd_uri=self.nbd_uri(array.name, row.name))
+                                     nbd_uri=self.nbd_uri(array.name, row.name), pairs=pairs)
 
     # Overridden by the data path and the NBD server as they come up.
     def host_writable(self, array, row) -> bool | None:
@@ -34,7 +34,8 @@ class VolumeService:
         out = []
         for n in names:
             a = self.get_array(n)
-            out.extend(self.volume_snapshot(a, v) for v in a.volumes())
+            pairs = a.pairs_by_volume()
+            out.extend(self.volume_snapshot(a, v, pairs) for v in a.volumes())
         return out
 
     async def volume(self, ref: str) -> VolumeSnapshot:
