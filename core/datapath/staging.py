@@ -237,14 +237,20 @@ class Staging:
         self.flush()
         self._prepared = True
 
-    def commit(self) -> dict:
-        """Commit the transfer's recovery point; returns it. Durable on return."""
+    def commit(self, decided_elsewhere: bool = False) -> dict:
+        """Commit the transfer's recovery point; returns it. Durable on return.
+
+        ``decided_elsewhere``: the caller already made the commit decision durable
+        (the group commit record) and re-applies after a crash itself, so the
+        journal's own COMMIT marker and its fdatasync are skipped.
+        """
         if self._transfer_id is None:
             raise MirrorError(f"{self.path}: no transfer to commit", code="syncNotInProgress")
         if self._direct:
             os.fsync(self._base)
-        self._append(_record(COMMIT, 0, 0, 0), b"")
-        os.fdatasync(self._fd)  # the decision: from here on recovery re-applies
+        if not decided_elsewhere:
+            self._append(_record(COMMIT, 0, 0, 0), b"")
+            os.fdatasync(self._fd)  # the decision: from here on recovery re-applies
         if not self._direct:
             self._apply()
             os.fsync(self._base)

@@ -24,7 +24,6 @@ from core.replication.host_volume import HostVolume
 CHECKPOINT_BYTES = 256 << 20  # release PIT copies after this much confirmed data
 DIRECT_CHUNK_REGIONS = 16  # initial sync sends runs of up to 16 regions per frame
 YIELD_BYTES = 1 << 20  # let host I/O in after each MiB sent
-HOST_ACTIVE_SECONDS = 0.05  # hosts wrote this recently: they are active
 # Pause per MiB sent while hosts are active, divided by the sync priority's weight
 # (1-16): at most ~16 MiB/s (lowest) to ~256 MiB/s (highest) under host load.
 HOST_PAUSE_SECONDS = 0.064
@@ -135,6 +134,7 @@ async def send(engine, array, group_row, transfer: Transfer, on_progress) -> Non
         staged = np.asarray(begin["staged"].get(p.remote_volume, []), dtype=np.int64) // rs
         p.confirmed |= np.isin(p.regions, staged) & ~p.changed
     unconfirmed_bytes = since_yield = 0
+    last_yield = time.monotonic()
     pending: list[tuple[PairTransfer, int, int]] = []
     for p in transfer.pairs:
         hv = engine.host_volume(local, p.local_volume)
@@ -167,7 +167,8 @@ async def send(engine, array, group_row, transfer: Transfer, on_progress) -> Non
                 # trades host performance for synchronization speed). Sending rarely blocks
                 # on loopback, so it must yield the engine loop explicitly either way.
                 since_yield = 0
-                busy = time.monotonic() - HostVolume.last_host_write < HOST_ACTIVE_SECONDS
+                busy = HostVolume.last_host_write > last_yield  # hosts wrote since the last yield
+                last_yield = time.monotonic()
                 await asyncio.sleep(HOST_PAUSE_SECONDS / priority.weight if busy else 0)
             if unconfirmed_bytes >= CHECKPOINT_BYTES:
                 await _checkpoint(engine, local, remote, group_row.name, transfer, volumes, pending)

@@ -154,7 +154,7 @@ def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], 
         hv = engine.host_volume(array.name, name, missing_ok=True)
         if hv is not None and hv.staging is not None and hv.staging.transfer_id == transfer:
             engine.preserve_for_drills(array.name, name, hv.staging.staged())
-            hv.staging.commit()
+            hv.staging.commit(decided_elsewhere=True)  # the group record is the decision
     g = array.find_group(group)
     # A record resurrected by power loss after a later commit must not roll the recovery point back.
     if g is not None and int(recovery_point["id"]) >= g.last_recovery_point_id:
