@@ -25,6 +25,7 @@ from core.errors import InvalidInput, MirrorError, NotFound
 from core.snapshots import (ArraySnapshot, ControllerSnapshot, EventRecord, HostPortSnapshot, PoolSnapshot,
                             VolumeSnapshot)
 from core.store.database import open_database
+from core.units import exact_size
 from core.store.schema import (ArrayRow, ControllerRow, EventRow, GroupRow, HostPortRow, PairRow, PoolRow,
                                VolumeRow, utcnow)
 
@@ -221,7 +222,7 @@ class StorageArray:
             dtype = parse_word(DriveType, drive_type or "nvme", "drive type").value
             chosen = self.pick_pool(dtype, capacity)
             if chosen is None:
-                raise InvalidInput(f"no {dtype.upper()} pool on {self.name} has {capacity} bytes free; "
+                raise InvalidInput(f"no {dtype.upper()} pool on {self.name} has {exact_size(capacity)} free; "
                                    "give a smaller capacity or another drive type", code="insufficientCapacity")
             pool = chosen.name
         prow = self.pool(pool)
@@ -230,7 +231,7 @@ class StorageArray:
                                "pick a pool of that drive type", code="driveTypeMismatch")
         free = self.pool_free(pool)
         if capacity > free:
-            raise InvalidInput(f"pool {pool} on {self.name} has only {free} bytes free; "
+            raise InvalidInput(f"pool {pool} on {self.name} has only {exact_size(free)} free; "
                                "give a smaller capacity or another pool", code="insufficientCapacity")
         owner = owner or self._balanced_owner()
         rel = f"volumes/{name}.img"
@@ -261,13 +262,13 @@ class StorageArray:
     def resize_volume(self, name: str, capacity: int) -> VolumeRow:
         row = self.volume(name)
         if capacity < row.capacity:
-            raise InvalidInput(f"volume {name} can only grow (now {row.capacity} bytes); give a larger capacity",
+            raise InvalidInput(f"volume {name} can only grow (now {exact_size(row.capacity)}); give a larger capacity",
                                code="invalidCapacity")
         if capacity % 512:
             raise InvalidInput("capacity must be a multiple of 512 bytes", code="invalidCapacity")
         grow = capacity - row.capacity
         if grow > self.pool_free(row.pool):
-            raise InvalidInput(f"pool {row.pool} has only {self.pool_free(row.pool)} bytes free for growing {name}",
+            raise InvalidInput(f"pool {row.pool} has only {exact_size(self.pool_free(row.pool))} free for growing {name}",
                                code="insufficientCapacity")
         os.truncate(self.volume_path(row), capacity)
         row.capacity = capacity

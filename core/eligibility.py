@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from core.domain import MIN_FIRMWARE, NAME_MAX, Model, firmware_tuple
 from core.snapshots import ArraySnapshot, Candidate, VolumeSnapshot
+from core.units import exact_size
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ def volume_refusals(primary: VolumeSnapshot, candidate: VolumeSnapshot, local: A
     warn: list[str] = []
     if candidate.capacity < primary.capacity:
         out.append(Refusal("arvmSecondaryCapacityTooSmall",
-                           f"{candidate.name} holds {candidate.capacity} bytes, less than the primary's "
-                           f"{primary.capacity}; pick a volume at least as large or grow it"))
+                           f"{candidate.name} holds {exact_size(candidate.capacity)}, less than the primary's "
+                           f"{exact_size(primary.capacity)}; pick a volume at least as large or grow it"))
     if candidate.mirror_group is not None:
         out.append(Refusal("arvmVolumeAlreadyInMirrorRelationship",
                            f"{candidate.name} is already in mirror group {candidate.mirror_group}; "
@@ -113,7 +114,7 @@ def volume_refusals(primary: VolumeSnapshot, candidate: VolumeSnapshot, local: A
     room = max((p.free for p in remote.pools if p.drive_type == candidate.drive_type), default=0)
     if room < need:
         out.append(Refusal("arvmInsufficientReservedCapacity",
-                           f"no {candidate.drive_type.upper()} pool on {remote.name} has {need} bytes free for "
+                           f"no {candidate.drive_type.upper()} pool on {remote.name} has {exact_size(need)} free for "
                            f"{candidate.name}'s reserved capacity ({reserved_percent:g} %); free capacity in a "
                            "pool or lower the reserved percentage"))
     if primary.security != "none" and not primary.drive_security:

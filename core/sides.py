@@ -15,6 +15,7 @@ from core.eligibility import reserved_bytes
 from core.errors import InvalidInput, MirrorError, NotFound
 from core.groups import GroupSettings, check_group_name
 from core.store.schema import GroupRow, PairRow
+from core.units import exact_size
 
 
 def create_group_side(array: StorageArray, name: str, remote_array: str, role: str, settings: dict,
@@ -60,7 +61,7 @@ def reserved_pool_for(array: StorageArray, volume_name: str, percent: float) -> 
     dtype = array.pool(vol.pool).drive_type
     pool = array.pick_pool(dtype, need)
     if pool is None:
-        raise MirrorError(f"no {dtype.upper()} pool on {array.name} has {need} bytes free for the reserved capacity "
+        raise MirrorError(f"no {dtype.upper()} pool on {array.name} has {exact_size(need)} free for the reserved capacity "
                           f"of {volume_name} ({percent:g} %); free capacity or lower the percentage",
                           code="arvmInsufficientReservedCapacity")
     return pool.name, need
@@ -90,7 +91,7 @@ def create_pair_side(array: StorageArray, group: str, volume: str, remote_volume
     array.db.commit()
     array.log(Severity.INFO, f"{group}/{volume}", "arvmPairCreated",
               f"Mirrored pair {array.name}/{volume} <-> {grow.remote_array}/{remote_volume} added to {group} "
-              f"({grow.role}); reserved capacity {size} bytes in {pool}")
+              f"({grow.role}); reserved capacity {exact_size(size)} in {pool}")
 
 
 def find_pair(array: StorageArray, volume: str) -> PairRow:
@@ -122,10 +123,10 @@ def increase_reserved_capacity(array: StorageArray, volume: str, new_percent: fl
                            "give a larger percentage (it can only be increased)", code="arvmInvalidRepositoryCapacity")
     grow = size - pair.reserved_capacity
     if array.pool_free(pair.reserved_pool) < grow:
-        raise MirrorError(f"pool {pair.reserved_pool} has only {array.pool_free(pair.reserved_pool)} bytes free; "
+        raise MirrorError(f"pool {pair.reserved_pool} has only {exact_size(array.pool_free(pair.reserved_pool))} free; "
                           "free capacity first", code="arvmInsufficientReservedCapacity")
     pair.reserved_capacity = size
     array.db.commit()
     array.log(Severity.INFO, f"{pair.group.name}/{volume}", "arvmRepositoryIncreased",
-              f"Reserved capacity of {array.name}/{volume} increased to {size} bytes")
+              f"Reserved capacity of {array.name}/{volume} increased to {exact_size(size)}")
     return size

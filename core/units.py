@@ -39,3 +39,8 @@ def format_size(n: int | float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1024
     return f"{n:.2f} TiB"
+
+
+def exact_size(n: int) -> str:
+    """``2.00 GiB (2147483648 bytes)``: readable, and exact for scripts that match the number."""
+    return f"{format_size(n)} ({n} bytes)"

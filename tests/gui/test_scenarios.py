@@ -166,6 +166,9 @@ def test_workload_from_lab_menu_grows_unsynchronized_bytes(qtbot, console, engin
     bridge, window = console
     _mirror(qtbot, window, engine, data_mib=0)
     assert window.state.group("erp", "SiteA").unsynchronized_bytes == 0
+    # The volume list is refetched after the pair event, apart from the group poll: let it land.
+    qtbot.waitUntil(lambda: any(v.array == "SiteA" and v.name == "db" and v.role == "primary"
+                                for v in window.state.volumes), timeout=10000)
     window.tree.select(("group", "SiteA", "erp"))
     dialog = window.lab.start_workload()
     qtbot.addWidget(dialog)
