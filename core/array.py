@@ -309,10 +309,29 @@ class StorageArray:
         return self.data_dir / pair.reserved_dir
 
     # -- events -----------------------------------------------------------
-    def log(self, severity: Severity, obj: str, code: str, message: str) -> EventRecord:
+    def commit(self, durable: bool = True) -> None:
+        """Commit the database session.
+
+        ``durable=False`` skips the fsync of this commit: for state the engine
+        rebuilds by itself after an OS crash (sync statistics, sync progress
+        events, the primary's recovery point record, whose change log resends
+        the regions). A process crash loses nothing either way; the next durable
+        commit makes it durable too.
+        """
+        if durable:
+            self.db.commit()
+            return
+        raw = self.db.connection().connection.dbapi_connection
+        raw.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.db.commit()
+        finally:
+            raw.execute("PRAGMA synchronous=FULL")
+
+    def log(self, severity: Severity, obj: str, code: str, message: str, durable: bool = True) -> EventRecord:
         row = EventRow(time=utcnow(), severity=str(severity), object=obj, code=code, message=message)
         self.db.add(row)
-        self.db.commit()
+        self.commit(durable)
         record = EventRecord(array=self.name, id=row.id, time=row.time, severity=row.severity, object=obj,
                              code=code, message=message)
         if self.on_event is not None:

@@ -245,9 +245,6 @@ class SyncService:
             return row.password
         return LAB_PASSWORDS.get(remote, "")
 
-    async def receive_region(self, array, peer, transfer, volume, offset, length, data) -> None:
-        await self.receiver.region(array, transfer, volume, offset, length, data)
-
     # -- faults of the lab ------------------------------------------------------------------
     def _lab_file_mtime(self) -> float:
         try:
@@ -384,7 +381,7 @@ class SyncService:
             st.next_due = self._due_after(g, g.last_sync_start)
             array.log(Severity.INFO, group, "arvmSyncStarted",
                       f"{st.transfer.kind.capitalize()} synchronization of {group} started "
-                      f"({st.transfer.bytes_total} bytes changed)")
+                      f"({st.transfer.bytes_total} bytes changed)", durable=False)
         t = st.transfer
         last_publish = [0.0]
 
@@ -465,9 +462,10 @@ class SyncService:
         st.transfer = None
         st.rp_age_alerted = False
         st.last_error = ""
+        # Not fsynced: after an OS crash the change log (cleared lazily) resends these regions.
         array.log(Severity.INFO, g.name, "arvmSyncCompleted",
                   f"Recovery point {t.recovery_point['id']} of {g.name} committed: {t.bytes_payload} bytes in "
-                  f"{duration:.2f} s ({t.bytes_sent} on the wire)")
+                  f"{duration:.2f} s ({t.bytes_sent} on the wire)", durable=False)
         if duration > g.sync_alert_minutes * 60:
             array.log(Severity.WARNING, g.name, "arvmSyncTimeAlert",
                       f"Synchronization of {g.name} took {duration / 60:.1f} min, longer than its "

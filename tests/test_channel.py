@@ -222,7 +222,7 @@ def test_other_major_version_refused_by_server():
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             payload = b'{"name":"A","remote":"B","nonce":"00"}'
             writer.write(frames.pack_header(FrameType.HELLO, 0, len(payload),
-                                            frames.zlib.crc32(payload), major=2) + payload)
+                                            frames.zlib.crc32(payload), major=2, minor=0) + payload)
             ftype, _, reply = await frames.read_frame(reader, "server")
             writer.close()
             await writer.wait_closed()
@@ -369,6 +369,62 @@ def test_corrupt_frame_closes_session_and_fails_sender():
                 assert isinstance(server.errors[-1], ChannelError)
                 with pytest.raises(CommunicationError):
                     await session.send_region("t1", "vol1", 0, b"x" * 10, Priority.HIGH)
+            finally:
+                await session.close()
+                await proxy.stop()
+    asyncio.run(main())
+
+
+def test_batched_regions_arrive_byte_identical_in_one_frame():
+    async def main():
+        rec = Recorder()
+        async with channel(rec) as (_, session):
+            await session.call("echo", {})  # the server's reply shows it speaks 1.1
+            assert session.peer_minor >= frames.REGIONS_MINOR
+            rnd = os.urandom(64 * 1024)
+            text = b"compressible text " * 4000
+            batch = [(0, rnd), (10 * MiB, bytes(64 * 1024)), (20 * MiB, text), (30 * MiB, memoryview(b"tail"))]
+            sent_before = session.bytes_sent
+            wire = await session.send_regions("t1", "vol1", batch, Priority.MEDIUM)
+            frame_bytes = session.bytes_sent - sent_before
+            await session.call("count", {})
+            got = {r[2]: r for r in rec.regions}
+            assert got[0][4] == rnd
+            assert got[10 * MiB][4] is None and got[10 * MiB][3] == 64 * 1024  # zero marker
+            assert bytes(got[20 * MiB][4]) == text and bytes(got[30 * MiB][4]) == b"tail"
+            # one frame: one 16-byte header, and less than four single-region frames would cost
+            assert frame_bytes == wire
+            assert wire < len(rnd) + len(text) // 4 + 200
+    asyncio.run(main())
+
+
+def test_batched_regions_fall_back_to_single_frames_for_an_old_peer():
+    async def main():
+        rec = Recorder()
+        async with channel(rec) as (_, session):
+            session.peer_minor = 0  # as if the peer spoke protocol 1.0
+            await session.send_regions("t1", "vol1", [(0, b"a" * 100), (65536, b"b" * 100)], Priority.MEDIUM)
+            await session.call("count", {})
+            assert [(r[2], bytes(r[4])) for r in rec.regions] == [(0, b"a" * 100), (65536, b"b" * 100)]
+    asyncio.run(main())
+
+
+def test_corrupt_batched_frame_writes_none_of_its_regions():
+    async def main():
+        rec = Recorder()
+        async with started_server(rec) as server:
+            proxy = Proxy(server.port)
+            port = await proxy.start()
+            session = await ChannelClient.connect([("127.0.0.1", port)], "A", "B", PASSWORD, 5)
+            try:
+                await session.call("count", {})
+                proxy.arm(100_000)  # inside the second region's data
+                await session.send_regions("t1", "vol1", [(0, os.urandom(65536)), (MiB, os.urandom(65536))],
+                                           Priority.HIGH)
+                with pytest.raises(CommunicationError) as info:
+                    await session.call("count", {}, timeout=5)
+                assert info.value.code == "arvmChannelFrameCorrupt" and "REGIONS" in info.value.message
+                assert rec.regions == []  # not even the intact first region was written
             finally:
                 await session.close()
                 await proxy.stop()

@@ -314,6 +314,40 @@ def test_staging_resume_same_transfer_after_restart(tmp_path):
     assert read(tmp_path / "sec")[: 2 * RS] == b"x" * RS + b"y" * RS
 
 
+def test_staging_commit_settled_later_is_reapplied_after_a_crash(tmp_path):
+    st = staging_fixture(tmp_path)
+    old = read(tmp_path / "sec")
+    st.begin("t1", {"id": 1})
+    st.put(0, b"x" * RS)
+    st.put(2 * RS, b"z" * RS)
+    st.prepare()
+    assert st.commit(decided_elsewhere=True, settle_later=True) == {"id": 1}
+    assert st.unsettled and read(tmp_path / "sec")[:RS] == b"x" * RS  # applied, not yet fsynced
+    # power loss before the volume's fsync: the applied bytes never reached the disk
+    with open(tmp_path / "sec", "r+b") as f:
+        f.write(old[: 3 * RS])
+    st = Staging.open(tmp_path / "stage", tmp_path / "sec", region_size=RS)  # the old object is gone
+    assert st.recovery.action == "resumable" and st.transfer_id == "t1"
+    st.commit(decided_elsewhere=True)  # what the group commit record makes the receiver do
+    after = read(tmp_path / "sec")
+    assert after[:RS] == b"x" * RS and after[2 * RS: 3 * RS] == b"z" * RS and after[RS: 2 * RS] == old[RS: 2 * RS]
+
+
+def test_staging_settle_empties_the_journal_before_anything_else_touches_it(tmp_path):
+    st = staging_fixture(tmp_path)
+    st.begin("t1", {"id": 1})
+    st.put(0, b"x" * RS)
+    st.prepare()
+    st.commit(decided_elsewhere=True, settle_later=True)
+    st.begin("t2", {"id": 2})  # settles t1 first
+    assert not st.unsettled and st.last_committed() == {"id": 1}
+    st.put(RS, b"y" * RS)
+    st.close()
+    st = Staging.open(tmp_path / "stage", tmp_path / "sec", region_size=RS)
+    assert st.recovery.action == "resumable" and st.transfer_id == "t2" and st.staged() == {RS}
+    assert read(tmp_path / "sec")[:RS] == b"x" * RS
+
+
 def test_staging_torn_tail_is_dropped(tmp_path):
     st = staging_fixture(tmp_path)
     st.begin("t1", {"id": 1})

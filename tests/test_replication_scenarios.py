@@ -262,7 +262,8 @@ def test_reserved_capacity_full_fails_the_pair_until_increased(throttled):
     pa = next(p for p in c.pairs() if p.array == "SiteA")
     assert pa.status == "failed" and not pa.recovery_point_available
     assert "reserved capacity full" in pa.reason
-    assert c.sync_history("G")[-1].outcome.startswith("failed")
+    # the sync notices when its frame in flight on the throttled link returns
+    wait_for(lambda: c.sync_history("G")[-1].outcome.startswith("failed"), 10, "the failed sync in the history")
     assert "arvmRepositoryFull" in [e.code for e in c.events("SiteA")]
     assert read_file(c.volume("SiteA/v").path, 0, 100 * RS) == later  # the host write was not refused
     assert read_file(c.volume("SiteB/v").path, 0, 100 * RS) == bytes(100 * RS)  # previous recovery point intact

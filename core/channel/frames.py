@@ -10,6 +10,12 @@ misreading its bytes. The CRC32 covers the whole payload of every frame (data
 frames are what it is for; control frames are small, so checking them too is
 free). A region frame's payload is a fixed region header, the transfer and
 volume names, then the region data (raw, zstd, or nothing for a zero region).
+
+Since protocol 1.1 a REGIONS frame carries several regions of one volume under one
+header and one checksum (a batch header, the names, one segment header per region,
+then the bodies), so an incremental sync of scattered 64 KiB regions does not pay
+a frame, a flow-control round and a handler call per region. A sender uses it only
+once the peer has shown minor version >= 1 in a frame header.
 """
 from __future__ import annotations
 
@@ -22,7 +28,8 @@ from core.errors import CommunicationError
 
 MAGIC = b"AMCH"
 PROTOCOL_MAJOR = 1
-PROTOCOL_MINOR = 0
+PROTOCOL_MINOR = 1
+REGIONS_MINOR = 1  # first minor version that understands REGIONS frames
 
 HEADER = struct.Struct("!4sBBBBII")
 HEADER_SIZE = HEADER.size  # 16
@@ -30,6 +37,11 @@ HEADER_SIZE = HEADER.size  # 16
 # Region header: offset u64 | raw length u32 | transfer name len u16 | volume name len u16
 REGION = struct.Struct("!QIHH")
 REGION_SIZE = REGION.size
+# Batch header: transfer name len u16 | volume name len u16 | segment count u16
+REGIONS = struct.Struct("!HHH")
+# Segment header: offset u64 | raw length u32 | flags u8 | body length u32
+SEGMENT = struct.Struct("!QIBI")
+MAX_SEGMENTS = 1024
 
 # Largest payload accepted: a region of up to 64 MiB plus its names. Anything
 # larger is a corrupt length field, not a frame worth allocating memory for.
@@ -50,6 +62,7 @@ class FrameType(enum.IntEnum):
     CLOSE = 11      # orderly close
     DISCARD = 12    # bandwidth test payload, dropped by the receiver
     REGION_FAILED = 13  # receiver -> sender: writing a region of a transfer failed
+    REGIONS = 14    # several regions of one volume of a transfer (minor >= 1)
 
 
 class Flag(enum.IntFlag):
@@ -133,6 +146,21 @@ def region_prefix(flags: int, transfer: bytes, volume: bytes, offset: int,
     meta = REGION.pack(offset, raw_len, len(transfer), len(volume)) + transfer + volume
     crc = zlib.crc32(body, zlib.crc32(meta))
     return pack_header(FrameType.REGION, flags, len(meta) + len(body), crc) + meta
+
+
+def regions_prefix(transfer: bytes, volume: bytes, segments: list[tuple[int, int, int, bytes]]) -> bytes:
+    """Frame header + batch header + names + segment headers of a REGIONS frame.
+
+    ``segments`` are ``(offset, raw_len, flags, body)``; the bodies follow the
+    prefix on the wire, written separately so they are not copied to be framed.
+    """
+    meta = b"".join([REGIONS.pack(len(transfer), len(volume), len(segments)), transfer, volume,
+                     *(SEGMENT.pack(off, raw, flags, len(body)) for off, raw, flags, body in segments)])
+    crc = zlib.crc32(meta)
+    for *_, body in segments:
+        crc = zlib.crc32(body, crc)
+    size = len(meta) + sum(len(body) for *_, body in segments)
+    return pack_header(FrameType.REGIONS, 0, size, crc) + meta
 
 
 def parse_region_meta(meta: bytes) -> tuple[int, int, int, int]:

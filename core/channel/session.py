@@ -47,6 +47,9 @@ class ChannelHandler(Protocol):
     async def handle_region(self, peer: str, transfer: str, volume: str, offset: int,
                             length: int, data: bytes | None) -> None: ...
 
+    # Optional: ``handle_regions(peer, transfer, volume, [(offset, length, data), ...])``
+    # takes a whole REGIONS frame at once; without it each region goes to handle_region.
+
 
 def _error_classes(base: type = MirrorError) -> dict[str, type]:
     found: dict[str, type] = {}
@@ -97,6 +100,7 @@ class Session:
         self.scheduler = scheduler or LinkScheduler()
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.peer_minor = 0  # highest minor protocol version seen in the peer's frames
         self.close_reason: MirrorError | None = None
         self._reader = reader
         self._writer = writer
@@ -216,6 +220,41 @@ class Session:
             await self._drain()
         return wire
 
+    async def send_regions(self, transfer: str, volume: str,
+                           regions: list[tuple[int, bytes | bytearray | memoryview]],
+                           priority: Priority = Priority.MEDIUM) -> int:
+        """Send several regions of one volume in one frame; returns the wire bytes.
+
+        ``regions`` are ``(offset, data)``. A peer older than protocol 1.1 gets one
+        REGION frame per region instead. Same pacing and flow control as
+        :meth:`send_region`.
+        """
+        if self.peer_minor < frames.REGIONS_MINOR or len(regions) == 1:
+            wire = 0
+            for offset, data in regions:
+                wire += await self.send_region(transfer, volume, offset, data, priority)
+            return wire
+        self._check_open()
+        if transfer in self._failed_out:
+            raise self._failed_out[transfer]
+        wire = 0
+        for start in range(0, len(regions), frames.MAX_SEGMENTS):
+            encoder = self._encoder(transfer)
+            segments = []
+            for offset, data in regions[start:start + frames.MAX_SEGMENTS]:
+                enc = encoder.encode(data)
+                body = bytes(enc.body) if self._tls and isinstance(enc.body, (memoryview, bytearray)) else enc.body
+                segments.append((offset, enc.raw_size, int(enc.flags), body))
+            prefix = frames.regions_prefix(transfer.encode(), volume.encode(), segments)
+            bodies = [body for *_, body in segments if len(body)]
+            size = len(prefix) + sum(len(b) for b in bodies)
+            async with self.scheduler.transmit(transfer, priority, size):
+                self._check_open()
+                self._write(prefix, *bodies)
+                await self._drain()
+            wire += size
+        return wire
+
     async def ping(self, timeout: float = 10.0) -> float:
         """Round-trip time in seconds (answered after every earlier frame was handled)."""
         self._check_open()
@@ -306,10 +345,15 @@ class Session:
         try:
             while True:
                 head = await read(frames.HEADER_SIZE)
-                ftype, flags, length, crc, _ = frames.parse_header(head, label)
+                ftype, flags, length, crc, minor = frames.parse_header(head, label)
                 self.bytes_received += frames.HEADER_SIZE + length
+                if minor > self.peer_minor:
+                    self.peer_minor = minor
                 if ftype == FrameType.REGION:
                     await self._read_region(label, flags, length, crc)
+                    continue
+                if ftype == FrameType.REGIONS:
+                    await self._read_regions(label, length, crc)
                     continue
                 payload = await read(length) if length else b""
                 if zlib.crc32(payload) != crc:
@@ -363,6 +407,50 @@ class Session:
             await self.handler.handle_region(self.peer, transfer, volume, offset, raw_len, data)
         except Exception as exc:
             err = self._as_remote_error(exc, f"writing region {offset} of volume '{volume}'")
+            self._failed_in[transfer] = err
+            self._write(frames.json_frame(FrameType.REGION_FAILED, {
+                "transfer": transfer, "code": err.code, "message": err.message}))
+
+    async def _read_regions(self, label: str, length: int, crc: int) -> None:
+        read = self._reader.readexactly
+        corrupt = "arvmChannelFrameCorrupt"
+        if length < frames.REGIONS.size:
+            raise ChannelError(f"{label} sent a truncated regions frame.", code=corrupt)
+        head = await read(frames.REGIONS.size)
+        tlen, vlen, count = frames.REGIONS.unpack(head)
+        seg_len = count * frames.SEGMENT.size
+        if frames.REGIONS.size + tlen + vlen + seg_len > length:
+            raise ChannelError(f"{label} sent a regions frame with bad header lengths.", code=corrupt)
+        rest = await read(tlen + vlen + seg_len)
+        segments = [frames.SEGMENT.unpack_from(rest, tlen + vlen + i * frames.SEGMENT.size) for i in range(count)]
+        blen = length - frames.REGIONS.size - len(rest)
+        if sum(s[3] for s in segments) != blen:
+            raise ChannelError(f"{label} sent a regions frame whose bodies do not add up.", code=corrupt)
+        body = await read(blen) if blen else b""
+        if zlib.crc32(body, zlib.crc32(rest, zlib.crc32(head))) != crc:
+            raise frames.checksum_error(label, FrameType.REGIONS)
+        try:
+            transfer, volume = rest[:tlen].decode(), rest[tlen:tlen + vlen].decode()
+        except UnicodeDecodeError:
+            raise ChannelError(f"{label} sent regions with undecodable names.", code=corrupt) from None
+        view, pos, regions = memoryview(body), 0, []
+        for offset, raw_len, flags, size in segments:
+            regions.append((offset, raw_len, self._decoder.decode(flags, raw_len, view[pos:pos + size], label)))
+            pos += size
+        if transfer in self._failed_in:
+            return
+        try:
+            if self.handler is None:
+                raise MirrorError(f"Array '{self.local_name}' does not accept region "
+                                  f"data on this channel.", code=REMOTE_INTERNAL)
+            batch = getattr(self.handler, "handle_regions", None)
+            if batch is not None:
+                await batch(self.peer, transfer, volume, regions)
+            else:
+                for offset, raw_len, data in regions:
+                    await self.handler.handle_region(self.peer, transfer, volume, offset, raw_len, data)
+        except Exception as exc:
+            err = self._as_remote_error(exc, f"writing regions of volume '{volume}'")
             self._failed_in[transfer] = err
             self._write(frames.json_frame(FrameType.REGION_FAILED, {
                 "transfer": transfer, "code": err.code, "message": err.message}))

@@ -166,6 +166,29 @@ class PitStore:
             return os.pread(self._fd, want, HEADER_SIZE + slot * rs)
         return os.pread(self._base, want, index * rs).ljust(want, b"\0")
 
+    def read_run(self, first: int, count: int) -> bytes:
+        """Regions ``first .. first+count-1`` as at the PIT instant, in one read where possible."""
+        if count == 1:
+            return self.read_region(first)
+        if not self._active:
+            raise MirrorError(f"{self.path}: no point-in-time image is active", code="syncNotInProgress")
+        end = first + count
+        if first < 0 or end > self._protected.size or not self._protected[first:end].all():
+            raise InvalidInput(
+                f"regions {first}-{end - 1} are not all held by this point-in-time image (not captured, or "
+                "already released by mark_sent); restart the sync"
+            )
+        rs = self._region_size
+        want = min(count * rs, self._size - first * rs)
+        copied = np.flatnonzero(self._slot[first:end] >= 0)
+        if not len(copied):
+            return os.pread(self._base, want, first * rs).ljust(want, b"\0")
+        data = bytearray(os.pread(self._base, want, first * rs).ljust(want, b"\0"))
+        for i in copied:
+            piece = self.read_region(first + int(i))
+            data[int(i) * rs:int(i) * rs + len(piece)] = piece
+        return bytes(data)
+
     def mark_sent(self, index: int) -> None:
         """The secondary holds the region durably: stop protecting it and free its copy."""
         if not self._active or index < 0 or index >= self._protected.size:

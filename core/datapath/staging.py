@@ -32,7 +32,7 @@ import numpy as np
 
 from core.channel.codec import is_zero
 from core.datapath.extents import (
-    FormatMismatch, check_format, create_atomically, fsync_dir, punch_hole,
+    FormatMismatch, check_format, create_atomically, fsync_dir, punch_hole, start_writeback,
 )
 from core.domain import DEFAULT_REGION_SIZE
 from core.errors import InvalidInput, MirrorError, ReservedCapacityFull
@@ -44,6 +44,7 @@ PROGRESS_MAGIC = b"AMSTPROG"
 PROGRESS_HEADER = struct.Struct("<8sIIQ")  # magic, version, region size, regions
 RP_MAGIC = b"AMRECPNT"
 RP_HEADER = struct.Struct("<8sII")  # magic, version, CRC32 of the JSON
+IOV_MAX = 1024  # buffers per pwritev (Linux limit)
 DIRECT_FLUSH_BYTES = 64 << 20  # bound on what an interrupted initial sync resends
 
 _REC = struct.Struct("<IBBHQQI")  # record magic, type, flags, pad, offset, length, payload CRC
@@ -52,6 +53,19 @@ REC_SIZE = _REC.size + _REC_CRC.size
 _REC_MAGIC = 0x52534D41  # "AMSR"
 BEGIN, DATA, COMMIT = 1, 2, 3
 ZERO = 1
+
+
+def _copy_range(src: int, src_pos: int, dst: int, dst_pos: int, length: int) -> None:
+    """Copy bytes between files inside the kernel (copy_file_range), falling back to read/write."""
+    while length > 0:
+        try:
+            n = os.copy_file_range(src, dst, length, src_pos, dst_pos)
+        except OSError:
+            n = 0
+        if n <= 0:  # unsupported here, or nothing copied: do it by hand
+            os.pwrite(dst, os.pread(src, length, src_pos), dst_pos)
+            return
+        src_pos, dst_pos, length = src_pos + n, dst_pos + n, length - n
 
 
 def _record(kind: int, flags: int, offset: int, length: int, payload: bytes = b"") -> bytes:
@@ -79,6 +93,7 @@ class Staging:
         self._region_size = region_size
         self._budget = budget
         self._zeros = bytes(region_size)
+        self._unsettled: dict | None = None  # recovery point applied to the volume but not yet fsynced
         self._clear_memory()
         self.recovery = Recovery("clean")
 
@@ -123,6 +138,8 @@ class Staging:
 
     def close(self) -> None:
         """Release the files; an unfinished transfer stays on disk for resume."""
+        if self._base >= 0 and self._fd >= 0:
+            self.settle()
         for name in ("_fd", "_base", "_progress_fd"):
             fd = getattr(self, name)
             if fd >= 0:
@@ -140,6 +157,7 @@ class Staging:
     # -- a transfer --------------------------------------------------------------
     def begin(self, transfer_id: str, recovery_point: dict, direct: bool = False) -> bool:
         """Start a transfer; returns True when an unfinished one of that id is resumed."""
+        self.settle()
         if self._transfer_id is not None:
             if self._transfer_id == transfer_id and self._direct == direct:
                 return True
@@ -162,35 +180,55 @@ class Staging:
 
     def put(self, offset: int, data: bytes | None, length: int | None = None) -> None:
         """Stage ``length`` bytes at ``offset``; ``data`` None means a zero region."""
+        self.put_many([(offset, length, data)])
+
+    def put_many(self, regions: list[tuple[int, int | None, object]]) -> None:
+        """Stage ``(offset, length, data)`` regions in one write (``data`` None: zeros)."""
         if self._transfer_id is None:
             raise MirrorError(f"{self.path}: no transfer begun on this secondary", code="syncNotInProgress")
-        if data is not None:
-            data = bytes(data)
-            if length is not None and length != len(data):
-                raise InvalidInput(f"region length {length} does not match its {len(data)} data bytes")
-            length = len(data)
-        if length is None or length <= 0 or offset < 0:
-            raise InvalidInput(f"invalid region [{offset}, +{length})")
         size = os.fstat(self._base).st_size
-        if offset + length > size:
-            raise InvalidInput(f"region [{offset}, {offset + length}) is beyond the {size}-byte secondary volume")
-        zero = data is None or is_zero(data)
+        checked = []
+        for offset, length, data in regions:
+            if data is not None:
+                if length is not None and length != len(data):
+                    raise InvalidInput(f"region length {length} does not match its {len(data)} data bytes")
+                length = len(data)
+            if length is None or length <= 0 or offset < 0:
+                raise InvalidInput(f"invalid region [{offset}, +{length})")
+            if offset + length > size:
+                raise InvalidInput(f"region [{offset}, {offset + length}) is beyond the {size}-byte secondary volume")
+            checked.append((offset, length, data, data is None or is_zero(data)))
         self._prepared = False
         if self._direct:
-            self._put_direct(offset, data, length, zero, size)
+            for offset, length, data, zero in checked:
+                self._put_direct(offset, data, length, zero, size)
             return
-        size_needed = REC_SIZE + (0 if zero else length)
+        parts, records, pos = [], [], self._end
+        for offset, length, data, zero in checked:
+            payload = b"" if zero else data
+            parts.append(_record(DATA, ZERO if zero else 0, offset, length, payload))
+            if not zero:
+                parts.append(payload)
+            pos += REC_SIZE
+            records.append((offset, length, zero, pos))
+            pos += len(payload)
         if self._budget is not None:
             budget = self._budget()
-            if self._end + size_needed > budget:
+            if pos > budget:
                 raise ReservedCapacityFull(
-                    f"{self.path}: staging this transfer needs {self._end + size_needed} bytes of reserved "
+                    f"{self.path}: staging this transfer needs {pos} bytes of reserved "
                     f"capacity but only {budget} are available; increase the secondary's reserved capacity"
                 )
-        payload = b"" if zero else data
-        pos = self._append(_record(DATA, ZERO if zero else 0, offset, length, payload), payload)
-        self._records.append((offset, length, zero, pos))
-        self._staged.add(offset)
+        first = self._end
+        for i in range(0, len(parts), IOV_MAX):
+            chunk = parts[i:i + IOV_MAX]
+            want = sum(len(p) for p in chunk)
+            if os.pwritev(self._fd, chunk, self._end) != want:
+                raise MirrorError(f"{self.path}: short write to the staging journal", code="volumeFailed")
+            self._end += want
+        start_writeback(self._fd, first, self._end - first)
+        self._records.extend(records)
+        self._staged.update(r[0] for r in records)
 
     def _put_direct(self, offset: int, data, length: int, zero: bool, size: int) -> None:
         rs = self._region_size
@@ -237,12 +275,16 @@ class Staging:
         self.flush()
         self._prepared = True
 
-    def commit(self, decided_elsewhere: bool = False) -> dict:
+    def commit(self, decided_elsewhere: bool = False, settle_later: bool = False) -> dict:
         """Commit the transfer's recovery point; returns it. Durable on return.
 
         ``decided_elsewhere``: the caller already made the commit decision durable
         (the group commit record) and re-applies after a crash itself, so the
         journal's own COMMIT marker and its fdatasync are skipped.
+
+        ``settle_later`` (only with ``decided_elsewhere``): apply the records to the
+        volume but leave the fsync of the volume to :meth:`settle`; until then the
+        journal stays on disk as the redo source for the caller's re-apply.
         """
         if self._transfer_id is None:
             raise MirrorError(f"{self.path}: no transfer to commit", code="syncNotInProgress")
@@ -253,32 +295,56 @@ class Staging:
             os.fdatasync(self._fd)  # the decision: from here on recovery re-applies
         if not self._direct:
             self._apply()
+            if settle_later and decided_elsewhere:
+                point = dict(self._recovery_point or {})
+                self._clear_memory()
+                self._unsettled = point
+                return point
             os.fsync(self._base)
         return self._finish()
+
+    @property
+    def unsettled(self) -> bool:
+        """A committed recovery point is applied but not yet durable in the volume itself."""
+        return self._unsettled is not None
+
+    def settle(self) -> None:
+        """Make an applied recovery point durable in the volume, then empty the journal.
+
+        Every other change to the volume or journal settles first, so a re-apply
+        after a crash never lands on newer data.
+        """
+        if self._unsettled is None:
+            return
+        os.fsync(self._base)
+        self._recovery_point, self._unsettled = self._unsettled, None
+        self._finish(durable=False)  # a resurrected journal only re-applies the same bytes
 
     def _apply(self) -> None:
         for offset, length, zero, pos in self._records:
             if zero:
                 punch_hole(self._base, offset, length)
             else:
-                os.pwrite(self._base, os.pread(self._fd, length, pos), offset)
+                _copy_range(self._fd, pos, self._base, offset, length)
 
-    def _finish(self) -> dict:
+    def _finish(self, durable: bool = True) -> dict:
         point = self._recovery_point or {}
         text = json.dumps(point, default=str).encode()
         # Informational (the array's database records the recovery point durably).
         create_atomically(self._rp_path, RP_HEADER.pack(RP_MAGIC, VERSION, zlib.crc32(text)) + text,
                           durable=False)
-        self._truncate()
+        self._truncate(durable)
         return point
 
     def discard(self) -> None:
         """Drop an uncommitted transfer (the volume keeps its recovery point)."""
+        self.settle()
         self._truncate()
 
-    def _truncate(self) -> None:
+    def _truncate(self, durable: bool = True) -> None:
         os.ftruncate(self._fd, HEADER_SIZE)
-        os.fdatasync(self._fd)
+        if durable:
+            os.fdatasync(self._fd)
         if self._progress_fd >= 0:
             os.close(self._progress_fd)
         if os.path.exists(self._progress_path):

@@ -28,7 +28,10 @@ class _ArrayHandler:
         return await self.hub.engine.endpoints[self.array].handle_call(peer, method, params)
 
     async def handle_region(self, peer, transfer, volume, offset, length, data) -> None:
-        await self.hub.engine.receive_region(self.array, peer, transfer, volume, offset, length, data)
+        self.hub.engine.receiver.regions(self.array, transfer, volume, [(offset, length, data)])
+
+    async def handle_regions(self, peer, transfer, volume, regions) -> None:
+        self.hub.engine.receiver.regions(self.array, transfer, volume, regions)
 
 
 class ChannelHub:

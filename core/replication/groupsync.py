@@ -19,10 +19,13 @@ from datetime import datetime, timezone
 import numpy as np
 
 from core.domain import Priority
+from core.errors import ReservedCapacityFull
 from core.replication.host_volume import HostVolume
 
 CHECKPOINT_BYTES = 256 << 20  # release PIT copies after this much confirmed data
 DIRECT_CHUNK_REGIONS = 16  # initial sync sends runs of up to 16 regions per frame
+BATCH_BYTES = 1 << 20  # regions of one volume share a frame up to this much data
+BATCH_REGIONS = 64
 YIELD_BYTES = 1 << 20  # let host I/O in after each MiB sent
 # Pause per MiB sent while hosts are active, divided by the sync priority's weight
 # (1-16): at most ~16 MiB/s (lowest) to ~256 MiB/s (highest) under host load.
@@ -133,49 +136,69 @@ async def send(engine, array, group_row, transfer: Transfer, on_progress) -> Non
     for p in transfer.pairs:
         staged = np.asarray(begin["staged"].get(p.remote_volume, []), dtype=np.int64) // rs
         p.confirmed |= np.isin(p.regions, staged) & ~p.changed
-    unconfirmed_bytes = since_yield = 0
-    last_yield = time.monotonic()
-    pending: list[tuple[PairTransfer, int, int]] = []
+    pacer = _Pacer(engine, local, remote, group_row.name, transfer, volumes, priority, on_progress)
     for p in transfer.pairs:
         hv = engine.host_volume(local, p.local_volume)
-        size = hv.size
-        p.bytes_done = _confirmed_bytes(p, rs, size)
+        p.bytes_done = _confirmed_bytes(p, rs, hv.size)
         chunk = DIRECT_CHUNK_REGIONS if p.direct else 1
+        batch: list[tuple[int, int, int, bytes]] = []  # (index in p.regions, count, offset, data)
+        batch_bytes = 0
         for start, count, first in runs(p.regions, ~p.confirmed, chunk):
             if not hv.pit.active:
-                from core.errors import ReservedCapacityFull
                 raise ReservedCapacityFull(
                     f"the reserved capacity of {local}/{p.local_volume} filled up during the synchronization; "
                     "its recovery point image is unavailable: increase the reserved capacity, then resume")
-            data = b"".join(hv.pit.read_region(int(r)) for r in p.regions[start:start + count])
-            offset = first * rs
-            data = data[: max(0, min(len(data), size - offset))]
-            wire = await session.send_region(transfer.id, p.remote_volume, offset, data, priority)
-            transfer.bytes_sent += wire
-            transfer.bytes_payload += len(data)
-            if p.sent[start:start + count].any():  # lost with a dropped link: sent again
-                transfer.bytes_resent += len(data)
-            p.sent[start:start + count] = True
-            p.bytes_done += len(data)
-            unconfirmed_bytes += len(data)
-            pending.append((p, start, count))
-            on_progress()
-            since_yield += len(data)
-            if since_yield >= YIELD_BYTES:
-                # Host I/O comes first, as on an array: while hosts are writing, a sync
-                # pauses after each MiB for a time set by its priority (SPEC: sync priority
-                # trades host performance for synchronization speed). Sending rarely blocks
-                # on loopback, so it must yield the engine loop explicitly either way.
-                since_yield = 0
-                busy = HostVolume.last_host_write > last_yield  # hosts wrote since the last yield
-                last_yield = time.monotonic()
-                await asyncio.sleep(HOST_PAUSE_SECONDS / priority.weight if busy else 0)
-            if unconfirmed_bytes >= CHECKPOINT_BYTES:
-                await _checkpoint(engine, local, remote, group_row.name, transfer, volumes, pending)
-                unconfirmed_bytes = 0
+            data = hv.pit.read_run(first, count)
+            batch.append((start, count, first * rs, data))
+            batch_bytes += len(data)
+            if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_REGIONS:
+                await pacer.send(session, p, batch)
+                batch, batch_bytes = [], 0
+        if batch:
+            await pacer.send(session, p, batch)
     await engine.peer_call(local, remote, "transfer.commit", {
         "group": group_row.name, "transfer": transfer.id, "volumes": volumes,
         "recovery_point": transfer.recovery_point}, timeout=600)
+
+
+class _Pacer:
+    """Sends batches of one transfer: accounting, host-priority pauses and checkpoints."""
+
+    def __init__(self, engine, local, remote, group, transfer: Transfer, volumes, priority: Priority, on_progress):
+        self.engine, self.local, self.remote, self.group = engine, local, remote, group
+        self.transfer, self.volumes, self.priority, self.on_progress = transfer, volumes, priority, on_progress
+        self.unconfirmed_bytes = self.since_yield = 0
+        self.last_yield = time.monotonic()
+        self.pending: list[tuple[PairTransfer, int, int]] = []
+
+    async def send(self, session, p: PairTransfer, batch: list[tuple[int, int, int, bytes]]) -> None:
+        t = self.transfer
+        t.bytes_sent += await session.send_regions(t.id, p.remote_volume, [(off, data) for _, _, off, data in batch],
+                                                   self.priority)
+        size = 0
+        for start, count, _, data in batch:
+            if p.sent[start:start + count].any():  # lost with a dropped link: sent again
+                t.bytes_resent += len(data)
+            p.sent[start:start + count] = True
+            self.pending.append((p, start, count))
+            size += len(data)
+        t.bytes_payload += size
+        p.bytes_done += size
+        self.unconfirmed_bytes += size
+        self.on_progress()
+        self.since_yield += size
+        if self.since_yield >= YIELD_BYTES:
+            # Host I/O comes first, as on an array: while hosts are writing, a sync
+            # pauses after each MiB for a time set by its priority (SPEC: sync priority
+            # trades host performance for synchronization speed). Sending rarely blocks
+            # on loopback, so it must yield the engine loop explicitly either way.
+            self.since_yield = 0
+            busy = HostVolume.last_host_write > self.last_yield  # hosts wrote since the last yield
+            self.last_yield = time.monotonic()
+            await asyncio.sleep(HOST_PAUSE_SECONDS / self.priority.weight if busy else 0)
+        if self.unconfirmed_bytes >= CHECKPOINT_BYTES:
+            await _checkpoint(self.engine, self.local, self.remote, self.group, t, self.volumes, self.pending)
+            self.unconfirmed_bytes = 0
 
 
 def _confirmed_bytes(p: PairTransfer, rs: int, size: int) -> int:

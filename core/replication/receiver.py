@@ -8,6 +8,7 @@ to finish applying, so no secondary ever shows a mix of two recovery points.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import datetime
@@ -31,6 +32,7 @@ class Receiver:
         self.engine = engine
         self.errors: dict[str, MirrorError] = {}  # transfer -> first failure while staging
         self.error_volumes: dict[str, str] = {}  # transfer -> the secondary volume that failed
+        self._settling: set[asyncio.Task] = set()
 
     def register(self, endpoint) -> None:
         a = endpoint.array
@@ -89,7 +91,8 @@ class Receiver:
             staged[p["volume"]] = sorted(hv.staging.staged())
         return {"staged": staged}
 
-    async def region(self, array_name: str, transfer: str, volume: str, offset: int, length: int, data) -> None:
+    def regions(self, array_name: str, transfer: str, volume: str, regions: list[tuple[int, int, object]]) -> None:
+        """Stage ``(offset, length, data)`` regions of a transfer (data None: zeros)."""
         if transfer in self.errors:
             return  # already failed: the commit reports it
         try:
@@ -99,7 +102,7 @@ class Receiver:
                                   code="syncNotInProgress")
             if hv.failed:
                 raise MirrorError(f"secondary volume {array_name}/{volume} has failed", code="volumeFailed")
-            hv.staging.put(offset, data, length)
+            hv.staging.put_many(regions)
         except ReservedCapacityFull as e:
             self.errors[transfer] = ReservedCapacityFull(
                 f"the reserved capacity of secondary volume {array_name}/{volume} is full ({e.message})")
@@ -133,28 +136,53 @@ class Receiver:
         record = _commit_record(array, group)
         create_atomically(record, json.dumps({"transfer": transfer, "volumes": volumes,
                                               "recovery_point": recovery_point}).encode())
-        finish_commit(self.engine, array, group, transfer, volumes, recovery_point)
+        finish_commit(self.engine, array, group, transfer, volumes, recovery_point, settle_later=True)
+        task = asyncio.get_running_loop().create_task(self._settle(array, group, hvs))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
         return {"ok": True}
 
-    def abort(self, array, group: str, transfer: str, volumes: list[str]) -> dict:
-        g = array.find_group(group)
-        if g is not None:
-            for name in volumes:
-                hv = self.engine.host_volume(array.name, name, missing_ok=True)
-                if hv is not None and hv.staging is not None and hv.staging.transfer_id == transfer:
-                    hv.staging.discard()
-        self.errors.pop(transfer, None)
-        self.error_volumes.pop(transfer, None)
-        return {"ok": True}
+    async def _settle(self, array, group: str, hvs: list) -> None:
+        """Make the applied recovery point durable in the volumes, off the engine loop.
+
+        The commit answered once its record was durable: until the volumes are
+        fsynced the journals and the record stay, so a crash re-applies them.
+        """
+        try:
+            await asyncio.to_thread(_fsync_volumes, [hv.path for hv in hvs])
+            for hv in hvs:
+                if hv.staging is not None:
+                    hv.staging.settle()  # cheap now; the journal is emptied
+        except OSError as e:
+            array.log(Severity.CRITICAL, group, "volumeFailed",
+                      f"Writing the recovery point of {group} to its secondary volumes failed: {e}. "
+                      "It is re-applied from the staging journal when the array restarts")
+            return
+        _commit_record(array, group).unlink(missing_ok=True)  # every volume holds it durably now
 
 
-def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], recovery_point: dict) -> None:
-    """Apply every journal of the group's committed transfer, then record the recovery point."""
+def _fsync_volumes(paths: list[str]) -> None:
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], recovery_point: dict,
+                  settle_later: bool = False) -> None:
+    """Apply every journal of the group's committed transfer, then record the recovery point.
+
+    ``settle_later``: leave the volumes' fsync and the removal of the group record to
+    the caller (:meth:`Receiver._settle`); the record keeps the commit re-appliable.
+    """
     for name in volumes:
         hv = engine.host_volume(array.name, name, missing_ok=True)
         if hv is not None and hv.staging is not None and hv.staging.transfer_id == transfer:
             engine.preserve_for_drills(array.name, name, hv.staging.staged())
-            hv.staging.commit(decided_elsewhere=True)  # the group record is the decision
+            # the group record is the decision
+            hv.staging.commit(decided_elsewhere=True, settle_later=settle_later)
     g = array.find_group(group)
     # A record resurrected by power loss after a later commit must not roll the recovery point back.
     if g is not None and int(recovery_point["id"]) >= g.last_recovery_point_id:
@@ -165,9 +193,9 @@ def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], 
                 p.initial_sync_done = True
                 p.recovery_point_available = True
         array.db.commit()
-    record = _commit_record(array, group)
-    if record.exists():
-        os.unlink(record)  # not synced: a resurrected record re-applies nothing newer (see above)
+    if not settle_later:
+        # not synced: a resurrected record re-applies nothing newer (see above)
+        _commit_record(array, group).unlink(missing_ok=True)
     engine.publish("group", array.name, group)
 
 
