@@ -131,8 +131,11 @@ class SyncService:
 
     async def on_volume_resized(self, array, row) -> None:
         hv = self.hosts.get((array.name, row.name))
+        if hv is not None:
+            hv.refresh_size()
         if hv is not None and hv.changelog is not None:
             hv.changelog.resize(row.capacity)
+            hv.since_capture.resize(row.capacity)
 
     def attach_pair_volume(self, array, volume: str) -> None:
         """A pair side was created on ``array``: open its reserved capacity, apply host access."""

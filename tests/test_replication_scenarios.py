@@ -89,6 +89,17 @@ def test_incremental_sync_sends_each_changed_region_once(client):
     assert client.verify("G")["identical"]
 
 
+def test_a_grown_primary_takes_writes_beyond_its_old_end_and_mirrors_them(client):
+    make_pair(client, "4MiB")
+    client.resize_volume("SiteB/v", "8MiB")  # the secondary first, as the console asks
+    client.resize_volume("SiteA/v", "8MiB")
+    data = _rand(RS, 9)
+    client.host_write("SiteA/v", 6 * 1024 * 1024, data)
+    stats = client.sync_now("G", wait=True)
+    assert stats.outcome == "committed" and stats.bytes_payload == RS
+    assert client.host_read("SiteB/v", 6 * 1024 * 1024, RS) == data
+
+
 def test_manual_sync_refused_while_one_runs(throttled):
     c = throttled
     make_pair(c, "16MiB")

@@ -163,19 +163,28 @@ class ChangeLog:
         them, so a queue-depth-16 random workload pays one fdatasync per batch, not
         one per write. Ranges outside the volume are skipped (the write is refused).
         """
+        spans = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
+        if not len(spans):
+            return
         rs = self._region_size
-        lo = hi = -1
-        for offset, length in ranges:
-            if length <= 0 or offset < 0:
-                continue
-            first, last = offset // rs, (offset + length - 1) // rs
-            if last >= self._regions:
-                continue
-            self._dirty[first : last + 1] = True
-            if not self._persisted[first : last + 1].all():
-                self._persisted[first : last + 1] = True
-                lo = first if lo < 0 else min(lo, first)
-                hi = max(hi, last)
+        offset, length = spans[:, 0], spans[:, 1]
+        first = offset // rs
+        last = (offset + length - 1) // rs
+        ok = (length > 0) & (offset >= 0) & (last < self._regions)
+        first, last = first[ok], last[ok]
+        single = first == last  # the common case (small writes): one vectorized pass
+        idx = first[single]
+        self._dirty[idx] = True
+        new = idx[~self._persisted[idx]]
+        lo = int(new.min()) if len(new) else -1
+        hi = int(new.max()) if len(new) else -1
+        self._persisted[new] = True
+        for a, b in zip(first[~single].tolist(), last[~single].tolist()):
+            self._dirty[a : b + 1] = True
+            if not self._persisted[a : b + 1].all():
+                self._persisted[a : b + 1] = True
+                lo = a if lo < 0 else min(lo, a)
+                hi = max(hi, b)
         if lo >= 0:
             self._persist_range(lo, hi, durable=self.durable)
 

@@ -33,6 +33,7 @@ class HostVolume:
         self.name = name
         self.path = path
         self._fd = os.open(path, os.O_RDWR)
+        self._size = os.fstat(self._fd).st_size  # the engine resizes volumes: refresh_size
         # None when hosts may write, else the reason they may not (set by the engine
         # whenever roles, pairs or failures change; checked on every write).
         self.refusal: str | None = None
@@ -75,7 +76,11 @@ class HostVolume:
     # -- the NBD export backend protocol --------------------------------------------
     @property
     def size(self) -> int:
-        return os.fstat(self._fd).st_size
+        return self._size
+
+    def refresh_size(self) -> None:
+        """The volume was resized (its capacity is the file's size)."""
+        self._size = os.fstat(self._fd).st_size
 
     @property
     def read_only(self) -> bool:
