@@ -22,7 +22,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pagecache import warm  # noqa: E402
 from core.lab import init_lab  # noqa: E402
 from core.runtime import BlockingEngine  # noqa: E402
 
@@ -55,7 +54,6 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-init-"))
     try:
-        warm(tmp, 4 * (args.size_mib * MiB) + (1 << 30))  # see bench/pagecache.py: both sides get reused pages
         home = tmp / "lab"
         init_lab(home)
         size = args.size_mib * MiB
