@@ -347,31 +347,38 @@ def test_codec_round_trip(pieces, zeros):
     assert (bytes(len(data)) if out is None else out) == data
 
 
+@contextlib.asynccontextmanager
+async def proxied_channel(handler):
+    """A server array 'B', a tampering proxy in front of it, and a session from 'A' through it."""
+    async with started_server(handler) as server:
+        proxy = Proxy(server.port)
+        port = await proxy.start()
+        session = await ChannelClient.connect([("127.0.0.1", port)], "A", "B", PASSWORD, 5)
+        try:
+            yield server, proxy, session
+        finally:
+            await session.close()
+            await proxy.stop()
+
+
 def test_corrupt_frame_closes_session_and_fails_sender():
     async def main():
         rec = Recorder()
-        async with started_server(rec) as server:
-            proxy = Proxy(server.port)
-            port = await proxy.start()
-            session = await ChannelClient.connect([("127.0.0.1", port)], "A", "B", PASSWORD, 5)
-            try:
-                await session.send_region("t1", "vol1", 0, os.urandom(4096), Priority.HIGH)
-                await session.call("count", {})
-                proxy.arm(20_000)   # inside the next region's data
-                await session.send_region("t1", "vol1", 65536, os.urandom(65536), Priority.HIGH)
-                with pytest.raises(CommunicationError) as info:
-                    await session.call("count", {}, timeout=5)
-                assert info.value.code == "arvmChannelFrameCorrupt"
-                assert "CRC32" in info.value.message and "'B'" in info.value.message
-                assert session.closed
-                assert [r[2] for r in rec.regions] == [0]   # the bad region was not written
-                assert server.errors[-1].code == "arvmChannelFrameCorrupt"
-                assert isinstance(server.errors[-1], ChannelError)
-                with pytest.raises(CommunicationError):
-                    await session.send_region("t1", "vol1", 0, b"x" * 10, Priority.HIGH)
-            finally:
-                await session.close()
-                await proxy.stop()
+        async with proxied_channel(rec) as (server, proxy, session):
+            await session.send_region("t1", "vol1", 0, os.urandom(4096), Priority.HIGH)
+            await session.call("count", {})
+            proxy.arm(20_000)   # inside the next region's data
+            await session.send_region("t1", "vol1", 65536, os.urandom(65536), Priority.HIGH)
+            with pytest.raises(CommunicationError) as info:
+                await session.call("count", {}, timeout=5)
+            assert info.value.code == "arvmChannelFrameCorrupt"
+            assert "CRC32" in info.value.message and "'B'" in info.value.message
+            assert session.closed
+            assert [r[2] for r in rec.regions] == [0]   # the bad region was not written
+            assert server.errors[-1].code == "arvmChannelFrameCorrupt"
+            assert isinstance(server.errors[-1], ChannelError)
+            with pytest.raises(CommunicationError):
+                await session.send_region("t1", "vol1", 0, b"x" * 10, Priority.HIGH)
     asyncio.run(main())
 
 
@@ -412,22 +419,15 @@ def test_batched_regions_fall_back_to_single_frames_for_an_old_peer():
 def test_corrupt_batched_frame_writes_none_of_its_regions():
     async def main():
         rec = Recorder()
-        async with started_server(rec) as server:
-            proxy = Proxy(server.port)
-            port = await proxy.start()
-            session = await ChannelClient.connect([("127.0.0.1", port)], "A", "B", PASSWORD, 5)
-            try:
-                await session.call("count", {})
-                proxy.arm(100_000)  # inside the second region's data
-                await session.send_regions("t1", "vol1", [(0, os.urandom(65536)), (MiB, os.urandom(65536))],
-                                           Priority.HIGH)
-                with pytest.raises(CommunicationError) as info:
-                    await session.call("count", {}, timeout=5)
-                assert info.value.code == "arvmChannelFrameCorrupt" and "REGIONS" in info.value.message
-                assert rec.regions == []  # not even the intact first region was written
-            finally:
-                await session.close()
-                await proxy.stop()
+        async with proxied_channel(rec) as (_, proxy, session):
+            await session.call("count", {})
+            proxy.arm(100_000)  # inside the second region's data
+            await session.send_regions("t1", "vol1", [(0, os.urandom(65536)), (MiB, os.urandom(65536))],
+                                       Priority.HIGH)
+            with pytest.raises(CommunicationError) as info:
+                await session.call("count", {}, timeout=5)
+            assert info.value.code == "arvmChannelFrameCorrupt" and "REGIONS" in info.value.message
+            assert rec.regions == []  # not even the intact first region was written
     asyncio.run(main())
 
 

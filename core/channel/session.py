@@ -398,18 +398,7 @@ class Session:
             raise ChannelError(f"{label} sent a region with undecodable names.",
                                code="arvmChannelFrameCorrupt") from None
         data = self._decoder.decode(flags, raw_len, body, label)
-        if transfer in self._failed_in:
-            return  # the transfer already failed here; its sender was told
-        try:
-            if self.handler is None:
-                raise MirrorError(f"Array '{self.local_name}' does not accept region "
-                                  f"data on this channel.", code=REMOTE_INTERNAL)
-            await self.handler.handle_region(self.peer, transfer, volume, offset, raw_len, data)
-        except Exception as exc:
-            err = self._as_remote_error(exc, f"writing region {offset} of volume '{volume}'")
-            self._failed_in[transfer] = err
-            self._write(frames.json_frame(FrameType.REGION_FAILED, {
-                "transfer": transfer, "code": err.code, "message": err.message}))
+        await self._deliver(transfer, volume, [(offset, raw_len, data)])
 
     async def _read_regions(self, label: str, length: int, crc: int) -> None:
         read = self._reader.readexactly
@@ -437,20 +426,25 @@ class Session:
         for offset, raw_len, flags, size in segments:
             regions.append((offset, raw_len, self._decoder.decode(flags, raw_len, view[pos:pos + size], label)))
             pos += size
+        await self._deliver(transfer, volume, regions)
+
+    async def _deliver(self, transfer: str, volume: str, regions: list) -> None:
+        """Hand ``(offset, length, data)`` regions to the handler; a failure fails the transfer."""
         if transfer in self._failed_in:
-            return
+            return  # the transfer already failed here; its sender was told
         try:
             if self.handler is None:
                 raise MirrorError(f"Array '{self.local_name}' does not accept region "
                                   f"data on this channel.", code=REMOTE_INTERNAL)
             batch = getattr(self.handler, "handle_regions", None)
-            if batch is not None:
+            if batch is not None and len(regions) > 1:
                 await batch(self.peer, transfer, volume, regions)
             else:
                 for offset, raw_len, data in regions:
                     await self.handler.handle_region(self.peer, transfer, volume, offset, raw_len, data)
         except Exception as exc:
-            err = self._as_remote_error(exc, f"writing regions of volume '{volume}'")
+            where = f"region {regions[0][0]}" if len(regions) == 1 else f"{len(regions)} regions"
+            err = self._as_remote_error(exc, f"writing {where} of volume '{volume}'")
             self._failed_in[transfer] = err
             self._write(frames.json_frame(FrameType.REGION_FAILED, {
                 "transfer": transfer, "code": err.code, "message": err.message}))
