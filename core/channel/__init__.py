@@ -8,7 +8,8 @@ from core.channel.auth import new_salt, password_hash, verify_password
 from core.channel.bandwidth import LinkScheduler
 from core.channel.codec import CodecStats, EncodedRegion, RegionDecoder, RegionEncoder, is_zero
 from core.channel.frames import PROTOCOL_MAJOR, PROTOCOL_MINOR, ChannelError
-from core.channel.session import ChannelClient, ChannelHandler, ChannelServer, Session
+from core.channel.connect import ChannelClient, ChannelServer
+from core.channel.session import ChannelHandler, Session
 
 __all__ = [
     "ChannelClient", "ChannelError", "ChannelHandler", "ChannelServer", "CodecStats",

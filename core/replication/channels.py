@@ -11,7 +11,8 @@ import asyncio
 import logging
 
 from core.channel.bandwidth import LinkScheduler
-from core.channel.session import ChannelClient, ChannelServer, Session
+from core.channel.connect import ChannelClient, ChannelServer
+from core.channel.session import Session
 from core.errors import CommunicationError
 
 log = logging.getLogger(__name__)
