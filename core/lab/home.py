@@ -1,8 +1,9 @@
-"""The embedded lab: two arrays in one home directory, and the faults injected into it.
+"""The lab home: two arrays in one directory, and the faults the in-process engine reads.
 
 ``lab init`` creates SiteA (primary site) and SiteB (DR site). Faults (a cut link,
 a stopped array...) are kept in ``lab.json`` until restored, so separate CLI
-invocations and the console all see them.
+invocations and the console all see them. (With the lab up, the link's faults are
+the relay's instead: see :mod:`core.lab.relay`.)
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ LAB_PASSWORDS = {"SiteA": "siteA-admin", "SiteB": "siteB-admin"}
 
 
 def default_home() -> Path:
+    """``$MIRROR_HOME`` or the user data directory: where mirrorctl and the console find the lab."""
     return Path(os.environ.get("MIRROR_HOME") or platformdirs.user_data_dir("async-mirror", "AsyncMirror")) / "lab"
 
 
@@ -55,9 +57,20 @@ class LabState:
         os.replace(tmp, self.path)
 
 
-def lab_specs() -> list[ArraySpec]:
+class LabNotUp(MirrorError):
+    """A command needs the lab's daemons and relay running, and they are not."""
+
+    code = "labNotUp"
+
+    def __init__(self, message: str = "the lab is not up; start it with 'mirrorctl lab up'"):
+        super().__init__(message)
+
+
+def lab_specs(password: str | None = None) -> list[ArraySpec]:
+    """The lab's arrays; ``password`` replaces the default lab passwords (``lab init --password``)."""
     pools = (PoolSpec("nvme_pool", DriveType.NVME, 4 * TiB), PoolSpec("sas_pool", DriveType.SAS, 16 * TiB))
-    return [ArraySpec(name=n, model=Model.E5700, firmware="08.74.00.01", password=LAB_PASSWORDS[n], pools=pools)
+    return [ArraySpec(name=n, model=Model.E5700, firmware="08.74.00.01",
+                      password=LAB_PASSWORDS[n] if password is None else password, pools=pools)
             for n in ("SiteA", "SiteB")]
 
 
@@ -65,8 +78,12 @@ def lab_specs() -> list[ArraySpec]:
 LAB_VOLUMES = [("db", 4 * GiB, "nvme"), ("logs", 2 * GiB, "nvme"), ("files", 8 * GiB, "sas")]
 
 
-def init_lab(home: Path, if_missing: bool = False) -> bool:
-    """Create the lab in ``home``; returns False when it exists and ``if_missing``."""
+def init_lab(home: Path, if_missing: bool = False, password: str | None = None) -> bool:
+    """Create the lab in ``home``; returns False when it exists and ``if_missing``.
+
+    ``password`` gives every array that admin password instead of the default lab
+    passwords; the caller records it (:func:`core.lab.passwords.record_passwords`).
+    """
     home = Path(home)
     arrays = home / ARRAYS_DIR
     if arrays.exists() and any(arrays.iterdir()):
@@ -74,7 +91,7 @@ def init_lab(home: Path, if_missing: bool = False) -> bool:
             return False
         raise MirrorError(f"a lab already exists in {home}; use it, or give another --home", code="labExists")
     arrays.mkdir(parents=True, exist_ok=True)
-    for spec in lab_specs():
+    for spec in lab_specs(password):
         array = StorageArray.create(arrays / spec.name, spec)
         try:
             for name, cap, dtype in LAB_VOLUMES:
@@ -87,11 +104,13 @@ def init_lab(home: Path, if_missing: bool = False) -> bool:
 
 
 def array_dirs(home: Path) -> list[Path]:
+    """The lab's array data directories (those holding a configuration database), by name."""
     root = Path(home) / ARRAYS_DIR
     return sorted(p for p in root.iterdir() if (p / "config.db").exists()) if root.exists() else []
 
 
 def open_arrays(home: Path, purpose: str = "") -> list[StorageArray]:
+    """Open every lab array (taking each data-directory lock); all or none."""
     opened: list[StorageArray] = []
     try:
         for d in array_dirs(home):
