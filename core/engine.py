@@ -9,12 +9,14 @@ touches an array's database session.
 from __future__ import annotations
 
 import logging
+import ssl
 from pathlib import Path
 from typing import Callable
 
 from core.array import StorageArray
 from core.endpoint import ArrayEndpoint
-from core.errors import CommunicationError, NotFound
+from core import remote_arrays
+from core.errors import CommunicationError, InvalidInput, NotFound
 from core.lab import LabState, open_arrays
 from core.service_faults import FaultService
 from core.service_lab import LabService
@@ -32,12 +34,26 @@ Subscriber = Callable[[EngineEvent], None]
 
 
 class Engine(FaultService, ReconcileService, RoleService, LabService, DrillService, NbdService, SyncService, OperationsService, VolumeService, MirrorService):
-    """All arrays of one home directory (the lab), run by this process."""
+    """The arrays run by this process: all arrays of a lab home, or the one array of a daemon.
 
-    def __init__(self, home: Path, purpose: str = "", nbd_port: int | None = None):
+    ``data_dirs`` names the arrays to open (an array daemon passes its own); without it
+    every array under ``home/arrays`` is opened (the in-process lab). A remote array
+    that is not opened here is reached only over the mirroring channel, at the address
+    its remote-array entry gives. ``listen``/``channel_port``/``nbd_host`` are where the
+    listeners bind; ``channel_ssl``/``peer_ssl`` turn on TLS between array daemons.
+    """
+
+    def __init__(self, home: Path, purpose: str = "", nbd_port: int | None = None, *,
+                 data_dirs: list[Path] | None = None, listen: str = "127.0.0.1", channel_port: int = 0,
+                 channel_ssl: ssl.SSLContext | None = None, peer_ssl: ssl.SSLContext | None = None):
         self.home = Path(home)
         self.nbd_port = nbd_port
         self.purpose = purpose
+        self.data_dirs = data_dirs
+        self.listen = listen
+        self.channel_port = channel_port
+        self.channel_ssl = channel_ssl
+        self.peer_ssl = peer_ssl
         self.lab = LabState(self.home)
         self.arrays: dict[str, StorageArray] = {}
         self.endpoints: dict[str, ArrayEndpoint] = {}
@@ -46,11 +62,14 @@ class Engine(FaultService, ReconcileService, RoleService, LabService, DrillServi
 
     # -- life cycle ---------------------------------------------------------
     async def start(self) -> None:
-        for array in open_arrays(self.home, self.purpose):
+        opened = [StorageArray.open(d, self.purpose) for d in self.data_dirs] if self.data_dirs is not None \
+            else open_arrays(self.home, self.purpose)
+        for array in opened:
             array.on_event = self._on_array_event
             self.arrays[array.name] = array
             self.endpoints[array.name] = ArrayEndpoint(array)
         await self.start_data_path()
+        self._watch_remote_links()
         await self.start_nbd()
         self.started = True
         await self.sync_drills()
@@ -96,9 +115,16 @@ class Engine(FaultService, ReconcileService, RoleService, LabService, DrillServi
         return array
 
     def reachable(self, local: str, remote: str) -> bool:
+        """Whether ``local`` can talk to ``remote`` over the mirroring channel right now.
+
+        A remote in another process is up while its channel session answers (the
+        link monitor); both arrays in this process follow the in-process lab's faults.
+        """
+        if remote not in self.arrays:
+            channels = getattr(self, "channels", None)
+            return channels is not None and channels.monitor.up(local, remote)
         f = self.lab.faults
-        return not f.link_cut and remote in self.arrays and remote not in f.stopped_arrays \
-            and local not in f.stopped_arrays
+        return not f.link_cut and remote not in f.stopped_arrays and local not in f.stopped_arrays
 
     async def peer_call(self, local: str, remote: str, method: str, params: dict, timeout: float = 60.0) -> dict:
         """Send ``method`` from array ``local`` to array ``remote`` over the mirroring channel."""
@@ -116,6 +142,54 @@ class Engine(FaultService, ReconcileService, RoleService, LabService, DrillServi
 
     def _array_snapshot(self, array: StorageArray) -> ArraySnapshot:
         return array.snapshot(online=array.name not in self.lab.faults.stopped_arrays)
+
+    # -- remote arrays (configuration of each local array) -------------------------------
+    def _watch_remote_links(self) -> None:
+        """Watch the link to every remote array that lives in another process."""
+        for array in self.arrays.values():
+            remotes = {e["name"] for e in remote_arrays.remote_entries(array)} | {g.remote_array for g in array.groups()}
+            for remote in sorted(remotes - set(self.arrays)):
+                self.channels.monitor.watch(array.name, remote)
+
+    def local_array(self, name: str | None = None) -> StorageArray:
+        """``name``, or the one array this process runs (an array daemon)."""
+        if name is not None:
+            return self.get_array(name)
+        if len(self.arrays) != 1:
+            raise InvalidInput(f"this engine runs {len(self.arrays)} arrays; name the local array",
+                               code="arrayNotGiven")
+        return next(iter(self.arrays.values()))
+
+    async def remote_arrays(self, array: str | None = None) -> list[dict]:
+        """The remote arrays ``array`` mirrors with, and whether each answers now."""
+        a = self.local_array(array)
+        out = []
+        for entry in remote_arrays.remote_entries(a):
+            link = self.channels.monitor.links.get((a.name, entry["name"]))
+            out.append({**entry, "reachable": self.reachable(a.name, entry["name"]),
+                        "linkReason": link.reason if link is not None else ""})
+        return out
+
+    async def add_remote_array(self, name: str, addresses: list[str], password: str, wwn: str = "",
+                               array: str | None = None) -> dict:
+        a = self.local_array(array)
+        entry = remote_arrays.set_remote(a, name, addresses, password, wwn)
+        session = self.channels.sessions.pop((a.name, name), None)
+        if session is not None:  # the next call dials the new addresses
+            await session.close()
+        if name not in self.arrays:
+            self.channels.monitor.watch(a.name, name)
+        self.publish("array", a.name, name)
+        return entry
+
+    async def remove_remote_array(self, name: str, array: str | None = None) -> None:
+        a = self.local_array(array)
+        remote_arrays.remove_remote(a, name)
+        self.channels.monitor.links.pop((a.name, name), None)
+        session = self.channels.sessions.pop((a.name, name), None)
+        if session is not None:
+            await session.close()
+        self.publish("array", a.name, name)
 
     async def events(self, array: str | None = None, limit: int = 200) -> list[EventRecord]:
         names = [array] if array else sorted(self.arrays)

@@ -167,18 +167,26 @@ class GuruService:
                         ("1. Raise the group's priority or lengthen its interval.",), ()))
 
     def _conflict_problem(self, array, g, add) -> None:
-        sides = {array.name: sum(self._changed_bytes(array, p) for p in g.pairs)}
+        # Bytes each side changed since the common recovery point; a remote array in
+        # another process reported its figure when the conflict was found (None: not known here).
+        sides: dict[str, int | None] = {array.name: sum(self._changed_bytes(array, p) for p in g.pairs)}
         other = self.arrays.get(g.remote_array)
         if other is not None and other.find_group(g.name) is not None:
             sides[other.name] = sum(self._changed_bytes(other, p) for p in other.group(g.name).pairs)
+        else:
+            sides[g.remote_array] = getattr(self, "peer_changed", {}).get((array.name, g.name))
+
+        def amount(name: str) -> str:
+            return _size(sides[name]) if sides[name] is not None else "an amount known to " + name
+
         acts = []
         for keep in sorted(sides):
             lose = [n for n in sides if n != keep]
-            lost = f"; {_size(sides[lose[0]])} written on {lose[0]} is preserved in an export, then overwritten" \
+            lost = f"; {amount(lose[0])} written on {lose[0]} is preserved in an export, then overwritten" \
                 if lose else ""
             acts.append(GuruAction(f"keep-{keep}", f"Keep {keep} as primary", True,
-                                   f"{_size(sides[keep])} changed on {keep} since the common recovery point{lost}"))
-        changed = ", ".join(f"{n}: {_size(b)}" for n, b in sorted(sides.items()))
+                                   f"{amount(keep)} changed on {keep} since the common recovery point{lost}"))
+        changed = ", ".join(f"{n}: {amount(n)}" for n in sorted(sides))
         add(Problem(f"role-conflict:{g.name}", Severity.CRITICAL.value, f"Role conflict in group {g.name}",
                     (g.name,) + tuple(sorted(sides)),
                     f"Both arrays claim primary for {g.name} (changed since the common recovery point: {changed}).",
@@ -207,8 +215,8 @@ class GuruService:
         return {"problem": problem_id, "action": action_id, "done": True, **(result or {})}
 
     async def _guru_run(self, kind: str, target: str, action: str) -> dict | None:
-        if action.startswith("keep-"):
-            return await self.resolve_role_conflict(target, action[len("keep-"):])
+        if action.startswith("keep-"):  # the kept array may run in another process: role_change finds it
+            return await self.role_change(target, action[len("keep-"):])
         if action == "restore-link":
             await self.lab_link(False)
         elif action == "start-array":

@@ -21,10 +21,10 @@ class EngineLoop:
     """Owns the loop and the engine; ``run()`` blocks until ``request_stop()``."""
 
     def __init__(self, home: Path, purpose: str = "", engine_factory: Callable[..., Engine] = Engine,
-                 nbd_port: int | None = None):
+                 nbd_port: int | None = None, **engine_options):
         self.home = Path(home)
         self.loop = asyncio.new_event_loop()
-        self.engine = engine_factory(self.home, purpose, nbd_port=nbd_port)
+        self.engine = engine_factory(self.home, purpose, nbd_port=nbd_port, **engine_options)
         self.ready = threading.Event()
         self.stopped = threading.Event()
         self.start_error: BaseException | None = None
@@ -78,8 +78,9 @@ class BlockingEngine:
     re-raised in the caller.
     """
 
-    def __init__(self, home: Path, purpose: str = "", timeout: float | None = 600, nbd_port: int | None = None):
-        self._runner = EngineLoop(home, purpose, nbd_port=nbd_port)
+    def __init__(self, home: Path, purpose: str = "", timeout: float | None = 600, nbd_port: int | None = None,
+                 **engine_options):
+        self._runner = EngineLoop(home, purpose, nbd_port=nbd_port, **engine_options)
         self._thread = threading.Thread(target=self._runner.run, name="mirror-engine", daemon=True)
         self.timeout = timeout
 

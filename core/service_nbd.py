@@ -34,7 +34,8 @@ class NbdService:
         if self.nbd_port is None:
             return
         for i, name in enumerate(sorted(self.arrays)):
-            server = NbdServer(_ArrayExports(self, name), port=self.nbd_port + i if self.nbd_port else 0)
+            server = NbdServer(_ArrayExports(self, name), host=getattr(self, "listen", "127.0.0.1"),
+                               port=self.nbd_port + i if self.nbd_port else 0)
             await server.start()
             self.nbd_servers[name] = server
 

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from core import sides
 from core.domain import Severity
 from core.errors import MirrorError
 
 log = logging.getLogger(__name__)
+ORPHAN_RECHECK_SECONDS = 1.0
+# While a forced change or a hint waits, the non-orchestrating side asks again this often.
+RECONCILE_RETRY_SECONDS = 5.0
 
 
 class ReconcileService:
@@ -37,23 +41,48 @@ class ReconcileService:
             return
         pairs = set()
         for a in self.arrays.values():
-            for g in a.groups():
+            remotes = {g.remote_array for g in a.groups()} | set(self.channels.monitor.remotes_of(a.name))
+            for remote in remotes:
                 # both arrays here: one of them orchestrates
-                both = g.remote_array in self.arrays
-                pairs.add(tuple(sorted((a.name, g.remote_array))) if both else (a.name, g.remote_array))
+                pairs.add(tuple(sorted((a.name, remote))) if remote in self.arrays else (a.name, remote))
         for local, remote in sorted(pairs):
             up = self.reachable(local, remote)
             was = self._was_reachable.get((local, remote))
             self._was_reachable[(local, remote)] = up
             if not up or (local, remote) in self._reconciling:
                 continue
-            hinted = bool(self._hints(self.arrays[local])) or (remote in self.arrays and bool(
-                self._hints(self.arrays[remote])))
             forced = any(g.forced for g in self.arrays[local].groups() if g.remote_array == remote)
-            if was is False or hinted or forced:
-                task = asyncio.get_running_loop().create_task(self._reconcile(local, remote))
-                self._reconciling[(local, remote)] = task
-                task.add_done_callback(lambda t, k=(local, remote): self._reconciling.pop(k, None))
+            if remote in self.arrays:
+                hinted = bool(self._hints(self.arrays[local])) or bool(self._hints(self.arrays[remote]))
+                if was is False or hinted or forced:
+                    self._start_reconcile(local, remote, self._reconcile(local, remote))
+                continue
+            # The remote runs in another process: the array whose name sorts first
+            # orchestrates; the other asks it to, each time the link comes (back) up.
+            again = was is not True or (forced or bool(self._hints(self.arrays[local]))) and \
+                time.monotonic() - self._reconcile_asked.get((local, remote), 0.0) > RECONCILE_RETRY_SECONDS
+            if not again:
+                continue
+            self._reconcile_asked[(local, remote)] = time.monotonic()
+            work = self._reconcile(local, remote) if local < remote else self._ask_reconcile(local, remote)
+            self._start_reconcile(local, remote, work)
+
+    def _start_reconcile(self, local: str, remote: str, work) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=f"reconcile {local}<->{remote}")
+        self._reconciling[(local, remote)] = task
+        task.add_done_callback(lambda t, k=(local, remote): self._reconciling.pop(k, None))
+
+    async def _ask_reconcile(self, local: str, remote: str) -> None:
+        try:
+            await self.peer_call(local, remote, "reconcile.request", {"remote": local})
+        except MirrorError as e:
+            log.info("asking %s to reconcile with %s failed: %s", remote, local, e)
+
+    def _side_reconcile_request(self, array, remote: str) -> dict:
+        """The peer's link came back: reconcile with it (this side orchestrates)."""
+        if (array.name, remote) not in self._reconciling:
+            self._start_reconcile(array.name, remote, self._reconcile(array.name, remote))
+        return {"ok": True}
 
     async def reconcile(self, local: str, remote: str) -> None:
         """Compare both sides of every group between two arrays and settle the differences."""
@@ -61,8 +90,12 @@ class ReconcileService:
 
     async def _reconcile(self, local: str, remote: str) -> None:
         try:
-            mine = self._side_view(self.get_array(local), remote)
-            theirs = await self.peer_call(local, remote, "role.view", {"remote": local})
+            mine, theirs = await self._views(local, remote)
+            if _unpartnered(mine, theirs):
+                # A group or pair being created or removed right now exists on one side
+                # only for a moment: look again before calling anything an orphan.
+                await asyncio.sleep(ORPHAN_RECHECK_SECONDS)
+                mine, theirs = await self._views(local, remote)
         except MirrorError as e:
             log.info("reconciliation %s<->%s postponed: %s", local, remote, e)
             return
@@ -76,9 +109,12 @@ class ReconcileService:
                 la.log(Severity.WARNING, name, "arvmReconcileFailed", f"Reconciling {name} failed: {e.message}")
         for name in list(self._hints(la)):
             self._set_hint(la, name, False)
-        if remote in self.arrays:
-            for name in list(self._hints(self.arrays[remote])):
-                self._set_hint(self.arrays[remote], name, False)
+        await self._on(local, remote, "role.unhint", {})
+
+    async def _views(self, local: str, remote: str) -> tuple[dict, dict]:
+        mine = self._side_view(self.get_array(local), remote)
+        theirs = await self.peer_call(local, remote, "role.view", {"remote": local})
+        return mine, theirs
 
     async def _reconcile_group(self, la, remote: str, name: str, mine: dict | None, theirs: dict | None) -> None:
         local = la.name
@@ -92,6 +128,10 @@ class ReconcileService:
         await self._reconcile_pairs(la, remote, name, mine, theirs)
         roles = (mine["role"], theirs["role"])
         if roles == ("primary", "primary"):
+            self.peer_changed[(local, name)] = sum(theirs["changed"].values())
+            if remote not in self.arrays:  # tell the other side what this side changed, for its Guru
+                await self.peer_call(local, remote, "role.peer_changed",
+                                     {"group": name, "changed": sum(mine["changed"].values())})
             if not (mine["role_conflict"] and theirs["role_conflict"]):
                 for side in (local, remote):
                     await self._on(local, side, "role.mark", {"group": name, "role_conflict": True})
@@ -107,12 +147,12 @@ class ReconcileService:
             for p in view["pairs"]:
                 if p["remote_volume"] in partner or p["orphan"]:
                     continue
-                if p["incomplete"] and side in self.arrays:
-                    await self._complete_pair(self.get_array(side), name, p["volume"])
+                if p["incomplete"]:
+                    await self._on(local, side, "pair.complete", {"group": name, "volume": p["volume"]})
                 else:
                     await self._on(local, side, "role.mark", {"group": name, "pair": p["volume"], "orphan": True})
 
-    async def _complete_pair(self, array, group: str, volume: str) -> None:
+    async def _complete_pair(self, array, group: str, volume: str) -> dict:
         """Create the remote side of a pair added while the remote was unreachable."""
         pair = sides.find_pair(array, volume)
         g = pair.group
@@ -125,6 +165,7 @@ class ReconcileService:
         array.log(Severity.INFO, f"{group}/{volume}", "arvmPairCompleted",
                   f"Pair {array.name}/{volume} completed on {g.remote_array}/{pair.remote_volume}")
         self.publish("pair", array.name, f"{group}/{volume}")
+        return {"ok": True}
 
     async def _finish_forced_change(self, local: str, remote: str, name: str, winner: str) -> None:
         """Double forced change: both sides in progress, exchange change logs, resync, back to normal."""
@@ -138,8 +179,9 @@ class ReconcileService:
 
     async def _resync_winner(self, orch: str, winner: str, name: str, regions: dict) -> None:
         """Mark the loser's changed regions dirty on the winner and sync: never a full copy."""
-        if winner not in self.arrays:
-            raise MirrorError("the winner's engine must run the resync", code="arvmUnsupportedRequest")
+        if winner not in self.arrays:  # the winner runs in another process: it resyncs by itself
+            await self.peer_call(orch, winner, "role.resync", {"group": name, "regions": regions})
+            return
         wa = self.get_array(winner)
         wg = wa.group(name)
         for p in wg.pairs:
@@ -157,6 +199,22 @@ class ReconcileService:
         if wg.pairs:
             await self._final_sync(wa, wg)
 
+    def _side_resync(self, array, group: str, regions: dict) -> dict:
+        """This array won: resync the loser in the background (the orchestrator does not wait)."""
+        task = asyncio.get_running_loop().create_task(self._resync_winner(array.name, array.name, group, regions))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._role_tasks[f"resync {group}"] = task
+        return {"ok": True}
+
+    def _side_peer_changed(self, array, group: str, changed: int) -> dict:
+        self.peer_changed[(array.name, group)] = changed
+        return {"ok": True}
+
+    def _side_unhint(self, array) -> dict:
+        for name in list(self._hints(array)):
+            self._set_hint(array, name, False)
+        return {"ok": True}
+
     async def resolve_role_conflict(self, group: str, keep: str) -> dict:
         """Keep ``keep`` as primary: preserve the other side's divergent writes, demote it, delta-resync it."""
         a = self.get_array(keep)
@@ -171,3 +229,15 @@ class ReconcileService:
         await self._resync_winner(keep, keep, group, got["regions"])
         return {"group": group, "primary": keep, "preserved": got["preserved"]}
 
+
+
+def _unpartnered(mine: dict, theirs: dict) -> bool:
+    """Whether either view has a group or pair the other lacks (an orphan, or one being created)."""
+    ours = {g["name"]: g for g in mine["groups"]}
+    other = {g["name"]: g for g in theirs["groups"]}
+    if set(ours) != set(other):
+        return True
+    for name, g in ours.items():
+        if {p["remote_volume"] for p in g["pairs"]} != {p["volume"] for p in other[name]["pairs"]}:
+            return True
+    return False

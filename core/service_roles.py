@@ -61,11 +61,20 @@ class RoleService(GuruService):
             ep.register("role.request", lambda peer, _a=a, **p: self._side_request(_a, **p))
             ep.register("pair.fail", lambda peer, _a=a, **p: self._side_pair_fail(_a, **p))
             ep.register("volume.owner", lambda peer, _a=a, **p: self._side_owner(_a, **p))
+            # between arrays in separate processes (core/service_reconcile.py)
+            ep.register("reconcile.request", lambda peer, _a=a, **p: self._side_reconcile_request(_a, **p))
+            ep.register("role.unhint", lambda peer, _a=a, **p: self._side_unhint(_a))
+            ep.register("role.peer_changed", lambda peer, _a=a, **p: self._side_peer_changed(_a, **p))
+            ep.register("role.resync", lambda peer, _a=a, **p: self._side_resync(_a, **p))
+            ep.register("role.resolve", lambda peer, _a=a, **p: self.resolve_role_conflict(p["group"], _a.name))
+            ep.register("pair.complete", lambda peer, _a=a, **p: self._complete_pair(_a, **p))
 
     async def start_data_path(self) -> None:
         await super().start_data_path()
         self._register_role_methods()
         self._was_reachable: dict[tuple[str, str], bool] = {}
+        self._reconcile_asked: dict[tuple[str, str], float] = {}
+        self.peer_changed: dict[tuple[str, str], int] = {}  # (local, group) -> bytes the remote changed
         self._reconciling: dict[tuple[str, str], asyncio.Task] = {}
         self._role_tasks: dict[str, asyncio.Task] = {}
 
@@ -201,7 +210,11 @@ class RoleService(GuruService):
         st.paused = st.waiting_for_user = st.manual_requested = False
 
     async def _side_request(self, array, group: str, primary: str) -> dict:
-        await self.role_change(group, primary, wait=False)
+        """The secondary ``primary`` asks this array, the current primary, to hand over the role."""
+        g = array.group(group)
+        if g.role != Role.PRIMARY.value:
+            raise MirrorError(f"group {group} is not primary on {array.name}", code="arvmGroupNotPrimary")
+        await self._orchestrate(array, group, primary, wait=False)
         return {"ok": True}
 
     def _side_pair_fail(self, array, volume: str, reason: str) -> dict:
@@ -238,6 +251,8 @@ class RoleService(GuruService):
     # -- normal role change -------------------------------------------------------------------
     async def role_change(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
         """Make ``array`` the primary of ``group`` (lossless when both arrays talk; ``force`` when they cannot)."""
+        if array not in self.arrays:
+            return await self._role_change_to_remote(group, array, force, wait)
         a = self.get_array(array)
         g = a.group(group)
         if g.role_conflict:
@@ -262,20 +277,49 @@ class RoleService(GuruService):
         if primary not in self.arrays:  # the primary's engine runs the change
             await self.peer_call(array, primary, "role.request", {"group": group, "primary": array})
             return {"group": group, "primary": array, "state": "pending"}
-        pa = self.get_array(primary)
+        return await self._orchestrate(self.get_array(primary), group, array, wait)
+
+    async def _role_change_to_remote(self, group: str, remote: str, force: bool, wait: bool) -> dict:
+        """Make ``remote`` (an array in another process) primary, acting from this side of the group."""
+        home = next((a for a in self.arrays.values()
+                     if (g := a.find_group(group)) is not None and g.remote_array == remote), None)
+        if home is None:
+            raise NotFound(f"no mirror consistency group '{group}' between an array here and {remote}",
+                           code="arvmGroupNotFound")
+        g = home.group(group)
+        if g.role_conflict:
+            if force:
+                raise MirrorError(f"cannot force a role change of {group}: its role conflict is being resolved; "
+                                  "choose the side that stays primary instead", code="arvmRoleConflict")
+            if not self.reachable(home.name, remote):
+                raise MirrorError(f"{home.name} cannot reach {remote}; restore the link first",
+                                  code="arvmRemoteArrayUnreachable")
+            return await self.peer_call(home.name, remote, "role.resolve", {"group": group}, timeout=600)
+        if g.role != Role.PRIMARY.value:
+            raise MirrorError(f"group {group} is already primary on {remote}", code="arvmGroupAlreadyPrimary")
+        if not self.reachable(home.name, remote):
+            if not force:
+                raise MirrorError(f"{home.name} cannot reach {remote}; a role change needs both arrays, or "
+                                  "force the demotion (--force)", code="arvmRemoteArrayUnreachable")
+            return self._force_demote(home, g)
+        self._check_normal(home, g)
+        return await self._orchestrate(home, group, remote, wait)
+
+    async def _orchestrate(self, pa, group: str, new_primary: str, wait: bool) -> dict:
+        """Run a normal role change from the current primary ``pa``: pending, then in progress, then swap."""
         pg = pa.group(group)
         self._check_normal(pa, pg)
-        for side in (primary, array):
-            await self._on(primary, side, "role.mark", {"group": group, "role_change": "pending"})
+        for side in (pa.name, new_primary):
+            await self._on(pa.name, side, "role.mark", {"group": group, "role_change": "pending"})
         pa.log(Severity.INFO, group, "arvmRoleChangePending",
-               f"Role change of {group} requested: {array} becomes primary (pending; may be cancelled)")
-        task = asyncio.get_running_loop().create_task(self._run_role_change(pa, group, array))
+               f"Role change of {group} requested: {new_primary} becomes primary (pending; may be cancelled)")
+        task = asyncio.get_running_loop().create_task(self._run_role_change(pa, group, new_primary))
         self._role_tasks[group] = task
         if not wait:
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            return {"group": group, "primary": array, "state": "pending"}
+            return {"group": group, "primary": new_primary, "state": "pending"}
         await task
-        return {"group": group, "primary": array, "state": "done"}
+        return {"group": group, "primary": new_primary, "state": "done"}
 
     async def promote(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
         return await self.role_change(group, array, force=force, wait=wait)
@@ -325,6 +369,8 @@ class RoleService(GuruService):
 
     async def _run_role_change(self, pa, group: str, new_primary: str) -> None:
         await asyncio.sleep(self.role_change_delay)
+        if pa.group(group).role_change != "pending":
+            return  # cancelled from the other array while pending
         st = self._state(pa.name, group)
         if st.running:  # the pending phase waits for the running sync
             await asyncio.gather(st.task, return_exceptions=True)

@@ -24,7 +24,8 @@ from core.replication.host_volume import HostVolume
 from core.replication.state import GroupState
 from core.snapshots import SyncProgress, SyncStats
 from core.status import GroupRuntime, PairRuntime
-from core.store.schema import RemoteArrayRow, SyncStatRow, utcnow
+from core import remote_arrays
+from core.store.schema import SyncStatRow, utcnow
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
@@ -40,7 +41,7 @@ class SyncService:
         self.hosts: dict[tuple[str, str], HostVolume] = {}
         self._last_sync: dict[tuple[str, str], SyncStats | None] = {}
         self.states: dict[tuple[str, str], GroupState] = {}
-        self.channels = ChannelHub(self)
+        self.channels = ChannelHub(self, self.listen, self.channel_port, self.channel_ssl, self.peer_ssl)
         self.receiver = Receiver_ = receiver.Receiver(self)
         self._lab_mtime = self._lab_file_mtime()
         for array in self.arrays.values():
@@ -232,21 +233,11 @@ class SyncService:
     def remote_addresses(self, local: str, remote: str) -> list[tuple[str, int]]:
         if remote in self.channels.servers:
             return [("127.0.0.1", self.channels.servers[remote].port)]
-        row = self.get_array(local).db.get(RemoteArrayRow, remote)
-        if row is None or not row.addresses:
-            raise CommunicationError(f"array {local} does not know where {remote} is; add the remote array with "
-                                     "its address and password", code="arvmRemoteArrayUnknown")
-        out = []
-        for a in row.addresses.split(","):
-            host, _, port = a.strip().rpartition(":")
-            out.append((host, int(port)))
-        return out
+        return remote_arrays.addresses_of(self.get_array(local), remote)
 
     def remote_password(self, local: str, remote: str) -> str:
-        row = self.get_array(local).db.get(RemoteArrayRow, remote)
-        if row is not None and row.password:
-            return row.password
-        return LAB_PASSWORDS.get(remote, "")
+        known = remote_arrays.password_of(self.get_array(local), remote)
+        return known if known is not None else LAB_PASSWORDS.get(remote, "")
 
     # -- faults of the lab ------------------------------------------------------------------
     def _lab_file_mtime(self) -> float:

@@ -41,7 +41,8 @@ def mirror(client):
     client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
     client.add_pair("G", "SiteA/v", "SiteB/v_dr")
     client.host_write("SiteA/v", 0, b"A0" * 2048)
-    client.sync_now("G", wait=True)
+    # The scheduler may have started the initial sync already: wait for it, then sync the write.
+    client.sync_now("G", wait=True, after_running=True)
     return client
 
 

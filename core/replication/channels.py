@@ -2,13 +2,19 @@
 
 Every message between two arrays — configuration and region data alike — crosses a
 real authenticated TCP session, even when both arrays run in this process (the
-lab talks over loopback). The lab's link faults act here: a cut link closes every
-session and refuses new ones until restored.
+in-process lab talks over loopback). A remote array that runs in another process
+(an array daemon's peer) is watched by a :class:`LinkMonitor`: the link is up while
+a session connects and answers pings, so a cut TCP path is noticed within seconds
+and no flag is consulted.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
+import time
+from dataclasses import dataclass
 
 from core.channel.bandwidth import LinkScheduler
 from core.channel.connect import ChannelClient, ChannelServer
@@ -36,23 +42,35 @@ class _ArrayHandler:
 
 
 class ChannelHub:
-    """Listeners, sessions and link schedulers for all arrays of one engine."""
+    """Listeners, sessions and link schedulers for all arrays of one engine.
 
-    def __init__(self, engine):
+    ``host``/``port`` are where the listener binds (an array daemon's ``--listen`` and
+    ``--channel-port``); ``server_ssl`` and ``client_ssl`` turn on TLS between daemons.
+    """
+
+    def __init__(self, engine, host: str = "127.0.0.1", port: int = 0,
+                 server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None):
         self.engine = engine
+        self.host = host
+        self.port = port
+        self.server_ssl = server_ssl
+        self.client_ssl = client_ssl
         self.servers: dict[str, ChannelServer] = {}
         self.sessions: dict[tuple[str, str], Session] = {}
         self.schedulers: dict[tuple[str, str], LinkScheduler] = {}
         self._connecting: dict[tuple[str, str], asyncio.Lock] = {}
+        self.monitor = LinkMonitor(self)
 
     async def start_array(self, array) -> None:
         row = array.row
-        server = ChannelServer(array.name, row.password_salt, row.password_hash, _ArrayHandler(self, array.name))
+        server = ChannelServer(array.name, row.password_salt, row.password_hash, _ArrayHandler(self, array.name),
+                               host=self.host, port=self.port, ssl=self.server_ssl)
         await server.start()
         self.servers[array.name] = server
-        array.channel_address = f"127.0.0.1:{server.port}"
+        array.channel_address = f"{advertised_host(self.host)}:{server.port}"
 
     async def stop(self) -> None:
+        await self.monitor.stop()
         await self.close_sessions()
         for server in self.servers.values():
             await server.stop()
@@ -91,7 +109,7 @@ class ChannelHub:
             addresses = self.engine.remote_addresses(local, remote)
             password = self.engine.remote_password(local, remote)
             s = await ChannelClient.connect(addresses, local, remote, password, timeout=5.0,
-                                            scheduler=self.scheduler(local, remote))
+                                            ssl=self.client_ssl, scheduler=self.scheduler(local, remote))
             self.sessions[key] = s
             return s
 
@@ -102,3 +120,93 @@ class ChannelHub:
         except CommunicationError:
             self.sessions.pop((local, remote), None)
             raise
+
+
+def advertised_host(host: str) -> str:
+    """The address peers dial: the bound one, or this machine's name when bound to every address."""
+    return socket.gethostname() if host in ("", "0.0.0.0", "::") else host
+
+
+@dataclass
+class LinkState:
+    up: bool = False
+    since: float = 0.0  # monotonic time of the last change
+    reason: str = "not checked yet"
+    rtt: float | None = None
+
+
+class LinkMonitor:
+    """Whether each remote array in another process answers over the mirroring channel.
+
+    Every ``interval`` seconds it connects (or pings the open session). A session that
+    closes (a cut TCP path, a stopped daemon) marks the link down at once; a ping that
+    goes unanswered for ``timeout`` seconds marks it down too (a path that silently
+    drops packets). ``on_change(local, remote, up)`` runs on every transition, which is
+    what starts reconciliation when a link comes back.
+    """
+
+    interval = 1.0
+    timeout = 6.0
+
+    def __init__(self, hub: ChannelHub):
+        self.hub = hub
+        self.links: dict[tuple[str, str], LinkState] = {}
+        self.on_change = None
+        self._task: asyncio.Task | None = None
+        self._probes: dict[tuple[str, str], asyncio.Task] = {}
+
+    def watch(self, local: str, remote: str) -> LinkState:
+        key = (local, remote)
+        if key not in self.links:
+            self.links[key] = LinkState(since=time.monotonic())
+            if self._task is None:
+                self._task = asyncio.get_running_loop().create_task(self._run(), name="link monitor")
+        return self.links[key]
+
+    def remotes_of(self, local: str) -> list[str]:
+        return [r for (l, r) in self.links if l == local]
+
+    def up(self, local: str, remote: str) -> bool:
+        return self.watch(local, remote).up
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._probes.values()) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
+        self._probes.clear()
+
+    async def _run(self) -> None:
+        while True:
+            for key in list(self.links):
+                probe = self._probes.get(key)
+                if probe is None or probe.done():
+                    self._probes[key] = asyncio.get_running_loop().create_task(self._probe(*key))
+            await asyncio.sleep(self.interval)
+
+    async def _probe(self, local: str, remote: str) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                session = await self.hub.session(local, remote)
+                rtt = await session.ping(timeout=self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except (CommunicationError, TimeoutError, OSError) as e:
+            self.hub.sessions.pop((local, remote), None)
+            self._set(local, remote, False, getattr(e, "message", None) or str(e) or "no answer")
+            return
+        except Exception as e:  # a refusal (wrong password, unknown remote): down, with the reason
+            self._set(local, remote, False, getattr(e, "message", None) or str(e))
+            return
+        self._set(local, remote, True, "answering", rtt)
+
+    def _set(self, local: str, remote: str, up: bool, reason: str, rtt: float | None = None) -> None:
+        state = self.links[(local, remote)]
+        state.reason, state.rtt = reason, rtt
+        if state.up == up:
+            return
+        state.up, state.since = up, time.monotonic()
+        log.info("link %s -> %s is %s (%s)", local, remote, "up" if up else "down", reason)
+        if self.on_change is not None:
+            self.on_change(local, remote, up)
