@@ -1,12 +1,20 @@
-"""mirrorctl lab ...: the embedded lab (two arrays in one home) and its faults."""
+"""mirrorctl lab ...: the embedded lab — create it, run its array daemons and link relay, stop it.
+
+``lab up`` / ``lab down`` / ``lab status`` drive one daemon per array plus the link
+relay (:mod:`core.lab.supervisor`); ``lab run`` is the older single process that hosts
+both arrays in the foreground. ``lab relay`` is the relay process that ``lab up``
+starts; it is documented, not listed. Faults: :mod:`core.cli.labfaults`.
+"""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
+from core.cli import output
 from core.cli.common import Result
-from core.errors import NotFound
-from core.lab import LabState, array_dirs, init_lab
+from core.errors import InvalidInput, NotFound
+from core.lab import array_dirs, init_lab
 from core.runtime import BlockingEngine
 
 
@@ -15,38 +23,103 @@ def register(sub) -> None:
     lsub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
     p = lsub.add_parser("init", help="create SiteA (primary site) and SiteB (DR site) with ready volumes")
     p.add_argument("--if-missing", action="store_true", help="do nothing when the lab exists")
+    p.add_argument("--password", help="admin password of every lab array (sets it on an existing lab; "
+                                      "default: the built-in lab passwords)")
     p.set_defaults(run=_init)
+    p = lsub.add_parser("up", help="start a daemon per lab array and the link relay between them")
+    p.set_defaults(run=_up)
+    p = lsub.add_parser("down", help="stop the lab's daemons and link relay")
+    p.set_defaults(run=_down)
+    p = lsub.add_parser("status", help="the lab's daemons (addresses, certificates, passwords) and its link")
+    p.set_defaults(run=_status)
     p = lsub.add_parser("run", help="run the lab's arrays, scheduler and NBD servers in the foreground")
     p.add_argument("--nbd-port", type=int, default=0, help="first NBD port (SiteA; SiteB gets the next); "
                                                            "default: free ports")
     p.set_defaults(run=_run)
-    link = lsub.add_parser("link", help="cut or restore the link between the lab's arrays")
-    link.add_argument("action", choices=["cut", "restore"])
-    link.add_argument("--bandwidth", help="limit the link, e.g. 20MiB (per second); 'none' removes the limit")
-    link.set_defaults(run=_link)
+    p = lsub.add_parser("relay", description="The lab link relay process that 'lab up' starts: relays each "
+                                             "array's mirroring channel, controlled through H/relay.json.")
+    p.add_argument("--route", action="append", default=[], metavar="NAME=HOST:PORT",
+                   help="forward a listening port to this array's channel address")
+    p.set_defaults(run=_relay)
 
 
 def _init(args) -> Result:
-    created = init_lab(args.home, if_missing=args.if_missing)
-    msg = (f"Lab created in {args.home}: SiteA (primary site) and SiteB (DR site)" if created
-           else f"Lab already present in {args.home}")
-    return Result({"home": str(args.home), "created": created}, msg)
+    if args.password is None:
+        created = init_lab(args.home, if_missing=args.if_missing)
+        msg = (f"Lab created in {args.home}: SiteA (primary site) and SiteB (DR site)" if created
+               else f"Lab already present in {args.home}")
+        return Result({"home": str(args.home), "created": created}, msg)
+    from core.lab.passwords import check_password_text, record_passwords, set_lab_password
+
+    check_password_text(args.password)
+    created = init_lab(args.home, if_missing=True, password=args.password)
+    if created:
+        names = [d.name for d in array_dirs(args.home)]
+        record_passwords(args.home, {n: args.password for n in names})
+        msg = f"Lab created in {args.home}: SiteA (primary site) and SiteB (DR site), with the given password"
+    else:
+        names = set_lab_password(args.home, args.password)
+        msg = f"Lab in {args.home}: admin password of {', '.join(names)} changed (takes effect at 'lab up')"
+    return Result({"home": str(args.home), "created": created, "passwordSet": names}, msg)
 
 
-def _link(args) -> Result:
-    """Faults live in lab.json, so this works while another process runs the lab (it follows the file)."""
-    from core.units import parse_size
+def _up(args) -> Result:
+    from core.lab.supervisor import lab_up
 
-    if not array_dirs(args.home):
-        raise NotFound(f"no lab in {args.home}; create one with 'mirrorctl lab init'", code="labNotFound")
-    state = LabState(args.home)
-    state.faults.link_cut = args.action == "cut"
-    if args.bandwidth:
-        state.faults.link_bandwidth = None if args.bandwidth == "none" else parse_size(args.bandwidth, "bandwidth")
-    state.save()
-    text = "Link between SiteA and SiteB cut: groups pause" if state.faults.link_cut else \
-        "Link between SiteA and SiteB restored: groups resume per their resync policy"
-    return Result({"linkCut": state.faults.link_cut, "linkBandwidth": state.faults.link_bandwidth}, text)
+    status = lab_up(args.home)
+    started = status["started"]
+    head = f"Lab up in {status['home']}" + (f" (started: {', '.join(started)})" if started
+                                           else " (everything was already running)")
+    return Result(status, head + "\n" + _describe(status))
+
+
+def _down(args) -> Result:
+    from core.lab.supervisor import STOP_TIMEOUT, lab_down
+
+    result = lab_down(args.home)
+    for name in result["killed"]:
+        print(f"mirrorctl: warning: {name} did not stop within {STOP_TIMEOUT:g} s; killed it (SIGKILL)",
+              file=sys.stderr)
+    gone = result["stopped"] + result["killed"]
+    text = f"Lab stopped: {', '.join(gone)}" if gone else f"Lab already down in {result['home']}"
+    return Result(result, text)
+
+
+def _status(args) -> Result:
+    from core.lab.supervisor import lab_status
+
+    status = lab_status(args.home)
+    state = "up" if status["up"] else ("partly up" if any(a["running"] for a in status["arrays"])
+                                       or status["link"]["running"] else "down (start it with 'mirrorctl lab up')")
+    return Result(status, f"Lab in {status['home']}: {state}\n" + _describe(status))
+
+
+def _describe(status: dict) -> str:
+    from core.lab.shaping import describe
+
+    rows = [[a["name"], "yes" if a["running"] else "no", a["pid"], a["restUrl"], a["channelAddress"],
+             a["nbdAddress"], a["password"]] for a in status["arrays"]]
+    lines = [output.table(rows, ["ARRAY", "RUNNING", "PID", "REST", "CHANNEL", "NBD", "PASSWORD"])]
+    lines += [f"{a['name']} certificate SHA-256 {a['certificateSha256']}" for a in status["arrays"] if a["running"]]
+    link = status["link"]
+    state = "CUT" if link["cut"] else "up"
+    if link["running"]:
+        lines.append(f"Link: {state}, {describe(link['bandwidth'], link['latency'])} (relay pid {link['relayPid']})")
+        lines += [f"  to {n}: {r['listen']} -> {r['target']}, {r['connections']} connection(s)"
+                  for n, r in link["routes"].items()]
+    else:
+        lines.append(f"Link: no relay running; lab.json says {state}, {describe(link['bandwidth'], 0)}")
+    return "\n".join(lines)
+
+
+def _relay(args) -> None:
+    from core.lab.relay_service import parse_routes, run
+
+    if not args.route:
+        raise InvalidInput("give at least one --route NAME=HOST:PORT (the relay is started by 'mirrorctl lab up')",
+                           code="invalidRoute")
+    run(args.home.resolve(), parse_routes(args.route))
+    return None
 
 
 def _run(args) -> Result:

@@ -1,18 +1,29 @@
-"""mirrorctl lab controller|volume|array ...: faults injected into the lab (kept in lab.json).
+"""mirrorctl lab link|controller|volume|array ...: faults injected into the lab.
 
 Adds sub-commands to the ``lab`` command of :mod:`core.cli.lab` (registered after it).
+The link: with the lab up, ``lab link`` drives the link relay, so a cut is a real cut
+TCP path; with it down, the fault goes to ``lab.json`` for the in-process engine
+(``lab run``, the console), as before. The other faults go through the engine.
 """
 from __future__ import annotations
 
 import argparse
 
 from core.cli.common import Result, command
+from core.errors import InvalidInput, NotFound
+from core.lab import LabNotUp, LabState, array_dirs
 from core.service_volumes import split_ref
 
 
 def register(sub) -> None:
     lab = sub.choices["lab"]
     lsub = next(a for a in lab._actions if isinstance(a, argparse._SubParsersAction))
+    link = lsub.add_parser("link", help="cut, restore or shape the link between the lab's arrays",
+                           description="cut | restore | set --bandwidth 20MiB|none --latency 30ms|0 | show")
+    link.add_argument("action", choices=["cut", "restore", "set", "show"])
+    link.add_argument("--bandwidth", help="limit each direction, e.g. 20MiB (per second); 'none' removes the limit")
+    link.add_argument("--latency", help="delay each direction, e.g. 30ms; 0 removes it (needs 'lab up')")
+    link.set_defaults(run=_link)
     c = lsub.add_parser("controller", help="reset or restore a controller (ARRAY/CTRL)")
     csub = c.add_subparsers(dest="ctrl_command", metavar="ACTION", required=True)
     for name in ("reset", "restore"):
@@ -25,6 +36,69 @@ def register(sub) -> None:
     asub = a.add_subparsers(dest="arr_command", metavar="ACTION", required=True)
     for name in ("stop", "start"):
         command(asub, name, f"{name} an array", _array).add_argument("name")
+
+
+def _link(args) -> Result:
+    from core.lab.relay_control import RelayControl
+    from core.lab.shaping import parse_bandwidth, parse_latency
+
+    if not array_dirs(args.home):
+        raise NotFound(f"no lab in {args.home}; create one with 'mirrorctl lab init'", code="labNotFound")
+    settings = {}
+    if args.bandwidth is not None:
+        settings["bandwidth"] = parse_bandwidth(args.bandwidth)
+    if args.latency is not None:
+        settings["latency"] = parse_latency(args.latency)
+    if args.action == "set" and not settings:
+        raise InvalidInput("give --bandwidth and/or --latency, e.g. 'lab link set --bandwidth 20MiB --latency 30ms'",
+                           code="invalidInput")
+    control = RelayControl.find(args.home)
+    if control is None:
+        return _link_in_lab_file(args, settings)
+    if args.action in ("cut", "restore"):
+        settings["cut"] = args.action == "cut"
+    state = control.set_link(**settings) if settings else control.link()
+    return Result(_link_data(state, control.pid), _link_text(args.action, state))
+
+
+def _link_data(state: dict, relay_pid: int | None) -> dict:
+    data = {"linkCut": state["cut"], "linkBandwidth": state["bandwidth"], "linkLatency": state["latency"],
+            "relayPid": relay_pid, "routes": state.get("routes", {})}
+    if "connectionsClosed" in state:
+        data["connectionsClosed"] = state["connectionsClosed"]
+    return data
+
+
+def _link_text(action: str, state: dict) -> str:
+    from core.lab.shaping import describe
+
+    shape = describe(state["bandwidth"], state["latency"])
+    if action == "cut":
+        return (f"Link between the lab's arrays cut ({state.get('connectionsClosed', 0)} connection(s) reset): "
+                "groups pause")
+    if action == "restore":
+        return f"Link between the lab's arrays restored ({shape}): groups resume per their resync policy"
+    return f"Link between the lab's arrays {'CUT' if state['cut'] else 'up'}: {shape}"
+
+
+def _link_in_lab_file(args, settings: dict) -> Result:
+    """No relay runs: the fault goes to lab.json, which the in-process engine follows (``lab run``, console)."""
+    if settings.get("latency"):
+        raise LabNotUp()
+    state = LabState(args.home)
+    if args.action in ("cut", "restore"):
+        state.faults.link_cut = args.action == "cut"
+    if "bandwidth" in settings:
+        state.faults.link_bandwidth = settings["bandwidth"]
+    if args.action != "show":
+        state.save()
+    f = state.faults
+    if args.action in ("cut", "restore"):
+        text = "Link between SiteA and SiteB cut: groups pause" if f.link_cut else \
+            "Link between SiteA and SiteB restored: groups resume per their resync policy"
+    else:
+        text = _link_text(args.action, {"cut": f.link_cut, "bandwidth": f.link_bandwidth, "latency": 0.0})
+    return Result({"linkCut": f.link_cut, "linkBandwidth": f.link_bandwidth}, text)
 
 
 def _controller(client, args) -> Result:

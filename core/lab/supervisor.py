@@ -1,0 +1,268 @@
+"""``lab up / down / status``: the lab's array daemons and its link relay, started and stopped as a whole.
+
+``lab up`` starts what is missing — a daemon per array directory
+(``mirrorctl array serve``), the link relay routing to each daemon's channel — and
+then tells each array where the others are: a remote-array entry whose address is
+the relay's port for that other array, so every channel byte crosses the relay and
+a cut relay is a cut link. ``lab down`` stops every process and leaves none behind.
+
+A daemon counts as running when its ``daemon.json`` names a live pid and its REST
+``about`` answers; the relay, when ``relay.json`` names a live relay whose control
+API answers. Anything else is stale and is cleaned up, never trusted.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.client.rest import BlockingArrayClient
+from core.errors import MirrorError, NotFound
+from core.lab.home import LabNotUp, LabState, array_dirs
+from core.lab.passwords import lab_passwords
+from core.lab.processes import (is_ours, log_tail, mirrorctl_command, process_alive, read_json, read_pid,
+                                start_detached, stop_processes)
+from core.lab.relay_control import RelayControl
+from core.lab.relay_service import RELAY_FILE, RELAY_LOG, RELAY_PID
+
+DAEMON_FILE = "daemon.json"
+DAEMON_PID = "daemon.pid"
+DAEMON_LOG = "daemon.log"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+PROBE_TIMEOUT = 3.0
+RELAY = "link relay"
+
+
+@dataclass
+class DaemonState:
+    """One lab array's daemon as found on disk and over REST."""
+
+    name: str
+    data_dir: Path
+    info: dict | None  # daemon.json
+    running: bool
+
+    @property
+    def pid(self) -> int | None:
+        return (self.info or {}).get("pid") or read_pid(self.data_dir / DAEMON_PID)
+
+
+def daemon_state(data_dir: Path) -> DaemonState:
+    info = read_json(data_dir / DAEMON_FILE)
+    running = bool(info) and process_alive(info.get("pid")) and _answers(info)
+    return DaemonState((info or {}).get("name") or data_dir.name, data_dir, info, running)
+
+
+def _answers(info: dict) -> bool:
+    try:
+        with BlockingArrayClient.for_daemon(info, "", timeout=PROBE_TIMEOUT) as client:
+            client.about()
+        return True
+    except (MirrorError, KeyError):
+        return False
+
+
+def _lab_dirs(home: Path) -> list[Path]:
+    dirs = [d.resolve() for d in array_dirs(home)]
+    if not dirs:
+        raise NotFound(f"no lab in {home}; create one with 'mirrorctl lab init'", code="labNotFound")
+    return dirs
+
+
+@contextmanager
+def _supervisor_lock(home: Path):
+    """One ``lab up``/``lab down`` at a time per home: a second one waits, then finds the work done."""
+    fd = os.open(Path(home) / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+# -- lab up ---------------------------------------------------------------------
+def lab_up(home: Path) -> dict:
+    """Start the missing daemons and relay, point each array at the others through the relay."""
+    home = Path(home).resolve()
+    dirs = _lab_dirs(home)
+    with _supervisor_lock(home):
+        states = [daemon_state(d) for d in dirs]
+        started: list[str] = []
+        launched: dict[str, int] = {}  # stopped again if lab up fails: it adds all or nothing
+        try:
+            waiting = {}
+            for s in states:
+                if not s.running:
+                    waiting[s.name] = _launch(s)
+                    launched[s.name] = waiting[s.name][0]
+            for s in states:
+                if s.name in waiting:
+                    pid, proc = waiting[s.name]
+                    s.info, s.running = _wait_for_daemon(s, pid, proc), True
+                    started.append(s.name)
+            relay, relay_started = _ensure_relay(home, {s.name: s.info["channelAddress"] for s in states})
+            if relay_started:
+                launched[RELAY] = relay.pid
+                started.append(RELAY)
+            _configure_remotes(home, states, relay.link()["routes"], force=bool(started))
+        except BaseException:
+            stop_processes({n: p for n, p in launched.items() if process_alive(p)}, STOP_TIMEOUT)
+            raise
+    return {**lab_status(home), "started": started}
+
+
+def _launch(state: DaemonState) -> tuple[int, subprocess.Popen | None]:
+    """Start the array's daemon, or adopt one still starting from an earlier ``lab up``."""
+    d = state.data_dir
+    if state.info and process_alive(state.info.get("pid")):
+        raise MirrorError(f"array {state.name}'s daemon (pid {state.info['pid']}) runs but its REST API at "
+                          f"{state.info.get('restUrl')} does not answer; stop the lab with 'mirrorctl lab down' "
+                          f"and see {d / DAEMON_LOG}", code="arrayNotResponding")
+    (d / DAEMON_FILE).unlink(missing_ok=True)  # stale: its process is gone
+    pid = read_pid(d / DAEMON_PID)
+    if is_ours(pid, "serve", str(d)):
+        return pid, None
+    cmd = mirrorctl_command("array", "serve", "--data-dir", str(d), "--listen", "127.0.0.1",
+                            "--rest-port", "0", "--channel-port", "0", "--nbd-port", "0")
+    proc = start_detached(cmd, d / DAEMON_LOG, d / DAEMON_PID)
+    return proc.pid, proc
+
+
+def _wait_for_daemon(state: DaemonState, pid: int, proc: subprocess.Popen | None) -> dict:
+    d, deadline = state.data_dir, time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        info = read_json(d / DAEMON_FILE)
+        if info and info.get("pid") == pid and _answers(info):
+            return info
+        status = proc.poll() if proc is not None else None  # before process_alive, which may reap it
+        if status is not None or not process_alive(pid):
+            why = f"its daemon exited (status {status})" if status is not None else "its daemon exited"
+            raise _start_failed(state.name, why, d / DAEMON_LOG)
+        time.sleep(0.1)
+    stop_processes({state.name: pid}, 5)
+    raise _start_failed(state.name, f"its daemon did not come up within {START_TIMEOUT:g} s", d / DAEMON_LOG)
+
+
+def _start_failed(name: str, why: str, log: Path) -> MirrorError:
+    return MirrorError(f"array {name} did not start: {why}; last lines of {log}:\n{log_tail(log)}",
+                       code="arrayStartFailed")
+
+
+def _ensure_relay(home: Path, routes: dict[str, str]) -> tuple[RelayControl, bool]:
+    """The running relay (its routes updated when a daemon moved), or a new one."""
+    control = RelayControl.find(home)
+    if control is not None:
+        current = {n: r["target"] for n, r in control.link()["routes"].items()}
+        moved = {n: t for n, t in routes.items() if current.get(n) != t}
+        if moved:
+            control.set_routes(moved)
+        return control, False
+    old = read_json(home / RELAY_FILE) or {}
+    stale = [p for p in {old.get("pid"), read_pid(home / RELAY_PID)} if is_ours(p, "relay", str(home))]
+    stop_processes({f"relay {p}": p for p in stale}, 5)  # alive but not answering: replace it
+    (home / RELAY_FILE).unlink(missing_ok=True)
+    args = ["--home", str(home), "lab", "relay"]
+    for name, target in routes.items():
+        args += ["--route", f"{name}={target}"]
+    proc = start_detached(mirrorctl_command(*args), home / RELAY_LOG, home / RELAY_PID)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        control = RelayControl.find(home)
+        if control is not None and control.pid == proc.pid:
+            return control, True
+        time.sleep(0.05)
+    stop_processes({RELAY: proc.pid}, 5)
+    raise MirrorError(f"the lab link relay did not start; last lines of {home / RELAY_LOG}:\n"
+                      f"{log_tail(home / RELAY_LOG)}", code="relayStartFailed")
+
+
+def _configure_remotes(home: Path, states: list[DaemonState], routes: dict, force: bool) -> None:
+    """Each array's entry for each other lab array: the relay's port for it, its password and WWN."""
+    passwords = lab_passwords(home)
+    for s in states:
+        with BlockingArrayClient.for_daemon(s.info, passwords.get(s.name, "")) as client:
+            listed = client.get("remote-arrays")
+            if isinstance(listed, dict):  # {"remoteArrays": [...]} or a single list-valued key
+                listed = next((v for v in listed.values() if isinstance(v, list)), [])
+            existing = {e.get("name"): e for e in listed or [] if isinstance(e, dict)}
+            for other in states:
+                if other is s:
+                    continue
+                want = {"name": other.name, "addresses": [routes[other.name]["listen"]],
+                        "password": passwords.get(other.name, ""), "wwn": other.info.get("wwn", "")}
+                have = existing.get(other.name) or {}
+                if force or have.get("addresses") != want["addresses"] or have.get("wwn") != want["wwn"]:
+                    client.post("remote-arrays", want)
+
+
+# -- lab down -------------------------------------------------------------------
+def lab_down(home: Path, timeout: float = STOP_TIMEOUT) -> dict:
+    """SIGTERM every daemon and the relay, wait, SIGKILL only the stubborn; clean their files."""
+    home = Path(home).resolve()
+    dirs = _lab_dirs(home)
+    with _supervisor_lock(home):
+        pids: dict[str, int] = {}
+        for d in dirs:
+            s = daemon_state(d)
+            # daemon.json was written by its daemon, whoever started it; daemon.pid only by lab up.
+            listed, spawned = (s.info or {}).get("pid"), read_pid(d / DAEMON_PID)
+            if is_ours(listed, "serve"):
+                pids[s.name] = listed
+            elif is_ours(spawned, "serve", str(d)):
+                pids[s.name] = spawned
+        for pid in {(read_json(home / RELAY_FILE) or {}).get("pid"), read_pid(home / RELAY_PID)}:
+            if is_ours(pid, "relay", str(home)):
+                pids[RELAY] = pid
+        stopped, killed = stop_processes(pids, timeout)
+        for d in dirs:
+            _remove_stale(d / DAEMON_FILE, d / DAEMON_PID)
+        _remove_stale(home / RELAY_FILE, home / RELAY_PID)
+    return {"home": str(home), "stopped": stopped, "killed": killed}
+
+
+def _remove_stale(json_file: Path, pid_file: Path) -> None:
+    for pid in ((read_json(json_file) or {}).get("pid"), read_pid(pid_file)):
+        if process_alive(pid):
+            return
+    json_file.unlink(missing_ok=True)
+    pid_file.unlink(missing_ok=True)
+
+
+# -- lab status -----------------------------------------------------------------
+def lab_status(home: Path) -> dict:
+    """Every array's daemon and the link, as ``lab status --json`` prints them."""
+    home = Path(home).resolve()
+    dirs = _lab_dirs(home)
+    passwords = lab_passwords(home)
+    arrays = []
+    for d in dirs:
+        s = daemon_state(d)
+        info = s.info if s.running else {}
+        arrays.append({"name": s.name, "running": s.running, "pid": info.get("pid"), "restUrl": info.get("restUrl"),
+                       "channelAddress": info.get("channelAddress"), "nbdAddress": info.get("nbdAddress"),
+                       "certificateSha256": info.get("certificateSha256"), "password": passwords.get(s.name),
+                       "wwn": info.get("wwn"), "dataDir": str(d)})
+    control = RelayControl.find(home)
+    if control is not None:
+        link = {"running": True, "relayPid": control.pid, **control.link()}
+    else:  # no relay: the link as lab.json says (the in-process engine's lab)
+        faults = LabState(home).faults
+        link = {"running": False, "relayPid": None, "cut": faults.link_cut, "bandwidth": faults.link_bandwidth,
+                "latency": 0.0, "routes": {}}
+    return {"home": str(home), "up": all(a["running"] for a in arrays) and link["running"],
+            "arrays": arrays, "link": link}
+
+
+def require_lab_up(home: Path) -> dict:
+    """The lab's status; :class:`LabNotUp` when a daemon or the relay is not running."""
+    status = lab_status(home)
+    if not status["up"]:
+        raise LabNotUp()
+    return status
