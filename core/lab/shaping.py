@@ -16,7 +16,7 @@ from core.units import KiB, format_size, parse_size
 MAX_WAIT = 0.05  # seconds a throttled sender sleeps before looking at the rate again
 BURST_SECONDS = 0.05  # a bucket holds this much of its rate: smooth, yet cheap on the loop
 MIN_BURST = 16 * KiB
-MAX_CHUNK = 64 * KiB
+MAX_CHUNK = 256 * KiB
 MAX_LATENCY = 60.0  # beyond this every channel time-out fires: that is a cut, not a slow link
 
 
