@@ -1,5 +1,10 @@
-"""mirrorctl array ...: the storage arrays of the lab home."""
+"""mirrorctl array ...: the storage arrays, and ``array serve`` (one array as a daemon)."""
 from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
 
 from core.cli import output
 from core.cli.common import Result, command
@@ -11,6 +16,35 @@ def register(sub) -> None:
     command(asub, "list", "list the arrays", _list)
     p = command(asub, "show", "show one array: controllers, ports, pools", _show)
     p.add_argument("array")
+    p = command(asub, "serve", "run one array as a daemon (REST API, mirroring channel, NBD) until SIGTERM",
+                _serve, engine=False)
+    p.add_argument("--data-dir", type=Path, required=True, help="the array's data directory")
+    p.add_argument("--listen", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--rest-port", type=_port, default=8443, help="HTTPS REST API port (0: pick a free one)")
+    p.add_argument("--channel-port", type=_port, default=0, help="mirroring channel port (0: pick a free one)")
+    p.add_argument("--nbd-port", type=_port, default=0, help="NBD port for hosts (0: pick a free one)")
+    p.add_argument("--cert", type=Path, help="the administrator's certificate (PEM) instead of a self-signed one")
+    p.add_argument("--key", type=Path, help="its private key (PEM)")
+    p.add_argument("--no-channel-tls", action="store_true",
+                   help="plain TCP on the mirroring channel (both arrays must agree)")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"port '{text}' must be a number from 0 to 65535 (0 picks a free one)")
+    return int(text)
+
+
+def _serve(args) -> Result | None:
+    from core.daemon.array_daemon import ArrayDaemon
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    daemon = ArrayDaemon(args.data_dir, listen=args.listen, rest_port=args.rest_port,
+                         channel_port=args.channel_port, nbd_port=args.nbd_port, cert=args.cert, key=args.key,
+                         channel_tls=not args.no_channel_tls)
+    asyncio.run(daemon.run())
+    return None
 
 
 def _list(client, args) -> Result:

@@ -96,13 +96,15 @@ class ArrayClient:
 
     async def request(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
                       data: bytes | None = None, headers: dict | None = None, raw: bool = False,
-                      auth: bool = True) -> Any:
+                      auth: bool = True, timeout: float | None | object = ...) -> Any:
+        """One call; ``timeout`` overrides the client's (None: no limit, for a sync that runs to its end)."""
         url = self.url(path)
         session = self._open()
+        limit = {} if timeout is ... else {"timeout": aiohttp.ClientTimeout(total=timeout)}
         try:
             headers = {**(self._auth if auth else {}), **(headers or {})}
             async with session.request(method, url, params=_plain_params(params), json=json, data=data,
-                                       headers=headers) as resp:
+                                       headers=headers, **limit) as resp:
                 body = await resp.read()
                 if resp.status >= 400:
                     raise _http_error(self.base_url, method, url, resp, body)
@@ -133,6 +135,15 @@ class ArrayClient:
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise CommunicationError(f"the connection to the array at {self.base_url} failed during {method} "
                                      f"{path}: {e or type(e).__name__}", code="arrayUnreachable") from None
+
+    def stream(self, path: str, headers: dict | None = None):
+        """An open streaming response (the event stream): ``async with client.stream(p) as resp``.
+
+        No total timeout: the stream lasts as long as the array runs; the reader notices a
+        dead connection by the server's heartbeats stopping (see core.client.events).
+        """
+        return self._open().get(self.url(path), headers={**self._auth, **(headers or {})},
+                                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout))
 
     def url(self, path: str) -> str:
         return self.base_url + (path if path.startswith("/") else API_ROOT + path)

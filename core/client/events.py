@@ -1,0 +1,51 @@
+"""Reading an array's live event stream (Server-Sent Events, ``GET event-stream``).
+
+The daemon sends ``id:``/``event:``/``data:`` records and a heartbeat comment every
+few seconds; a stream that stays silent for three heartbeats is taken as dead (a
+cut management network does not always close the TCP connection), so the reader
+raises and its owner reconnects, passing the last id so nothing in between is lost.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import AsyncIterator
+
+import aiohttp
+
+from core.errors import CommunicationError, MirrorError
+
+SILENCE_SECONDS = 45.0  # three of the daemon's 15 s heartbeats
+
+
+async def follow_events(client, last_event_id: str | None = None) -> AsyncIterator[tuple[str, str, dict]]:
+    """Yield ``(kind, id, data)`` for every event of ``client``'s array until the stream ends."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+    try:
+        async with client.stream("event-stream", headers=headers) as resp:
+            if resp.status >= 400:
+                body = await resp.text()
+                raise MirrorError(f"the array at {client.base_url} refused its event stream ({resp.status}): "
+                                  f"{body[:200]}", code="eventStreamRefused")
+            kind, event_id, data = "message", "", []
+            while True:
+                line = await asyncio.wait_for(resp.content.readline(), SILENCE_SECONDS)
+                if not line:
+                    return
+                text = line.decode("utf-8", "replace").rstrip("\r\n")
+                if not text:  # a blank line ends one event
+                    if data:
+                        yield kind, event_id, json.loads("\n".join(data))
+                    kind, data = "message", []
+                    continue
+                field, _, value = text.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if field == "event":
+                    kind = value
+                elif field == "id":
+                    event_id = value
+                elif field == "data":
+                    data.append(value)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        raise CommunicationError(f"the event stream of the array at {client.base_url} broke: "
+                                 f"{e or type(e).__name__}", code="arrayUnreachable") from None

@@ -1,0 +1,367 @@
+"""The managed arrays as one service API, answered by their daemons over REST (DESIGN "core/client").
+
+``Fleet`` offers the same coroutines as the in-process engine (``groups()``,
+``create_group(...)``, ``sync_now(...)``...), returning the same frozen snapshots,
+but each call goes to the REST API of the array it concerns. ``mirrorctl`` and the
+console's engine drive arrays through it, so they work while the arrays run on their
+own — alongside each other, and on other machines.
+
+A group lives on two arrays: calls about a group go to its primary side when it is
+reachable (where the Web Services act on it), else to any side that has it.
+Events come from each array's event stream (SSE) and are re-published as
+:class:`core.snapshots.EngineEvent` to subscribers, as the engine does.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from core.client.rest import ArrayClient
+from core.client.events import follow_events
+from core.errors import InvalidInput, MirrorError, NotFound
+from core.guru import Problem
+from core.rest import models
+from core.snapshots import ArraySnapshot, EngineEvent, EventRecord, GroupSnapshot, PairSnapshot, VolumeSnapshot
+from core.units import parse_size
+
+log = logging.getLogger(__name__)
+Subscriber = Callable[[EngineEvent], None]
+# Engine settings (core.groups.GroupSettings words) -> the Web Services body fields.
+SETTINGS_TO_WS = {"sync_interval_minutes": "syncIntervalMinutes", "priority": "priority",
+                  "resync_policy": "resyncPolicy", "sync_alert_minutes": "syncWarnThresholdMinutes",
+                  "recovery_point_alert_minutes": "recoveryWarnThresholdMinutes",
+                  "reserved_alert_percent": "repoUtilizationWarnThreshold"}
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    array, sep, volume = str(ref).partition("/")
+    if not sep or not array or not volume:
+        raise InvalidInput(f"'{ref}' is not ARRAY/VOLUME (for example SiteA/db)", code="invalidVolumeRef")
+    return array, volume
+
+
+def settings_body(settings: dict) -> dict:
+    body = {}
+    for key, value in settings.items():
+        if value is None:
+            continue
+        if key == "sync_mode":
+            body["manualSync"] = str(getattr(value, "value", value)) == "manual"
+        elif key == "channel":
+            body["interfaceType"] = {"fc": "fibre"}.get(str(getattr(value, "value", value)), str(value))
+        elif key in SETTINGS_TO_WS:
+            body[SETTINGS_TO_WS[key]] = getattr(value, "value", value)
+        else:
+            raise InvalidInput(f"unknown group setting '{key}'", code="invalidInput")
+    return body
+
+
+class Fleet:
+    """Arrays by name -> their REST clients; the engine's service API across all of them."""
+
+    def __init__(self, clients: dict[str, ArrayClient]):
+        self.clients = dict(clients)
+        self._subscribers: list[Subscriber] = []
+        self._streams: dict[str, asyncio.Task] = {}
+
+    # -- life cycle (what EngineLoop expects of an engine) --------------------------
+    async def start(self) -> None:
+        """Nothing to open: each client connects on its first call."""
+
+    async def stop(self) -> None:
+        for task in self._streams.values():
+            task.cancel()
+        await asyncio.gather(*self._streams.values(), return_exceptions=True)
+        self._streams.clear()
+        for c in self.clients.values():
+            await c.close()
+
+    def client(self, array: str) -> ArrayClient:
+        c = self.clients.get(array)
+        if c is None:
+            known = ", ".join(sorted(self.clients)) or "none"
+            raise NotFound(f"no managed array named '{array}' (arrays: {known})", code="arrayNotFound")
+        return c
+
+    # -- events ---------------------------------------------------------------------
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback`` (on this loop) for every change any array streams; returns an unsubscribe."""
+        self._subscribers.append(callback)
+        for name in self.clients:
+            if name not in self._streams:
+                self._streams[name] = asyncio.get_running_loop().create_task(self._follow(name))
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    async def _follow(self, name: str) -> None:
+        """Read the array's event stream, reconnecting with a growing pause while it does not answer."""
+        last_id, pause = None, 0.5
+        while True:
+            try:
+                async for kind, event_id, data in follow_events(self.client(name), last_id):
+                    pause = 0.5
+                    last_id = event_id or last_id
+                    self._publish(name, kind, data)
+            except asyncio.CancelledError:
+                raise
+            except (MirrorError, OSError, ValueError) as e:
+                log.info("event stream of %s interrupted: %s", name, e)
+                self._publish(name, "array", {"object": name})
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 10.0)
+
+    def _publish(self, array: str, kind: str, data: dict) -> None:
+        record = data.get("event")
+        ev = EngineEvent(kind=kind, array=data.get("array") or array, object=data.get("object", ""),
+                         event=models.event_from_ws(record) if record else None)
+        for cb in list(self._subscribers):
+            try:
+                cb(ev)
+            except Exception:  # a broken subscriber must not stop the stream
+                log.exception("fleet event subscriber failed")
+
+    # -- arrays and volumes ------------------------------------------------------------
+    async def arrays_list(self) -> list[ArraySnapshot]:
+        return [await self.array(n) for n in sorted(self.clients)]
+
+    async def array(self, name: str) -> ArraySnapshot:
+        return models.array_from_ws(await self.client(name).get(""))
+
+    async def volumes(self, array: str | None = None) -> list[VolumeSnapshot]:
+        out = []
+        for name in [array] if array else sorted(self.clients):
+            out.extend(models.volume_from_ws(v) for v in await self.client(name).get("volumes"))
+        return out
+
+    async def volume(self, ref: str) -> VolumeSnapshot:
+        a, v = split_ref(ref)
+        return models.volume_from_ws(await self.client(a).get(f"volumes/{v}"))
+
+    async def create_volume(self, ref: str, capacity, pool: str | None = None, drive_type: str | None = None,
+                            security: str = "none", drive_security: bool = False, data_assurance: bool = False,
+                            resource_partitioning: bool = False, raid: str = "6", segment_size=None,
+                            owner: str | None = None) -> VolumeSnapshot:
+        a, v = split_ref(ref)
+        body = {"name": v, "size": parse_size(capacity), "sizeUnit": "bytes", "security": security,
+                "driveSecurity": drive_security, "dataAssuranceEnabled": data_assurance,
+                "resourcePartitioning": resource_partitioning, "raidLevel": str(raid)}
+        if pool:
+            body["poolId"] = pool
+        if drive_type:
+            body["driveType"] = drive_type
+        if segment_size is not None:
+            body["segSize"] = parse_size(segment_size) // 1024
+        if owner:
+            body["owner"] = owner
+        return models.volume_from_ws(await self.client(a).post("volumes", body))
+
+    async def resize_volume(self, ref: str, capacity) -> VolumeSnapshot:
+        a, v = split_ref(ref)
+        current = await self.volume(ref)
+        grow = parse_size(capacity) - current.capacity
+        return models.volume_from_ws(await self.client(a).post(f"volumes/{v}/expand",
+                                                               {"expansionSize": grow, "sizeUnit": "bytes"}))
+
+    async def delete_volume(self, ref: str) -> None:
+        a, v = split_ref(ref)
+        await self.client(a).delete(f"volumes/{v}")
+
+    async def host_write(self, ref: str, offset: int, data: bytes) -> int:
+        a, v = split_ref(ref)
+        await self.client(a).put_bytes(f"volumes/{v}/data", bytes(data), offset=int(offset))
+        return len(data)
+
+    async def host_read(self, ref: str, offset: int, length: int) -> bytes:
+        a, v = split_ref(ref)
+        return await self.client(a).get_bytes(f"volumes/{v}/data", offset=int(offset), length=int(length))
+
+    async def host_flush(self, ref: str) -> None:
+        """Writes over REST are flushed before the daemon answers."""
+
+    async def nbd_uris(self) -> dict[str, str]:
+        return {f"{v.array}/{v.name}": v.nbd_uri for v in await self.volumes() if v.nbd_uri}
+
+    async def candidates(self, primary_ref: str, remote: str, channel: str | None = None,
+                         reserved_percent: float = 20):
+        a, v = split_ref(primary_ref)
+        params = {"primaryVolume": v, "remoteArray": remote, "reservedPercent": reserved_percent}
+        if channel:
+            params["channel"] = channel
+        return [models.candidate_from_ws(c) for c in await self.client(a).get("candidates", **params)]
+
+    # -- groups -----------------------------------------------------------------------
+    async def _sides(self, name: str) -> list[GroupSnapshot]:
+        found = []
+        for array in sorted(self.clients):
+            try:
+                found.append(models.group_from_ws(await self.client(array).get(f"async-mirrors/{name}")))
+            except NotFound:
+                continue
+        if not found:
+            raise NotFound(f"no mirror consistency group named '{name}'; see 'mirrorctl group list'",
+                           code="arvmGroupNotFound")
+        return found
+
+    async def group_home(self, name: str) -> str:
+        """The array from which a group is managed: its primary side, else any side."""
+        sides = await self._sides(name)
+        primary = [g for g in sides if g.role == "primary"]
+        return (primary or sides)[0].array
+
+    async def groups(self, array: str | None = None) -> list[GroupSnapshot]:
+        out = []
+        for name in [array] if array else sorted(self.clients):
+            out.extend(models.group_from_ws(g) for g in await self.client(name).get("async-mirrors"))
+        return out
+
+    async def group(self, name: str, array: str | None = None) -> GroupSnapshot:
+        if array:
+            return models.group_from_ws(await self.client(array).get(f"async-mirrors/{name}"))
+        sides = await self._sides(name)
+        return ([g for g in sides if g.role == "primary"] or sides)[0]
+
+    async def create_group(self, name: str, primary_array: str, secondary_array: str, **settings) -> GroupSnapshot:
+        body = {"name": name, "secondaryArrayId": secondary_array, **settings_body(settings)}
+        return models.group_from_ws(await self.client(primary_array).post("async-mirrors", body))
+
+    async def update_group(self, name: str, **settings) -> GroupSnapshot:
+        home = await self.group_home(name)
+        return models.group_from_ws(await self.client(home).post(f"async-mirrors/{name}", settings_body(settings)))
+
+    async def delete_group(self, name: str) -> None:
+        await self.client(await self.group_home(name)).delete(f"async-mirrors/{name}")
+
+    # -- pairs ------------------------------------------------------------------------
+    async def add_pair(self, group: str, primary: str, secondary: str, reserved_percent: float = 20,
+                       secondary_reserved_percent: float | None = None) -> PairSnapshot:
+        pa, pv = split_ref(primary)
+        _, sv = split_ref(secondary)
+        body = {"primaryVolumeRef": pv, "secondaryVolumeRef": sv, "percentCapacity": reserved_percent}
+        if secondary_reserved_percent is not None:
+            body["secondaryPercentCapacity"] = secondary_reserved_percent
+        return models.pair_from_ws(await self.client(pa).post(f"async-mirrors/{group}/pairs", body))
+
+    async def pairs(self, group: str | None = None, array: str | None = None) -> list[PairSnapshot]:
+        return [p for g in await self.groups(array) if group is None or g.name == group for p in g.pairs]
+
+    async def pair(self, ref: str) -> PairSnapshot:
+        a, v = split_ref(ref)
+        for g in await self.groups(a):
+            for p in g.pairs:
+                if p.local_volume == v:
+                    return p
+        raise NotFound(f"volume {ref} is not in a mirrored pair", code="arvmPairNotFound")
+
+    async def remove_pair(self, ref: str) -> None:
+        p = await self.pair(ref)
+        await self.client(p.array).delete(f"async-mirrors/{p.group}/pairs/{p.local_volume}")
+
+    async def increase_reserved_capacity(self, ref: str, percent: float) -> None:
+        a, v = split_ref(ref)
+        await self.client(a).post(f"async-mirrors/pairs/{v}/reserved-capacity", {"percent": percent})
+
+    # -- synchronization ----------------------------------------------------------------
+    async def sync_now(self, group: str, wait: bool = False, after_running: bool = False):
+        home = await self.group_home(group)
+        path = f"async-mirrors/{group}/sync" + ("?wait=true" if wait else "")
+        stats = await self.client(home).request("POST", path, json={}, timeout=None if wait else 30)
+        return models.stats_from_ws(stats) if wait and stats else None
+
+    async def suspend(self, group: str) -> None:
+        await self.client(await self.group_home(group)).post(f"async-mirrors/{group}/suspend", {})
+
+    async def resume(self, group: str) -> None:
+        await self.client(await self.group_home(group)).post(f"async-mirrors/{group}/resume", {})
+
+    async def verify(self, group: str) -> dict:
+        return await self.client(await self.group_home(group)).request(
+            "POST", f"async-mirrors/{group}/verify", json={}, timeout=None)
+
+    async def sync_history(self, group: str, limit: int = 500):
+        home = await self.group_home(group)
+        return [models.stats_from_ws(s) for s in await self.client(home).get(f"async-mirrors/{group}/sync-history",
+                                                                             limit=limit)]
+
+    async def long_running_operations(self) -> list[dict]:
+        out = []
+        for name in sorted(self.clients):
+            out.extend(await self.client(name).get("long-running-operations"))
+        return out
+
+    async def test_communication(self, local: str, remote: str) -> dict:
+        groups = [g for g in await self.groups(local) if g.remote_array == remote]
+        if not groups:  # the Web Services test a group's link; without one, ask the array's remote list
+            entries = {r["name"]: r for r in await self.client(local).get("remote-arrays")}
+            if remote not in entries:
+                raise NotFound(f"{local} has no remote array {remote}", code="arvmRemoteArrayUnknown")
+            up = entries[remote]["reachable"]
+            return {"local": local, "remote": remote, "connected": up, "latency_ms": None, "bandwidth_mib_s": None,
+                    "message": f"{remote} {'reachable' if up else 'unreachable'}: {entries[remote].get('linkReason', '')}"}
+        r = await self.client(local).post(f"async-mirrors/{groups[0].name}/test",
+                                          {"requestedTestType": "linkBandwidthTest"})
+        return {"local": local, "remote": remote, "connected": r["connected"], "latency_ms": r["latencyMilliseconds"],
+                "bandwidth_mib_s": r["bandwidthMiBPerSecond"], "message": r["message"]}
+
+    # -- roles ------------------------------------------------------------------------------
+    async def _role(self, group: str, array: str, role: str, force: bool) -> dict:
+        await self.client(array).post(f"async-mirrors/{group}/role", {"role": role, "force": bool(force)})
+        return {"group": group, "array": array, "role": role, "state": "forced" if force else "requested"}
+
+    async def promote(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
+        return await self._role(group, array, "primary", force)
+
+    async def demote(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
+        return await self._role(group, array, "secondary", force)
+
+    async def role_change(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
+        return await self.promote(group, array, force, wait)
+
+    async def role_cancel(self, group: str) -> None:
+        await self.client(await self.group_home(group)).delete(f"async-mirrors/{group}/role")
+
+    # -- Recovery Guru, events, lab faults, drills --------------------------------------------
+    async def guru(self) -> list[Problem]:
+        seen: dict[str, Problem] = {}
+        for name in sorted(self.clients):
+            for p in await self.client(name).get("guru"):
+                problem = models.problem_from_ws(p)
+                seen.setdefault(problem.id, problem)
+        return list(seen.values())
+
+    async def guru_fix(self, problem_id: str, action_id: str) -> dict:
+        for name in sorted(self.clients):
+            if any(p["id"] == problem_id for p in await self.client(name).get("guru")):
+                return await self.client(name).post(f"guru/{problem_id}/actions/{action_id}", {})
+        raise NotFound(f"no current problem '{problem_id}'; see 'mirrorctl guru'", code="guruProblemNotFound")
+
+    async def events(self, array: str | None = None, limit: int = 200) -> list[EventRecord]:
+        out: list[EventRecord] = []
+        for name in [array] if array else sorted(self.clients):
+            out.extend(models.event_from_ws(e) for e in await self.client(name).get("events", limit=limit))
+        out.sort(key=lambda e: (e.time, e.array, e.id))
+        return out[-limit:]
+
+    async def volume_fail(self, ref: str) -> None:
+        a, v = split_ref(ref)
+        await self.client(a).post(f"lab/volumes/{v}/fail", {})
+
+    async def volume_repair(self, ref: str) -> None:
+        a, v = split_ref(ref)
+        await self.client(a).post(f"lab/volumes/{v}/repair", {})
+
+    async def controller_reset(self, array: str, ctrl: str) -> None:
+        await self.client(array).post(f"lab/controllers/{ctrl}/reset", {})
+
+    async def controller_restore(self, array: str, ctrl: str) -> None:
+        await self.client(array).post(f"lab/controllers/{ctrl}/restore", {})
+
+    async def drill_start(self, group: str) -> dict:
+        sides = await self._sides(group)
+        secondary = next((g.array for g in sides if g.role == "secondary"), sides[0].array)
+        return await self.client(secondary).post(f"async-mirrors/{group}/drill", {})
+
+    async def drill_stop(self, group: str) -> None:
+        sides = await self._sides(group)
+        secondary = next((g.array for g in sides if g.role == "secondary"), sides[0].array)
+        await self.client(secondary).delete(f"async-mirrors/{group}/drill")
+
