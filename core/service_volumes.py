@@ -1,6 +1,8 @@
 """The volume part of the engine's service API: create, resize, delete, list."""
 from __future__ import annotations
 
+from core.channel.auth import new_salt, password_hash
+from core.domain import Severity
 from core.errors import InvalidInput
 from core.snapshots import VolumeSnapshot
 from core.units import parse_size
@@ -84,3 +86,25 @@ class VolumeService:
             await self.on_volume_deleting(array, row)
         array.delete_volume(v)
         self.publish("volume", a, v)
+
+    async def change_password(self, array: str, current: str, new: str) -> None:
+        """Set the array's administrator password (REST ``POST .../passwords``).
+
+        The current password must be given even over an authenticated session, so an
+        unattended logged-in client cannot lock the administrator out. Remote arrays
+        keep the old password until they are told the new one: the event says so.
+        """
+        a = self.get_array(array)
+        if not a.check_password(current):
+            raise InvalidInput(f"the current password of array {array} is wrong; give the password in use now",
+                               code="invalidPassword")
+        if not new:
+            raise InvalidInput("the new password is empty; give one", code="invalidPassword")
+        row = a.row
+        row.password_salt = new_salt()
+        row.password_hash = password_hash(new, row.password_salt)
+        a.db.commit()
+        a.log(Severity.WARNING, array, "passwordChanged",
+              f"Administrator password of {array} changed; remote arrays that mirror with {array} need the new "
+              "password before their next connection")
+        self.publish("array", array, array)
