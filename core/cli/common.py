@@ -1,10 +1,16 @@
-"""What every mirrorctl command shares: running a call against the engine, results."""
+"""What every mirrorctl command shares: reaching the arrays, results.
+
+A command talks to running array daemons over their REST API (the fleet): the one
+given by ``--array-url``, or the lab's daemons when the lab is up. Only while the
+lab is not up as daemons does a command run the lab's arrays in-process for its own
+length (the shape before array daemons; it goes away once the console is a client too).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from core.errors import NotFound
+from core.errors import InvalidInput, NotFound
 from core.lab import array_dirs
 from core.runtime import BlockingEngine
 
@@ -17,11 +23,44 @@ class Result:
 
 
 def with_engine(args, fn: Callable[[BlockingEngine], Result]) -> Result:
+    fleet = fleet_factory(args)
+    if fleet is not None:
+        with BlockingEngine(args.home, purpose=f"mirrorctl {args.command}", engine_factory=fleet) as client:
+            return fn(client)
     if not array_dirs(args.home):
         raise NotFound(f"no lab in {args.home}; create one with 'mirrorctl lab init' (or give --home)",
                        code="labNotFound")
     with BlockingEngine(args.home, purpose=f"mirrorctl {args.command}") as client:
         return fn(client)
+
+
+def fleet_factory(args) -> Callable | None:
+    """How to reach the arrays over REST: ``--array-url``, or the lab's running daemons; None otherwise."""
+    from core.client.fleet import Fleet
+    from core.client.rest import ArrayClient
+    from core.lab.supervisor import lab_status
+
+    url = getattr(args, "array_url", None)
+    if url:
+        if not args.password:
+            raise InvalidInput("give the array's password with --password (user admin)", code="passwordMissing")
+        trust = {"fingerprint": args.accept_certificate} if args.accept_certificate else {"cafile": args.ca_file}
+
+        def remote(home, purpose, nbd_port=None):
+            client = ArrayClient(url, args.password, **trust)
+            return Fleet({args.array_name or "array": client}, discover=True)
+        return remote
+    if not array_dirs(args.home):
+        return None
+    status = lab_status(args.home)
+    running = [a for a in status["arrays"] if a["running"]]
+    if not running:
+        return None
+
+    def lab(home, purpose, nbd_port=None):
+        return Fleet({a["name"]: ArrayClient(a["restUrl"], a["password"], fingerprint=a["certificateSha256"])
+                      for a in running})
+    return lab
 
 
 def command(sub, name: str, help: str, handler: Callable[[BlockingEngine, Any], Result], engine: bool = True):

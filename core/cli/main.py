@@ -17,9 +17,16 @@ COMMAND_GROUPS = [lab, arrays, volumes, groups, pairs, sync, drill, status,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mirrorctl", description="Asynchronous volume mirroring between storage arrays")
+    p = argparse.ArgumentParser(prog="mirrorctl", description="Asynchronous volume mirroring between storage arrays",
+                                allow_abbrev=False)  # "--array" of a command must not match "--array-url"
     p.add_argument("--home", type=Path, help="lab home directory (default: the user data dir)")
     p.add_argument("--json", action="store_true", help="print stable JSON (see README)")
+    p.add_argument("--array-url", help="manage the array daemon at this URL (https://host:8443) instead of the lab")
+    p.add_argument("--password", help="that array's admin password")
+    p.add_argument("--accept-certificate", metavar="SHA256",
+                   help="trust the array's certificate with this SHA-256 fingerprint (as 'lab status' shows it)")
+    p.add_argument("--ca-file", help="trust the certificate (or its CA) in this PEM file")
+    p.add_argument("--array-name", help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_GROUPS:
         module.register(sub)
@@ -28,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --json is accepted after the command too ("group show G1 --json"), as the README writes it.
+    as_json = "--json" in argv
+    args = parser.parse_args([a for a in argv if a != "--json"])
+    args.json = as_json
     if args.home is None:
         from core.lab import default_home
 

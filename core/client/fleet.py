@@ -17,7 +17,7 @@ import asyncio
 import logging
 from typing import Callable
 
-from core.client.rest import ArrayClient
+from core.client.rest import API_ROOT, ArrayClient
 from core.client.events import follow_events
 from core.errors import InvalidInput, MirrorError, NotFound
 from core.guru import Problem
@@ -60,14 +60,21 @@ def settings_body(settings: dict) -> dict:
 class Fleet:
     """Arrays by name -> their REST clients; the engine's service API across all of them."""
 
-    def __init__(self, clients: dict[str, ArrayClient]):
+    def __init__(self, clients: dict[str, ArrayClient], discover: bool = False):
+        """``discover``: the keys are placeholders; ``start`` names each array as its ``about`` page does."""
         self.clients = dict(clients)
+        self.discover = discover
         self._subscribers: list[Subscriber] = []
         self._streams: dict[str, asyncio.Task] = {}
 
     # -- life cycle (what EngineLoop expects of an engine) --------------------------
     async def start(self) -> None:
-        """Nothing to open: each client connects on its first call."""
+        """Each client connects on its first call; arrays given by address are asked their name first."""
+        if self.discover:
+            named = {}
+            for client in self.clients.values():
+                named[(await client.about())["arrayName"]] = client
+            self.clients = named
 
     async def stop(self) -> None:
         for task in self._streams.values():
@@ -125,7 +132,7 @@ class Fleet:
         return [await self.array(n) for n in sorted(self.clients)]
 
     async def array(self, name: str) -> ArraySnapshot:
-        return models.array_from_ws(await self.client(name).get(""))
+        return models.array_from_ws(await self.client(name).get(API_ROOT.rstrip("/")))
 
     async def volumes(self, array: str | None = None) -> list[VolumeSnapshot]:
         out = []
@@ -340,6 +347,13 @@ class Fleet:
             out.extend(models.event_from_ws(e) for e in await self.client(name).get("events", limit=limit))
         out.sort(key=lambda e: (e.time, e.array, e.id))
         return out[-limit:]
+
+    async def lab_faults(self) -> dict:
+        """The faults in force, as the arrays report them (failed volumes, offline controllers)."""
+        failed = [f"{v.array}/{v.name}" for v in await self.volumes() if v.failed]
+        offline = [f"{a.name}/{c.label}" for a in await self.arrays_list() for c in a.controllers
+                   if c.status != "optimal"]
+        return {"failed_volumes": failed, "offline_controllers": offline}
 
     async def volume_fail(self, ref: str) -> None:
         a, v = split_ref(ref)
