@@ -85,12 +85,19 @@ class EngineBridge(QObject):
     _sig_result = Signal(int, bool, object)  # internal: (call id, ok, result or exception)
 
     def __init__(self, home: Path | str, purpose: str = "console", event_hz: float = 15.0,
-                 poll_hz: float = 5.0, nbd_port: int | None = None, parent: QObject | None = None):
-        """``nbd_port``: None serves no NBD; 0 serves each array on a free port; N serves N, N+1, ..."""
+                 poll_hz: float = 5.0, nbd_port: int | None = None, parent: QObject | None = None,
+                 engine_factory: Callable | None = None):
+        """``nbd_port``: None serves no NBD; 0 serves each array on a free port; N serves N, N+1, ...
+
+        ``engine_factory``: what answers the calls; by default the arrays of ``home`` run
+        in-process, with :func:`core.cli.common.lab_fleet_factory` they are the lab's
+        array daemons, reached over REST.
+        """
         super().__init__(parent)
         self.home = Path(home)
         self.nbd_port = nbd_port
-        self._runner = EngineLoop(self.home, purpose, nbd_port=nbd_port)
+        options = {"engine_factory": engine_factory} if engine_factory is not None else {}
+        self._runner = EngineLoop(self.home, purpose, nbd_port=nbd_port, **options)
         self._thread = _EngineThread(self._runner, self._subscribe_on_engine_thread)
         self._thread.sig_started.connect(self._on_started, Qt.QueuedConnection)
         self._sig_result.connect(self._deliver, Qt.QueuedConnection)
@@ -117,6 +124,11 @@ class EngineBridge(QObject):
     def start(self) -> None:
         """Start the engine thread; returns at once (the window is shown before the engine is ready)."""
         self._thread.start()
+
+    @property
+    def engine(self):
+        """What answers the calls (read it only to decide things after ``stop``: it belongs to the engine thread)."""
+        return self._runner.engine
 
     @property
     def ready(self) -> bool:

@@ -57,9 +57,20 @@ def fleet_factory(args) -> Callable | None:
     if not running:
         return None
 
+    return lab_fleet_factory(running)
+
+
+def lab_fleet_factory(arrays: list[dict] | None = None) -> Callable:
+    """An engine factory (for EngineLoop): the fleet of the lab's daemons, as ``lab status`` lists them.
+
+    Without ``arrays`` the fleet brings the lab up itself when it starts (the console:
+    its window shows first, the daemons start behind it).
+    """
+    from core.client.fleet import Fleet, lab_clients
+    from core.client.lab import LabLink
+
     def lab(home, purpose, nbd_port=None):
-        return Fleet({a["name"]: ArrayClient(a["restUrl"], a["password"], fingerprint=a["certificateSha256"])
-                      for a in running})
+        return Fleet(lab_clients(arrays or []), lab=LabLink(home), bring_lab_up=arrays is None)
     return lab
 
 

@@ -14,12 +14,14 @@ Events come from each array's event stream (SSE) and are re-published as
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Callable
 
 from core.client.rest import API_ROOT, ArrayClient
 from core.client.events import follow_events
-from core.errors import InvalidInput, MirrorError, NotFound
+from core.client.lab import LabLink
+from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
 from core.guru import Problem
 from core.rest import models
 from core.snapshots import ArraySnapshot, EngineEvent, EventRecord, GroupSnapshot, PairSnapshot, VolumeSnapshot
@@ -41,6 +43,11 @@ def split_ref(ref: str) -> tuple[str, str]:
     return array, volume
 
 
+def lab_clients(arrays: list[dict]) -> dict[str, ArrayClient]:
+    """Clients of the lab's daemons as ``lab status`` lists them (URL, password, pinned certificate)."""
+    return {a["name"]: ArrayClient(a["restUrl"], a["password"], fingerprint=a["certificateSha256"]) for a in arrays}
+
+
 def settings_body(settings: dict) -> dict:
     body = {}
     for key, value in settings.items():
@@ -60,16 +67,26 @@ def settings_body(settings: dict) -> dict:
 class Fleet:
     """Arrays by name -> their REST clients; the engine's service API across all of them."""
 
-    def __init__(self, clients: dict[str, ArrayClient], discover: bool = False):
-        """``discover``: the keys are placeholders; ``start`` names each array as its ``about`` page does."""
+    def __init__(self, clients: dict[str, ArrayClient], discover: bool = False, lab: LabLink | None = None,
+                 bring_lab_up: bool = False):
+        """``discover``: the keys are placeholders; ``start`` names each array as its ``about`` page does.
+
+        ``lab``: the embedded lab's link relay, for ``lab_link`` (None for real arrays);
+        ``bring_lab_up``: ``start`` starts the lab's daemons first and manages those.
+        """
         self.clients = dict(clients)
         self.discover = discover
+        self.lab = lab
+        self.bring_lab_up = bring_lab_up
+        self._last_known: dict[str, ArraySnapshot] = {}
         self._subscribers: list[Subscriber] = []
         self._streams: dict[str, asyncio.Task] = {}
 
     # -- life cycle (what EngineLoop expects of an engine) --------------------------
     async def start(self) -> None:
         """Each client connects on its first call; arrays given by address are asked their name first."""
+        if self.bring_lab_up and self.lab is not None:
+            self.clients = lab_clients(await self.lab.bring_up())
         if self.discover:
             named = {}
             for client in self.clients.values():
@@ -129,10 +146,22 @@ class Fleet:
 
     # -- arrays and volumes ------------------------------------------------------------
     async def arrays_list(self) -> list[ArraySnapshot]:
-        return [await self.array(n) for n in sorted(self.clients)]
+        """Every managed array; one that does not answer is listed offline, as last seen."""
+        out = []
+        for name in sorted(self.clients):
+            try:
+                out.append(await self.array(name))
+            except CommunicationError:
+                known = self._last_known.get(name)
+                out.append(dataclasses.replace(known, online=False) if known is not None else ArraySnapshot(
+                    name=name, wwn="", model="", firmware="", controllers=(), host_ports=(), pools=(),
+                    data_dir="", channel_address="", online=False))
+        return out
 
     async def array(self, name: str) -> ArraySnapshot:
-        return models.array_from_ws(await self.client(name).get(API_ROOT.rstrip("/")))
+        snap = models.array_from_ws(await self.client(name).get(API_ROOT.rstrip("/")))
+        self._last_known[name] = snap
+        return snap
 
     async def volumes(self, array: str | None = None) -> list[VolumeSnapshot]:
         out = []
@@ -216,9 +245,15 @@ class Fleet:
         return (primary or sides)[0].array
 
     async def groups(self, array: str | None = None) -> list[GroupSnapshot]:
+        """The groups' sides on ``array``, or on every array that answers (an unreachable one has none to show)."""
+        if array:
+            return [models.group_from_ws(g) for g in await self.client(array).get("async-mirrors")]
         out = []
-        for name in [array] if array else sorted(self.clients):
-            out.extend(models.group_from_ws(g) for g in await self.client(name).get("async-mirrors"))
+        for name in sorted(self.clients):
+            try:
+                out.extend(models.group_from_ws(g) for g in await self.client(name).get("async-mirrors"))
+            except CommunicationError:
+                continue
         return out
 
     async def group(self, name: str, array: str | None = None) -> GroupSnapshot:
@@ -349,11 +384,53 @@ class Fleet:
         return out[-limit:]
 
     async def lab_faults(self) -> dict:
-        """The faults in force, as the arrays report them (failed volumes, offline controllers)."""
-        failed = [f"{v.array}/{v.name}" for v in await self.volumes() if v.failed]
-        offline = [f"{a.name}/{c.label}" for a in await self.arrays_list() for c in a.controllers
-                   if c.status != "optimal"]
-        return {"failed_volumes": failed, "offline_controllers": offline}
+        """The faults in force, as the arrays and the lab's link report them."""
+        arrays = await self.arrays_list()
+        failed = [f"{v.array}/{v.name}" for a in arrays if a.online for v in await self.volumes(a.name) if v.failed]
+        offline = [f"{a.name}/{c.label}" for a in arrays for c in a.controllers if c.status != "optimal"]
+        link = await self.lab.state() if self.lab is not None else {}
+        return {"link_cut": bool(link.get("cut")), "link_bandwidth": link.get("bandwidth"),
+                "stopped_arrays": [a.name for a in arrays if not a.online],
+                "failed_volumes": failed, "offline_controllers": offline}
+
+    async def lab_link(self, cut: bool) -> dict:
+        if self.lab is None:
+            raise MirrorError("these arrays are not a lab: there is no lab link to cut or restore", code="notALab")
+        await self.lab.set(cut=bool(cut))
+        return await self.lab_faults()
+
+    async def start_workload(self, refs: list[str], rate_mib: float, pattern: str = "random") -> dict:
+        """Hosts writing ``rate_mib`` MiB/s in total, shared by the arrays of ``refs`` in proportion."""
+        by_array: dict[str, list[str]] = {}
+        for ref in refs:
+            a, v = split_ref(ref)
+            by_array.setdefault(a, []).append(v)
+        if not by_array:
+            raise InvalidInput("choose at least one volume for the workload", code="invalidInput")
+        info = {}
+        for a, vols in by_array.items():
+            share = float(rate_mib) * len(vols) / len(refs)
+            info[a] = await self.client(a).post("lab/workload", {"volumes": vols, "rateMib": share,
+                                                                 "pattern": pattern})
+        return {"volumes": list(refs), "rate_mib": rate_mib, "pattern": pattern, "arrays": info}
+
+    async def stop_workload(self) -> dict | None:
+        stopped = {}
+        for name in sorted(self.clients):
+            if (await self.client(name).get("lab/workload")).get("running"):
+                stopped[name] = await self.client(name).delete("lab/workload")
+        return stopped or None
+
+    async def workload(self) -> dict | None:
+        running = {}
+        for name in sorted(self.clients):
+            try:
+                state = await self.client(name).get("lab/workload")
+            except CommunicationError:
+                continue
+            if state.get("running"):
+                running[name] = state
+        return running or None
 
     async def volume_fail(self, ref: str) -> None:
         a, v = split_ref(ref)
