@@ -7,7 +7,7 @@ family's ``routes()``.
 
 Requests pass, outermost first: errors (one JSON shape for every failure) ->
 login (HTTP basic, ``admin`` + the array password; only ``/devmgr/utils/about`` is
-open) -> dispatch (doubled slashes collapsed, ``{system}`` checked, body size
+open) -> dispatch (doubled and trailing slashes tidied, ``{system}`` checked, body size
 bounded) -> the handler.
 """
 from __future__ import annotations
@@ -80,7 +80,9 @@ LOGIN = web.AppKey("login", Login)
 
 
 def _tidy(path: str) -> str:
-    return _SLASHES.sub("/", path)
+    """Doubled slashes collapsed and a trailing one dropped: ``base_url + "/" + path`` scripts still work."""
+    tidy = _SLASHES.sub("/", path)
+    return tidy[:-1] if len(tidy) > 1 and tidy.endswith("/") else tidy
 
 
 @web.middleware
@@ -93,8 +95,8 @@ async def login_middleware(request: web.Request, handler) -> web.StreamResponse:
 
 @web.middleware
 async def dispatch_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Innermost: route ``//``-doubled paths as if written once, check ``{system}``, bound the body."""
-    if "//" in request.path:
+    """Innermost: route untidy paths (``//``, a trailing ``/``) as if written tidily, check ``{system}``, bound the body."""
+    if _tidy(request.path) != request.path:
         tidy = request.clone(rel_url=request.rel_url.with_path(_tidy(request.path)))
         match = await request.app.router.resolve(tidy)
         match.add_app(request.app)

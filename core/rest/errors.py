@@ -40,7 +40,7 @@ from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
 log = logging.getLogger(__name__)
 
 BODY_LIMIT = 1 << 20  # 1 MiB: every JSON body fits many times over
-STREAMING = "rest.streaming"  # request key: the response is already under way
+STREAMING = web.RequestKey("streaming", bool)  # the response is already under way
 
 
 def error_body(retcode: str, message: str, code_type: str = "devicemgrerror") -> dict:
