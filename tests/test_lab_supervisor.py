@@ -274,12 +274,20 @@ def test_lab_up_cut_partial_restart_and_down(capsys, home):
     assert [r["addresses"] for r in remotes if r["name"] == "SiteB"] == \
         [[status["link"]["routes"]["SiteB"]["listen"]]]
 
+    def sees_siteb() -> bool:
+        with BlockingArrayClient.for_daemon(arrays["SiteA"], LAB_PASSWORDS["SiteA"]) as client:
+            return all(r["reachable"] for r in client.get("remote-arrays") if r["name"] == "SiteB")
+
+    wait_until(sees_siteb, 15)
     sock = through(status["link"]["routes"]["SiteB"]["listen"])
     time.sleep(0.2)
-    ok(capsys, home, "lab", "link", "cut")
+    cut = ok(capsys, home, "lab", "link", "cut")
+    assert cut["connectionsClosed"] >= 1  # our socket, and the arrays' own channel sessions
     assert closed(sock)
     sock.close()
+    wait_until(lambda: not sees_siteb(), 15)  # the array itself sees the link down
     ok(capsys, home, "lab", "link", "restore")
+    wait_until(sees_siteb, 15)
 
     # A daemon that died is restarted alone, and the relay follows it to its new port.
     os.kill(arrays["SiteB"]["pid"], signal.SIGKILL)
@@ -289,6 +297,17 @@ def test_lab_up_cut_partial_restart_and_down(capsys, home):
     new_b = next(a for a in again["arrays"] if a["name"] == "SiteB")
     assert again["link"]["routes"]["SiteB"]["target"] == new_b["channelAddress"]
     pids.append(new_b["pid"])
+
+    # A new lab password: refused while the daemons hold their arrays, taken at the next 'lab up'.
+    line = one_line_error(capsys, home, "lab", "init", "--password", "New-Pass-1")
+    assert "[dataDirectoryLocked]" in line and "lab down" in line
+    ok(capsys, home, "lab", "down")
+    ok(capsys, home, "lab", "init", "--password", "New-Pass-1")
+    renewed = ok(capsys, home, "lab", "up")
+    assert [a["password"] for a in renewed["arrays"]] == ["New-Pass-1"] * 2
+    pids += [a["pid"] for a in renewed["arrays"]] + [renewed["link"]["relayPid"]]
+    with BlockingArrayClient.for_daemon(renewed["arrays"][1], "New-Pass-1") as client:
+        assert [r["name"] for r in client.get("remote-arrays")] == ["SiteA"]
 
     down = ok(capsys, home, "lab", "down")
     assert set(down["stopped"]) == {"SiteA", "SiteB", "link relay"} and down["killed"] == []

@@ -13,7 +13,7 @@ import threading
 
 from core.cli import output
 from core.cli.common import Result
-from core.errors import InvalidInput, NotFound
+from core.errors import DataDirLocked, InvalidInput, NotFound
 from core.lab import array_dirs, init_lab
 from core.runtime import BlockingEngine
 
@@ -58,7 +58,11 @@ def _init(args) -> Result:
         record_passwords(args.home, {n: args.password for n in names})
         msg = f"Lab created in {args.home}: SiteA (primary site) and SiteB (DR site), with the given password"
     else:
-        names = set_lab_password(args.home, args.password)
+        try:
+            names = set_lab_password(args.home, args.password)
+        except DataDirLocked as e:
+            raise DataDirLocked(f"{e.message.split(';')[0]}; stop the lab with 'mirrorctl lab down', "
+                                "set the password, then 'mirrorctl lab up'") from None
         msg = f"Lab in {args.home}: admin password of {', '.join(names)} changed (takes effect at 'lab up')"
     return Result({"home": str(args.home), "created": created, "passwordSet": names}, msg)
 

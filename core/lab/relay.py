@@ -22,6 +22,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from core.lab.shaping import MAX_CHUNK, TokenBucket, check_bandwidth, check_latency
 
@@ -59,13 +60,21 @@ class _Route:
     bytes_to_target: int = 0
     bytes_from_target: int = 0
 
+    def sent_to_target(self, n: int) -> None:
+        self.bytes_to_target += n
+
+    def sent_from_target(self, n: int) -> None:
+        self.bytes_from_target += n
+
 
 class _Connection:
     """One relayed TCP connection: a reader and a writer task per direction, joined by a delay queue."""
 
-    def __init__(self, relay: "LinkRelay", route: _Route, client: tuple, server: tuple):
+    def __init__(self, relay: "LinkRelay", route: _Route, client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+                 server: tuple[asyncio.StreamReader, asyncio.StreamWriter]):
         self._relay, self._route = relay, route
-        (self._c_reader, self._c_writer), (self._s_reader, self._s_writer) = client, server
+        self._c_reader, self._c_writer = client  # the array that dialled
+        self._s_reader, self._s_writer = server  # the route's target: the dialled array's channel
         self._tasks: list[asyncio.Task] = []
 
     async def run(self) -> None:
@@ -73,9 +82,9 @@ class _Connection:
         down: asyncio.Queue = asyncio.Queue(QUEUE_CHUNKS)
         route = self._route
         self._tasks = [
-            asyncio.create_task(self._read(self._c_reader, up, route.to_target, "bytes_to_target")),
+            asyncio.create_task(self._read(self._c_reader, up, route.to_target, route.sent_to_target)),
             asyncio.create_task(self._write(up, self._s_writer)),
-            asyncio.create_task(self._read(self._s_reader, down, route.from_target, "bytes_from_target")),
+            asyncio.create_task(self._read(self._s_reader, down, route.from_target, route.sent_from_target)),
             asyncio.create_task(self._write(down, self._c_writer)),
         ]
         failed = True
@@ -91,13 +100,13 @@ class _Connection:
             self.close(reset=failed)
 
     async def _read(self, reader: asyncio.StreamReader, queue: asyncio.Queue, bucket: TokenBucket,
-                    counter: str) -> None:
+                    count: Callable[[int], None]) -> None:
         while True:
             data = await reader.read(bucket.chunk_size())
             if not data:
                 break
             await bucket.take(len(data))
-            setattr(self._route, counter, getattr(self._route, counter) + len(data))
+            count(len(data))
             await queue.put((time.monotonic() + self._relay.latency, data))
         await queue.put((time.monotonic() + self._relay.latency, None))  # EOF, after the bytes before it
 
