@@ -315,3 +315,23 @@ def test_lab_up_cut_partial_restart_and_down(capsys, home):
     for d in array_dirs(home):
         assert not (d / "daemon.json").exists() and not (d / "daemon.pid").exists()
     assert ok(capsys, home, "lab", "status")["up"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _daemon_available(), reason="'mirrorctl array serve' is not there yet")
+def test_lab_up_that_fails_says_why_and_leaves_nothing_running(capsys, home):
+    site_a, site_b = array_dirs(home)
+    held = StorageArray.open(site_b, "pytest holding SiteB")  # SiteB's daemon cannot take its data directory
+    try:
+        code, out, err = run(capsys, home, "lab", "up")
+    finally:
+        held.close()
+    assert code == 1
+    first = err.strip().splitlines()[0]
+    assert first.startswith("mirrorctl: error: array SiteB did not start") and str(site_b / "daemon.log") in first
+    assert "pytest holding SiteB" in err and "[arrayStartFailed]" in err  # the log's own words
+    for d in (site_a, site_b):
+        pid = int((d / "daemon.pid").read_text()) if (d / "daemon.pid").exists() else None
+        assert not process_alive(pid)
+    status = ok(capsys, home, "lab", "status")
+    assert not any(a["running"] for a in status["arrays"]) and not status["link"]["running"]

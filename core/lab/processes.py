@@ -20,6 +20,7 @@ import core
 
 # mirrorctl's own modules, whatever the current directory of the process that starts them.
 _SOURCE_ROOT = str(Path(core.__file__).resolve().parent.parent)
+_START_MARK = "--- "  # opens each start's lines in a log
 
 
 def mirrorctl_command(*args: str) -> list[str]:
@@ -35,7 +36,7 @@ def start_detached(cmd: list[str], log_path: Path, pid_path: Path) -> subprocess
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_SOURCE_ROOT, env.get("PYTHONPATH")) if p)
     with open(log_path, "ab") as log:
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
+        log.write(f"{_START_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, close_fds=True, env=env)
@@ -130,10 +131,12 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 
 
 def log_tail(path: Path, lines: int = 12) -> str:
-    """The last ``lines`` lines of a log, indented, for an error message."""
+    """The last ``lines`` lines of the latest start in a log, indented, for an error message."""
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:
         return "  (no log)"
-    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    found = [line for line in text.splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(found) if line.startswith(_START_MARK)]
+    tail = found[starts[-1] if starts else 0:][-lines:]  # earlier runs' lines would only mislead
     return "\n".join("  " + line for line in tail) or "  (empty log)"
