@@ -29,6 +29,15 @@ def test_a_failed_volume_is_fixed_through_the_recovery_guru(rest, client):
     assert r.status == 404 and r.error["retcode"] == "guruProblemNotFound"
 
 
+def test_lab_volume_fail_and_repair(rest, client):
+    client.create_volume("SiteA/f", "1MiB")
+    assert rest.post("lab/volumes/f/fail").status == 204
+    assert rest.ok("GET", "volumes/f")["status"] == "failed" and rest.get("volumes/f/data?length=1").status == 409
+    assert rest.post("lab/volumes/f/repair").status == 204
+    assert rest.ok("GET", "volumes/f")["status"] == "optimal" and rest.get("volumes/f/data?length=1").body == b"\0"
+    assert rest.post("lab/volumes/f/explode").status == 404
+
+
 def test_candidates_say_which_remote_volumes_fit_and_why_not(rest, client):
     found = rest.ok("GET", "candidates?primaryVolume=db&remoteArray=SiteB&channel=fc&reservedPercent=20")
     by_name = {c["label"]: c for c in found}

@@ -84,8 +84,9 @@ class ArrayContext:
         raise NotFound(f"{where} has no mirrored pair '{pid}' (give its id or its local volume's name)",
                        code="arvmPairNotFound")
 
-    async def group_json(self, g: GroupSnapshot) -> dict:
-        return models.group_to_ws(g, await self.wwn(g.remote_array), await self.volume_sizes())
+    async def group_json(self, g: GroupSnapshot, volume_sizes: dict[str, int] | None = None) -> dict:
+        sizes = volume_sizes if volume_sizes is not None else await self.volume_sizes()
+        return models.group_to_ws(g, await self.wwn(g.remote_array), sizes)
 
     async def pair_json(self, p: PairSnapshot) -> dict:
         return models.pair_to_ws(p, (await self.volume_sizes()).get(p.local_volume))

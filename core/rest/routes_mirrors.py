@@ -39,7 +39,8 @@ def settings(body: Body) -> dict:
     channel = body.choice("interfaceType", ("fibre", "fc", "iscsi"))
     return dict(channel={"fibre": "fc"}.get(channel, channel),
                 sync_mode=None if manual is None else ("manual" if manual else "scheduled"),
-                sync_interval_minutes=interval if interval else None,
+                # 0 with manualSync false is a scheduled group with no interval: the engine refuses it
+                sync_interval_minutes=interval if interval or (interval == 0 and manual is False) else None,
                 priority=body.choice("priority", ("lowest", "low", "medium", "high", "highest")),
                 resync_policy=body.choice("resyncPolicy", ("automatic", "manual")),
                 sync_alert_minutes=body.integer("syncWarnThresholdMinutes"),
@@ -53,7 +54,8 @@ def accepts(method, keyword: str) -> bool:
 
 async def list_groups(request: web.Request) -> web.Response:
     ctx = context(request)
-    return reply([await ctx.group_json(g) for g in await ctx.engine.groups(ctx.array)])
+    sizes = await ctx.volume_sizes()
+    return reply([await ctx.group_json(g, sizes) for g in await ctx.engine.groups(ctx.array)])
 
 
 async def create_group(request: web.Request) -> web.Response:

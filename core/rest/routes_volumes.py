@@ -10,6 +10,8 @@ in memory, and it is the one route exempt from the 1 MiB body limit.
 """
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from core.errors import InvalidInput
@@ -125,7 +127,11 @@ async def write_data(request: web.Request) -> web.Response:
     ref = ctx.ref(v.name)
     pos, end = offset, offset + size
     while pos < end:
-        chunk = await request.content.readexactly(min(CHUNK, end - pos))
+        try:
+            chunk = await request.content.readexactly(min(CHUNK, end - pos))
+        except asyncio.IncompleteReadError:
+            raise InvalidInput(f"the body ended after {pos - offset} of its {size} bytes; those were written",
+                               code="incompleteBody") from None
         pos += await ctx.engine.host_write(ref, pos, chunk)
     await ctx.engine.host_flush(ref)
     return reply({"volume": v.name, "offset": offset, "bytesWritten": pos - offset})
