@@ -31,15 +31,17 @@ def mirrorctl_command(*args: str) -> list[str]:
 def start_detached(cmd: list[str], log_path: Path, pid_path: Path) -> subprocess.Popen:
     """Start ``cmd`` in a new session (a Ctrl-C in the caller's terminal does not reach it).
 
-    stdout and stderr are appended to ``log_path``; the pid goes to ``pid_path``.
+    stdout and stderr are appended to ``log_path``; the pid goes to ``pid_path``. Paths in
+    ``cmd`` must be absolute: the process runs in the log's directory.
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_SOURCE_ROOT, env.get("PYTHONPATH")) if p)
     with open(log_path, "ab") as log:
         log.write(f"{_START_MARK}{time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
         log.flush()
+        # cwd: the lab's own directory, so a long-lived process pins no directory of the caller's.
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True, env=env)
+                                start_new_session=True, close_fds=True, env=env, cwd=Path(log_path).parent)
     write_atomic(pid_path, f"{proc.pid}\n")
     return proc
 
