@@ -26,6 +26,7 @@ from core.rest import events, routes_events, routes_extensions, routes_lab, rout
 from core.rest import routes_pairs, routes_system, routes_volumes
 from core.rest.errors import BODY_LIMIT, error_middleware, error_response, too_large
 from core.rest.routes_context import CONTEXT, ArrayContext, context
+from core.snapshots import EngineEvent
 
 ADMIN_USER = "admin"
 OPEN_PATHS = (routes_system.ABOUT_PATH,)
@@ -53,9 +54,9 @@ class Login:
         self._key = secrets.token_bytes(32)
         self._verified: set[bytes] = set()
 
-    def forget(self, ev=None) -> None:
+    def forget(self, ev: EngineEvent) -> None:
         """Called for every engine event: a change of this array (its password) drops what was verified."""
-        if ev is None or (ev.kind == "array" and ev.array == self.ctx.array):
+        if ev.kind == "array" and ev.array == self.ctx.array:
             self._verified.clear()
 
     def allows(self, header: str | None) -> bool:
@@ -77,6 +78,7 @@ class Login:
 
 
 LOGIN = web.AppKey("login", Login)
+_LOGIN_SUBSCRIPTION = web.AppKey("login-subscription", object)  # its unsubscribe function
 
 
 def _tidy(path: str) -> str:
@@ -129,9 +131,6 @@ def build_app(engine, array_name: str) -> web.Application:
     app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_unsubscribe)
     return app
-
-
-_LOGIN_SUBSCRIPTION = web.AppKey("login-subscription", object)
 
 
 async def _subscribe(app: web.Application) -> None:

@@ -41,13 +41,12 @@ class ArrayContext:
         """WWN of this array, or of a remote one when this engine or the remote list knows it ("" if not)."""
         name = name or self.array
         if name not in self._wwns:
-            arrays = getattr(self.engine, "arrays", {})
-            if name in arrays:
+            if name in self.engine.arrays:  # an in-process lab engine runs the remote too
                 self._wwns[name] = (await self.engine.array(name)).wwn
             else:
                 for entry in await self.remote_entries():
-                    if _field(entry, "name") == name and _field(entry, "wwn"):
-                        self._wwns[name] = _field(entry, "wwn")
+                    if entry.get("name") == name and entry.get("wwn"):
+                        self._wwns[name] = entry["wwn"]
         return self._wwns.get(name, "")
 
     def learn_wwn(self, name: str, wwn: str) -> None:
@@ -101,16 +100,16 @@ class ArrayContext:
             return functools.partial(method, array=self.array)
         return method
 
-    async def remote_entries(self) -> list:
-        """The remote-array list of this array, when the engine keeps one."""
+    async def remote_entries(self) -> list[dict]:
+        """The remote-array list of this array (``{name, wwn, addresses...}``), when the engine keeps one."""
         listing = self.for_this_array("remote_arrays")
         return list(await listing()) if listing is not None else []
 
     async def remote_names(self) -> list[str]:
         """Arrays this one can mirror with: the engine's other arrays and its remote-array list."""
-        names = [n for n in sorted(getattr(self.engine, "arrays", {})) if n != self.array]
+        names = [n for n in sorted(self.engine.arrays) if n != self.array]
         for entry in await self.remote_entries():
-            name = _field(entry, "name")
+            name = entry.get("name")
             if name and name not in names and name != self.array:
                 names.append(name)
         return names
@@ -134,10 +133,6 @@ CONTEXT = web.AppKey("context", ArrayContext)
 
 def context(request: web.Request) -> ArrayContext:
     return request.app[CONTEXT]
-
-
-def _field(entry, name: str):
-    return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
 
 
 # -- responses ---------------------------------------------------------------------------------------
