@@ -126,9 +126,18 @@ class Engine(FaultService, ReconcileService, RoleService, LabService, DrillServi
         f = self.lab.faults
         return not f.link_cut and remote not in f.stopped_arrays and local not in f.stopped_arrays
 
+    def link_known(self, local: str, remote: str) -> bool:
+        """False only before the first probe of a remote in another process (just after a start)."""
+        return remote in self.arrays or self.channels.monitor.checked(local, remote)
+
     async def peer_call(self, local: str, remote: str, method: str, params: dict, timeout: float = 60.0) -> dict:
-        """Send ``method`` from array ``local`` to array ``remote`` over the mirroring channel."""
-        if not self.reachable(local, remote):
+        """Send ``method`` from array ``local`` to array ``remote`` over the mirroring channel.
+
+        A remote in another process is simply dialled: the attempt, not the link
+        monitor's last probe, says whether it answers (just after a start, the monitor
+        has not probed yet).
+        """
+        if remote in self.arrays and not self.reachable(local, remote):
             raise CommunicationError(
                 f"array {local} cannot reach array {remote} over the mirroring channel; "
                 "check the link (lab link restore) and that the remote array is running")

@@ -320,6 +320,8 @@ class SyncService:
                     continue
                 if any(p.failed_reason or p.volume.failed for p in g.pairs):
                     continue
+                if not self.link_known(array.name, g.remote_array):
+                    continue  # just started: neither "lost" nor a sync until the link was probed once
                 reachable = self.reachable(array.name, g.remote_array)
                 if not reachable:
                     if not st.paused:

@@ -1,4 +1,8 @@
-"""Foundation: mirrorctl as a user runs it (README): lab init, group create, pair add, show --json, errors."""
+"""Foundation: mirrorctl as a user runs it (README): lab init, lab up, group create, pair add, show --json, errors.
+
+Every command but ``lab`` talks to the lab's array daemons over REST, so each test
+brings the lab up after creating it, and takes it down at the end.
+"""
 from __future__ import annotations
 
 import json
@@ -39,12 +43,22 @@ def assert_one_line_error(code, out, err, retcode, *words):
 
 @pytest.fixture
 def home(tmp_path):
-    return tmp_path / "lab"
+    home = tmp_path / "lab"
+    yield home
+    if (home / "arrays").exists():
+        main(["--home", str(home), "lab", "down"])
+
+
+def init_up(capsys, home):
+    ok(capsys, home, "lab", "init")
+    ok(capsys, home, "lab", "up")
 
 
 def test_readme_walkthrough(capsys, home):
     data = ok(capsys, home, "lab", "init")
     assert data == {"home": str(home), "created": True}
+    up = ok(capsys, home, "lab", "up")
+    assert [a["name"] for a in up["arrays"] if a["running"]] == ["SiteA", "SiteB"]
     g = ok(capsys, home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array", "SiteB",
            "--interval", "5", "--priority", "high")
     assert g["name"] == "g1" and g["role"] == "primary" and g["syncIntervalMinutes"] == 5
@@ -64,7 +78,7 @@ def test_readme_walkthrough(capsys, home):
 
 
 def test_group_show_json_reports_reserved_capacity_utilisation(capsys, home):
-    ok(capsys, home, "lab", "init")
+    init_up(capsys, home)
     ok(capsys, home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array", "SiteB")
     ok(capsys, home, "pair", "add", "--group", "g1", "--primary", "SiteA/db", "--secondary", "SiteB/db_dr")
     rc = ok(capsys, home, "group", "show", "g1")["pairs"][0]["reservedCapacity"]
@@ -72,7 +86,7 @@ def test_group_show_json_reports_reserved_capacity_utilisation(capsys, home):
 
 
 def test_human_output(capsys, home):
-    run(capsys, home, "lab", "init", json_out=False)
+    init_up(capsys, home)
     code, out, err = run(capsys, home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array",
                          "SiteB", json_out=False)
     assert code == 0 and "Created mirror consistency group g1" in out and "every 10 min" in out
@@ -86,7 +100,7 @@ def test_lab_init_twice(capsys, home):
 
 
 def test_error_exits_1_with_one_line(capsys, home):
-    ok(capsys, home, "lab", "init")
+    init_up(capsys, home)
     ok(capsys, home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array", "SiteB")
     code, out, err = run(capsys, home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array",
                          "SiteB")
@@ -109,8 +123,14 @@ def test_no_lab_is_a_clear_error(capsys, home):
     assert_one_line_error(code, out, err, "labNotFound", "mirrorctl lab init")
 
 
-def test_volume_show_json_includes_backing_file(capsys, home):
+def test_lab_not_up_is_a_clear_error(capsys, home):
     ok(capsys, home, "lab", "init")
+    code, out, err = run(capsys, home, "group", "list")
+    assert_one_line_error(code, out, err, "labNotUp", "mirrorctl lab up")
+
+
+def test_volume_show_json_includes_backing_file(capsys, home):
+    init_up(capsys, home)
     v = ok(capsys, home, "volume", "show", "SiteA/db")
     assert v["name"] == "db" and v["capacity"] == 4 * GiB
     assert v["path"] and os.path.isfile(v["path"])
@@ -120,7 +140,7 @@ def test_volume_show_json_includes_backing_file(capsys, home):
 
 
 def test_candidates_json(capsys, home):
-    ok(capsys, home, "lab", "init")
+    init_up(capsys, home)
     cands = {c["volume"]["name"]: c for c in ok(capsys, home, "candidates", "SiteA/db", "--remote", "SiteB")}
     assert cands["db_dr"]["eligible"] is True and cands["db_dr"]["reasons"] == []
     assert cands["logs_dr"]["codes"] == ["arvmSecondaryCapacityTooSmall"]
@@ -135,6 +155,7 @@ def _mirrorctl(home, *args):
 def test_real_process_error_is_one_line(home):
     """What a user sees in a terminal: exit code 1, one line on stderr, no traceback."""
     assert _mirrorctl(home, "lab", "init").returncode == 0
+    assert _mirrorctl(home, "lab", "up").returncode == 0
     r = _mirrorctl(home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array", "SiteA")
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
@@ -146,6 +167,7 @@ def test_real_process_error_is_one_line(home):
 def test_real_process_error_with_a_mirrored_pair_is_one_line(home):
     """With a pair (the data path starts syncing it), an error still prints one line and no traceback."""
     assert _mirrorctl(home, "lab", "init").returncode == 0
+    assert _mirrorctl(home, "lab", "up").returncode == 0
     assert _mirrorctl(home, "group", "create", "g1", "--primary-array", "SiteA", "--secondary-array",
                       "SiteB").returncode == 0
     assert _mirrorctl(home, "pair", "add", "--group", "g1", "--primary", "SiteA/db", "--secondary",

@@ -1,9 +1,8 @@
 """What every mirrorctl command shares: reaching the arrays, results.
 
 A command talks to running array daemons over their REST API (the fleet): the one
-given by ``--array-url``, or the lab's daemons when the lab is up. Only while the
-lab is not up as daemons does a command run the lab's arrays in-process for its own
-length (the shape before array daemons; it goes away once the console is a client too).
+given by ``--array-url``, or the lab's daemons (``mirrorctl lab up``). It works while
+the console or other commands use the same arrays.
 """
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from core.errors import InvalidInput, NotFound
-from core.lab import array_dirs
+from core.lab import LabNotUp, array_dirs
 from core.runtime import BlockingEngine
 
 
@@ -24,13 +23,12 @@ class Result:
 
 def with_engine(args, fn: Callable[[BlockingEngine], Result]) -> Result:
     fleet = fleet_factory(args)
-    if fleet is not None:
-        with BlockingEngine(args.home, purpose=f"mirrorctl {args.command}", engine_factory=fleet) as client:
-            return fn(client)
-    if not array_dirs(args.home):
-        raise NotFound(f"no lab in {args.home}; create one with 'mirrorctl lab init' (or give --home)",
-                       code="labNotFound")
-    with BlockingEngine(args.home, purpose=f"mirrorctl {args.command}") as client:
+    if fleet is None:
+        if not array_dirs(args.home):
+            raise NotFound(f"no lab in {args.home}; create one with 'mirrorctl lab init' (or give --home)",
+                           code="labNotFound")
+        raise LabNotUp()
+    with BlockingEngine(args.home, purpose=f"mirrorctl {args.command}", engine_factory=fleet) as client:
         return fn(client)
 
 

@@ -5,6 +5,7 @@ Errors exit non-zero with one line naming the problem and the fix (no traceback)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -52,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mirrorctl: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: one line for the user, the traceback only when asked for
+        if os.environ.get("MIRRORCTL_DEBUG"):
+            raise
+        print(f"mirrorctl: error: unexpected {type(e).__name__}: {e}; run again with MIRRORCTL_DEBUG=1 for the "
+              "details and report it [internalError]", file=sys.stderr)
+        return 1
     if result is None:
         return 0
     if args.json:

@@ -29,6 +29,7 @@ from core.units import parse_size
 
 log = logging.getLogger(__name__)
 Subscriber = Callable[[EngineEvent], None]
+ROLE_WAIT_SECONDS, ROLE_WAIT_POLLS = 0.2, 3000  # a role change ends with a final sync: up to 10 min
 # Engine settings (core.groups.GroupSettings words) -> the Web Services body fields.
 SETTINGS_TO_WS = {"sync_interval_minutes": "syncIntervalMinutes", "priority": "priority",
                   "resync_policy": "resyncPolicy", "sync_alert_minutes": "syncWarnThresholdMinutes",
@@ -175,18 +176,17 @@ class Fleet:
 
     async def create_volume(self, ref: str, capacity, pool: str | None = None, drive_type: str | None = None,
                             security: str = "none", drive_security: bool = False, data_assurance: bool = False,
-                            resource_partitioning: bool = False, raid: str = "6", segment_size=None,
-                            owner: str | None = None) -> VolumeSnapshot:
+                            resource_partitioning: bool = False, raid_level: str = "6",
+                            segment_size="128KiB", owner: str | None = None) -> VolumeSnapshot:
         a, v = split_ref(ref)
         body = {"name": v, "size": parse_size(capacity), "sizeUnit": "bytes", "security": security,
                 "driveSecurity": drive_security, "dataAssuranceEnabled": data_assurance,
-                "resourcePartitioning": resource_partitioning, "raidLevel": str(raid)}
+                "resourcePartitioning": resource_partitioning, "raidLevel": str(raid_level)}
         if pool:
             body["poolId"] = pool
         if drive_type:
             body["driveType"] = drive_type
-        if segment_size is not None:
-            body["segSize"] = parse_size(segment_size) // 1024
+        body["segSize"] = parse_size(segment_size, "segment size") // 1024
         if owner:
             body["owner"] = owner
         return models.volume_from_ws(await self.client(a).post("volumes", body))
@@ -345,15 +345,31 @@ class Fleet:
                 "bandwidth_mib_s": r["bandwidthMiBPerSecond"], "message": r["message"]}
 
     # -- roles ------------------------------------------------------------------------------
-    async def _role(self, group: str, array: str, role: str, force: bool) -> dict:
+    async def _role(self, group: str, array: str, role: str, force: bool, wait: bool) -> dict:
+        """Ask ``array`` to take ``role``; ``wait`` until it has it (a normal change finishes in the background)."""
         await self.client(array).post(f"async-mirrors/{group}/role", {"role": role, "force": bool(force)})
-        return {"group": group, "array": array, "role": role, "state": "forced" if force else "requested"}
+        if wait and not force:
+            for _ in range(ROLE_WAIT_POLLS):
+                g = await self.group(group, array)
+                if g.role == role and g.status not in ("role_change_pending", "role_change_in_progress"):
+                    break
+                if g.role != role and g.status not in ("role_change_pending", "role_change_in_progress",
+                                                       "role_conflict"):
+                    raise MirrorError(f"the role change of {group} did not complete: {array} is still {g.role}; "
+                                      "see 'mirrorctl events'", code="arvmRoleChangeFailed")
+                await asyncio.sleep(ROLE_WAIT_SECONDS)
+            else:
+                raise MirrorError(f"the role change of {group} is still running after "
+                                  f"{ROLE_WAIT_POLLS * ROLE_WAIT_SECONDS:.0f} s; check 'mirrorctl group show {group}'",
+                                  code="arvmRoleChangeInProgress")
+        return {"group": group, "array": array, "role": role, "state": "forced" if force else
+                ("done" if wait else "requested")}
 
     async def promote(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
-        return await self._role(group, array, "primary", force)
+        return await self._role(group, array, "primary", force, wait)
 
     async def demote(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
-        return await self._role(group, array, "secondary", force)
+        return await self._role(group, array, "secondary", force, wait)
 
     async def role_change(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
         return await self.promote(group, array, force, wait)

@@ -130,6 +130,7 @@ def advertised_host(host: str) -> str:
 @dataclass
 class LinkState:
     up: bool = False
+    checked: bool = False  # False until the first probe answered or failed
     since: float = 0.0  # monotonic time of the last change
     reason: str = "not checked yet"
     rtt: float | None = None
@@ -169,6 +170,9 @@ class LinkMonitor:
     def up(self, local: str, remote: str) -> bool:
         return self.watch(local, remote).up
 
+    def checked(self, local: str, remote: str) -> bool:
+        return self.watch(local, remote).checked
+
     async def stop(self) -> None:
         tasks = [t for t in (self._task, *self._probes.values()) if t is not None]
         for t in tasks:
@@ -203,7 +207,7 @@ class LinkMonitor:
 
     def _set(self, local: str, remote: str, up: bool, reason: str, rtt: float | None = None) -> None:
         state = self.links[(local, remote)]
-        state.reason, state.rtt = reason, rtt
+        state.reason, state.rtt, state.checked = reason, rtt, True
         if state.up == up:
             return
         state.up, state.since = up, time.monotonic()
