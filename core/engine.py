@@ -126,6 +126,12 @@ class Engine(FaultService, ReconcileService, RoleService, LabService, DrillServi
         f = self.lab.faults
         return not f.link_cut and remote not in f.stopped_arrays and local not in f.stopped_arrays
 
+    async def can_reach(self, local: str, remote: str) -> bool:
+        """Whether a command can talk to ``remote`` now: a remote in another process is probed at once."""
+        if remote in self.arrays:
+            return self.reachable(local, remote)
+        return await self.channels.monitor.probe_now(local, remote)
+
     def link_known(self, local: str, remote: str) -> bool:
         """False only before the first probe of a remote in another process (just after a start)."""
         return remote in self.arrays or self.channels.monitor.checked(local, remote)

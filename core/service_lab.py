@@ -90,7 +90,7 @@ class LabService:
         result = {"local": local, "remote": remote, "connected": False, "latency_ms": None,
                   "bandwidth_mib_s": None, "message": ""}
         try:
-            if not self.reachable(local, remote):
+            if not await self.can_reach(local, remote):
                 raise MirrorError(f"the link between {local} and {remote} is down")
             session = await self.channels.session(local, remote)
             pings = [await session.ping() for _ in range(5)]

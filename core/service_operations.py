@@ -75,7 +75,7 @@ class OperationsService:
         if any(p.failed_reason or p.volume.failed for p in g.pairs):
             raise MirrorError(f"group {group} is system suspended (a pair failed); fix the failure in the "
                               "Recovery Guru, then resume", code="arvmGroupSystemSuspended")
-        if not self.reachable(array.name, g.remote_array):
+        if not await self.can_reach(array.name, g.remote_array):
             raise MirrorError(f"cannot reach {g.remote_array}: group {group} is paused until the link returns",
                               code="arvmRemoteArrayUnreachable")
         st.waiting_for_user = False

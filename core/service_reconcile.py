@@ -222,7 +222,7 @@ class ReconcileService:
         if not g.role_conflict:
             raise MirrorError(f"group {group} is not in a role conflict", code="arvmNoRoleConflict")
         loser = g.remote_array
-        if not self.reachable(keep, loser):
+        if not await self.can_reach(keep, loser):
             raise MirrorError(f"{keep} cannot reach {loser}; restore the link first",
                               code="arvmRemoteArrayUnreachable")
         got = await self._on(keep, loser, "role.yield", {"group": group, "preserve": True})

@@ -267,7 +267,7 @@ class RoleService(GuruService):
             other = self.arrays.get(g.remote_array)
             if other is not None and other.find_group(group) is not None:
                 self._check_normal(other, other.group(group))
-        if not self.reachable(array, g.remote_array):
+        if not await self.can_reach(array, g.remote_array):
             if not force:
                 raise MirrorError(f"{array} cannot reach {g.remote_array}; a role change needs both arrays, or "
                                   "force the promotion (--force)", code="arvmRemoteArrayUnreachable")
@@ -291,13 +291,13 @@ class RoleService(GuruService):
             if force:
                 raise MirrorError(f"cannot force a role change of {group}: its role conflict is being resolved; "
                                   "choose the side that stays primary instead", code="arvmRoleConflict")
-            if not self.reachable(home.name, remote):
+            if not await self.can_reach(home.name, remote):
                 raise MirrorError(f"{home.name} cannot reach {remote}; restore the link first",
                                   code="arvmRemoteArrayUnreachable")
             return await self.peer_call(home.name, remote, "role.resolve", {"group": group}, timeout=600)
         if g.role != Role.PRIMARY.value:
             raise MirrorError(f"group {group} is already primary on {remote}", code="arvmGroupAlreadyPrimary")
-        if not self.reachable(home.name, remote):
+        if not await self.can_reach(home.name, remote):
             if not force:
                 raise MirrorError(f"{home.name} cannot reach {remote}; a role change needs both arrays, or "
                                   "force the demotion (--force)", code="arvmRemoteArrayUnreachable")
@@ -329,7 +329,7 @@ class RoleService(GuruService):
         g = a.group(group)
         if g.role != Role.PRIMARY.value:
             raise MirrorError(f"group {group} is already secondary on {array}", code="arvmGroupAlreadySecondary")
-        if not self.reachable(array, g.remote_array):
+        if not await self.can_reach(array, g.remote_array):
             if not force:
                 raise MirrorError(f"{array} cannot reach {g.remote_array}; a role change needs both arrays, or "
                                   "force the demotion (--force)", code="arvmRemoteArrayUnreachable")
@@ -468,7 +468,7 @@ class RoleService(GuruService):
         pa, pv = split_ref(primary)
         sa, sv = split_ref(secondary)
         g = self.get_array(pa).find_group(group)
-        if g is None or g.role != Role.PRIMARY.value or self.reachable(pa, sa) or g.remote_array != sa:
+        if g is None or g.role != Role.PRIMARY.value or await self.can_reach(pa, sa) or g.remote_array != sa:
             return await super().add_pair(group, primary, secondary, reserved_percent, secondary_reserved_percent)
         local = self.get_array(pa)
         sides.create_pair_side(local, group, pv, sv, reserved_percent, incomplete=True)
@@ -486,7 +486,7 @@ class RoleService(GuruService):
         pair = sides.find_pair(array, v)
         gname = pair.group.name
         if not (pair.orphan or pair.incomplete or pair.group.orphan):
-            if not self.reachable(a, pair.group.remote_array):
+            if not await self.can_reach(a, pair.group.remote_array):
                 self._set_hint(array, gname, True)
             return await super().remove_pair(ref)
         # An orphan's partner is gone: remove only this side, the remote is not asked.
@@ -496,7 +496,7 @@ class RoleService(GuruService):
         array = self.group_home(name)
         g = array.group(name)
         if not g.orphan:
-            if not self.reachable(array.name, g.remote_array):
+            if not await self.can_reach(array.name, g.remote_array):
                 self._set_hint(array, name, True)
             return await super().delete_group(name)
         for p in list(g.pairs):

@@ -205,7 +205,9 @@ class SyncService:
 
     def group_runtime(self, array, group) -> GroupRuntime:
         st = self._primary_state(array, group) if hasattr(self, "states") else None
-        reachable = self.reachable(array.name, group.remote_array)
+        # Just after a start the link to a remote daemon is not probed yet: unknown is not "lost".
+        reachable = self.reachable(array.name, group.remote_array) or \
+            not self.link_known(array.name, group.remote_array)
         if st is None:
             return GroupRuntime(paused=not reachable)
         progress = None

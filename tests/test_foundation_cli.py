@@ -177,3 +177,45 @@ def test_real_process_error_with_a_mirrored_pair_is_one_line(home):
     assert "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "[arvmVolumeAlreadyInMirrorRelationship]" in lines[0], r.stderr
+
+
+def wait_for(fn, timeout=15.0):
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if fn():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_readme_dr_walkthrough_against_the_daemons(capsys, home, tmp_path):
+    """The README's walk-through, command by command, against the lab's array daemons."""
+    init_up(capsys, home)
+    ok(capsys, home, "group", "create", "G1", "--primary-array", "SiteA", "--secondary-array", "SiteB",
+       "--interval", "10", "--priority", "high")
+    ok(capsys, home, "pair", "add", "--group", "G1", "--primary", "SiteA/db", "--secondary", "SiteB/db_dr")
+    data = tmp_path / "some.bin"
+    data.write_bytes(os.urandom(300_000))
+    ok(capsys, home, "volume", "write", "SiteA/db", "--offset", "1MiB", "--file", str(data))
+    stats = ok(capsys, home, "sync", "G1", "--wait")
+    assert stats["outcome"] == "committed" and stats["uniqueChangedBytes"] >= 300_000
+    assert ok(capsys, home, "verify", "G1")["identical"] is True
+
+    ok(capsys, home, "lab", "link", "cut")
+    wait_for(lambda: {g["status"] for g in ok(capsys, home, "group", "list")} == {"paused"})
+    ok(capsys, home, "role", "promote", "G1", "--array", "SiteB", "--force")
+    ok(capsys, home, "lab", "link", "restore")
+    wait_for(lambda: {g["status"] for g in ok(capsys, home, "group", "list")} == {"role_conflict"}, timeout=10)
+    problem = next(p for p in ok(capsys, home, "guru") if p["id"] == "role-conflict:G1")
+    assert {a["id"] for a in problem["actions"]} == {"keep-SiteA", "keep-SiteB"}
+    ok(capsys, home, "guru", "fix", "role-conflict:G1", "--action", "keep-SiteA")
+    wait_for(lambda: sorted((g["array"], g["role"], g["status"]) for g in ok(capsys, home, "group", "list"))
+             == [("SiteA", "primary", "optimal"), ("SiteB", "secondary", "optimal")], timeout=20)
+
+    drill = ok(capsys, home, "drill", "start", "--group", "G1")
+    assert drill["array"] == "SiteB" and "SiteB/db_dr-drill" in drill["exports"]
+    ok(capsys, home, "drill", "stop", "--group", "G1")
+    status = ok(capsys, home, "lab", "status")
+    assert status["up"] and all(a["running"] for a in status["arrays"])

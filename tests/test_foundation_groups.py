@@ -107,7 +107,7 @@ def test_same_array_as_primary_and_secondary_is_refused(client):
 def test_unknown_arrays_are_refused(client):
     err = refused(client, "arrayNotFound", client.create_group, "g1", "SiteX", "SiteB")
     assert "SiteX" in err.message
-    err = refused(client, "arvmRemoteArrayUnreachable", client.create_group, "g1", "SiteA", "SiteX")
+    err = refused(client, "arvmRemoteArrayUnknown", client.create_group, "g1", "SiteA", "SiteX")
     assert "SiteX" in err.message
 
 

@@ -70,6 +70,15 @@ def test_cli_role_guru_and_lab_faults(lab_home, capsys):
         c.create_group("G", "SiteA", "SiteB", sync_mode="manual")
         c.add_pair("G", "SiteA/v", "SiteB/v_dr")
         c.sync_now("G", wait=True)
+    assert main(h + ["lab", "up"]) == 0  # the arrays as daemons; mirrorctl talks to them over REST
+    try:
+        _cli_role_guru_and_lab_faults(h, capsys)
+    finally:
+        main(h + ["lab", "down"])
+
+
+def _cli_role_guru_and_lab_faults(h, capsys):
+    capsys.readouterr()
     assert main(h + ["--json", "guru"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert main(h + ["lab", "controller", "reset", "SiteA/B"]) == 0
@@ -86,5 +95,8 @@ def test_cli_role_guru_and_lab_faults(lab_home, capsys):
     assert main(h + ["lab", "volume", "fail", "SiteB/v_dr"]) == 0
     assert main(h + ["lab", "volume", "repair", "SiteB/v_dr"]) == 0
     assert main(h + ["lab", "array", "stop", "SiteB"]) == 0
+    capsys.readouterr()
     assert main(h + ["role", "promote", "G", "--array", "SiteB"]) == 1
+    assert "arrayUnreachable" in capsys.readouterr().err  # its daemon is really down
     assert main(h + ["lab", "array", "start", "SiteB"]) == 0
+    assert main(h + ["--json", "group", "show", "G", "--array", "SiteB"]) == 0

@@ -16,6 +16,18 @@ def register(sub) -> None:
     command(asub, "list", "list the arrays", _list)
     p = command(asub, "show", "show one array: controllers, ports, pools", _show)
     p.add_argument("array")
+    r = asub.add_parser("remote", help="the remote arrays an array mirrors with (where to reach them, their password)")
+    rsub = r.add_subparsers(dest="remote_command", metavar="ACTION", required=True)
+    command(rsub, "list", "list an array's remote arrays and whether each answers", _remote_list).add_argument("array")
+    p = command(rsub, "add", "add (or change) a remote array of ARRAY", _remote_add)
+    p.add_argument("array")
+    p.add_argument("--name", required=True, help="the remote array's name")
+    p.add_argument("--address", action="append", required=True, metavar="HOST:PORT",
+                   help="its mirroring channel address; repeat for several ports (the first that connects is used)")
+    p.add_argument("--remote-password", required=True, help="the remote array's admin password")
+    p = command(rsub, "remove", "remove a remote array no group uses", _remote_remove)
+    p.add_argument("array")
+    p.add_argument("name")
     p = command(asub, "serve", "run one array as a daemon (REST API, mirroring channel, NBD) until SIGTERM",
                 _serve, engine=False)
     p.add_argument("--data-dir", type=Path, required=True, help="the array's data directory")
@@ -27,6 +39,23 @@ def register(sub) -> None:
     p.add_argument("--key", type=Path, help="its private key (PEM)")
     p.add_argument("--no-channel-tls", action="store_true",
                    help="plain TCP on the mirroring channel (both arrays must agree)")
+
+
+def _remote_list(client, args) -> Result:
+    remotes = client.remote_arrays(args.array)
+    rows = [[r["name"], ",".join(r["addresses"]), "yes" if r["reachable"] else "no", r.get("linkReason", "")]
+            for r in remotes]
+    return Result(remotes, output.table(rows, ["REMOTE", "CHANNEL ADDRESSES", "REACHABLE", "LINK"]))
+
+
+def _remote_add(client, args) -> Result:
+    entry = client.add_remote_array(args.name, args.address, args.remote_password, array=args.array)
+    return Result(entry, f"{args.array} reaches {args.name} at {', '.join(entry['addresses'])}")
+
+
+def _remote_remove(client, args) -> Result:
+    client.remove_remote_array(args.name, array=args.array)
+    return Result({"array": args.array, "removed": args.name}, f"{args.array} no longer knows {args.name}")
 
 
 def _port(text: str) -> int:

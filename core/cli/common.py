@@ -55,7 +55,7 @@ def fleet_factory(args) -> Callable | None:
     if not running:
         return None
 
-    return lab_fleet_factory(running)
+    return lab_fleet_factory(status["arrays"])
 
 
 def lab_fleet_factory(arrays: list[dict] | None = None) -> Callable:
@@ -67,8 +67,12 @@ def lab_fleet_factory(arrays: list[dict] | None = None) -> Callable:
     from core.client.fleet import Fleet, lab_clients
     from core.client.lab import LabLink
 
+    known = arrays or []
+    stopped = {a["name"]: f"start it with 'mirrorctl lab array start {a['name']}'" for a in known if not a["running"]}
+
     def lab(home, purpose, nbd_port=None):
-        return Fleet(lab_clients(arrays or []), lab=LabLink(home), bring_lab_up=arrays is None)
+        return Fleet(lab_clients([a for a in known if a["running"]]), lab=LabLink(home),
+                     bring_lab_up=arrays is None, stopped=stopped)
     return lab
 
 

@@ -74,6 +74,8 @@ def _up(args) -> Result:
     started = status["started"]
     head = f"Lab up in {status['home']}" + (f" (started: {', '.join(started)})" if started
                                            else " (everything was already running)")
+    if status.get("linksDown"):
+        head += "\nWarning: not connected yet: " + ", ".join(status["linksDown"]) + " (see the daemons' logs)"
     return Result(status, head + "\n" + _describe(status))
 
 

@@ -35,7 +35,8 @@ def register(sub) -> None:
     a = lsub.add_parser("array", help="stop or start an array")
     asub = a.add_subparsers(dest="arr_command", metavar="ACTION", required=True)
     for name in ("stop", "start"):
-        command(asub, name, f"{name} an array", _array).add_argument("name")
+        command(asub, name, f"{name} an array (its daemon stops: the site is down)", _array,
+                engine=False).add_argument("name")
 
 
 def _link(args) -> Result:
@@ -112,6 +113,18 @@ def _volume(client, args) -> Result:
     return Result(client.lab_faults(), f"Volume {args.ref} {'failed' if args.vol_command == 'fail' else 'repaired'}")
 
 
-def _array(client, args) -> Result:
-    (client.array_stop if args.arr_command == "stop" else client.array_start)(args.name)
-    return Result(client.lab_faults(), f"Array {args.name} {'stopped' if args.arr_command == 'stop' else 'started'}")
+def _array(args) -> Result:
+    """A stopped array is a stopped daemon: nothing answers its REST API, channel or NBD until it starts."""
+    from core.lab.supervisor import lab_up, stop_array
+
+    if args.arr_command == "stop":
+        result = stop_array(args.home, args.name)
+        return Result(result, f"Array {args.name} stopped: its REST API, mirroring channel and NBD are down "
+                              f"(start it with 'mirrorctl lab array start {args.name}')")
+    names = [d.name for d in array_dirs(args.home)]
+    if args.name not in names:
+        raise NotFound(f"the lab has no array named '{args.name}' (arrays: {', '.join(names) or 'none'})",
+                       code="arrayNotFound")
+    result = lab_up(args.home)
+    return Result(result, f"Array {args.name} started" if args.name in result.get("started", [])
+                  else f"Array {args.name} is running")

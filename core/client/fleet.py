@@ -69,12 +69,15 @@ class Fleet:
     """Arrays by name -> their REST clients; the engine's service API across all of them."""
 
     def __init__(self, clients: dict[str, ArrayClient], discover: bool = False, lab: LabLink | None = None,
-                 bring_lab_up: bool = False):
+                 bring_lab_up: bool = False, stopped: dict[str, str] | None = None):
         """``discover``: the keys are placeholders; ``start`` names each array as its ``about`` page does.
 
         ``lab``: the embedded lab's link relay, for ``lab_link`` (None for real arrays);
         ``bring_lab_up``: ``start`` starts the lab's daemons first and manages those.
+        ``stopped``: managed arrays known not to run (name -> how to start them): calls to
+        them fail as unreachable, and they are listed offline.
         """
+        self.stopped = dict(stopped or {})
         self.clients = dict(clients)
         self.discover = discover
         self.lab = lab
@@ -104,6 +107,8 @@ class Fleet:
 
     def client(self, array: str) -> ArrayClient:
         c = self.clients.get(array)
+        if c is None and array in self.stopped:
+            raise CommunicationError(f"array {array} is not running; {self.stopped[array]}", code="arrayUnreachable")
         if c is None:
             known = ", ".join(sorted(self.clients)) or "none"
             raise NotFound(f"no managed array named '{array}' (arrays: {known})", code="arrayNotFound")
@@ -149,7 +154,7 @@ class Fleet:
     async def arrays_list(self) -> list[ArraySnapshot]:
         """Every managed array; one that does not answer is listed offline, as last seen."""
         out = []
-        for name in sorted(self.clients):
+        for name in sorted(set(self.clients) | set(self.stopped)):
             try:
                 out.append(await self.array(name))
             except CommunicationError:
@@ -192,11 +197,10 @@ class Fleet:
         return models.volume_from_ws(await self.client(a).post("volumes", body))
 
     async def resize_volume(self, ref: str, capacity) -> VolumeSnapshot:
-        a, v = split_ref(ref)
-        current = await self.volume(ref)
-        grow = parse_size(capacity) - current.capacity
+        a, v = split_ref(ref)  # expansionSize is the new capacity, not the growth
         return models.volume_from_ws(await self.client(a).post(f"volumes/{v}/expand",
-                                                               {"expansionSize": grow, "sizeUnit": "bytes"}))
+                                                               {"expansionSize": parse_size(capacity),
+                                                                "sizeUnit": "bytes"}))
 
     async def delete_volume(self, ref: str) -> None:
         a, v = split_ref(ref)
@@ -224,6 +228,18 @@ class Fleet:
         if channel:
             params["channel"] = channel
         return [models.candidate_from_ws(c) for c in await self.client(a).get("candidates", **params)]
+
+    # -- remote arrays (each array's own configuration) --------------------------------
+    async def remote_arrays(self, array: str) -> list[dict]:
+        return await self.client(array).get("remote-arrays")
+
+    async def add_remote_array(self, name: str, addresses: list[str], password: str, wwn: str = "",
+                               array: str | None = None) -> dict:
+        return await self.client(array).post("remote-arrays", {"name": name, "addresses": list(addresses),
+                                                               "password": password, "wwn": wwn})
+
+    async def remove_remote_array(self, name: str, array: str | None = None) -> None:
+        await self.client(array).delete(f"remote-arrays/{name}")
 
     # -- groups -----------------------------------------------------------------------
     async def _sides(self, name: str) -> list[GroupSnapshot]:

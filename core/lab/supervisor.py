@@ -35,6 +35,7 @@ DAEMON_LOG = "daemon.log"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 PROBE_TIMEOUT = 3.0
+LINK_TIMEOUT = 15.0  # lab up waits this long for the arrays to reach each other
 RELAY = "link relay"
 
 
@@ -109,11 +110,14 @@ def lab_up(home: Path) -> dict:
             if relay_started:
                 launched[RELAY] = relay.pid
                 started.append(RELAY)
-            _configure_remotes(home, states, relay.link()["routes"], force=bool(started))
+            link = relay.link()
+            _configure_remotes(home, states, link["routes"], force=bool(started))
         except BaseException:
             stop_processes({n: p for n, p in launched.items() if process_alive(p)}, STOP_TIMEOUT)
             raise
-    return {**lab_status(home), "started": started}
+        # Up means connected: each array has reached the others (unless the link is cut on purpose).
+        links_down = [] if link.get("cut") else _wait_for_links(home, states)
+    return {**lab_status(home), "started": started, "linksDown": links_down}
 
 
 def _launch(state: DaemonState) -> tuple[int, subprocess.Popen | None]:
@@ -202,21 +206,59 @@ def _configure_remotes(home: Path, states: list[DaemonState], routes: dict, forc
                     client.post("remote-arrays", want)
 
 
+def _wait_for_links(home: Path, states: list[DaemonState], timeout: float = LINK_TIMEOUT) -> list[str]:
+    """Wait until every array answers every other over the link; the pairs that still do not."""
+    passwords = lab_passwords(home)
+    deadline = time.monotonic() + timeout
+    down: list[str] = []
+    for s in states:
+        with BlockingArrayClient.for_daemon(s.info, passwords.get(s.name, "")) as client:
+            while True:
+                down_here = [f"{s.name} -> {r['name']}" for r in client.get("remote-arrays") if not r.get("reachable")]
+                if not down_here or time.monotonic() > deadline:
+                    down += down_here
+                    break
+                time.sleep(0.1)
+    return down
+
+
 # -- lab down -------------------------------------------------------------------
+def _daemon_pids(dirs: list[Path]) -> dict[str, int]:
+    pids: dict[str, int] = {}
+    for d in dirs:
+        s = daemon_state(d)
+        # daemon.json was written by its daemon, whoever started it; daemon.pid only by lab up.
+        listed, spawned = (s.info or {}).get("pid"), read_pid(d / DAEMON_PID)
+        if is_ours(listed, "serve"):
+            pids[s.name] = listed
+        elif is_ours(spawned, "serve", str(d)):
+            pids[s.name] = spawned
+    return pids
+
+
+def stop_array(home: Path, name: str, timeout: float = STOP_TIMEOUT) -> dict:
+    """Stop one array's daemon (a DR drill: the site goes down); ``lab up`` starts it again."""
+    home = Path(home).resolve()
+    dirs = [d for d in _lab_dirs(home) if daemon_state(d).name == name]
+    if not dirs:
+        known = ", ".join(daemon_state(d).name for d in _lab_dirs(home)) or "none"
+        raise NotFound(f"the lab has no array named '{name}' (arrays: {known})", code="arrayNotFound")
+    with _supervisor_lock(home):
+        pids = _daemon_pids(dirs)
+        if not pids:
+            raise MirrorError(f"array {name} is not running; start it with 'mirrorctl lab array start {name}'",
+                              code="arrayNotRunning")
+        stopped, killed = stop_processes(pids, timeout)
+        _remove_stale(dirs[0] / DAEMON_FILE, dirs[0] / DAEMON_PID)
+    return {"home": str(home), "stopped": stopped, "killed": killed}
+
+
 def lab_down(home: Path, timeout: float = STOP_TIMEOUT) -> dict:
     """SIGTERM every daemon and the relay, wait, SIGKILL only the stubborn; clean their files."""
     home = Path(home).resolve()
     dirs = _lab_dirs(home)
     with _supervisor_lock(home):
-        pids: dict[str, int] = {}
-        for d in dirs:
-            s = daemon_state(d)
-            # daemon.json was written by its daemon, whoever started it; daemon.pid only by lab up.
-            listed, spawned = (s.info or {}).get("pid"), read_pid(d / DAEMON_PID)
-            if is_ours(listed, "serve"):
-                pids[s.name] = listed
-            elif is_ours(spawned, "serve", str(d)):
-                pids[s.name] = spawned
+        pids = _daemon_pids(dirs)
         for pid in {(read_json(home / RELAY_FILE) or {}).get("pid"), read_pid(home / RELAY_PID)}:
             if is_ours(pid, "relay", str(home)):
                 pids[RELAY] = pid

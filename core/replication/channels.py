@@ -148,10 +148,12 @@ class LinkMonitor:
 
     interval = 1.0
     timeout = 6.0
+    startup_grace = 10.0
 
     def __init__(self, hub: ChannelHub):
         self.hub = hub
         self.links: dict[tuple[str, str], LinkState] = {}
+        self.started = time.monotonic()
         self.on_change = None
         self._task: asyncio.Task | None = None
         self._probes: dict[tuple[str, str], asyncio.Task] = {}
@@ -169,6 +171,12 @@ class LinkMonitor:
 
     def up(self, local: str, remote: str) -> bool:
         return self.watch(local, remote).up
+
+    async def probe_now(self, local: str, remote: str) -> bool:
+        """Probe at once (a command is about to need the remote): the answer, not the last tick's."""
+        self.watch(local, remote)
+        await self._probe(local, remote)
+        return self.links[(local, remote)].up
 
     def checked(self, local: str, remote: str) -> bool:
         return self.watch(local, remote).checked
@@ -207,7 +215,10 @@ class LinkMonitor:
 
     def _set(self, local: str, remote: str, up: bool, reason: str, rtt: float | None = None) -> None:
         state = self.links[(local, remote)]
-        state.reason, state.rtt, state.checked = reason, rtt, True
+        state.reason, state.rtt = reason, rtt
+        # Known once it answered, or once it stayed silent past the start-up grace: a
+        # restarting lab (or site) brings its peers up within seconds, which is no "lost".
+        state.checked = state.checked or up or time.monotonic() - self.started >= self.startup_grace
         if state.up == up:
             return
         state.up, state.since = up, time.monotonic()

@@ -1,6 +1,8 @@
 """GUI fixtures: a real console on a fresh lab, its engine always stopped at the end."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 from PySide6.QtWidgets import QApplication
 
@@ -9,10 +11,10 @@ from gui.app import build_console
 START_TIMEOUT_MS = 15000
 
 
-@pytest.fixture
-def console(qtbot, lab_home):
-    """(bridge, main window) on a fresh lab; the engine is ready and the tree shows both arrays."""
-    bridge, window = build_console(lab_home, purpose="pytest-gui", poll_hz=10)
+@contextmanager
+def running_console(qtbot, home, **options):
+    """(bridge, main window) on ``home``: ready, the tree showing both arrays; stopped at the end."""
+    bridge, window = build_console(home, poll_hz=10, **options)
     qtbot.addWidget(window)
     try:
         with qtbot.waitSignal(bridge.sig_ready, timeout=START_TIMEOUT_MS):
@@ -26,6 +28,19 @@ def console(qtbot, lab_home):
             if w is not window and w.isVisible():
                 w.close()
         bridge.stop()
+
+
+@pytest.fixture
+def open_console(qtbot):
+    """``with open_console(home, **build_console_options) as (bridge, window)``."""
+    return lambda home, **options: running_console(qtbot, home, **options)
+
+
+@pytest.fixture
+def console(qtbot, lab_home):
+    """(bridge, main window) on a fresh lab whose arrays run in the console's engine."""
+    with running_console(qtbot, lab_home, purpose="pytest-gui") as c:
+        yield c
 
 
 @pytest.fixture
