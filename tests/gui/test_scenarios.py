@@ -225,9 +225,10 @@ def test_long_running_operations_dialog_lists_the_initial_sync(qtbot, slow_link,
     dialog = opened.args[0]
     qtbot.addWidget(dialog)
     t = dialog.table
-    qtbot.waitUntil(lambda: t.rowCount() >= 1 and t.item(0, 0) is not None and t.item(0, 0).text() == "erp",
-                    timeout=10000)
-    assert "SiteA/db" in t.item(0, 1).text() and "SiteB/db_dr" in t.item(0, 1).text()
+    # The row names both sides once the console's state has the new pair (the next poll).
+    qtbot.waitUntil(lambda: t.rowCount() >= 1 and t.item(0, 0) is not None and t.item(0, 0).text() == "erp"
+                    and "SiteB/db_dr" in t.item(0, 1).text(), timeout=10000)
+    assert "SiteA/db" in t.item(0, 1).text()
     assert t.item(0, 2).text().startswith("Initial synchronization")
     from gui.details_panel import PROGRESS_ROLE
     pct = t.item(0, 7).data(PROGRESS_ROLE)
