@@ -51,15 +51,21 @@ class OperationsService:
                               code="arvmGroupNotPrimary")
         return array, g
 
-    async def sync_now(self, group: str, wait: bool = False, after_running: bool = False) -> SyncStats | None:
+    async def sync_now(self, group: str, wait: bool = False, after_running: bool = False,
+                       delete_recovery_point_if_necessary: bool = False) -> SyncStats | None:
         """Synchronize now (manual groups, or ahead of the interval); ``wait`` until committed.
 
         ``after_running`` (the CLI, whose engine may have just started the pending
         initial sync itself) waits for a running sync instead of refusing, then
         captures a new recovery point so every write made so far is included.
+        ``delete_recovery_point_if_necessary`` (Web Services' deleteRecoveryPointIfNecessary):
+        a delta that does not fit a secondary's reserved capacity is applied in place
+        there instead of failing the pair; that secondary has no recovery point until
+        this sync commits.
         """
         array, g = self._primary_group(group)
         st = self._state(array.name, group)
+        st.delete_recovery_point_allowed |= bool(delete_recovery_point_if_necessary)
         if after_running and (st.running or st.manual_requested):
             fut = asyncio.get_running_loop().create_future()
             st.waiters.append(fut)
@@ -105,10 +111,15 @@ class OperationsService:
                   f"Synchronization of {group} suspended by the user; changes are tracked until resumed")
         self.publish("group", array.name, group)
 
-    async def resume(self, group: str) -> None:
-        """Resume a suspended or paused group; also retries pairs failed for a full reserved capacity."""
+    async def resume(self, group: str, delete_recovery_point_if_necessary: bool = False) -> None:
+        """Resume a suspended or paused group; also retries pairs failed for a full reserved capacity.
+
+        ``delete_recovery_point_if_necessary``: the retry may apply a delta that does not
+        fit a secondary's reserved capacity in place (see :meth:`sync_now`).
+        """
         array, g = self._primary_group(group)
         st = self._state(array.name, group)
+        st.delete_recovery_point_allowed |= bool(delete_recovery_point_if_necessary)
         was = g.user_suspended or st.waiting_for_user or any(p.failed_reason for p in g.pairs)
         if not was:
             raise MirrorError(f"group {group} is not suspended", code="arvmGroupNotSuspended")

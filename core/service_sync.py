@@ -369,7 +369,7 @@ class SyncService:
         if st.transfer is None:
             hosts = {p.volume.name: self.host_volume(array.name, p.volume.name) for p in g.pairs}
             resume_id = self._inflight_transfer(array, group)
-            st.transfer = groupsync.capture(g, hosts, self.region_size, resume_id)
+            st.transfer = groupsync.capture(g, hosts, self.region_size, resume_id, in_place=st.in_place)
             self._record_inflight(array, group, st.transfer.id)
             if resume_id:
                 array.log(Severity.INFO, group, "arvmSyncResumed",
@@ -394,6 +394,8 @@ class SyncService:
             await groupsync.send(self, array, g, t, progress)
         except CommunicationError as e:
             st.last_error = e.message
+            # The capture is kept and resumes when the link returns; the history says it was cut short.
+            self._record_attempt(array, g, t, f"interrupted: {e.message}")
             if not st.paused:
                 self._pause(array, g, st, e.message)
             self._finish_waiters(st, e)
@@ -402,7 +404,10 @@ class SyncService:
             raise
         except MirrorError as e:
             if isinstance(e, ReservedCapacityFull):
-                await self._mark_secondary_full(array, g, t, e)
+                info = await self._secondary_failure(array, g, t)
+                if await self._resync_in_place(array, g, st, t, info):
+                    return
+                self._mark_secondary_full(array, g, info)
             self._fail_sync(array, g, st, e)
             return
         except Exception as e:  # an unexpected failure must not leave the group stuck
@@ -460,6 +465,8 @@ class SyncService:
         st.transfer = None
         st.rp_age_alerted = False
         st.last_error = ""
+        st.in_place.clear()  # every secondary holds a recovery point again
+        st.delete_recovery_point_allowed = False
         # Not fsynced: after an OS crash the change log (cleared lazily) resends these regions.
         array.log(Severity.INFO, g.name, "arvmSyncCompleted",
                   f"Recovery point {t.recovery_point['id']} of {g.name} committed: {t.bytes_payload} bytes in "
@@ -510,19 +517,63 @@ class SyncService:
         except MirrorError:
             pass  # the secondary discards it when the next transfer begins
 
-    async def _mark_secondary_full(self, array, g, t, err: ReservedCapacityFull) -> None:
-        """The secondary's staging ran out of reserved capacity: that pair fails (System suspended)."""
+    async def _secondary_failure(self, array, g, t) -> dict:
+        """What the secondary could not stage (``volume`` None: it was our own PIT that filled up)."""
         if any(p.failed_reason for p in g.pairs):
-            return  # our own PIT store filled up: _on_pit_full already failed that pair
+            return {"volume": None}  # our own PIT store filled up: _on_pit_full already failed that pair
         try:
-            volume = (await self.peer_call(array.name, g.remote_array, "transfer.failure",
-                                           {"transfer": t.id}))["volume"]
+            return await self.peer_call(array.name, g.remote_array, "transfer.failure", {"transfer": t.id})
         except MirrorError:
-            return  # our own PIT filled up (marked by _on_pit_full), or the link is gone
+            return {"volume": None}  # the link is gone: the pair is failed when it is known
+
+    async def _resync_in_place(self, array, g, st: GroupState, t, info: dict) -> bool:
+        """A delta the secondary cannot stage is applied in place, when allowed or when nothing else can help.
+
+        Allowed by ``deleteRecoveryPointIfNecessary`` (sync or resume); needed when the
+        secondary's reserved capacity is already as large as its volume, where no
+        increase could ever make room (a dead end otherwise). The secondary gives up its
+        recovery point until the new one commits; forced promotion refuses meanwhile.
+        """
+        volume = info.get("volume")
+        if volume is None or volume in st.in_place:
+            return False
+        at_cap = info.get("reservedCapacity", 0) >= info.get("capacity", 1)
+        if not (st.delete_recovery_point_allowed or at_cap):
+            return False
+        self._record_attempt(array, g, t, f"abandoned: the delta does not fit {g.remote_array}/{volume}'s reserved "
+                                          "capacity; resynchronizing it in place")
+        self._abandon(array, g, st)  # its regions go back to the change log: the next capture sends them
+        await self._tell_abort(array.name, g, t)
+        st.in_place.add(volume)
+        st.manual_requested = True
+        why = "its reserved capacity is already the size of the volume" if at_cap else \
+            "deleteRecoveryPointIfNecessary was given"
+        array.log(Severity.WARNING, g.name, "arvmResyncInPlace",
+                  f"The changes of {g.name} do not fit the reserved capacity of {g.remote_array}/{volume} ({why}): "
+                  "it is resynchronized in place without a recovery point, and a new recovery point is taken at "
+                  "the end")
+        self.publish("group", array.name, g.name)
+        return True
+
+    def _record_attempt(self, array, g, t, outcome: str) -> None:
+        """A sync attempt that did not commit still has a row in the history."""
+        if t is None:
+            return
+        self._record_stats(array, SyncStatRow(group_name=g.name, kind=t.kind, started=t.started_at, ended=utcnow(),
+                                              bytes_sent=t.bytes_sent, bytes_payload=t.bytes_payload,
+                                              unique_changed_bytes=t.unique_changed_bytes,
+                                              bytes_resent=t.bytes_resent,
+                                              duration_seconds=time.monotonic() - t.started, outcome=outcome))
+        array.commit(durable=False)
+
+    def _mark_secondary_full(self, array, g, info: dict) -> None:
+        """The secondary's staging ran out of reserved capacity: that pair fails (System suspended)."""
+        volume = info.get("volume")
         for p in g.pairs:
-            if p.remote_volume == volume:
+            if volume is not None and p.remote_volume == volume:
                 p.failed_reason = (f"reserved capacity full on the secondary {g.remote_array}/{volume}: increase "
-                                   "its reserved capacity, then resume")
+                                   "its reserved capacity, then resume (or resume with "
+                                   "deleteRecoveryPointIfNecessary)")
                 array.db.commit()
                 array.log(Severity.CRITICAL, f"{g.name}/{p.volume.name}", "arvmRepositoryFull",
                           f"Reserved capacity of secondary {g.remote_array}/{volume} is full; pair failed. "

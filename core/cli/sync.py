@@ -17,8 +17,13 @@ def register(sub) -> None:
                         "sync always runs to the end; --wait is kept for scripts)")
     command(sub, "suspend", "suspend a group's synchronization (changes keep being tracked)",
             _suspend).add_argument("group")
-    command(sub, "resume", "resume a suspended or paused group (sends only what changed)",
-            _resume).add_argument("group")
+    p.add_argument("--delete-recovery-point-if-necessary", action="store_true",
+                   help="a delta that does not fit a secondary's reserved capacity is applied in place there "
+                        "(no recovery point until this sync commits) instead of failing the pair")
+    p = command(sub, "resume", "resume a suspended or paused group (sends only what changed)", _resume)
+    p.add_argument("group")
+    p.add_argument("--delete-recovery-point-if-necessary", action="store_true",
+                   help="as for sync: the resync may apply a delta in place on a secondary without room")
     command(sub, "verify", "compare the secondary's recovery point with the primary's image",
             _verify).add_argument("group")
 
@@ -34,7 +39,7 @@ def _bar(progress) -> str:
 
 def _sync(client, args) -> Result:
     runner = client._runner
-    fut = runner.submit(client.engine.sync_now, args.group, True, True)
+    fut = runner.submit(client.engine.sync_now, args.group, True, True, args.delete_recovery_point_if_necessary)
     tty = sys.stderr.isatty()
     while not fut.done():
         time.sleep(0.2)
@@ -58,7 +63,7 @@ def _suspend(client, args) -> Result:
 
 
 def _resume(client, args) -> Result:
-    client.resume(args.group)
+    client.resume(args.group, delete_recovery_point_if_necessary=args.delete_recovery_point_if_necessary)
     g = client.group(args.group)
     return Result(g, f"Resumed {args.group}; only the changed regions will be sent")
 

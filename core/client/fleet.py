@@ -319,17 +319,20 @@ class Fleet:
         await self.client(a).post(f"async-mirrors/pairs/{v}/reserved-capacity", {"percent": percent})
 
     # -- synchronization ----------------------------------------------------------------
-    async def sync_now(self, group: str, wait: bool = False, after_running: bool = False):
+    async def sync_now(self, group: str, wait: bool = False, after_running: bool = False,
+                       delete_recovery_point_if_necessary: bool = False):
         home = await self.group_home(group)
         path = f"async-mirrors/{group}/sync" + ("?wait=true" if wait else "")
-        stats = await self.client(home).request("POST", path, json={}, timeout=None if wait else 30)
+        body = {"deleteRecoveryPointIfNecessary": True} if delete_recovery_point_if_necessary else {}
+        stats = await self.client(home).request("POST", path, json=body, timeout=None if wait else 30)
         return models.stats_from_ws(stats) if wait and stats else None
 
     async def suspend(self, group: str) -> None:
         await self.client(await self.group_home(group)).post(f"async-mirrors/{group}/suspend", {})
 
-    async def resume(self, group: str) -> None:
-        await self.client(await self.group_home(group)).post(f"async-mirrors/{group}/resume", {})
+    async def resume(self, group: str, delete_recovery_point_if_necessary: bool = False) -> None:
+        option = "?deleteRecoveryPointIfNecessary=true" if delete_recovery_point_if_necessary else ""
+        await self.client(await self.group_home(group)).post(f"async-mirrors/{group}/resume{option}", {})
 
     async def verify(self, group: str) -> dict:
         return await self.client(await self.group_home(group)).request(

@@ -36,13 +36,19 @@ HOST_PAUSE_SECONDS = 0.064
 class PairTransfer:
     local_volume: str
     remote_volume: str
-    direct: bool  # initial synchronization: written in place on the secondary
+    direct: bool  # written in place on the secondary (no staging journal, no recovery point meanwhile)
     regions: np.ndarray  # captured region indices, sorted
     confirmed: np.ndarray  # bool per captured region: durable on the secondary
     sent: np.ndarray  # bool per captured region: handed to the channel at least once
     changed: np.ndarray  # bool per captured region: written since the capture a resumed transfer began
     bytes_total: int
     bytes_done: int = 0
+    initial: bool = False  # the initial synchronization: the secondary starts from holes
+
+    @property
+    def in_place(self) -> bool:
+        """A delta resynchronized in place: the secondary has no recovery point until this commits."""
+        return self.direct and not self.initial
 
 
 @dataclass
@@ -73,11 +79,14 @@ class Transfer:
         return self.bytes_total
 
 
-def capture(group_row, hosts: dict, region_size: int, resume_id: str | None = None) -> Transfer:
+def capture(group_row, hosts: dict, region_size: int, resume_id: str | None = None,
+            in_place: set[str] = frozenset()) -> Transfer:
     """The sync instant: no await happens here, so host writes see either side of it.
 
     ``resume_id`` continues a transfer a crash interrupted: the secondary keeps what
     it staged from it, except the regions written since (``changed``), resent now.
+    ``in_place``: secondary volumes whose delta does not fit their reserved capacity;
+    they are written in place, without keeping the old recovery point.
     """
     rp_id = group_row.last_recovery_point_id + 1
     now = datetime.now(timezone.utc)
@@ -94,13 +103,13 @@ def capture(group_row, hosts: dict, region_size: int, resume_id: str | None = No
         size = hv.size
         ends = np.minimum((regions + 1) * region_size, size)
         total = int((ends - regions * region_size).sum())
-        direct = not p.initial_sync_done
-        initial |= direct
-        pairs.append(PairTransfer(p.volume.name, p.remote_volume, direct, regions,
+        first = not p.initial_sync_done
+        initial |= first
+        pairs.append(PairTransfer(p.volume.name, p.remote_volume, first or p.remote_volume in in_place, regions,
                                   np.zeros(len(regions), dtype=bool),
                                   np.zeros(len(regions), dtype=bool),
                                   np.isin(regions, written) if resume_id else np.zeros(len(regions), dtype=bool),
-                                  total))
+                                  total, initial=first))
     return Transfer(id=resume_id or f"{group_row.name}-{rp_id}-{uuid.uuid4().hex[:8]}",
                     recovery_point={"id": rp_id, "time": now.isoformat()},
                     kind="initial" if initial else "interval", pairs=pairs)
@@ -130,7 +139,7 @@ async def send(engine, array, group_row, transfer: Transfer, on_progress) -> Non
     transfer.attempts += 1
     begin = await engine.peer_call(local, remote, "transfer.begin", {
         "group": group_row.name, "transfer": transfer.id, "recovery_point": transfer.recovery_point,
-        "pairs": [{"volume": p.remote_volume, "direct": p.direct} for p in transfer.pairs]})
+        "pairs": [{"volume": p.remote_volume, "direct": p.direct, "initial": p.initial} for p in transfer.pairs]})
     session = await engine.channels.session(local, remote)
     volumes = [p.remote_volume for p in transfer.pairs]
     for p in transfer.pairs:

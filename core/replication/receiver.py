@@ -40,7 +40,7 @@ class Receiver:
         endpoint.register("transfer.checkpoint", lambda peer, **p: self.checkpoint(a, **p))
         endpoint.register("transfer.commit", lambda peer, **p: self.commit(a, **p))
         endpoint.register("transfer.abort", lambda peer, **p: self.abort(a, **p))
-        endpoint.register("transfer.failure", lambda peer, transfer: {"volume": self.error_volumes.get(transfer)})
+        endpoint.register("transfer.failure", lambda peer, transfer: self.failure(a, transfer))
         endpoint.register("pair.create", lambda peer, **p: self.create_pair(a, **p))
         endpoint.register("pair.remove", lambda peer, **p: self.remove_pair(a, **p))
 
@@ -81,8 +81,12 @@ class Receiver:
         staged = {}
         for p in pairs:
             (hv,) = self._volumes(array, g, [p["volume"]])
+            # Senders before in-place resyncs sent "direct" only for the initial sync.
+            in_place = bool(p["direct"]) and not p.get("initial", True)
+            if in_place:
+                self._give_up_recovery_point(array, g, p["volume"])
             resumed = hv.staging.begin(transfer, recovery_point, direct=bool(p["direct"]))
-            if p["direct"] and not resumed:
+            if p["direct"] and not in_place and not resumed:
                 # The initial sync sends only the primary's written regions: whatever the
                 # secondary held before must not survive as stale data.
                 from core.datapath.extents import punch_hole
@@ -90,6 +94,44 @@ class Receiver:
                 punch_hole(hv.fileno(), 0, hv.size)
             staged[p["volume"]] = sorted(hv.staging.staged())
         return {"staged": staged}
+
+    def abort(self, array, group: str, transfer: str, volumes: list[str]) -> dict:
+        """The primary gave up this transfer: release its staging space now (a full disk must not stay full).
+
+        Journalled regions never reached the volume, which keeps its recovery point; an
+        in-place resync's regions did, and its pair stays without a recovery point.
+        """
+        g = self._secondary(array, group)
+        for hv in self._volumes(array, g, [v for v in volumes if array.find_group(group) is not None]):
+            if hv.staging is not None and hv.staging.transfer_id == transfer:
+                hv.staging.discard()
+        self.errors.pop(transfer, None)
+        self.error_volumes.pop(transfer, None)
+        return {"ok": True}
+
+    def failure(self, array, transfer: str) -> dict:
+        """Which secondary volume a failed transfer could not stage, and whether its reserved capacity can grow."""
+        volume = self.error_volumes.get(transfer)
+        if volume is None:
+            return {"volume": None}
+        pair = array.pair_of(array.volume(volume))
+        capacity = array.volume(volume).capacity
+        return {"volume": volume, "reservedCapacity": pair.reserved_capacity if pair else 0, "capacity": capacity}
+
+    def _give_up_recovery_point(self, array, g, volume: str) -> None:
+        """An in-place resync writes the volume directly: from now on it holds no recovery point."""
+        if self.engine.drill_clone(array.name, f"{volume}-drill") is not None:
+            raise MirrorError(f"a DR drill of {g.name} uses the recovery point of {array.name}/{volume}; stop the "
+                              "drill before resynchronizing without a recovery point", code="arvmDrillRunning")
+        pair = array.pair_of(array.volume(volume))
+        if pair.recovery_point_available:
+            pair.recovery_point_available = False
+            array.db.commit()
+            array.log(Severity.WARNING, f"{g.name}/{volume}", "arvmRecoveryPointDeleted",
+                      f"{array.name}/{volume} is resynchronized in place: the delta does not fit its reserved "
+                      "capacity, so its recovery point is given up until the next one commits; forced promotion "
+                      "is refused meanwhile (no recovery point image)")
+            self.engine.publish("pair", array.name, f"{g.name}/{volume}")
 
     def regions(self, array_name: str, transfer: str, volume: str, regions: list[tuple[int, int, object]]) -> None:
         """Stage ``(offset, length, data)`` regions of a transfer (data None: zeros)."""

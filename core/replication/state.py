@@ -21,6 +21,10 @@ class GroupState:
     sync_time_alerted: bool = False
     reserved_alerted: set[str] = field(default_factory=set)
     waiters: list[asyncio.Future] = field(default_factory=list)
+    # deleteRecoveryPointIfNecessary: a delta that does not fit a secondary's reserved
+    # capacity is applied in place there (no recovery point until the next commit).
+    delete_recovery_point_allowed: bool = False
+    in_place: set[str] = field(default_factory=set)  # secondary volumes resynchronized in place
 
     @property
     def running(self) -> bool:

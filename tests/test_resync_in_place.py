@@ -1,0 +1,81 @@
+"""Never stuck: a delta that does not fit the secondary's reserved capacity (issue "never stuck").
+
+SANtricity's ``deleteRecoveryPointIfNecessary`` lets a sync apply such a delta in
+place, giving up the secondary's recovery point until the new one commits; without
+it the pair fails and the administrator increases the reserved capacity. When the
+reserved capacity is already as large as the volume, no increase can help: the
+engine then resynchronizes in place by itself, says so, and takes a new recovery
+point at the end. A transfer given up releases its staging space on the secondary.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from core.errors import MirrorError
+from test_replication_support import RS, make_pair, read_file, set_link_bandwidth, wait_for
+
+
+def _rand(n: int) -> bytes:
+    return os.urandom(n)
+
+
+def _staging_bytes(client, ref: str) -> int:
+    return client.pair(ref).reserved_capacity.staging_bytes
+
+
+def test_sync_with_delete_recovery_point_applies_a_delta_that_does_not_fit(client):
+    make_pair(client, "4MiB", reserved_percent=100, secondary_reserved_percent=20)
+    data = _rand(40 * RS)  # 2.5 MiB changed: more than 20 % of the secondary's volume
+    client.host_write("SiteA/v", 0, data)
+    with pytest.raises(MirrorError) as e:  # the SANtricity default: the pair fails
+        client.sync_now("G", wait=True)
+    assert e.value.code == "arvmRepositoryFull"
+    assert client.group("G").status == "system_suspended"
+    assert _staging_bytes(client, "SiteB/v") <= 64  # the abandoned transfer's staging space is released
+    client.resume("G", delete_recovery_point_if_necessary=True)
+    wait_for(lambda: client.group("G").last_sync.outcome == "committed", 20, "the in-place resync to commit")
+    assert read_file(client.volume("SiteB/v").path, 0, len(data)) == data
+    assert client.group("G").status == "optimal"
+    secondary = client.pair("SiteB/v")
+    assert secondary.recovery_point_available and secondary.status == "optimal"
+    codes = [e.code for e in client.events()]
+    assert "arvmResyncInPlace" in codes and "arvmRecoveryPointDeleted" in codes
+    assert client.verify("G")["identical"]
+    outcomes = [s.outcome for s in client.sync_history("G")]
+    assert any(o.startswith("abandoned") for o in outcomes) and outcomes[-1] == "committed"
+
+
+def test_a_delta_as_large_as_the_volume_resyncs_in_place_by_itself(client):
+    """Reserved capacity at 100 % of the volume cannot stage a whole-volume delta: no dead end."""
+    make_pair(client, "4MiB", reserved_percent=100, secondary_reserved_percent=100)
+    data = _rand(64 * RS)  # every region of the 4 MiB volume
+    client.host_write("SiteA/v", 0, data)
+    client.sync_now("G")
+    wait_for(lambda: client.group("G").last_sync is not None and client.group("G").last_sync.outcome == "committed"
+             and client.group("G").last_sync.bytes_payload == 64 * RS, 20, "the in-place resync to commit")
+    assert read_file(client.volume("SiteB/v").path, 0, len(data)) == data
+    assert client.group("G").status == "optimal"
+    assert client.pair("SiteB/v").recovery_point_available
+    assert "arvmResyncInPlace" in [e.code for e in client.events("SiteA")]
+
+
+def test_forced_promotion_is_refused_while_a_secondary_is_resynchronized_in_place(lab_home):
+    from test_replication_support import open_engine
+
+    set_link_bandwidth(lab_home, 2 << 20)  # slow: the in-place resync is still running when the link is cut
+    c = open_engine(lab_home)
+    try:
+        make_pair(c, "8MiB", reserved_percent=100, secondary_reserved_percent=100)
+        c.host_write("SiteA/v", 0, _rand(128 * RS))
+        c.sync_now("G")
+        wait_for(lambda: "arvmRecoveryPointDeleted" in [e.code for e in c.events("SiteB")], 20,
+                 "the secondary to give up its recovery point")
+        c.lab_link(True)
+        with pytest.raises(MirrorError) as e:
+            c.promote("G", "SiteB", force=True)
+        assert e.value.code == "arvmRecoveryPointUnavailable"
+        assert "no recovery point image" in e.value.message
+    finally:
+        c.close()
