@@ -98,6 +98,9 @@ class GroupStatus(_Word):
     ROLE_CHANGE_PENDING = "role_change_pending"
     ROLE_CHANGE_IN_PROGRESS = "role_change_in_progress"
     ROLE_CONFLICT = "role_conflict"
+    # Beyond SANtricity's statuses: every recent sync failed (e.g. ENOSPC on the secondary)
+    # while the group still looks healthy otherwise; never shown as Optimal.
+    SYNC_FAILING = "sync_failing"
 
 
 class PairStatus(_Word):
@@ -125,6 +128,7 @@ _LABELS = {
     GroupStatus.ROLE_CHANGE_PENDING: "Role change pending",
     GroupStatus.ROLE_CHANGE_IN_PROGRESS: "Role change in progress",
     GroupStatus.ROLE_CONFLICT: "Role conflict",
+    GroupStatus.SYNC_FAILING: "Synchronization failing",
     DriveType.NVME: "NVMe",
     DriveType.SAS: "SAS",
     Security.NONE: "None",

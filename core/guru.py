@@ -134,6 +134,15 @@ class GuruService:
                         (g.name,), "A mirrored pair failed; the other pairs are stopped.",
                         ("1. Fix the failed pair.", f"2. Resume {g.name}."),
                         (GuruAction("resume", f"Resume {g.name}", False, "resynchronizes only what changed"),)))
+        elif status == GroupStatus.SYNC_FAILING.value:
+            st = self.states.get((array.name, g.name))
+            cause = st.last_error if st is not None else "synchronizations keep failing"
+            add(Problem(f"sync-failing:{g.name}", Severity.CRITICAL.value,
+                        f"Synchronization of {g.name} keeps failing", (g.name, array.name, remote),
+                        f"The last {st.failures if st is not None else 'few'} synchronizations failed: {cause}",
+                        ("1. Fix the cause (see the event log: for example free space on the secondary array).",
+                         f"2. Synchronize {g.name} now; the recovery point stays the last committed one until then."),
+                        (GuruAction("sync-now", f"Synchronize {g.name} now", False, "retries the synchronization"),)))
         elif status == GroupStatus.PAUSED.value:
             reach = self.reachable(array.name, remote)
             if not reach:

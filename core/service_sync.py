@@ -29,6 +29,7 @@ from core.store.schema import SyncStatRow, utcnow
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
+FAILING_AFTER = 3  # syncs failed in a row before the group says "Synchronization failing"
 
 
 class SyncService:
@@ -215,7 +216,8 @@ class SyncService:
             t = st.transfer
             progress = _progress(t.kind, t.bytes_done, t.bytes_total, t)
         return GroupRuntime(syncing=st.running, progress=progress, next_sync=st.next_due,
-                            paused=st.paused or st.waiting_for_user or not reachable)
+                            paused=st.paused or st.waiting_for_user or not reachable,
+                            failing=st.last_error if st.failures >= FAILING_AFTER else "")
 
     def last_sync(self, array, group) -> SyncStats | None:
         """The group's latest statistics; cached, since every snapshot asks (reset by _record_stats)."""
@@ -465,6 +467,7 @@ class SyncService:
         st.transfer = None
         st.rp_age_alerted = False
         st.last_error = ""
+        st.failures = 0
         st.in_place.clear()  # every secondary holds a recovery point again
         st.delete_recovery_point_allowed = False
         # Not fsynced: after an OS crash the change log (cleared lazily) resends these regions.
@@ -497,6 +500,7 @@ class SyncService:
         t = st.transfer
         self._abandon(array, g, st)
         st.last_error = e.message
+        st.failures += 1
         if self.reachable(array.name, g.remote_array):
             asyncio.get_running_loop().create_task(self._tell_abort(array.name, g, t))
         self._record_stats(array, SyncStatRow(group_name=g.name, kind=t.kind if t else "interval",

@@ -31,6 +31,7 @@ class GroupRuntime:
     progress: SyncProgress | None = None
     next_sync: datetime | None = None
     paused: bool = False  # the remote array cannot be reached
+    failing: str = ""  # the last error, once syncs failed several times in a row
 
 
 def pair_status(pair, group_system_suspended: bool, rt: PairRuntime) -> PairStatus:
@@ -62,6 +63,8 @@ def group_status(group, rt: GroupRuntime) -> GroupStatus:
         return GroupStatus.SYSTEM_SUSPENDED
     if rt.paused or group.paused_reason:
         return GroupStatus.PAUSED
+    if rt.failing:
+        return GroupStatus.SYNC_FAILING
     if any(not p.initial_sync_done for p in group.pairs if not p.incomplete):
         return GroupStatus.INITIAL_SYNC
     if rt.syncing:

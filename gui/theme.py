@@ -19,6 +19,7 @@ _STATUS_ICON = {
     GroupStatus.ROLE_CHANGE_PENDING.value: "status_synchronizing",
     GroupStatus.ROLE_CHANGE_IN_PROGRESS.value: "status_synchronizing",
     GroupStatus.ROLE_CONFLICT.value: "status_failed",
+    GroupStatus.SYNC_FAILING.value: "status_failed",
     PairStatus.INCOMPLETE.value: "status_warning",
     PairStatus.FAILED.value: "status_failed",
     PairStatus.STOPPED.value: "status_suspended",

@@ -79,3 +79,26 @@ def test_forced_promotion_is_refused_while_a_secondary_is_resynchronized_in_plac
         assert "no recovery point image" in e.value.message
     finally:
         c.close()
+
+
+def test_syncs_that_keep_failing_are_a_group_status_and_a_guru_problem(client, monkeypatch):
+    """A secondary that cannot write (ENOSPC) fails every sync: never Optimal and healthy meanwhile."""
+    make_pair(client, "4MiB")
+    receiver = client.engine.receiver
+
+    def no_space(array, transfer, volume, regions):
+        receiver.errors[transfer] = MirrorError(f"short write to the staging journal of {volume}: "
+                                                "No space left on device", code="volumeFailed")
+    monkeypatch.setattr(receiver, "regions", no_space)
+    for attempt in range(3):
+        client.host_write("SiteA/v", attempt * RS, _rand(RS))
+        with pytest.raises(MirrorError):
+            client.sync_now("G", wait=True)
+    g = client.group("G")
+    assert g.status == "sync_failing"
+    problem = next(p for p in client.guru() if p.id == "sync-failing:G")
+    assert "No space left on device" in problem.cause and problem.severity == "critical"
+    monkeypatch.undo()  # space freed: the Guru's action retries, and one commit clears the status
+    client.guru_fix("sync-failing:G", "sync-now")
+    wait_for(lambda: client.group("G").status == "optimal", 20, "the retry to commit")
+    assert not [p for p in client.guru() if p.id == "sync-failing:G"]

@@ -17,6 +17,7 @@ class GroupState:
     manual_requested: bool = False
     next_due: datetime | None = None
     last_error: str = ""
+    failures: int = 0  # syncs failed in a row (a commit resets it)
     rp_age_alerted: bool = False
     sync_time_alerted: bool = False
     reserved_alerted: set[str] = field(default_factory=set)

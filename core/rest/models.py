@@ -170,7 +170,7 @@ def _lost_recovery_point(p: PairSnapshot) -> bool:
 def group_state(g: GroupSnapshot) -> str:
     if g.status == "system_suspended":
         return "rpFailed" if any(_lost_recovery_point(p) for p in g.pairs) else "degraded"
-    if g.status in ("orphan", "role_conflict"):
+    if g.status in ("orphan", "role_conflict", "sync_failing"):
         return "degraded"
     if g.status == "initial_sync" or any(_member_state(p) == "initialSync" for p in g.pairs):
         return "initialSync"
