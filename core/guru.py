@@ -161,9 +161,9 @@ class GuruService:
             add(Problem(f"user-suspended:{g.name}", Severity.INFO.value, f"Group {g.name} is suspended", (g.name,),
                         "Suspended by a user; changes are tracked.", (f"1. Resume {g.name}.",),
                         (GuruAction("resume", f"Resume {g.name}", False, "resynchronizes only what changed"),)))
-        if g.role == Role.PRIMARY.value and g.last_recovery_point is not None and \
-                (now - g.last_recovery_point).total_seconds() > g.recovery_point_alert_minutes * 60:
-            age = (now - g.last_recovery_point).total_seconds() / 60
+        rp_age = self.recovery_point_age(array, g)
+        if g.role == Role.PRIMARY.value and rp_age is not None and rp_age > g.recovery_point_alert_minutes * 60:
+            age = rp_age / 60
             add(Problem(f"recovery-point-age:{g.name}", Severity.WARNING.value,
                         f"Recovery point of {g.name} is {age:.0f} min old", (g.name,),
                         f"Older than the {g.recovery_point_alert_minutes} min threshold.",

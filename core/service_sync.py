@@ -20,6 +20,7 @@ from core.errors import CommunicationError, MirrorError, NotFound, ReservedCapac
 from core.lab import LAB_PASSWORDS, LabState
 from core.replication import groupsync, receiver
 from core.replication.channels import ChannelHub
+from core.replication.clock import SchedulerClock
 from core.replication.host_volume import HostVolume
 from core.replication.state import GroupState
 from core.snapshots import SyncProgress, SyncStats
@@ -45,6 +46,7 @@ class SyncService:
         self.channels = ChannelHub(self, self.listen, self.channel_port, self.channel_ssl, self.peer_ssl)
         self.receiver = Receiver_ = receiver.Receiver(self)
         self._lab_mtime = self._lab_file_mtime()
+        self.clock = SchedulerClock()
         for array in self.arrays.values():
             Receiver_.register(self.endpoints[array.name])
             for row in array.volumes():
@@ -154,7 +156,7 @@ class SyncService:
 
     async def on_pair_added(self, array, pair) -> None:
         self.attach_pair_volume(array, pair.volume.name)
-        self._state(array.name, pair.group.name).next_due = None
+        self._state(array.name, pair.group.name).next_due = None  # planned again by the next tick
 
     async def on_pair_removing(self, array, pair) -> None:
         st = self.states.get((array.name, pair.group.name))
@@ -170,8 +172,7 @@ class SyncService:
             hv.detach()
 
     async def on_group_settings_changed(self, array, group) -> None:
-        st = self._state(array.name, group.name)
-        st.next_due = self._due_after(group, group.last_sync_start)
+        self._plan(group, self._state(array.name, group.name))
 
     def _state(self, array: str, group: str) -> GroupState:
         return self.states.setdefault((array, group), GroupState())
@@ -215,7 +216,8 @@ class SyncService:
         if st.transfer is not None:
             t = st.transfer
             progress = _progress(t.kind, t.bytes_done, t.bytes_total, t)
-        return GroupRuntime(syncing=st.running, progress=progress, next_sync=st.next_due,
+        return GroupRuntime(syncing=st.running, progress=progress,
+                            next_sync=self.clock.wall_of(st.next_due) if st.next_due is not None else None,
                             paused=st.paused or st.waiting_for_user or not reachable,
                             failing=st.last_error if st.failures >= FAILING_AFTER else "")
 
@@ -302,14 +304,39 @@ class SyncService:
                 log.exception("scheduler tick failed")
             await asyncio.sleep(TICK_SECONDS)
 
-    def _due_after(self, g, last: datetime | None) -> datetime | None:
+    def _plan(self, g, st: GroupState) -> None:
+        """The next scheduled sync: an interval after the last one started, on the monotonic clock."""
         if g.sync_mode != SyncMode.SCHEDULED.value:
+            st.next_due = None
+        elif st.started_mono is not None:
+            st.next_due = st.started_mono + g.sync_interval_minutes * 60
+        elif g.last_sync_start is not None:  # started before this process: where the wall clock puts it
+            st.next_due = self.clock.deadline_at(g.last_sync_start + timedelta(minutes=g.sync_interval_minutes))
+        else:
+            st.next_due = self.clock.mono()  # never synchronized: now
+
+    def recovery_point_age(self, array, g) -> float | None:
+        """Seconds since the group's last recovery point: monotonic when it committed in this process."""
+        st = self.states.get((array.name, g.name)) if hasattr(self, "states") else None
+        if st is not None and st.rp_mono is not None:
+            return self.clock.mono() - st.rp_mono
+        if g.last_recovery_point is None:
             return None
-        base = last or datetime.now(timezone.utc)
-        return base + timedelta(minutes=g.sync_interval_minutes)
+        return (datetime.now(timezone.utc) - g.last_recovery_point).total_seconds()
+
+    def _notice_clock_jump(self) -> None:
+        moved = self.clock.jump()
+        if not moved:
+            return
+        for array in self.arrays.values():
+            array.log(Severity.WARNING, array.name, "systemClockChanged",
+                      f"The system clock moved {'forward' if moved > 0 else 'back'} by {abs(moved) / 60:.1f} min; "
+                      "synchronization schedules and recovery point ages keep following elapsed time, times are "
+                      "shown on the new clock")
 
     def _tick(self) -> None:
         now = datetime.now(timezone.utc)
+        self._notice_clock_jump()
         for array in self.arrays.values():
             for g in array.groups():
                 if g.role != Role.PRIMARY.value:
@@ -344,8 +371,8 @@ class SyncService:
                     continue
                 initial = any(not p.initial_sync_done for p in g.pairs if not p.incomplete)
                 if st.next_due is None and g.sync_mode == SyncMode.SCHEDULED.value:
-                    st.next_due = self._due_after(g, g.last_sync_start) if g.last_sync_start else now
-                due = st.next_due is not None and now >= st.next_due
+                    self._plan(g, st)
+                due = st.next_due is not None and self.clock.mono() >= st.next_due
                 if st.transfer is not None or initial or due or st.manual_requested:
                     self._start_sync(array, g, st)
 
@@ -378,7 +405,8 @@ class SyncService:
                           f"Synchronization of {group} interrupted by a restart resumes: regions the secondary "
                           "already holds and that did not change since are not sent again")
             g.last_sync_start = st.transfer.started_at  # committed with the event below
-            st.next_due = self._due_after(g, g.last_sync_start)
+            st.started_mono = self.clock.mono()
+            self._plan(g, st)
             array.log(Severity.INFO, group, "arvmSyncStarted",
                       f"{st.transfer.kind.capitalize()} synchronization of {group} started "
                       f"({st.transfer.bytes_total} bytes changed)", durable=False)
@@ -466,6 +494,7 @@ class SyncService:
                                  duration_seconds=duration, recovery_point_time=rp_time, outcome="committed"))
         st.transfer = None
         st.rp_age_alerted = False
+        st.rp_mono = self.clock.mono()
         st.last_error = ""
         st.failures = 0
         st.in_place.clear()  # every secondary holds a recovery point again
@@ -605,8 +634,8 @@ class SyncService:
         st.waiters.clear()
 
     def _check_alerts(self, array, g, st: GroupState, now: datetime) -> None:
-        if g.last_recovery_point is not None and not st.rp_age_alerted:
-            age = (now - g.last_recovery_point).total_seconds()
+        age = self.recovery_point_age(array, g)
+        if age is not None and not st.rp_age_alerted:
             if age > g.recovery_point_alert_minutes * 60:
                 st.rp_age_alerted = True
                 array.log(Severity.WARNING, g.name, "arvmRecoveryPointAgeAlert",

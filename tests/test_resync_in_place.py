@@ -102,3 +102,21 @@ def test_syncs_that_keep_failing_are_a_group_status_and_a_guru_problem(client, m
     client.guru_fix("sync-failing:G", "sync-now")
     wait_for(lambda: client.group("G").status == "optimal", 20, "the retry to commit")
     assert not [p for p in client.guru() if p.id == "sync-failing:G"]
+
+
+def test_scheduling_follows_elapsed_time_not_the_wall_clock(client, monkeypatch):
+    """The wall clock set forward two hours: no spurious 'old recovery point', and the jump is an event."""
+    import time as time_module
+
+    make_pair(client, "4MiB", sync_mode="scheduled", sync_interval_minutes=1)
+    wait_for(lambda: client.group("G").last_sync is not None, 10, "the initial sync")
+    real_time = time_module.time
+    monkeypatch.setattr(time_module, "time", lambda: real_time() + 7200)  # as if someone set the clock
+    wait_for(lambda: "systemClockChanged" in [e.code for e in client.events("SiteA")], 10, "the clock jump event")
+    assert client.group("G").status == "optimal"
+    assert not [p for p in client.guru() if p.id.startswith("recovery-point-age")]
+    assert "arvmRecoveryPointAgeAlert" not in [e.code for e in client.events("SiteA")]
+    nxt = client.group("G").next_sync  # shown on the new wall clock, still about one interval away
+    from datetime import datetime, timezone
+
+    assert nxt is not None and 0 < (nxt - datetime.fromtimestamp(time_module.time(), timezone.utc)).total_seconds() <= 60

@@ -15,7 +15,9 @@ class GroupState:
     paused: bool = False  # the remote array cannot be reached
     waiting_for_user: bool = False  # link back, resync policy manual: Resume needed
     manual_requested: bool = False
-    next_due: datetime | None = None
+    next_due: float | None = None  # monotonic deadline of the next scheduled sync (core.replication.clock)
+    started_mono: float | None = None  # monotonic time the last sync started, in this process
+    rp_mono: float | None = None  # monotonic time the last recovery point committed, in this process
     last_error: str = ""
     failures: int = 0  # syncs failed in a row (a commit resets it)
     rp_age_alerted: bool = False
