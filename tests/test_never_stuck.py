@@ -1,4 +1,4 @@
-"""Never stuck: a delta that does not fit the secondary's reserved capacity (issue "never stuck").
+"""Never stuck, never falsely healthy: deltas that do not fit, syncs that keep failing, clock jumps.
 
 SANtricity's ``deleteRecoveryPointIfNecessary`` lets a sync apply such a delta in
 place, giving up the secondary's recovery point until the new one commits; without
@@ -6,6 +6,8 @@ it the pair fails and the administrator increases the reserved capacity. When th
 reserved capacity is already as large as the volume, no increase can help: the
 engine then resynchronizes in place by itself, says so, and takes a new recovery
 point at the end. A transfer given up releases its staging space on the secondary.
+Syncs that fail every time are a group status and a Guru problem; the schedule and
+recovery point ages follow elapsed time, not a wall clock someone set.
 """
 from __future__ import annotations
 
