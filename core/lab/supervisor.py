@@ -13,6 +13,7 @@ API answers. Anything else is stale and is cleaned up, never trusted.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import time
@@ -25,13 +26,14 @@ from core.errors import MirrorError, NotFound
 from core.lab.home import LabNotUp, LabState, array_dirs
 from core.lab.passwords import lab_passwords
 from core.lab.processes import (is_ours, log_tail, mirrorctl_command, process_alive, read_json, read_pid,
-                                start_detached, stop_processes)
+                                start_detached, stop_processes, write_atomic)
 from core.lab.relay_control import RelayControl
 from core.lab.relay_service import RELAY_FILE, RELAY_LOG, RELAY_PID
 
 DAEMON_FILE = "daemon.json"
 DAEMON_PID = "daemon.pid"
 DAEMON_LOG = "daemon.log"
+PORTS_FILE = "ports.json"  # the daemon's last ports, reused when free
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 PROBE_TIMEOUT = 3.0
@@ -131,8 +133,9 @@ def _launch(state: DaemonState) -> tuple[int, subprocess.Popen | None]:
     pid = read_pid(d / DAEMON_PID)
     if is_ours(pid, "serve", str(d)):
         return pid, None
+    ports = _previous_ports(d)
     cmd = mirrorctl_command("array", "serve", "--data-dir", str(d), "--listen", "127.0.0.1",
-                            "--rest-port", "0", "--channel-port", "0", "--nbd-port", "0")
+                            "--rest-port", ports["rest"], "--channel-port", ports["channel"], "--nbd-port", ports["nbd"])
     proc = start_detached(cmd, d / DAEMON_LOG, d / DAEMON_PID)
     return proc.pid, proc
 
@@ -142,6 +145,7 @@ def _wait_for_daemon(state: DaemonState, pid: int, proc: subprocess.Popen | None
     while time.monotonic() < deadline:
         info = read_json(d / DAEMON_FILE)
         if info and info.get("pid") == pid and _answers(info):
+            _remember_ports(d, info)
             return info
         status = proc.poll() if proc is not None else None  # before process_alive, which may reap it
         if status is not None or not process_alive(pid):
@@ -150,6 +154,38 @@ def _wait_for_daemon(state: DaemonState, pid: int, proc: subprocess.Popen | None
         time.sleep(0.1)
     stop_processes({state.name: pid}, 5)
     raise _start_failed(state.name, f"its daemon did not come up within {START_TIMEOUT:g} s", d / DAEMON_LOG)
+
+
+def _previous_ports(data_dir: Path) -> dict[str, str]:
+    """The ports this array had the last time, where still free (else "0": any).
+
+    A restarted array keeps its REST URL, channel and NBD addresses, so clients that
+    know it (the console, a host's NBD URI, the relay) find it again.
+    """
+    remembered = read_json(data_dir / PORTS_FILE) or {}
+    return {kind: str(port) if isinstance(port, int) and _port_free(port) else "0"
+            for kind, port in ((k, remembered.get(k)) for k in ("rest", "channel", "nbd"))}
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _remember_ports(data_dir: Path, info: dict) -> None:
+    def port(address: str | None) -> int | None:
+        tail = str(address or "").rpartition(":")[2]
+        return int(tail) if tail.isdigit() else None
+    ports = {"rest": port(info.get("restUrl")), "channel": port(info.get("channelAddress")),
+             "nbd": port(info.get("nbdAddress"))}
+    write_atomic(data_dir / PORTS_FILE, json.dumps(ports))
 
 
 def _start_failed(name: str, why: str, log: Path) -> MirrorError:
