@@ -13,37 +13,172 @@ A write to a region already in P costs no I/O, which keeps ``mark`` at about a
 microsecond on the host write path. Clearing (after a commit) is lazy: a stale bit
 only costs a resend.
 
-File layout: a 64-byte header (magic, version, region size, volume size, region
-count, CRC32 of the header) then the bitmap, bit ``i`` of byte ``i // 8`` (little
-bit order) for region ``i``.
+File layout (version 2): a 512-byte header sector (magic, version, region size,
+volume size, region count, block size, CRC32 of the header), then the bitmap in
+512-byte blocks, each 508 bytes of bits (4064 regions; bit ``i`` of byte ``i // 8``,
+little bit order) and the CRC32 of those bytes seeded with the block's index. A block
+is one sector, rewritten whole, so a torn write or a zeroed, flipped or misplaced
+block fails its CRC. A zeroed bitmap once read as "nothing changed": the next sync
+sent nothing and the secondary diverged silently. Now a block that fails its check
+is taken as all changed (a delta resync of its regions, never clean), rewritten, and
+counted in ``repaired_blocks`` for the engine to report; a damaged header rebuilds
+the whole log as changed. Version 1 (a 64-byte header and a bare bitmap) is read and
+upgraded in place.
 """
 from __future__ import annotations
 
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
-from core.datapath.extents import FormatMismatch, check_format, create_atomically
+from core.datapath.extents import FormatMismatch, create_atomically
 from core.domain import DEFAULT_REGION_SIZE
 from core.errors import InvalidInput, MirrorError
 
 MAGIC = b"AMCHGLOG"
-VERSION = 1
-HEADER_SIZE = 64
-_HEADER = struct.Struct("<8sIIQQ")  # magic, version, region size, volume size, regions
+VERSION = 2
+HEADER_SIZE = 512
+BLOCK_SIZE = 512
+BLOCK_BYTES = BLOCK_SIZE - 4  # bitmap bytes per block; the CRC32 takes the rest
+BLOCK_REGIONS = BLOCK_BYTES * 8
+_HEADER = struct.Struct("<8sIIQQI")  # magic, version, region size, volume size, regions, block size
+_V1_HEADER = struct.Struct("<8sIIQQ")  # version 1: no block size
+V1_HEADER_SIZE = 64
 _CRC = struct.Struct("<I")
 
 
 def _header(region_size: int, volume_size: int, regions: int) -> bytes:
-    head = _HEADER.pack(MAGIC, VERSION, region_size, volume_size, regions)
+    head = _HEADER.pack(MAGIC, VERSION, region_size, volume_size, regions, BLOCK_SIZE)
     head += _CRC.pack(zlib.crc32(head))
     return head.ljust(HEADER_SIZE, b"\0")
 
 
-def _bitmap_bytes(regions: int) -> int:
-    return (regions + 7) // 8
+def _blocks_for(regions: int) -> int:
+    return -(-regions // BLOCK_REGIONS)
+
+
+def _block_crc(index: int, bitmap: bytes) -> int:
+    """Seeded with the block's index: a block written at the wrong place fails too."""
+    return zlib.crc32(bitmap, zlib.crc32(index.to_bytes(8, "little")))
+
+
+def _encode_blocks(bits: np.ndarray, first: int, last: int) -> bytes:
+    """Blocks ``first..last`` (inclusive) of ``bits`` (padded to whole blocks), with their CRCs."""
+    packed = np.packbits(bits[first * BLOCK_REGIONS:(last + 1) * BLOCK_REGIONS], bitorder="little")
+    out = bytearray()
+    for i, b in enumerate(range(first, last + 1)):
+        chunk = packed[i * BLOCK_BYTES:(i + 1) * BLOCK_BYTES].tobytes()
+        out += chunk + _CRC.pack(_block_crc(b, chunk))
+    return bytes(out)
+
+
+def _file_bytes(region_size: int, volume_size: int, bits: np.ndarray) -> bytes:
+    regions = -(-volume_size // region_size)
+    n = _blocks_for(regions)
+    return _header(region_size, volume_size, regions) + (_encode_blocks(bits, 0, n - 1) if n else b"")
+
+
+def _padded(regions: int) -> np.ndarray:
+    return np.zeros(_blocks_for(regions) * BLOCK_REGIONS, dtype=bool)
+
+
+@dataclass(frozen=True)
+class LogImage:
+    """What a change log file holds, read without changing it (``open`` repairs, ``inspect`` reports).
+
+    ``bits`` is padded to whole blocks; the regions of a damaged block are all set.
+    """
+
+    version: int  # as found on disk (0: the header was unreadable)
+    region_size: int
+    volume_size: int
+    bits: np.ndarray
+    damaged_blocks: tuple[int, ...] = ()
+    header_damaged: bool = False
+
+    @property
+    def regions(self) -> int:
+        return -(-self.volume_size // self.region_size)
+
+    @property
+    def repaired_regions(self) -> int:
+        if self.header_damaged:
+            return self.regions
+        return sum(min(self.regions, (b + 1) * BLOCK_REGIONS) - b * BLOCK_REGIONS for b in self.damaged_blocks)
+
+
+def _rebuilt(volume_size: int, region_size: int, version: int) -> LogImage:
+    """Nothing on disk can be trusted: every region is changed (a resync of the whole delta)."""
+    regions = -(-volume_size // region_size)
+    bits = _padded(regions)
+    bits[:regions] = True
+    return LogImage(version, region_size, volume_size, bits, tuple(range(_blocks_for(regions))), True)
+
+
+def read_image(fd: int, path, volume_size: int, region_size: int) -> LogImage:
+    """Read a change log of either version; damage becomes set bits, a foreign file an error.
+
+    ``volume_size``/``region_size`` are used only when the header itself is damaged.
+    """
+    head = os.pread(fd, HEADER_SIZE, 0)
+    if len(head) < V1_HEADER_SIZE or not any(head[:12]):  # truncated, or zeroed where the magic was
+        return _rebuilt(volume_size, region_size, 0)
+    if head[:8] != MAGIC:
+        raise FormatMismatch(f"{path} is not a change log (magic {head[:8]!r}, expected {MAGIC!r}); "
+                             "check the reserved capacity path or restore the file")
+    version = _CRC.unpack_from(head, 8)[0]
+    if version == 1:
+        return _read_v1(fd, head, volume_size, region_size)
+    if version != VERSION:
+        raise FormatMismatch(f"{path}: change log format version {version} is not supported (this engine "
+                             f"reads versions 1 and {VERSION}); upgrade the engine or recreate the reserved capacity")
+    if len(head) < _HEADER.size + 4 or _CRC.unpack_from(head, _HEADER.size)[0] != zlib.crc32(head[:_HEADER.size]):
+        return _rebuilt(volume_size, region_size, version)
+    _, _, stored_region, stored_size, regions, block_size = _HEADER.unpack_from(head)
+    if block_size != BLOCK_SIZE or regions != -(-stored_size // max(1, stored_region)):
+        return _rebuilt(volume_size, region_size, version)
+    n = _blocks_for(regions)
+    raw = os.pread(fd, n * BLOCK_SIZE, HEADER_SIZE).ljust(n * BLOCK_SIZE, b"\0")
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n, BLOCK_SIZE)
+    bits = np.unpackbits(blocks[:, :BLOCK_BYTES].reshape(-1), bitorder="little").astype(bool)
+    damaged = []
+    for b in range(n):
+        block = raw[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE]
+        if _CRC.unpack_from(block, BLOCK_BYTES)[0] != _block_crc(b, block[:BLOCK_BYTES]):
+            damaged.append(b)
+            bits[b * BLOCK_REGIONS:(b + 1) * BLOCK_REGIONS] = True
+    bits[regions:] = False
+    return LogImage(version, stored_region, stored_size, bits, tuple(damaged))
+
+
+def _read_v1(fd: int, head: bytes, volume_size: int, region_size: int) -> LogImage:
+    """Version 1: a CRC on the header only. Missing bitmap bytes count as damage."""
+    if _CRC.unpack_from(head, _V1_HEADER.size)[0] != zlib.crc32(head[:_V1_HEADER.size]):
+        return _rebuilt(volume_size, region_size, 1)
+    _, _, stored_region, stored_size, regions = _V1_HEADER.unpack_from(head)
+    nbytes = (regions + 7) // 8
+    raw = os.pread(fd, nbytes, V1_HEADER_SIZE)
+    bits = _padded(regions)
+    got = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little").astype(bool)
+    bits[:got.size] = got
+    damaged = ()
+    if len(raw) < nbytes:
+        bits[len(raw) * 8:regions] = True
+        damaged = tuple(range(len(raw) * 8 // BLOCK_REGIONS, _blocks_for(regions)))
+    bits[regions:] = False
+    return LogImage(1, stored_region, stored_size, bits, damaged)
+
+
+def inspect(path, volume_size: int, region_size: int = DEFAULT_REGION_SIZE) -> LogImage:
+    """Read a change log without repairing it (``mirrorctl array check``)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return read_image(fd, path, volume_size, region_size)
+    finally:
+        os.close(fd)
 
 
 class ChangeLog:
@@ -51,7 +186,10 @@ class ChangeLog:
 
     Used by the engine thread only. Call :meth:`mark` before writing host data;
     :meth:`capture` at the sync instant; :meth:`complete` once the secondary
-    committed, :meth:`abort` if the sync failed.
+    committed, :meth:`abort` if the sync failed. After :meth:`open`,
+    ``repaired_blocks``/``repaired_regions`` say how much damage was taken as changed
+    (``rebuilt``: the header was damaged, everything is changed) and
+    ``upgraded_from`` the older format version read, if any.
     """
 
     durable = True
@@ -62,16 +200,23 @@ class ChangeLog:
         self._region_size = region_size
         self._volume_size = volume_size
         self._regions = -(-volume_size // region_size)
-        self._persisted = persisted  # P, padded to a multiple of 8
+        self._persisted = persisted  # P, padded to whole blocks
         self._dirty = persisted.copy()  # after (re)open every persisted bit is dirty
         self._inflight = np.zeros_like(persisted)
         self._capturing = False
+        self.repaired_blocks = 0
+        self.repaired_regions = 0
+        self.rebuilt = False
+        self.upgraded_from: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     @classmethod
     def open(cls, path, volume_size: int, region_size: int = DEFAULT_REGION_SIZE,
              durable: bool = True) -> "ChangeLog":
         """Create the log, or reopen it: every bit set on disk is then dirty.
+
+        A block that fails its checksum comes back all dirty and is rewritten; a
+        damaged header rebuilds the log all dirty; a version 1 log is upgraded.
 
         ``durable=False`` skips the fdatasync of new bits: the log then survives a
         process crash (the page cache) but not a power loss or OS crash; its user
@@ -82,31 +227,35 @@ class ChangeLog:
         if volume_size < 0:
             raise InvalidInput(f"volume size {volume_size} must not be negative")
         if not os.path.exists(path):
-            regions = -(-volume_size // region_size)
-            create_atomically(path, _header(region_size, volume_size, regions) + bytes(_bitmap_bytes(regions)))
+            create_atomically(path, _file_bytes(region_size, volume_size, _padded(-(-volume_size // region_size))))
         fd = os.open(path, os.O_RDWR)
         try:
-            head = os.pread(fd, HEADER_SIZE, 0)
-            check_format(head, MAGIC, VERSION, "change log", path)
-            if len(head) < _HEADER.size + 4 or _CRC.unpack_from(head, _HEADER.size)[0] != zlib.crc32(head[: _HEADER.size]):
-                raise FormatMismatch(f"{path}: change log header is damaged (CRC mismatch); recreate the pair's reserved capacity")
-            _, _, stored_region, stored_size, regions = _HEADER.unpack_from(head)
-            if stored_region != region_size:
-                raise InvalidInput(f"{path} tracks {stored_region}-byte regions, not {region_size}")
-            if volume_size < stored_size:
-                raise InvalidInput(f"{path} tracks a {stored_size}-byte volume; a volume cannot shrink to {volume_size}")
-            nbytes = _bitmap_bytes(regions)
-            raw = os.pread(fd, nbytes, HEADER_SIZE)
-            if len(raw) != nbytes:
-                raise FormatMismatch(f"{path}: change log bitmap is truncated ({len(raw)} of {nbytes} bytes)")
-            bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little").astype(bool)
-            bits[regions:] = False
+            image = read_image(fd, path, volume_size, region_size)
+            if image.region_size != region_size:
+                raise InvalidInput(f"{path} tracks {image.region_size}-byte regions, not {region_size}")
+            if volume_size < image.volume_size:
+                raise InvalidInput(f"{path} tracks a {image.volume_size}-byte volume; a volume cannot shrink "
+                                   f"to {volume_size}")
+            if image.header_damaged or image.version != VERSION:  # rewrite whole: rebuilt or upgraded
+                os.close(fd)
+                fd = -1
+                create_atomically(path, _file_bytes(region_size, image.volume_size, image.bits))
+                fd = os.open(path, os.O_RDWR)
+            elif image.damaged_blocks:
+                for b in image.damaged_blocks:
+                    os.pwrite(fd, _encode_blocks(image.bits, b, b), HEADER_SIZE + b * BLOCK_SIZE)
+                os.fdatasync(fd)
         except BaseException:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
             raise
-        log = cls(path, fd, stored_size, region_size, bits)
+        log = cls(path, fd, image.volume_size, region_size, image.bits)
         log.durable = durable
-        if volume_size > stored_size:  # grown while we were down, or a crash mid-resize
+        log.repaired_blocks = len(image.damaged_blocks)
+        log.repaired_regions = image.repaired_regions
+        log.rebuilt = image.header_damaged
+        log.upgraded_from = image.version if image.version not in (0, VERSION) else None
+        if volume_size > image.volume_size:  # grown while we were down, or a crash mid-resize
             log.resize(volume_size)
         return log
 
@@ -121,13 +270,14 @@ class ChangeLog:
         if new_size < self._volume_size:
             raise InvalidInput(f"volume cannot shrink from {self._volume_size} to {new_size} bytes")
         regions = -(-new_size // self._region_size)
-        old_bytes, new_bytes = _bitmap_bytes(self._regions), _bitmap_bytes(regions)
-        if new_bytes > old_bytes:  # zeros first, header last: a crash leaves the old size valid
-            os.pwrite(self._fd, bytes(new_bytes - old_bytes), HEADER_SIZE + old_bytes)
-            os.fdatasync(self._fd)
-            pad = (new_bytes - old_bytes) * 8
+        old_blocks, new_blocks = _blocks_for(self._regions), _blocks_for(regions)
+        if new_blocks > old_blocks:  # blocks first, header last: a crash leaves the old size valid
+            pad = (new_blocks - old_blocks) * BLOCK_REGIONS
             for name in ("_persisted", "_dirty", "_inflight"):
                 setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=bool)]))
+            os.pwrite(self._fd, _encode_blocks(self._persisted, old_blocks, new_blocks - 1),
+                      HEADER_SIZE + old_blocks * BLOCK_SIZE)
+            os.fdatasync(self._fd)
         os.pwrite(self._fd, _header(self._region_size, new_size, regions), 0)
         os.fdatasync(self._fd)
         self._volume_size, self._regions = new_size, regions
@@ -176,17 +326,14 @@ class ChangeLog:
         idx = first[single]
         self._dirty[idx] = True
         new = idx[~self._persisted[idx]]
-        lo = int(new.min()) if len(new) else -1
-        hi = int(new.max()) if len(new) else -1
         self._persisted[new] = True
+        touched = [new // BLOCK_REGIONS]
         for a, b in zip(first[~single].tolist(), last[~single].tolist()):
             self._dirty[a : b + 1] = True
             if not self._persisted[a : b + 1].all():
                 self._persisted[a : b + 1] = True
-                lo = a if lo < 0 else min(lo, a)
-                hi = max(hi, b)
-        if lo >= 0:
-            self._persist_range(lo, hi, durable=self.durable)
+                touched.append(np.arange(a // BLOCK_REGIONS, b // BLOCK_REGIONS + 1))
+        self._write_blocks(np.unique(np.concatenate(touched)), durable=self.durable)
 
     def mark_all(self, regions=None) -> None:
         """Mark regions (indices) dirty, e.g. from the peer's log; None means every region."""
@@ -202,12 +349,24 @@ class ChangeLog:
         if self._persisted[idx].all():
             return
         self._persisted[idx] = True
-        self._persist_range(int(idx.min()), int(idx.max()), durable=self.durable)
+        self._write_blocks(np.unique(idx // BLOCK_REGIONS), durable=self.durable)
 
     def _persist_range(self, first: int, last: int, durable: bool) -> None:
-        lo, hi = first >> 3, (last >> 3) + 1
-        chunk = np.packbits(self._persisted[lo * 8 : hi * 8], bitorder="little")
-        os.pwrite(self._fd, chunk.tobytes(), HEADER_SIZE + lo)
+        a, b = first // BLOCK_REGIONS, last // BLOCK_REGIONS
+        if a == b:  # one block (most host writes): no array bookkeeping
+            os.pwrite(self._fd, _encode_blocks(self._persisted, a, a), HEADER_SIZE + a * BLOCK_SIZE)
+            if durable:
+                os.fdatasync(self._fd)
+            return
+        self._write_blocks(np.arange(a, b + 1), durable)
+
+    def _write_blocks(self, blocks: np.ndarray, durable: bool) -> None:
+        """Rewrite whole blocks (bits and CRC) from P, consecutive blocks in one write."""
+        if blocks.size == 0:
+            return
+        for run in np.split(blocks, np.flatnonzero(np.diff(blocks) != 1) + 1):
+            a, b = int(run[0]), int(run[-1])
+            os.pwrite(self._fd, _encode_blocks(self._persisted, a, b), HEADER_SIZE + a * BLOCK_SIZE)
         if durable:
             os.fdatasync(self._fd)
 
@@ -232,7 +391,7 @@ class ChangeLog:
         changed = np.flatnonzero(self._persisted != self._dirty)
         self._persisted = self._dirty.copy()
         if changed.size:  # no fsync: a stale set bit only costs a resend
-            self._persist_range(int(changed[0]), int(changed[-1]), durable=False)
+            self._write_blocks(np.unique(changed // BLOCK_REGIONS), durable=False)
 
     def clear(self) -> None:
         """Forget every change (nothing pending); on disk lazily, a stale bit only costs a resend."""
@@ -242,7 +401,7 @@ class ChangeLog:
         changed = np.flatnonzero(self._persisted)
         self._persisted[:] = False
         if changed.size:
-            self._persist_range(int(changed[0]), int(changed[-1]), durable=False)
+            self._write_blocks(np.unique(changed // BLOCK_REGIONS), durable=False)
 
     def abort(self) -> None:
         """The sync failed: its regions become dirty again. No-op when nothing is in flight."""
@@ -298,4 +457,4 @@ class ChangeLog:
     @property
     def bytes_used(self) -> int:
         """Reserved capacity taken by the log (its file size)."""
-        return HEADER_SIZE + _bitmap_bytes(self._regions)
+        return HEADER_SIZE + _blocks_for(self._regions) * BLOCK_SIZE

@@ -61,6 +61,22 @@ class HostVolume:
         self.pit = PitStore.open(os.path.join(reserved_dir, "pit.dat"), self._fd, region_size, budget)
         self.staging = Staging.open(os.path.join(reserved_dir, "staging.dat"), self.path, budget, region_size)
 
+    def log_repairs(self) -> str:
+        """What opening the change logs repaired, in words ('' when they were intact).
+
+        A damaged block of a log is taken as changed (its regions are resent), never
+        as clean; the engine reports this as an event, since the reason behind it (a
+        bad disk, a stray write) is worth the administrator's attention.
+        """
+        parts = []
+        for what, log in (("change log", self.changelog), ("since-capture log", self.since_capture)):
+            if log is None or not (log.repaired_blocks or log.rebuilt):
+                continue
+            how = "its header was damaged: rebuilt with every region changed" if log.rebuilt else \
+                f"{log.repaired_blocks} damaged block(s) taken as changed"
+            parts.append(f"{what} {log.path}: {how} ({log.repaired_regions} region(s))")
+        return "; ".join(parts)
+
     def detach(self) -> None:
         for part in (self.changelog, self.since_capture, self.pit, self.staging):
             if part is not None:

@@ -3,14 +3,23 @@
 Regions of a transfer go into each secondary volume's staging journal, so the
 volumes keep the previous recovery point while the transfer runs. ``commit`` first
 makes every journal durable (each votes yes), then writes one group commit record,
-then applies the journals; after a crash the record tells :func:`recover_group`
+then applies the journals; after a crash the record tells :func:`recover_groups`
 to finish applying, so no secondary ever shows a mix of two recovery points.
+
+Records (the group commit record here, the sync-resume hint of ``core.service_sync``)
+are versioned and checksummed: version 2 is a 20-byte header (magic, version, JSON
+length, CRC32 of the JSON) then the JSON; version 1 was bare JSON and is still read.
+A truncated record once made every command fail with a JSONDecodeError; now a
+damaged record is :class:`DamagedRecord`, named in one line with what to do, and
+only its group stops (its pairs failed), not the whole array.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import struct
+import zlib
 from datetime import datetime
 from pathlib import Path
 
@@ -18,11 +27,90 @@ from core.datapath.extents import create_atomically
 from core.domain import Role, Severity
 from core.errors import MirrorError, NotFound, ReservedCapacityFull
 
+RECORD_VERSION = 2
+_RECORD = struct.Struct("<8sIII")  # magic, version, JSON length, CRC32 of the JSON
+COMMIT_MAGIC = b"AMGRPCMT"
+INFLIGHT_MAGIC = b"AMSYNCIF"
+COMMIT_KEYS = ("transfer", "volumes", "recovery_point")
+DAMAGED_COMMIT = "commit record"  # how a pair failed for a damaged commit record starts its reason
+
+
+class DamagedRecord(MirrorError):
+    """An on-disk record fails its checks (truncated, wrong CRC, not JSON, missing fields)."""
+
+    code = "reservedRecordDamaged"
+
+    def __init__(self, path, why: str):
+        super().__init__(f"{path} is damaged ({why})")
+        self.path, self.why = Path(path), why
+
+
+def encode_record(magic: bytes, data: dict) -> bytes:
+    payload = json.dumps(data).encode()
+    return _RECORD.pack(magic, RECORD_VERSION, len(payload), zlib.crc32(payload)) + payload
+
+
+def decode_record(raw: bytes, magic: bytes, path, required: tuple[str, ...] = ()) -> dict:
+    """The record's JSON, checked; raises :class:`DamagedRecord` naming what is wrong."""
+    if raw[:1] == b"{":  # version 1: bare JSON, no checksum
+        payload = raw
+    else:
+        if len(raw) < _RECORD.size:
+            raise DamagedRecord(path, f"{len(raw)} bytes, shorter than its header")
+        found, version, length, crc = _RECORD.unpack_from(raw)
+        if found != magic:
+            raise DamagedRecord(path, f"magic {found!r}, expected {magic!r}")
+        if version != RECORD_VERSION:
+            raise DamagedRecord(path, f"format version {version}; this engine reads 1 and {RECORD_VERSION}")
+        payload = raw[_RECORD.size:]
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            raise DamagedRecord(path, "checksum mismatch" if len(payload) == length
+                                else f"{len(payload)} of {length} bytes")
+    try:
+        data = json.loads(payload)
+    except ValueError as e:
+        raise DamagedRecord(path, f"not valid JSON: {e}") from None
+    missing = [k for k in required if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise DamagedRecord(path, f"missing {', '.join(missing)}")
+    return data
+
+
+def read_record(path, magic: bytes, required: tuple[str, ...] = ()) -> dict | None:
+    """The record at ``path`` (None when there is none)."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    return decode_record(raw, magic, path, required)
+
+
+def write_record(path, magic: bytes, data: dict, durable: bool = True) -> None:
+    create_atomically(path, encode_record(magic, data), durable=durable)
+
 
 def _commit_record(array, group: str) -> Path:
     d = array.data_dir / "reserved" / ".groups"
     d.mkdir(parents=True, exist_ok=True)
     return d / f"{group}.commit"
+
+
+def check_fix(array) -> str:
+    """What an administrator does about a damaged record of this array."""
+    return f"stop array {array.name}, then run 'mirrorctl array check {array.data_dir} --repair'"
+
+
+def refuse_while_commit_record_damaged(array, g) -> None:
+    """A secondary whose commit record is damaged takes no transfer until repaired.
+
+    A new transfer would discard the staging journals (the only copy of what the
+    damaged commit was applying) and write a fresh record over the damaged one: the
+    secondary would end up holding a mix of recovery points without anyone knowing.
+    """
+    reasons = [p.failed_reason for p in g.pairs if p.failed_reason.startswith(DAMAGED_COMMIT)]
+    if reasons:
+        raise MirrorError(f"group {g.name} on {array.name} cannot receive: {reasons[0]}",
+                          code="arvmCommitRecordDamaged")
 
 
 class Receiver:
@@ -64,6 +152,7 @@ class Receiver:
         if g.role != Role.SECONDARY.value:
             raise MirrorError(f"group {group} is primary on {array.name}; it cannot receive a synchronization "
                               "(a role conflict must be resolved first)", code="arvmGroupNotSecondary")
+        refuse_while_commit_record_damaged(array, g)
         return g
 
     def _volumes(self, array, g, volumes: list[str]):
@@ -175,9 +264,8 @@ class Receiver:
                 raise MirrorError(f"{array.name}/{hv.name} holds no data of transfer {transfer}",
                                   code="syncNotInProgress")
             hv.staging.prepare()
-        record = _commit_record(array, group)
-        create_atomically(record, json.dumps({"transfer": transfer, "volumes": volumes,
-                                              "recovery_point": recovery_point}).encode())
+        write_record(_commit_record(array, group), COMMIT_MAGIC,
+                     {"transfer": transfer, "volumes": volumes, "recovery_point": recovery_point})
         finish_commit(self.engine, array, group, transfer, volumes, recovery_point, settle_later=True)
         task = asyncio.get_running_loop().create_task(self._settle(array, group, hvs))
         self._settling.add(task)
@@ -242,13 +330,51 @@ def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], 
 
 
 def recover_groups(engine, array) -> None:
-    """After a restart: finish any group commit whose record was written (roll forward)."""
+    """After a restart: finish any group commit whose record was written (roll forward).
+
+    A damaged record is not guessed at: its group's pairs fail (System suspended),
+    naming the record and the repair, and the rest of the array runs. Damage the
+    change logs repaired on opening is reported here too.
+    """
+    report_log_repairs(engine, array)
     d = array.data_dir / "reserved" / ".groups"
     if not d.exists():
         return
-    for record in d.glob("*.commit"):
-        data = json.loads(record.read_bytes())
+    for record in sorted(d.glob("*.commit")):
         group = record.name[: -len(".commit")]
+        try:
+            data = read_record(record, COMMIT_MAGIC, COMMIT_KEYS)
+        except DamagedRecord as e:
+            fail_group_for_damaged_record(engine, array, group, e)
+            continue
+        if data is None:
+            continue
         finish_commit(engine, array, group, data["transfer"], data["volumes"], data["recovery_point"])
         array.log(Severity.INFO, group, "arvmRecoveryPointRecovered",
                   f"Recovery point {data['recovery_point']['id']} of {group} finished applying after a restart")
+
+
+def fail_group_for_damaged_record(engine, array, group: str, damage: DamagedRecord) -> None:
+    """The group's pairs fail with a reason naming the record; its journals stay for the repair."""
+    reason = f"{DAMAGED_COMMIT} {damage.path} is damaged ({damage.why}): {check_fix(array)}"
+    g = array.find_group(group)
+    for p in g.pairs if g is not None else ():
+        p.failed_reason = reason
+    array.db.commit()
+    array.log(Severity.CRITICAL, group, "arvmCommitRecordDamaged",
+              f"Group {group}: {reason}; until then the group receives no synchronization")
+    engine.publish("group", array.name, group)
+
+
+def report_log_repairs(engine, array) -> None:
+    """An event per volume whose change logs had damage taken as changed when opened."""
+    for row in array.volumes():
+        hv = engine.host_volume(array.name, row.name, missing_ok=True)
+        repairs = hv.log_repairs() if hv is not None else ""
+        if not repairs:
+            continue
+        pair = array.pair_of(row)
+        obj = f"{pair.group.name}/{row.name}" if pair is not None else row.name
+        array.log(Severity.WARNING, obj, "arvmChangeLogRepaired",
+                  f"Change tracking of {array.name}/{row.name} was damaged on disk ({repairs}); those regions "
+                  "are treated as changed and sent again at the next synchronization")
