@@ -22,13 +22,14 @@ from core.client.rest import API_ROOT, ArrayClient
 from core.client.events import follow_events
 from core.client.lab import LabLink
 from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
-from core.guru import Problem
+from core.guru import GuruAction, Problem
 from core.rest import models
 from core.snapshots import ArraySnapshot, EngineEvent, EventRecord, GroupSnapshot, PairSnapshot, VolumeSnapshot
 from core.units import parse_size
 
 log = logging.getLogger(__name__)
 Subscriber = Callable[[EngineEvent], None]
+RESTORE_LINK = "restore-link"
 ROLE_WAIT_SECONDS, ROLE_WAIT_POLLS = 0.2, 3000  # a role change ends with a final sync: up to 10 min
 # Engine settings (core.groups.GroupSettings words) -> the Web Services body fields.
 SETTINGS_TO_WS = {"sync_interval_minutes": "syncIntervalMinutes", "priority": "priority",
@@ -398,14 +399,24 @@ class Fleet:
 
     # -- Recovery Guru, events, lab faults, drills --------------------------------------------
     async def guru(self) -> list[Problem]:
+        """Every managed array's problems; in the lab, a lost link also offers to restore the lab link."""
         seen: dict[str, Problem] = {}
         for name in sorted(self.clients):
             for p in await self.client(name).get("guru"):
                 problem = models.problem_from_ws(p)
                 seen.setdefault(problem.id, problem)
+        if self.lab is not None and any(i.startswith("communication-lost:") for i in seen):
+            if (await self.lab.state()).get("cut"):
+                restore = GuruAction(RESTORE_LINK, "Restore the lab link", False, "lab link restore")
+                for i, p in seen.items():
+                    if i.startswith("communication-lost:") and RESTORE_LINK not in {a.id for a in p.actions}:
+                        seen[i] = dataclasses.replace(p, actions=(restore,) + p.actions)
         return list(seen.values())
 
     async def guru_fix(self, problem_id: str, action_id: str) -> dict:
+        if action_id == RESTORE_LINK and self.lab is not None:  # the lab's link is the lab's, not an array's
+            await self.lab.set(cut=False)
+            return {"problem": problem_id, "action": action_id, "done": True}
         for name in sorted(self.clients):
             if any(p["id"] == problem_id for p in await self.client(name).get("guru")):
                 return await self.client(name).post(f"guru/{problem_id}/actions/{action_id}", {})
