@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import sqlite3
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import DatabaseError, MultipleResultsFound, NoResultFound
 
 from core.channel.auth import new_salt, password_hash, verify_password
 from core.datadir import DataDirLock
@@ -24,7 +26,7 @@ from core.domain import (NAME_MAX, RAID_LEVELS, ControllerStatus, DriveType, Mod
 from core.errors import InvalidInput, MirrorError, NotFound
 from core.snapshots import (ArraySnapshot, ControllerSnapshot, EventRecord, HostPortSnapshot, PoolSnapshot,
                             VolumeSnapshot)
-from core.store.database import open_database
+from core.store.database import database_damaged, open_database
 from core.units import exact_size
 from core.store.schema import (ArrayRow, ControllerRow, EventRow, GroupRow, HostPortRow, PairRow, PoolRow,
                                VolumeRow, utcnow)
@@ -73,7 +75,15 @@ class StorageArray:
         self._lock = lock
         self._engine, self._sessions = open_database(self.data_dir / DB_NAME)
         self.db = self._sessions()
-        row = self.db.scalars(select(ArrayRow)).one()
+        try:
+            row = self.db.scalars(select(ArrayRow)).one()
+        except (NoResultFound, MultipleResultsFound, DatabaseError, sqlite3.DatabaseError) as e:
+            self.db.close()
+            self._engine.dispose()
+            why = "it holds no array record" if isinstance(e, NoResultFound) else \
+                "it holds several array records" if isinstance(e, MultipleResultsFound) else \
+                str(getattr(e, "orig", None) or e)
+            raise database_damaged(self.data_dir / DB_NAME, why) from None
         self.name = row.name
         self.channel_address = ""  # set while the mirroring channel listens
         self.on_event: Callable[[EventRecord], None] | None = None
@@ -116,6 +126,7 @@ class StorageArray:
 
     @classmethod
     def open(cls, data_dir: Path, purpose: str = "") -> "StorageArray":
+        """Open an existing array; a damaged config.db is one line (``arrayDatabaseDamaged``)."""
         data_dir = Path(data_dir)
         if not (data_dir / DB_NAME).exists():
             raise NotFound(f"no array in {data_dir}; create one first (mirrorctl lab init)")

@@ -452,25 +452,34 @@ class SyncService:
         return d / f"{group}.inflight"
 
     def _inflight_transfer(self, array, group: str) -> str | None:
-        """The transfer a crash interrupted (recorded at its capture), to resume."""
+        """The transfer a crash interrupted (recorded at its capture), to resume.
+
+        The hint only saves resending: a damaged one is reported, removed, and the
+        synchronization starts a fresh transfer (never a guess at a transfer id).
+        """
         path = self._inflight_path(array, group)
         try:
-            hint = json.loads(path.read_bytes())
-        except (FileNotFoundError, ValueError):
+            hint = receiver.read_record(path, receiver.INFLIGHT_MAGIC, ("transfer",))
+        except receiver.DamagedRecord as e:
+            path.unlink(missing_ok=True)
+            array.log(Severity.WARNING, group, "arvmSyncHintDamaged",
+                      f"{e.message}; removed: the synchronization of {group} starts a fresh transfer (nothing to "
+                      "do; what the secondary had staged is sent again)")
+            return None
+        if hint is None:
             return None
         # After a reboot (power loss, OS crash) the page cache is gone and with it the
         # unsynced since-capture log: start a fresh transfer instead of trusting it.
         return hint.get("transfer") if hint.get("boot") == _boot_id() else None
 
     def _record_inflight(self, array, group: str, transfer: str | None) -> None:
-        from core.datapath.extents import create_atomically
-
         path = self._inflight_path(array, group)
         if transfer is None:
             path.unlink(missing_ok=True)
         else:
             # A hint that saves resending after a crash; losing it only costs a fresh transfer.
-            create_atomically(path, json.dumps({"transfer": transfer, "boot": _boot_id()}).encode(), durable=False)
+            receiver.write_record(path, receiver.INFLIGHT_MAGIC, {"transfer": transfer, "boot": _boot_id()},
+                                  durable=False)
 
     def _commit_primary(self, array, g, st: GroupState) -> None:
         t = st.transfer

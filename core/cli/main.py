@@ -9,11 +9,11 @@ import os
 import sys
 from pathlib import Path
 
-from core.cli import arrays, drill, groups, lab, output, pairs, status, sync, volumes
+from core.cli import arrays, check, drill, groups, lab, output, pairs, status, sync, volumes
 from core.cli import guru, labfaults, roles  # roles, failover, Recovery Guru, lab faults
 from core.errors import MirrorError
 
-COMMAND_GROUPS = [lab, arrays, volumes, groups, pairs, sync, drill, status,
+COMMAND_GROUPS = [lab, arrays, check, volumes, groups, pairs, sync, drill, status,
                   labfaults, roles, guru]  # labfaults extends 'lab': keep it after lab
 
 

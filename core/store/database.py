@@ -6,15 +6,29 @@ runs the ones not yet applied, in order, inside one transaction each.
 """
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import MirrorError
 from core.store.schema import Base, SchemaVersionRow
+
+
+class DatabaseDamaged(MirrorError):
+    """The configuration database cannot be read: said in one line, never a SQLAlchemy traceback."""
+
+    code = "arrayDatabaseDamaged"
+
+
+def database_damaged(path: Path, why: str) -> DatabaseDamaged:
+    return DatabaseDamaged(
+        f"{path} is damaged ({why}); the array cannot start without it: restore config.db from a backup "
+        f"('mirrorctl array check {Path(path).parent}' lists what else is affected)")
 
 
 def _v1_initial(conn: Connection) -> None:
@@ -36,9 +50,28 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 def open_database(path: Path) -> tuple[Engine, sessionmaker[Session]]:
-    """Open (creating or upgrading) the database at ``path``."""
+    """Open (creating or upgrading) the database at ``path``.
+
+    An existing file that is empty or not a SQLite database is damaged: it is
+    refused untouched (:class:`DatabaseDamaged`), never overwritten by a fresh schema.
+    """
+    path = Path(path)
+    if path.exists() and path.stat().st_size == 0:
+        raise database_damaged(path, "the file is empty")
     engine = create_engine(f"sqlite:///{path}", future=True)
     event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        _migrate(engine, path)
+    except (DatabaseError, sqlite3.DatabaseError) as e:
+        engine.dispose()
+        raise database_damaged(path, str(getattr(e, "orig", None) or e)) from None
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine, sessionmaker(engine, expire_on_commit=False)
+
+
+def _migrate(engine: Engine, path: Path) -> None:
     with engine.begin() as conn:
         current = 0
         if inspect(conn).has_table(SchemaVersionRow.__tablename__):
@@ -53,4 +86,3 @@ def open_database(path: Path) -> tuple[Engine, sessionmaker[Session]]:
         with engine.begin() as conn:
             MIGRATIONS[version](conn)
             conn.execute(text("INSERT INTO schema_version (version, applied) VALUES (:v, CURRENT_TIMESTAMP)"), {"v": version})
-    return engine, sessionmaker(engine, expire_on_commit=False)
