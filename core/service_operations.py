@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import datetime, timezone
 
 import numpy as np
 from sqlalchemy import select
 
-from core import sides
+from core import sides, status
 from core.datapath.extents import allocated_regions
 from core.domain import Role, Severity
 from core.errors import MirrorError
@@ -161,29 +162,103 @@ class OperationsService:
 
         Regions changed on the primary since the recovery point (dirty or in flight)
         no longer hold that image and are skipped on both sides; everything else
-        must be byte-identical.
+        must be byte-identical. The report says how much was compared and skipped,
+        per pair and in total: "identical" after skipping everything was a lie
+        (outcome ``notVerified``). A sync committing meanwhile moves the recovery
+        point under the comparison, so it is compared again.
         """
         array, g = self._primary_group(group)
-        if not g.pairs or g.last_recovery_point is None:
+        if not g.pairs:
+            raise MirrorError(f"group {group} has no mirrored pairs to verify; add a pair first",
+                              code="arvmGroupEmpty")
+        if g.last_recovery_point is None:
             raise MirrorError(f"group {group} has no recovery point yet; synchronize it first",
                               code="arvmNoRecoveryPoint")
-        pairs = []
-        for p in g.pairs:
-            hv = self.host_volume(array.name, p.volume.name)
-            exclude = hv.changelog.pending_regions().astype(np.int64)
-            local = volume_digests(hv.path, hv.size, self.region_size, exclude)
-            remote = await self.peer_call(array.name, g.remote_array, "volume.digest", {
-                "volume": p.remote_volume, "size": hv.size, "exclude": exclude.tolist()})
-            bad = [i for i, (x, y) in enumerate(zip(local, remote["digests"])) if x != y]
-            pairs.append({"primary": f"{array.name}/{p.volume.name}",
-                          "secondary": f"{g.remote_array}/{p.remote_volume}", "identical": not bad,
-                          "mismatchedBlocks": len(bad),
-                          "firstMismatchOffset": bad[0] * DIGEST_BLOCK_REGIONS * self.region_size if bad else None,
-                          "regionsSkippedChangedSinceRecoveryPoint": int(len(exclude))})
-        ok = all(p["identical"] for p in pairs)
-        array.log(Severity.INFO if ok else Severity.CRITICAL, group, "arvmVerify",
-                  f"Verification of {group}: {'secondary matches the recovery point' if ok else 'MISMATCH'}")
-        return {"group": group, "recoveryPoint": g.last_recovery_point.isoformat(), "identical": ok, "pairs": pairs}
+        for _ in range(VERIFY_ATTEMPTS):
+            rp_id = g.last_recovery_point_id
+            pairs = [await self._verify_pair(array, g, p) for p in g.pairs]
+            if array.group(group).last_recovery_point_id == rp_id:
+                break
+        report = _verify_report(g, pairs, status.group_status(g, self.group_runtime(array, g)).value)
+        outcome = report["outcome"]
+        severity = {"identical": Severity.INFO, "mismatch": Severity.CRITICAL}.get(outcome, Severity.WARNING)
+        text = {"identical": "the secondary matches the recovery point",
+                "mismatch": "MISMATCH: the secondary differs from the recovery point",
+                "notVerified": "NOT VERIFIED: nothing could be compared for at least one pair"}[outcome]
+        array.log(severity, group, "arvmVerify",
+                  f"Verification of {group}: {text} ({report['compared']['regions']} region(s) compared, "
+                  f"{report['skipped']['regions']} skipped as changed since the recovery point)")
+        return report
+
+    async def _verify_pair(self, array, g, p) -> dict:
+        """One pair's comparison, or why it could not be compared."""
+        hv = self.host_volume(array.name, p.volume.name)
+        rs = self.region_size
+        regions = -(-hv.size // rs)
+        base = {"primary": f"{array.name}/{p.volume.name}", "secondary": f"{g.remote_array}/{p.remote_volume}",
+                "regions": regions, "mismatchedBlocks": 0, "firstMismatchOffset": None, "reason": ""}
+        why = _not_comparable(p, hv)
+        if why:
+            return {**base, **_counts(regions, regions, hv.size, hv.size), "outcome": "notVerified", "reason": why}
+        exclude = hv.changelog.pending_regions().astype(np.int64)
+        skipped_bytes = _region_bytes(exclude, rs, hv.size)
+        counts = _counts(regions, len(exclude), skipped_bytes, hv.size)
+        if len(exclude) == regions:
+            return {**base, **counts, "outcome": "notVerified",
+                    "reason": f"every region changed since the recovery point ({skipped_bytes} bytes not yet "
+                              "replicated); synchronize, then verify again"}
+        local = volume_digests(hv.path, hv.size, rs, exclude)
+        remote = await self.peer_call(array.name, g.remote_array, "volume.digest", {
+            "volume": p.remote_volume, "size": hv.size, "exclude": exclude.tolist()})
+        bad = [i for i, (x, y) in enumerate(zip(local, remote["digests"])) if x != y]
+        return {**base, **counts, "outcome": "mismatch" if bad else "identical", "mismatchedBlocks": len(bad),
+                "firstMismatchOffset": bad[0] * DIGEST_BLOCK_REGIONS * rs if bad else None}
+
+
+VERIFY_ATTEMPTS = 3
+
+
+def _not_comparable(p, hv) -> str:
+    """Why a pair's secondary holds no recovery point to compare with, or ''."""
+    if p.incomplete or p.orphan:
+        return f"the pair is {'incomplete' if p.incomplete else 'an orphan'}: it has no secondary to compare"
+    if not p.initial_sync_done:
+        return "no recovery point yet: its initial synchronization has not finished"
+    if hv.failed:
+        return "the primary volume has failed: it cannot be read"
+    if hv.changelog is None:
+        return "the primary's change log is not open"
+    return ""
+
+
+def _region_bytes(regions: np.ndarray, region_size: int, size: int) -> int:
+    """Bytes of ``regions``, the last region of the volume clamped at its end."""
+    if not len(regions):
+        return 0
+    ends = np.minimum((regions + 1) * region_size, size)
+    return int((ends - regions * region_size).sum())
+
+
+def _counts(regions: int, skipped: int, skipped_bytes: int, size: int) -> dict:
+    return {"regionsCompared": regions - skipped, "regionsSkipped": skipped, "bytesCompared": size - skipped_bytes,
+            "bytesSkipped": skipped_bytes, "regionsSkippedChangedSinceRecoveryPoint": skipped}
+
+
+def _verify_report(g, pairs: list[dict], group_status: str) -> dict:
+    """The group's verdict: any mismatch wins; a pair with nothing compared is not verified."""
+    for p in pairs:
+        p["identical"] = p["outcome"] == "identical"
+    outcomes = {p["outcome"] for p in pairs}
+    outcome = "mismatch" if "mismatch" in outcomes else "notVerified" if "notVerified" in outcomes else "identical"
+    age = (datetime.now(timezone.utc) - g.last_recovery_point).total_seconds()
+    return {"group": g.name, "recoveryPoint": g.last_recovery_point.isoformat(),
+            "recoveryPointId": g.last_recovery_point_id, "recoveryPointAgeSeconds": max(0.0, age),
+            "groupStatus": group_status, "outcome": outcome, "identical": outcome == "identical",
+            "compared": {"regions": sum(p["regionsCompared"] for p in pairs),
+                         "bytes": sum(p["bytesCompared"] for p in pairs)},
+            "skipped": {"regions": sum(p["regionsSkipped"] for p in pairs),
+                        "bytes": sum(p["bytesSkipped"] for p in pairs)},
+            "pairs": pairs}
 
 
 def volume_digests(path: str, size: int, region_size: int, exclude) -> list[str]:

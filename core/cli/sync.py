@@ -24,8 +24,9 @@ def register(sub) -> None:
     p.add_argument("group")
     p.add_argument("--delete-recovery-point-if-necessary", action="store_true",
                    help="as for sync: the resync may apply a delta in place on a secondary without room")
-    command(sub, "verify", "compare the secondary's recovery point with the primary's image",
-            _verify).add_argument("group")
+    v = command(sub, "verify", "compare the secondary's recovery point with the primary's image", _verify)
+    v.add_argument("group")
+    v.epilog = VERIFY_EPILOG
 
 
 def _bar(progress) -> str:
@@ -68,12 +69,52 @@ def _resume(client, args) -> Result:
     return Result(g, f"Resumed {args.group}; only the changed regions will be sent")
 
 
+EXIT_MISMATCH = 3
+EXIT_NOT_VERIFIED = 4
+VERIFY_EPILOG = (
+    "Regions changed on the primary since the recovery point cannot be compared and are skipped; the report says "
+    "how many regions and bytes were compared and skipped, per pair and in total. Exit status: 0 every pair "
+    f"compared and identical; {EXIT_MISMATCH} a secondary differs from the recovery point; {EXIT_NOT_VERIFIED} not "
+    "verified: a pair could not be compared at all (every region changed since the recovery point, no recovery "
+    "point yet, no pairs); 1 an error (e.g. the remote array cannot be reached).")
+_NOT_VERIFIABLE = ("arvmNoRecoveryPoint", "arvmGroupEmpty")
+
+
 def _verify(client, args) -> Result:
-    report = client.verify(args.group)
-    lines = [f"{p['primary']} -> {p['secondary']}: "
-             + ("identical" if p["identical"] else f"MISMATCH in {p['mismatchedBlocks']} block(s), first at byte "
-                                                     f"{p['firstMismatchOffset']}")
-             + (f" ({p['regionsSkippedChangedSinceRecoveryPoint']} region(s) changed since the recovery point "
-                "were skipped)" if p["regionsSkippedChangedSinceRecoveryPoint"] else "")
-             for p in report["pairs"]]
-    return Result(report, "\n".join(lines), exit_code=0 if report["identical"] else 3)
+    """Never "identical" for what was not compared (the exit status tells scripts apart)."""
+    try:
+        report = client.verify(args.group)
+    except MirrorError as e:
+        if e.code not in _NOT_VERIFIABLE:
+            raise
+        return Result({"group": args.group, "outcome": "notVerified", "identical": False, "reason": e.message,
+                       "retcode": e.code}, f"{args.group}: NOT VERIFIED: {e.message}", exit_code=EXIT_NOT_VERIFIED)
+    age = report.get("recoveryPointAgeSeconds")
+    lines = [f"Recovery point {report.get('recoveryPointId', '')} of {report['group']} "
+             f"({report['recoveryPoint']}{f', {_age(age)} old' if age is not None else ''}); group "
+             f"{report.get('groupStatus', 'unknown').replace('_', ' ')}"]
+    lines += [_pair_line(p) for p in report["pairs"]]
+    total, skip = report["compared"], report["skipped"]
+    verdict = {"identical": "identical", "mismatch": "MISMATCH",
+               "notVerified": "NOT VERIFIED (a pair could not be compared)"}[report["outcome"]]
+    lines.append(f"Total: compared {total['regions']} region(s) ({output.size(total['bytes'])}), skipped "
+                 f"{skip['regions']} ({output.size(skip['bytes'])}): {verdict}")
+    code = {"identical": 0, "mismatch": EXIT_MISMATCH}.get(report["outcome"], EXIT_NOT_VERIFIED)
+    return Result(report, "\n".join(lines), exit_code=code)
+
+
+def _pair_line(p: dict) -> str:
+    changed = " changed since the recovery point" if not p["reason"] or p["reason"].startswith("every region") else ""
+    counts = (f"compared {p['regionsCompared']} of {p['regions']} region(s) ({output.size(p['bytesCompared'])}), "
+              f"skipped {p['regionsSkipped']} region(s){changed} ({output.size(p['bytesSkipped'])})")
+    if p["outcome"] == "mismatch":
+        verdict = f"MISMATCH in {p['mismatchedBlocks']} block(s), first at byte {p['firstMismatchOffset']}"
+    elif p["outcome"] == "notVerified":
+        verdict = f"NOT VERIFIED: {p['reason']}"
+    else:
+        verdict = "identical"
+    return f"{p['primary']} -> {p['secondary']}: {verdict}; {counts}"
+
+
+def _age(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
