@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy import select
 
 from core import sides, status
+from core.channel.codec import is_zero
 from core.datapath.extents import allocated_regions
 from core.domain import Role, Severity
 from core.errors import MirrorError
@@ -197,7 +198,7 @@ class OperationsService:
         regions = -(-hv.size // rs)
         base = {"primary": f"{array.name}/{p.volume.name}", "secondary": f"{g.remote_array}/{p.remote_volume}",
                 "regions": regions, "mismatchedBlocks": 0, "firstMismatchOffset": None, "reason": ""}
-        why = _not_comparable(p, hv)
+        why = pair_not_comparable(p, hv)
         if why:
             return {**base, **_counts(regions, regions, hv.size, hv.size), "outcome": "notVerified", "reason": why}
         exclude = hv.changelog.pending_regions().astype(np.int64)
@@ -214,11 +215,25 @@ class OperationsService:
         return {**base, **counts, "outcome": "mismatch" if bad else "identical", "mismatchedBlocks": len(bad),
                 "firstMismatchOffset": bad[0] * DIGEST_BLOCK_REGIONS * rs if bad else None}
 
+    async def online_verify(self, group: str) -> dict:
+        """Compare the secondaries with the primary in the background; resend what differs.
+
+        See :mod:`core.replication.online_verify`: batch by batch over the channel,
+        with pauses; differing regions are marked changed for the next sync.
+        """
+        from core.replication.online_verify import online_verify
+
+        array, g = self._primary_group(group)
+        if not g.pairs or g.last_recovery_point is None:
+            raise MirrorError(f"group {group} has no recovery point yet; synchronize it first",
+                              code="arvmNoRecoveryPoint")
+        return await online_verify(self, array, g)
+
 
 VERIFY_ATTEMPTS = 3
 
 
-def _not_comparable(p, hv) -> str:
+def pair_not_comparable(p, hv) -> str:
     """Why a pair's secondary holds no recovery point to compare with, or ''."""
     if p.incomplete or p.orphan:
         return f"the pair is {'incomplete' if p.incomplete else 'an orphan'}: it has no secondary to compare"
@@ -262,24 +277,45 @@ def _verify_report(g, pairs: list[dict], group_status: str) -> dict:
 
 
 def volume_digests(path: str, size: int, region_size: int, exclude) -> list[str]:
-    """BLAKE2b per block of regions, the excluded regions read as zeros; holes are not read."""
+    """BLAKE2b per block of regions, over the first ``size`` bytes; holes are not read.
+
+    Each region enters its block's digest as a tag: excluded, zero (a hole, or
+    written zeros: both sides must agree whichever way they hold them), or its bytes.
+    Tags keep an excluded region nearly free, so a caller may exclude a long prefix
+    to compare one range (``core.replication.online_verify``) without either side
+    reading or hashing it. Both sides of a comparison run this same function.
+    """
     excluded = np.zeros(-(-size // region_size), dtype=bool)
     if len(exclude):
         excluded[np.asarray(exclude, dtype=np.int64)] = True
     allocated = np.zeros_like(excluded)
     allocated[allocated_regions(path, size, region_size)] = True
-    zero_region = bytes(region_size)
+    read = allocated & ~excluded
     out = []
     with open(path, "rb", buffering=0) as f:
         for b in range(0, len(excluded), DIGEST_BLOCK_REGIONS):
             h = hashlib.blake2b(digest_size=16)
-            for r in range(b, min(b + DIGEST_BLOCK_REGIONS, len(excluded))):
-                end = min((r + 1) * region_size, size)
-                n = end - r * region_size
-                if excluded[r] or not allocated[r]:
-                    h.update(zero_region[:n])
-                else:
+            end = min(b + DIGEST_BLOCK_REGIONS, len(excluded))
+            if not read[b:end].any():  # nothing to read: the tags alone
+                h.update(np.where(excluded[b:end], _EXCLUDED, _ZERO).astype(np.uint8).tobytes())
+                out.append(h.hexdigest())
+                continue
+            for r in range(b, end):
+                if excluded[r]:
+                    h.update(_TAG_EXCLUDED)
+                    continue
+                data = b""
+                if allocated[r]:
                     f.seek(r * region_size)
-                    h.update(f.read(n))
+                    data = f.read(min((r + 1) * region_size, size) - r * region_size)
+                if not data or is_zero(data):
+                    h.update(_TAG_ZERO)
+                else:
+                    h.update(_TAG_DATA)
+                    h.update(data)
             out.append(h.hexdigest())
     return out
+
+
+_ZERO, _EXCLUDED, _DATA = 0, 1, 2
+_TAG_ZERO, _TAG_EXCLUDED, _TAG_DATA = bytes([_ZERO]), bytes([_EXCLUDED]), bytes([_DATA])

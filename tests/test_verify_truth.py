@@ -96,3 +96,39 @@ def test_the_exit_statuses_are_in_the_help():
 @pytest.mark.parametrize("status", [EXIT_MISMATCH, EXIT_NOT_VERIFIED])
 def test_the_exit_statuses_are_distinct(status):
     assert status not in (0, 1, 2) and EXIT_MISMATCH != EXIT_NOT_VERIFIED
+
+
+# -- online verify (DRBD's verify): differences found in the background are resent -------------------
+def test_online_verify_marks_what_differs_and_the_next_sync_repairs_it(client, monkeypatch):
+    from core.replication import online_verify
+
+    monkeypatch.setattr(online_verify, "BATCH_BLOCKS", 1)  # 64 MiB = 4 digest blocks: 4 batches
+    make_pair(client, "64MiB")
+    client.host_write("SiteA/v", 700 * RS, os.urandom(4 * RS))
+    client.sync_now("G", wait=True)
+    path = client.volume("SiteB/v").path
+    with open(path, "r+b") as f:  # a stray write on the secondary: the data path cannot see it
+        f.seek(701 * RS + 10)
+        f.write(b"\x5a" * 50)
+    client.host_write("SiteA/v", 10 * RS, os.urandom(RS))  # changed since the recovery point: skipped
+    report = client.online_verify("G")
+    (pair,) = report["pairs"]
+    assert pair["batches"] == 4 and pair["mismatchedBlocks"] == 1
+    assert pair["regionsSkipped"] == 1 and pair["regionsCompared"] == 1023
+    assert 1 <= report["regionsMarked"] <= 256
+    events = [e for e in client.events("SiteA") if e.code == "arvmOnlineVerifyMismatch"]
+    assert len(events) == 1 and f"{report['regionsMarked']} region(s)" in events[0].message
+    assert client.group("G").unsynchronized_bytes >= (report["regionsMarked"] + 1) * RS
+    client.sync_now("G", wait=True)
+    with open(path, "rb") as f, open(client.volume("SiteA/v").path, "rb") as g:
+        assert f.read() == g.read()
+    assert client.verify("G")["outcome"] == "identical"
+
+
+def test_online_verify_of_an_intact_mirror_marks_nothing(client):
+    make_pair(client, "4MiB")
+    before = client.group("G").unsynchronized_bytes
+    report = client.online_verify("G")
+    assert report["regionsMarked"] == 0 and report["regionsCompared"] == REGIONS
+    assert client.group("G").unsynchronized_bytes == before
+    assert any(e.code == "arvmOnlineVerify" for e in client.events("SiteA"))
