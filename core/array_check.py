@@ -28,7 +28,8 @@ from core.datapath.extents import FormatMismatch, check_format, create_atomicall
 from core.domain import Severity
 from core.errors import DataDirLocked, MirrorError, NotFound
 from core.replication import receiver
-from core.store.schema import ArrayRow, EventRow, GroupRow, PairRow, VolumeRow, utcnow
+from core.store.database import DatabaseDamaged, read_array_name
+from core.store.schema import EventRow, GroupRow, PairRow, VolumeRow, utcnow
 
 DB_NAME = "config.db"
 LOG_FILES = ("changes.log", "since_capture.log")
@@ -134,14 +135,13 @@ class _Checker:
         if rows != ["ok"]:
             self.add("database", path, f"integrity check failed: {'; '.join(rows[:3])}", advice=advice)
             return None
+        try:
+            self.report.array = read_array_name(path)
+        except DatabaseDamaged as e:
+            self.add("database", path, f"damaged: {e.why}", advice=advice)
+            return None
         engine = create_engine(f"sqlite:///{path}", future=True)
         self.db = Session(engine, expire_on_commit=False)
-        try:
-            self.report.array = self.db.scalars(select(ArrayRow)).one().name
-        except Exception as e:  # no array row, or not our schema at all
-            self.add("database", path, f"holds no readable array record ({type(e).__name__})", advice=advice)
-            self.db.close()
-            self.db = None
         return engine
 
     def _log_repairs(self) -> None:
@@ -184,8 +184,16 @@ class _Checker:
         try:
             image = changelog.inspect(path, size, self.region_size)
         except (FormatMismatch, OSError) as e:
-            self.add("change log", path, str(e), advice="move it aside; a new one is rebuilt with every region "
-                                                       "changed by --repair")
+            found = self.add("change log", path, str(e), advice="run with --repair: it is moved aside and rebuilt "
+                                                               "with every region changed")
+            if self.repair:
+                aside = _aside(path)
+                os.replace(path, aside)
+                log = changelog.ChangeLog.open(path, size, self.region_size)
+                log.mark_all()
+                log.close()
+                found.repair = f"moved aside to {aside.name}, rebuilt with every region changed (resent at the " \
+                               "next sync)"
             return
         if not (image.header_damaged or image.damaged_blocks):
             return

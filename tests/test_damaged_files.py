@@ -20,6 +20,7 @@ from core.datapath import Staging
 from core.datapath import changelog as cl
 from core.errors import MirrorError
 from core.replication import receiver
+from core.store.database import read_array_name
 from test_replication_support import RS, make_pair, open_engine, volume_bytes
 
 GROUPS = Path("reserved") / ".groups"
@@ -61,6 +62,9 @@ def test_a_damaged_or_empty_config_db_is_one_line_naming_the_file(lab_home, cont
     assert e.code == "arrayDatabaseDamaged"
     assert str(db) in e.message and "backup" in e.message and "\n" not in e.message
     assert db.read_bytes() == content  # nothing was written into it
+    with pytest.raises(MirrorError) as named:  # what a daemon reads first, to name itself
+        read_array_name(db)
+    assert named.value.code == "arrayDatabaseDamaged" and str(db) in named.value.message
     StorageArray.open(site(lab_home, "SiteA")).close()  # the lock was released, the other array opens
 
 
@@ -237,3 +241,18 @@ def test_a_json_check_report(capsys, mirrored):
     out, _ = capsys.readouterr()
     data = json.loads(out)
     assert code == 0 and data["problems"] == [] and data["array"] == "SiteA"
+
+
+def test_repair_moves_a_foreign_change_log_aside_and_rebuilds_it(capsys, mirrored):
+    d = site(mirrored, "SiteA")
+    log = next((d / "reserved").rglob("changes.log"))
+    log.write_bytes(b"NOTALOG!" + bytes(1000))
+    code, out, err = run_cli(capsys, mirrored, "array", "check", str(d), "--repair")
+    assert code == 0, out
+    assert cl.inspect(log, 4 << 20, RS).bits[:64].all() and list(log.parent.glob("changes.log.damaged-*"))
+    c = open_engine(mirrored)  # the array starts, and resends every region once
+    try:
+        assert c.sync_now("G", wait=True).unique_changed_bytes == 4 << 20
+        assert volume_bytes(c, "SiteB/v") == volume_bytes(c, "SiteA/v")
+    finally:
+        c.close()

@@ -48,6 +48,7 @@ _HEADER = struct.Struct("<8sIIQQI")  # magic, version, region size, volume size,
 _V1_HEADER = struct.Struct("<8sIIQQ")  # version 1: no block size
 V1_HEADER_SIZE = 64
 _CRC = struct.Struct("<I")
+CONTIGUOUS_BLOCKS = 32  # blocks this close are rewritten in one write
 
 
 def _header(region_size: int, volume_size: int, regions: int) -> bytes:
@@ -67,12 +68,12 @@ def _block_crc(index: int, bitmap: bytes) -> int:
 
 def _encode_blocks(bits: np.ndarray, first: int, last: int) -> bytes:
     """Blocks ``first..last`` (inclusive) of ``bits`` (padded to whole blocks), with their CRCs."""
-    packed = np.packbits(bits[first * BLOCK_REGIONS:(last + 1) * BLOCK_REGIONS], bitorder="little")
-    out = bytearray()
-    for i, b in enumerate(range(first, last + 1)):
-        chunk = packed[i * BLOCK_BYTES:(i + 1) * BLOCK_BYTES].tobytes()
-        out += chunk + _CRC.pack(_block_crc(b, chunk))
-    return bytes(out)
+    packed = np.packbits(bits[first * BLOCK_REGIONS:(last + 1) * BLOCK_REGIONS], bitorder="little").tobytes()
+    parts = []
+    for i in range(last - first + 1):
+        chunk = packed[i * BLOCK_BYTES:(i + 1) * BLOCK_BYTES]
+        parts += (chunk, _CRC.pack(_block_crc(first + i, chunk)))
+    return b"".join(parts)
 
 
 def _file_bytes(region_size: int, volume_size: int, bits: np.ndarray) -> bytes:
@@ -333,7 +334,7 @@ class ChangeLog:
             if not self._persisted[a : b + 1].all():
                 self._persisted[a : b + 1] = True
                 touched.append(np.arange(a // BLOCK_REGIONS, b // BLOCK_REGIONS + 1))
-        self._write_blocks(np.unique(np.concatenate(touched)), durable=self.durable)
+        self._write_blocks(np.concatenate(touched) if len(touched) > 1 else touched[0], durable=self.durable)
 
     def mark_all(self, regions=None) -> None:
         """Mark regions (indices) dirty, e.g. from the peer's log; None means every region."""
@@ -349,7 +350,7 @@ class ChangeLog:
         if self._persisted[idx].all():
             return
         self._persisted[idx] = True
-        self._write_blocks(np.unique(idx // BLOCK_REGIONS), durable=self.durable)
+        self._write_blocks(idx // BLOCK_REGIONS, durable=self.durable)
 
     def _persist_range(self, first: int, last: int, durable: bool) -> None:
         a, b = first // BLOCK_REGIONS, last // BLOCK_REGIONS
@@ -361,11 +362,20 @@ class ChangeLog:
         self._write_blocks(np.arange(a, b + 1), durable)
 
     def _write_blocks(self, blocks: np.ndarray, durable: bool) -> None:
-        """Rewrite whole blocks (bits and CRC) from P, consecutive blocks in one write."""
+        """Rewrite whole blocks (bits and CRC) from P, as few writes as reasonable.
+
+        Blocks close together go in one write (re-encoding a few unchanged blocks
+        costs less than splitting: the NBD batch path calls this per batch).
+        """
         if blocks.size == 0:
             return
-        for run in np.split(blocks, np.flatnonzero(np.diff(blocks) != 1) + 1):
-            a, b = int(run[0]), int(run[-1])
+        lo, hi = int(blocks.min()), int(blocks.max())
+        if hi - lo < CONTIGUOUS_BLOCKS:
+            runs = [(lo, hi)]
+        else:
+            u = np.unique(blocks)
+            runs = [(int(r[0]), int(r[-1])) for r in np.split(u, np.flatnonzero(np.diff(u) != 1) + 1)]
+        for a, b in runs:
             os.pwrite(self._fd, _encode_blocks(self._persisted, a, b), HEADER_SIZE + a * BLOCK_SIZE)
         if durable:
             os.fdatasync(self._fd)
@@ -391,7 +401,7 @@ class ChangeLog:
         changed = np.flatnonzero(self._persisted != self._dirty)
         self._persisted = self._dirty.copy()
         if changed.size:  # no fsync: a stale set bit only costs a resend
-            self._write_blocks(np.unique(changed // BLOCK_REGIONS), durable=False)
+            self._write_blocks(changed // BLOCK_REGIONS, durable=False)
 
     def clear(self) -> None:
         """Forget every change (nothing pending); on disk lazily, a stale bit only costs a resend."""
@@ -401,7 +411,7 @@ class ChangeLog:
         changed = np.flatnonzero(self._persisted)
         self._persisted[:] = False
         if changed.size:
-            self._write_blocks(np.unique(changed // BLOCK_REGIONS), durable=False)
+            self._write_blocks(changed // BLOCK_REGIONS, durable=False)
 
     def abort(self) -> None:
         """The sync failed: its regions become dirty again. No-op when nothing is in flight."""

@@ -26,9 +26,11 @@ class DatabaseDamaged(MirrorError):
 
 
 def database_damaged(path: Path, why: str) -> DatabaseDamaged:
-    return DatabaseDamaged(
+    e = DatabaseDamaged(
         f"{path} is damaged ({why}); the array cannot start without it: restore config.db from a backup "
         f"('mirrorctl array check {Path(path).parent}' lists what else is affected)")
+    e.why = why
+    return e
 
 
 def _v1_initial(conn: Connection) -> None:
@@ -47,6 +49,28 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=FULL")  # an acknowledged configuration change survives power loss
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def read_array_name(path: Path) -> str:
+    """The array's name, read-only and without SQLAlchemy (before the data directory is locked).
+
+    For an array daemon naming itself at start and for ``mirrorctl array check``:
+    a damaged or empty file is :class:`DatabaseDamaged`, one line, not a traceback.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise database_damaged(path, "the file is empty")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("SELECT name FROM array").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise database_damaged(path, str(e)) from None
+    if row is None:
+        raise database_damaged(path, "it holds no array record")
+    return row[0]
 
 
 def open_database(path: Path) -> tuple[Engine, sessionmaker[Session]]:
