@@ -7,7 +7,6 @@ scheduler, and overrides the status hooks of the other services with live facts.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time

@@ -18,13 +18,13 @@ import logging
 import os
 import signal
 import ssl
-import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
 from core.datapath.extents import create_atomically
 from core.engine import Engine
 from core.errors import MirrorError, NotFound
+from core.store.database import read_array_name
 from core.replication.channels import advertised_host
 from core.rest import tls
 from core.rest.app import start_rest, stop_rest
@@ -34,16 +34,12 @@ DAEMON_FILE = "daemon.json"
 
 
 def array_name(data_dir: Path) -> str:
-    """The array's name, read without opening (and locking) its database."""
+    """The array's name, read without opening (and locking) its database; a damaged one is one line."""
     db = Path(data_dir) / "config.db"
     if not db.exists():
         raise NotFound(f"{data_dir} holds no storage array (no config.db); create one with 'mirrorctl lab init' "
                        "or give the array's data directory", code="arrayNotFound")
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        row = conn.execute("SELECT name FROM array").fetchone()
-    if row is None:
-        raise MirrorError(f"{db} has no array record; restore it from a backup", code="arrayDatabaseDamaged")
-    return row[0]
+    return read_array_name(db)
 
 
 def peer_context() -> ssl.SSLContext:
