@@ -56,6 +56,15 @@ class GuruService:
         def add(p: Problem) -> None:
             out.setdefault(p.id, p)
 
+        for array in self.arrays.values():
+            count, addresses = self.channels.refusals[array.name].burst() if hasattr(self, "channels") \
+                and array.name in self.channels.refusals else (0, [])
+            if count:
+                add(Problem(f"channel-logins-refused:{array.name}", Severity.WARNING.value,
+                            f"{array.name} refused {count} mirroring channel logins in the last minute",
+                            (array.name,), f"Wrong passwords or protocol errors from {', '.join(addresses)}.",
+                            ("1. If an array of yours is among them, correct its remote-array password.",
+                             "2. Otherwise block the address: repeated attempts are already slowed down."), ()))
         for name in f.stopped_arrays:
             add(Problem(f"array-stopped:{name}", Severity.CRITICAL.value, f"Array {name} is stopped", (name,),
                         f"Array {name} is not running: its volumes refuse host I/O and its mirrors are paused.",

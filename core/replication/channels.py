@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from core.channel.bandwidth import LinkScheduler
 from core.channel.connect import ChannelClient, ChannelServer
 from core.channel.session import Session
+from core.domain import Severity
 from core.errors import CommunicationError
+from core.replication.refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +62,20 @@ class ChannelHub:
         self.schedulers: dict[tuple[str, str], LinkScheduler] = {}
         self._connecting: dict[tuple[str, str], asyncio.Lock] = {}
         self.monitor = LinkMonitor(self)
+        self.refusals: dict[str, RefusalLog] = {}
 
     async def start_array(self, array) -> None:
         row = array.row
+        refusals = self.refusals[array.name] = RefusalLog()
+
+        def refused(address: str, code: str, message: str) -> None:
+            count = refusals.record(address, code)
+            if count:
+                array.log(Severity.WARNING, array.name, "arvmChannelLoginRefused",
+                          f"The mirroring channel refused {address}"
+                          + (f" ({count} times since the last report)" if count > 1 else "") + f": {message}")
         server = ChannelServer(array.name, row.password_salt, row.password_hash, _ArrayHandler(self, array.name),
-                               host=self.host, port=self.port, ssl=self.server_ssl)
+                               host=self.host, port=self.port, ssl=self.server_ssl, on_refused=refused)
         await server.start()
         self.servers[array.name] = server
         array.channel_address = f"{advertised_host(self.host)}:{server.port}"
