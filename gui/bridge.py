@@ -97,6 +97,7 @@ class EngineBridge(QObject):
         self.home = Path(home)
         self.nbd_port = nbd_port
         options = {"engine_factory": engine_factory} if engine_factory is not None else {}
+        self.remote = engine_factory is not None  # the arrays run as daemons, reached over HTTPS
         self._runner = EngineLoop(self.home, purpose, nbd_port=nbd_port, **options)
         self._thread = _EngineThread(self._runner, self._subscribe_on_engine_thread)
         self._thread.sig_started.connect(self._on_started, Qt.QueuedConnection)

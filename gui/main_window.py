@@ -55,7 +55,8 @@ class MainWindow(QMainWindow):
         self.tree.sig_selection_changed.connect(self._lab_selection)
         self.tree.sig_context_menu.connect(lambda pos: self.mirror_menu.exec(pos))
         self.guru.sig_problem_count.connect(self._problem_count)
-        bridge.sig_ready.connect(lambda: self.engine_label.setText("Engine running"))
+        bridge.sig_ready.connect(lambda: self.engine_label.setText(
+            "Managing the array daemons over HTTPS" if bridge.remote else "Engine running"))
         bridge.sig_start_failed.connect(self._start_failed)
 
     def _dock(self, title, widget, area) -> QDockWidget:

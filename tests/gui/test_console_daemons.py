@@ -39,6 +39,7 @@ def cli(capsys, home, *args) -> dict | list:
 
 def test_console_and_mirrorctl_share_the_running_arrays(qtbot, capsys, lab_home, daemon_console, monkeypatch):
     bridge, window = daemon_console
+    assert window.engine_label.text() == "Managing the array daemons over HTTPS"
     cli(capsys, lab_home, "group", "create", "G1", "--primary-array", "SiteA", "--secondary-array", "SiteB",
         "--manual")
     cli(capsys, lab_home, "pair", "add", "--group", "G1", "--primary", "SiteA/db", "--secondary", "SiteB/db_dr")
