@@ -14,6 +14,10 @@ import asyncio
 import hashlib
 import hmac
 import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
 
 from core.channel import frames
 from core.channel.frames import ChannelError, FrameType
@@ -23,6 +27,7 @@ PBKDF2_ITERATIONS = 100_000
 SALT_BYTES = 16
 NONCE_BYTES = 32
 AUTH_FAILED = "arvmRemoteAuthenticationFailed"
+LOGIN_THROTTLED = "arvmChannelLoginThrottled"
 
 
 def new_salt() -> bytes:
@@ -93,6 +98,88 @@ def impostor_seen_by_client(remote_name: str) -> CommunicationError:
         f"and check its channel addresses.", code=AUTH_FAILED)
 
 
+def login_throttled(local_name: str, address: str) -> CommunicationError:
+    return CommunicationError(
+        f"Array '{local_name}' refused a mirroring channel login from {address}: logins from "
+        f"there failed repeatedly and the next one is already waiting. Check the password "
+        f"stored for '{local_name}' on the array at {address}.", code=LOGIN_THROTTLED)
+
+
+# -- slowing down password guessing ---------------------------------------------
+@dataclass
+class _Address:
+    failures: int = 0
+    in_flight: int = 0
+    last_failure: float = 0.0
+
+
+class LoginThrottle:
+    """Slows password guessing on the channel, per remote address (50 guesses took one second).
+
+    Each failed handshake from an address counts. Up to ``free_failures`` handshakes
+    (failed or running) are answered at once, so a peer whose password was just
+    mistyped is not punished; after that the address gets one handshake at a time,
+    answered ``first_delay * 2**k`` seconds (at most ``max_delay``) after its last
+    failure, and a parallel attempt meanwhile is refused at once (``admit`` returns
+    None). A good login forgets the address. At most ``max_addresses`` addresses are
+    kept (the least recently seen go first), each forgotten ``forget_after`` seconds
+    after its last failure: neither many addresses nor an old typo cost forever.
+    ``max_delay`` stays under a client's 10 s connect timeout, so a peer whose
+    password was corrected (or another array behind the same address) still gets in.
+    """
+
+    def __init__(self, free_failures: int = 3, first_delay: float = 0.25, max_delay: float = 5.0,
+                 max_addresses: int = 1024, forget_after: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.free_failures = free_failures
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.max_addresses = max_addresses
+        self.forget_after = forget_after
+        self._clock = clock
+        self._addresses: OrderedDict[str, _Address] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._addresses)
+
+    def admit(self, address: str) -> float | None:
+        """Seconds to wait before answering a new handshake from ``address``; None: refuse it now.
+
+        Every admitted handshake must be ended with :meth:`finish`.
+        """
+        now = self._clock()
+        entry = self._addresses.get(address)
+        if entry is not None and not entry.in_flight and now - entry.last_failure > self.forget_after:
+            entry = None
+        if entry is None:
+            entry = self._addresses[address] = _Address()
+            while len(self._addresses) > self.max_addresses:
+                self._addresses.popitem(last=False)
+        self._addresses.move_to_end(address)
+        if entry.failures + entry.in_flight < self.free_failures:
+            entry.in_flight += 1
+            return 0.0
+        if entry.in_flight:
+            return None
+        entry.in_flight = 1
+        backoff = min(self.max_delay, self.first_delay * 2 ** max(0, entry.failures - self.free_failures))
+        return max(0.0, entry.last_failure + backoff - now)
+
+    def finish(self, address: str, ok: bool | None) -> None:
+        """The handshake ended: logged in (True), refused (False), or no verdict (None: closed, timed out)."""
+        entry = self._addresses.get(address)
+        if entry is None:
+            return
+        entry.in_flight = max(0, entry.in_flight - 1)
+        if ok:
+            entry.failures = 0
+        elif ok is False:
+            entry.failures += 1
+            entry.last_failure = self._clock()
+        if not entry.failures and not entry.in_flight:
+            del self._addresses[address]
+
+
 # -- the handshake over the wire ------------------------------------------------
 #   client -> HELLO {name, remote, nonce}
 #   server -> CHALLENGE {name, salt, nonce}
@@ -128,7 +215,7 @@ async def client_handshake(reader, writer, local_name: str, remote_name: str,
     cnonce = new_nonce()
     writer.write(frames.json_frame(FrameType.HELLO, {
         "name": local_name, "remote": remote_name, "nonce": cnonce.hex()}))
-    ftype, _, payload = await frames.read_frame(reader, peer)
+    ftype, _, payload = await frames.read_frame(reader, peer, frames.PRE_AUTH_MAX_PAYLOAD)
     if ftype == FrameType.ERROR:
         raise _error_from_frame(payload, peer, remote_name)
     if ftype != FrameType.CHALLENGE:
@@ -146,7 +233,7 @@ async def client_handshake(reader, writer, local_name: str, remote_name: str,
     key = await asyncio.get_running_loop().run_in_executor(None, password_hash, password, salt)
     writer.write(frames.json_frame(FrameType.AUTH, {
         "proof": client_proof(key, snonce, cnonce, local_name, remote_name).hex()}))
-    ftype, _, payload = await frames.read_frame(reader, peer)
+    ftype, _, payload = await frames.read_frame(reader, peer, frames.PRE_AUTH_MAX_PAYLOAD)
     if ftype == FrameType.ERROR:
         raise _error_from_frame(payload, peer, remote_name)
     if ftype != FrameType.WELCOME:
@@ -163,7 +250,7 @@ async def server_handshake(reader, writer, local_name: str, salt: bytes,
     Raises the refusal (also sent to the client as an ERROR frame).
     """
     try:
-        ftype, _, payload = await frames.read_frame(reader, peer)
+        ftype, _, payload = await frames.read_frame(reader, peer, frames.PRE_AUTH_MAX_PAYLOAD)
         if ftype != FrameType.HELLO:
             raise ChannelError(f"{peer} sent {FrameType(ftype).name} instead of hello.")
         obj = frames.parse_json(payload, peer)
@@ -173,7 +260,7 @@ async def server_handshake(reader, writer, local_name: str, salt: bytes,
         snonce = new_nonce()
         writer.write(frames.json_frame(FrameType.CHALLENGE, {
             "name": local_name, "salt": salt.hex(), "nonce": snonce.hex()}))
-        ftype, _, payload = await frames.read_frame(reader, peer)
+        ftype, _, payload = await frames.read_frame(reader, peer, frames.PRE_AUTH_MAX_PAYLOAD)
         if ftype != FrameType.AUTH:
             raise ChannelError(f"{peer} sent {FrameType(ftype).name} instead of auth.")
         proof = _hex(frames.parse_json(payload, peer), "proof", peer)

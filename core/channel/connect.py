@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl as _ssl
 from collections import deque
+from typing import Callable
 
-from core.channel import auth
+from core.channel import auth, frames
 from core.channel.bandwidth import LinkScheduler
-from core.channel.frames import ChannelError
+from core.channel.frames import ChannelError, FrameType
 from core.channel.session import STREAM_LIMIT, ChannelHandler, Session
 from core.errors import CommunicationError, MirrorError
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT_CODE = "arvmChannelHandshakeTimeout"
+
+# on_refused(peer_address, code, message): the address (no port) a refused login came from.
+RefusalCallback = Callable[[str, str, str], None]
 
 
 class ChannelClient:
@@ -73,19 +82,26 @@ class ChannelClient:
 class ChannelServer:
     """Listens for arrays that mirror to this one and dispatches to ``handler``.
 
-    ``errors`` keeps the latest refusals and protocol failures (wrong password,
-    version mismatch, corrupt frames) for the event log.
+    Every refusal (wrong password, version mismatch, a protocol error or a handshake
+    that timed out, a login refused by the ``throttle``, a session closed for a
+    protocol error) is logged in one line and passed to ``on_refused(peer_address,
+    code, message)``, so the array's event log can show who is knocking; ``errors``
+    keeps the latest of them. Failed logins slow down further ones from the same
+    address (:class:`~core.channel.auth.LoginThrottle`).
     """
 
     def __init__(self, local_name: str, salt: bytes, stored_hash: bytes,
                  handler: ChannelHandler, host: str = "127.0.0.1", port: int = 0, *,
                  ssl: _ssl.SSLContext | None = None, scheduler: LinkScheduler | None = None,
-                 handshake_timeout: float = 10.0):
+                 handshake_timeout: float = 10.0, on_refused: RefusalCallback | None = None,
+                 throttle: auth.LoginThrottle | None = None):
         self.local_name = local_name
         self.handler = handler
         self.host = host
         self.sessions: set[Session] = set()
         self.errors: deque[MirrorError] = deque(maxlen=100)
+        self.on_refused = on_refused
+        self.throttle = throttle if throttle is not None else auth.LoginThrottle()
         self._salt = salt
         self._hash = stored_hash
         self._requested_port = port
@@ -122,16 +138,37 @@ class ChannelServer:
         task = asyncio.current_task()
         self._handshakes.add(task)
         addr = writer.get_extra_info("peername")
+        address = str(addr[0]) if addr else "an unknown address"
         peer = f"the array connecting from {addr[0]}:{addr[1]}" if addr else "a connecting array"
+        verdict: bool | None = None  # for the throttle: logged in, refused, or neither
+        wait = self.throttle.admit(address)
         try:
+            if wait is None:  # not admitted, so not finished either: no further failure counted
+                exc = auth.login_throttled(self.local_name, address)
+                self._refused(address, exc)
+                with contextlib.suppress(Exception):
+                    writer.write(frames.json_frame(FrameType.ERROR, {"code": exc.code, "message": exc.message}))
+                await self._close_quietly(writer)
+                return
+            if wait:
+                await asyncio.sleep(wait)  # before reading a word from an address that keeps failing
             async with asyncio.timeout(self._handshake_timeout):
                 name = await auth.server_handshake(reader, writer, self.local_name,
                                                    self._salt, self._hash, peer)
+            verdict = True
         except MirrorError as exc:
-            self.errors.append(exc)
+            verdict = False
+            self.throttle.finish(address, False)  # counted now: the next attempt may already be on its way
+            self._refused(address, exc)
             await self._close_quietly(writer)
             return
-        except (OSError, asyncio.IncompleteReadError, TimeoutError, _ssl.SSLError):
+        except TimeoutError:
+            self._refused(address, CommunicationError(
+                f"{peer} did not complete the mirroring channel handshake within "
+                f"{self._handshake_timeout:g} s; the connection was closed.", code=HANDSHAKE_TIMEOUT_CODE))
+            await self._close_quietly(writer)
+            return
+        except (OSError, asyncio.IncompleteReadError, _ssl.SSLError):
             await self._close_quietly(writer)
             return
         except asyncio.CancelledError:
@@ -141,13 +178,26 @@ class ChannelServer:
             return
         finally:
             self._handshakes.discard(task)
-        self.sessions.add(Session(reader, writer, self.local_name, name, self.handler,
-                                  self._scheduler, on_closed=self._session_closed))
+            if wait is not None and verdict is not False:
+                self.throttle.finish(address, verdict)
+        self.sessions.add(Session(reader, writer, self.local_name, name, self.handler, self._scheduler,
+                                  on_closed=lambda session: self._session_closed(session, address)))
 
-    def _session_closed(self, session: Session) -> None:
+    def _session_closed(self, session: Session, address: str) -> None:
         self.sessions.discard(session)
         if isinstance(session.close_reason, ChannelError):
-            self.errors.append(session.close_reason)
+            self._refused(address, session.close_reason)
+
+    def _refused(self, address: str, exc: MirrorError) -> None:
+        """Record a refusal: one log line, ``errors``, and the ``on_refused`` callback."""
+        self.errors.append(exc)
+        log.warning("mirroring channel of %s refused %s: %s [%s]", self.local_name, address, exc.message, exc.code)
+        if self.on_refused is None:
+            return
+        try:
+            self.on_refused(address, exc.code, exc.message)
+        except Exception:  # whoever listens must not take the channel down with it
+            log.exception("on_refused callback failed for %s", address)
 
     @staticmethod
     async def _close_quietly(writer: asyncio.StreamWriter) -> None:

@@ -46,6 +46,9 @@ MAX_SEGMENTS = 1024
 # Largest payload accepted: a region of up to 64 MiB plus its names. Anything
 # larger is a corrupt length field, not a frame worth allocating memory for.
 MAX_PAYLOAD = 64 * 1024 * 1024 + 2 * 65535 + REGION_SIZE
+# Before authentication only handshake frames (a few hundred bytes of JSON) are
+# expected: an unauthenticated peer must not make us buffer 64 MiB per connection.
+PRE_AUTH_MAX_PAYLOAD = 64 * 1024
 
 
 class FrameType(enum.IntEnum):
@@ -85,11 +88,12 @@ def pack_header(ftype: int, flags: int, length: int, crc: int,
     return HEADER.pack(MAGIC, major, minor, ftype, flags, length, crc)
 
 
-def parse_header(raw: bytes, peer: str) -> tuple[int, int, int, int, int]:
+def parse_header(raw: bytes, peer: str, max_payload: int = MAX_PAYLOAD) -> tuple[int, int, int, int, int]:
     """Validate a header; returns ``(type, flags, length, crc, minor)``.
 
     Raises :class:`ChannelError` for a foreign stream, another major version or
-    an absurd length.
+    an absurd length (more than ``max_payload``: :data:`PRE_AUTH_MAX_PAYLOAD`
+    during the handshake).
     """
     magic, major, minor, ftype, flags, length, crc = HEADER.unpack(raw)
     if magic != MAGIC:
@@ -99,6 +103,10 @@ def parse_header(raw: bytes, peer: str) -> tuple[int, int, int, int, int]:
             f"a mirroring channel port.", code="arvmChannelProtocolError")
     if major != PROTOCOL_MAJOR:
         raise version_mismatch(peer, major, minor)
+    if length > max_payload and max_payload < MAX_PAYLOAD:
+        raise ChannelError(
+            f"{peer} sent a frame of {length} bytes before authenticating; at most "
+            f"{max_payload} bytes are accepted before login.", code="arvmChannelProtocolError")
     if length > MAX_PAYLOAD:
         raise ChannelError(
             f"{peer} sent a frame of {length} bytes, larger than the protocol allows; "
@@ -168,13 +176,14 @@ def parse_region_meta(meta: bytes) -> tuple[int, int, int, int]:
     return REGION.unpack(meta)
 
 
-async def read_frame(reader, peer: str) -> tuple[int, int, bytes]:
+async def read_frame(reader, peer: str, max_payload: int = MAX_PAYLOAD) -> tuple[int, int, bytes]:
     """Read one whole frame as ``(type, flags, payload)``, checksum verified.
 
     Used during the handshake and for control frames; the session reads region
-    frames piecewise to avoid copying their data.
+    frames piecewise to avoid copying their data. A header announcing more than
+    ``max_payload`` bytes is refused before any of its payload is read.
     """
-    ftype, flags, length, crc, _ = parse_header(await reader.readexactly(HEADER_SIZE), peer)
+    ftype, flags, length, crc, _ = parse_header(await reader.readexactly(HEADER_SIZE), peer, max_payload)
     payload = await reader.readexactly(length) if length else b""
     if zlib.crc32(payload) != crc:
         raise checksum_error(peer, ftype)
