@@ -580,3 +580,84 @@ def test_client_that_reads_replies_late_gets_them_all(client, exports):
         err, cookie, data = c.reply(length)
         assert (err, cookie) == (0, i)
         assert data == pattern[(i % 8) * length:(i % 8 + 1) * length]
+
+
+# --- hostile or greedy clients: time-outs and connection caps ---------------------
+def test_idle_handshake_is_closed_after_the_timeout(exports, caplog):
+    """An unauthenticated client that never chooses an export costs its slot only briefly."""
+    caplog.set_level("INFO", logger="core.nbd.server")
+    with NbdServerThread(DictProvider(exports), handshake_timeout=0.3) as st:
+        idle, silent, working = RawClient(st.port), RawClient(st.port), RawClient(st.port)
+        try:
+            idle.greeting()  # flags sent, then nothing
+            working.connect("disk")
+            start = time.monotonic()
+            assert idle.is_closed_by_server()
+            assert silent.recv_exact(18)[:8] == b"NBDMAGIC" and silent.is_closed_by_server()
+            assert 0.2 < time.monotonic() - start < 3
+            time.sleep(0.4)  # a client in transmission may stay idle as long as it likes
+            assert working.write(0, b"still here") == 0
+            assert working.read(0, 10) == (0, b"still here")
+            wait_until(lambda: st.server.connection_count == 1)
+        finally:
+            for c in (idle, silent, working):
+                c.close()
+    timed_out = [r for r in caplog.records if "within 0.3 s" in r.getMessage()]
+    assert len(timed_out) == 2 and all("\n" not in r.getMessage() for r in timed_out)
+
+
+def test_connections_beyond_the_caps_are_refused_and_others_keep_working(exports, caplog):
+    caplog.set_level("INFO", logger="core.nbd.server")
+    with NbdServerThread(DictProvider(exports), max_connections=3, max_connections_per_export=2) as st:
+        clients = [RawClient(st.port) for _ in range(3)]
+        try:
+            a, b, c = clients
+            a.connect("disk")
+            b.connect("disk")
+            c.greeting()
+            rep, _ = c.info("disk")  # a third connection to the export: NBD_REP_ERR_POLICY, with the reason
+            assert rep == P.REP_ERR_POLICY
+            rep, _ = c.info("disk", opt=P.OPT_INFO)  # asking is still allowed
+            assert rep == P.REP_ACK
+            assert c.info("ro")[0] == P.REP_ACK  # another export is not capped
+            assert c.read(0, 4) == (0, bytes(4))
+            over = RawClient(st.port)  # a fourth connection in all: closed before the greeting
+            clients.append(over)
+            assert over.is_closed_by_server()
+            assert a.write(0, b"a") == 0 and b.read(0, 1) == (0, b"a")  # existing clients keep working
+            a.send_request(P.CMD_DISC)
+            assert a.is_closed_by_server()
+            wait_until(lambda: st.server.connection_count == 2)
+            again = RawClient(st.port)  # room again
+            clients.append(again)
+            assert again.connect("disk")[0] == SIZE
+        finally:
+            for cl in clients:
+                cl.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("export 'disk'" in m and "limit 2" in m for m in messages), messages
+    assert any("limit 3" in m for m in messages), messages
+
+
+def test_export_name_option_over_the_cap_closes(exports):
+    """NBD_OPT_EXPORT_NAME has no error reply: closing is the only refusal it allows."""
+    with NbdServerThread(DictProvider(exports), max_connections_per_export=1) as st:
+        first, second = RawClient(st.port), RawClient(st.port)
+        try:
+            first.connect("disk")
+            second.greeting()
+            second.send_option(P.OPT_EXPORT_NAME, b"disk")
+            assert second.is_closed_by_server()
+            assert first.write(0, b"ok") == 0
+        finally:
+            first.close()
+            second.close()
+
+
+@pytest.mark.parametrize("port", [-1, 65536, 99999])
+def test_port_out_of_range_is_refused(exports, port):
+    from core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as info:
+        NbdServer(DictProvider(exports), port=port)
+    assert info.value.code == "invalidPort" and str(port) in info.value.message

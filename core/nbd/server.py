@@ -8,7 +8,11 @@ replies produced by one receive are sent with a single ``transport.write``.
 Backend calls are synchronous on the loop thread, in request order.
 
 A misbehaving client (bad magic, garbage, oversize payload, disconnect mid-request)
-only ever loses its own connection.
+only ever loses its own connection. Greedy or idle ones cannot pile up either: a
+client has ``handshake_timeout`` seconds to choose an export, connections are capped
+per export and in total, and a connection only gets its full receive buffer once it
+chose an export (500 idle sockets cost 263 MiB when every one had it at once). Each
+refusal and time-out is logged in one line.
 """
 from __future__ import annotations
 
@@ -19,12 +23,19 @@ import socket
 import threading
 from urllib.parse import quote
 
+from core.errors import InvalidInput
+
 from . import protocol as P
 from .backend import ExportBackend, ExportProvider
 
 log = logging.getLogger(__name__)
 
+HANDSHAKE_TIMEOUT = 10.0         # seconds from connecting to choosing an export
+MAX_CONNECTIONS = 256            # every connection, negotiating or not
+MAX_CONNECTIONS_PER_EXPORT = 32  # nbdcopy opens 4, fio one per job
+
 _BUFFER_SIZE = 512 * 1024     # receive buffer for headers and small requests
+_HANDSHAKE_BUFFER = 128 * 1024  # until an export is chosen: holds the largest option
 _COMPACT_BELOW = 64 * 1024    # keep at least this much free space at the tail
 _WRITE_HIGH = 4 * 1024 * 1024  # reply bytes buffered before we stop reading requests
 _WRITE_LOW = 1024 * 1024
@@ -38,12 +49,26 @@ class NbdServer:
 
     ``await start()`` binds (``port=0`` picks a free port, read it from ``port``);
     ``await stop()`` stops listening and closes every client connection.
+
+    ``handshake_timeout`` closes a client that has not chosen an export in time;
+    beyond ``max_connections`` a new connection is closed before the greeting, and
+    beyond ``max_connections_per_export`` NBD_OPT_GO is answered NBD_REP_ERR_POLICY
+    (clients show its message). Connected clients are never timed out: a kernel
+    nbd-client may rightly sit idle for hours.
     """
 
-    def __init__(self, provider: ExportProvider, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, provider: ExportProvider, host: str = "127.0.0.1", port: int = 0, *,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
+                 max_connections_per_export: int = MAX_CONNECTIONS_PER_EXPORT):
+        if not 0 <= port <= 65535:
+            raise InvalidInput(f"NBD port {port} is not a TCP port; give 1 to 65535, or 0 for a free one",
+                               code="invalidPort")
         self.provider = provider
         self.host = host
         self.port = port
+        self.handshake_timeout = handshake_timeout
+        self.max_connections = max_connections
+        self.max_connections_per_export = max_connections_per_export
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[_NbdConnection] = set()
 
@@ -79,6 +104,10 @@ class NbdServer:
     def connection_count(self) -> int:
         return len(self._connections)
 
+    def connections_to(self, name: str) -> int:
+        """Connections that chose export ``name`` (negotiating ones are not counted)."""
+        return sum(1 for c in self._connections if c.export_name == name)
+
     def uri(self, export_name: str) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"nbd://{host}:{self.port}/{quote(export_name, safe='')}"
@@ -107,7 +136,7 @@ class _NbdConnection(asyncio.BufferedProtocol):
     def __init__(self, server: NbdServer):
         self._server = server
         self._transport: asyncio.Transport | None = None
-        self._buf = bytearray(_BUFFER_SIZE)
+        self._buf = bytearray(_HANDSHAKE_BUFFER)  # grows to _BUFFER_SIZE once an export is chosen
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
@@ -122,11 +151,26 @@ class _NbdConnection(asyncio.BufferedProtocol):
         self._pending: tuple[int, int, int, int] | None = None
         self._peer = None
         self._blocked = False  # requests wait in the buffer until replies drain
+        self._handshake_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def export_name(self) -> str | None:
+        return self._backend.name if self._backend is not None else None
 
     # -- asyncio callbacks --------------------------------------------------
     def connection_made(self, transport) -> None:
         self._transport = transport
-        self._peer = transport.get_extra_info("peername")
+        peer = transport.get_extra_info("peername")
+        self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "an unknown address")
+        server = self._server
+        if len(server._connections) >= server.max_connections:
+            log.warning("NBD: refused a connection from %s: %d connections open (limit %d)",
+                        self._peer, len(server._connections), server.max_connections)
+            self._state = _S_CLOSED
+            transport.abort()  # before the greeting: the protocol has no earlier way to say no
+            return
+        self._handshake_timer = asyncio.get_running_loop().call_later(server.handshake_timeout,
+                                                                      self._handshake_timed_out)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
@@ -140,6 +184,7 @@ class _NbdConnection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc) -> None:
         self._state = _S_CLOSED
+        self._cancel_handshake_timer()
         self._server._connections.discard(self)
         self._backend = None
         self._pending = None
@@ -194,6 +239,18 @@ class _NbdConnection(asyncio.BufferedProtocol):
         return False  # close our side too
 
     # -- helpers ------------------------------------------------------------
+    def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
+        if self._state in (_S_FLAGS, _S_OPTIONS):
+            log.warning("NBD: closed the connection from %s: no export chosen within %g s",
+                        self._peer, self._server.handshake_timeout)
+            self.abort()
+
+    def _cancel_handshake_timer(self) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+
     def abort(self) -> None:
         self._state = _S_CLOSED
         if self._transport is not None:
@@ -261,7 +318,7 @@ class _NbdConnection(asyncio.BufferedProtocol):
     def _handle_option(self, opt: int, data: bytes) -> None:
         if opt == P.OPT_EXPORT_NAME:
             backend = self._lookup_name(data)
-            if backend is None:
+            if backend is None or self._export_full(backend):
                 return self._close()  # the only answer this old option allows
             self._out.append(P.EXPORT_NAME_REPLY.pack(backend.size, _transmission_flags(backend)))
             if not self._no_zeroes:
@@ -302,6 +359,11 @@ class _NbdConnection(asyncio.BufferedProtocol):
         backend = self._lookup_name(data[4:4 + namelen])
         if backend is None:
             return self._reply_option(opt, P.REP_ERR_UNKNOWN, b"no such export")
+        if opt == P.OPT_GO and self._export_full(backend):
+            limit = self._server.max_connections_per_export
+            return self._reply_option(opt, P.REP_ERR_POLICY,
+                                      f"too many connections to export {backend.name} (limit {limit}); "
+                                      "close one and retry".encode("utf-8"))
         self._reply_option(opt, P.REP_INFO, P.INFO_EXPORT_BODY.pack(
             P.INFO_EXPORT, backend.size, _transmission_flags(backend)))
         if P.INFO_NAME in requests:
@@ -314,9 +376,25 @@ class _NbdConnection(asyncio.BufferedProtocol):
         if opt == P.OPT_GO:
             self._enter_transmission(backend)
 
+    def _export_full(self, backend: ExportBackend) -> bool:
+        server = self._server
+        open_ = server.connections_to(backend.name)
+        if open_ < server.max_connections_per_export:
+            return False
+        log.warning("NBD: refused %s export '%s': %d connections to it (limit %d)",
+                    self._peer, backend.name, open_, server.max_connections_per_export)
+        return True
+
     def _enter_transmission(self, backend: ExportBackend) -> None:
+        self._cancel_handshake_timer()
         self._backend = backend
         self._state = _S_TRANSMISSION
+        if len(self._buf) < _BUFFER_SIZE:  # room for pipelined requests; keep what already arrived
+            pending = self._buf[self._start:self._end]
+            self._buf = bytearray(_BUFFER_SIZE)
+            self._buf[:len(pending)] = pending
+            self._view = memoryview(self._buf)
+            self._start, self._end = 0, len(pending)
 
     # -- transmission -------------------------------------------------------
     def _process_requests(self) -> None:
@@ -508,8 +586,8 @@ class NbdServerThread:
     loop and joins the thread, so nothing outlives it. Also a context manager.
     """
 
-    def __init__(self, provider: ExportProvider, host: str = "127.0.0.1", port: int = 0):
-        self.server = NbdServer(provider, host, port)
+    def __init__(self, provider: ExportProvider, host: str = "127.0.0.1", port: int = 0, **limits):
+        self.server = NbdServer(provider, host, port, **limits)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
