@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from core.domain import Role, Severity
-from core.errors import InvalidInput, MirrorError
+from core.errors import InvalidInput, MirrorError, NotFound
 from core.service_volumes import split_ref
 
 log = logging.getLogger(__name__)
@@ -113,18 +113,28 @@ class FaultService:
         array.log(Severity.INFO, v, "volumeRepaired", f"Volume {ref} repaired; resume its group")
         self.publish("volume", a, v)
 
+    @staticmethod
+    def _controller(array, ctrl: str):
+        """The array's controller ``ctrl``; an unknown label is refused before any fault is recorded or logged."""
+        controllers = array.controllers()
+        for c in controllers:
+            if c.label == ctrl:
+                return c
+        labels = ", ".join(c.label for c in controllers)
+        raise NotFound(f"array {array.name} has no controller '{ctrl}'; its controllers are {labels}",
+                       code="controllerNotFound")
+
     async def controller_reset(self, array: str, ctrl: str) -> None:
         """Lab: reset a controller; its volumes move to the other one, an interrupted sync resumes from the log."""
         a = self.get_array(array)
+        controller = self._controller(a, ctrl)
         key = f"{array}/{ctrl}"
         self._reload()
         if key not in self.lab.faults.offline_controllers:
             self.lab.faults.offline_controllers.append(key)
         self._save_faults()
         other = "B" if ctrl == "A" else "A"
-        for c in a.controllers():
-            if c.label == ctrl:
-                c.status = "offline"
+        controller.status = "offline"
         moved = []
         for row in a.volumes():
             if row.current_owner == ctrl:
@@ -144,14 +154,13 @@ class FaultService:
 
     async def controller_restore(self, array: str, ctrl: str) -> None:
         a = self.get_array(array)
+        controller = self._controller(a, ctrl)
         key = f"{array}/{ctrl}"
         self._reload()
         if key in self.lab.faults.offline_controllers:
             self.lab.faults.offline_controllers.remove(key)
         self._save_faults()
-        for c in a.controllers():
-            if c.label == ctrl:
-                c.status = "optimal"
+        controller.status = "optimal"
         for row in a.volumes():
             if row.preferred_owner == ctrl:
                 row.current_owner = ctrl

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 from pathlib import Path
 
@@ -34,7 +35,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command ended by SIGPIPE (128 + 13)
+
+
+def _stdout_gone() -> int:
+    """The reader of our stdout left (``mirrorctl --json status | head -1``): stop quietly.
+
+    Python's documented recipe (signal module, "Note on SIGPIPE"): point stdout at
+    devnull so the flush at interpreter exit does not raise again, and exit as a
+    command ended by SIGPIPE would, without a traceback.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests): nothing left to flush
+        pass
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
+def _reader_left() -> bool:
+    """True when stdout is a pipe nobody reads any more (poll reports POLLERR on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return _stdout_gone()
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     # --json is accepted after the command too ("group show G1 --json"), as the README writes it.
@@ -54,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         print("mirrorctl: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug: one line for the user, the traceback only when asked for
+        if isinstance(e, BrokenPipeError) and _reader_left():
+            raise  # 'volume read' to stdout: its reader left (not a daemon's socket)
         if os.environ.get("MIRRORCTL_DEBUG"):
             raise
         print(f"mirrorctl: error: unexpected {type(e).__name__}: {e}; run again with MIRRORCTL_DEBUG=1 for the "
@@ -67,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         text = result.text if hasattr(result, "text") else str(result)
         if text:
             print(text)
+    sys.stdout.flush()  # a reader that left is noticed here, not at interpreter exit
     return getattr(result, "exit_code", 0)
 
 

@@ -1,28 +1,55 @@
 """mirrorctl pair ...: mirrored pairs."""
 from __future__ import annotations
 
+import math
+
 from core.cli import output
-from core.cli.common import Result, command
+from core.cli.common import Result, command, with_engine
+from core.errors import InvalidInput
+
+
+def reserved_percent(text: str, option: str) -> float:
+    """A reserved capacity percentage as typed: a finite number, more than 0 and at most 100.
+
+    ``float()`` alone takes ``nan`` and ``inf``, which no array can reserve (and which
+    the daemons would otherwise meet as internal errors).
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 100):
+        raise InvalidInput(f"{option} {text} is not a reserved capacity percentage; give a number more than 0 and "
+                           "at most 100, e.g. 20", code="arvmInvalidRepositoryCapacity")
+    return value
 
 
 def register(sub) -> None:
     pr = sub.add_parser("pair", help="mirrored pairs")
     psub = pr.add_subparsers(dest="pair_command", metavar="PAIR_COMMAND", required=True)
-    p = command(psub, "add", "add a mirrored pair to a group (starts the initial synchronization)", _add)
+    p = command(psub, "add", "add a mirrored pair to a group (starts the initial synchronization)", _add,
+                engine=False)
     p.add_argument("--group", required=True)
     p.add_argument("--primary", required=True, metavar="ARRAY/VOLUME")
     p.add_argument("--secondary", required=True, metavar="ARRAY/VOLUME")
-    p.add_argument("--reserved-percent", type=float, default=20)
-    p.add_argument("--secondary-reserved-percent", type=float)
+    p.add_argument("--reserved-percent", default="20", help="of each volume (more than 0, at most 100)")
+    p.add_argument("--secondary-reserved-percent", help="of the secondary volume (default: --reserved-percent)")
     command(psub, "list", "list mirrored pairs", _list).add_argument("--group")
     command(psub, "show", "show a mirrored pair", _show).add_argument("ref", metavar="ARRAY/VOLUME")
     command(psub, "remove", "remove a mirrored pair on both arrays", _remove).add_argument("ref",
                                                                                            metavar="ARRAY/VOLUME")
 
 
-def _add(client, args) -> Result:
-    p = client.add_pair(args.group, args.primary, args.secondary, args.reserved_percent,
-                        args.secondary_reserved_percent)
+def _add(args) -> Result:
+    primary = reserved_percent(args.reserved_percent, "--reserved-percent")
+    secondary = None
+    if args.secondary_reserved_percent is not None:
+        secondary = reserved_percent(args.secondary_reserved_percent, "--secondary-reserved-percent")
+    return with_engine(args, lambda client: _add_pair(client, args, primary, secondary))
+
+
+def _add_pair(client, args, primary: float, secondary: float | None) -> Result:
+    p = client.add_pair(args.group, args.primary, args.secondary, primary, secondary)
     return Result(p, f"Added mirrored pair {p.primary_ref} -> {p.secondary_ref} to {p.group} ({p.status})")
 
 

@@ -1,8 +1,24 @@
-"""mirrorctl volume ... and candidates: volumes and who may mirror them."""
+"""mirrorctl volume ... and candidates: volumes and who may mirror them.
+
+Host reads and writes stream through the array daemon in chunks (a 256 MiB file
+must not cost 256 MiB of memory), and are checked against the volume's capacity
+before the first byte moves, so a refused command changes nothing.
+"""
 from __future__ import annotations
 
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
 from core.cli import output
-from core.cli.common import Result, command
+from core.cli.common import Result, command, with_engine
+from core.cli.pairs import reserved_percent
+from core.errors import InvalidInput, MirrorError, NotFound
+from core.units import MiB, parse_size
+
+CHUNK = 4 * MiB  # one host write or read per chunk: bounded memory, few enough requests
 
 
 def register(sub) -> None:
@@ -30,11 +46,12 @@ def register(sub) -> None:
     p = command(vsub, "delete", "delete a volume (refused while mirrored)", _delete)
     p.add_argument("ref", metavar="ARRAY/VOLUME")
     register_io(vsub)
-    p = command(sub, "candidates", "every remote volume: eligible as secondary, or why not", _candidates)
+    p = command(sub, "candidates", "every remote volume: eligible as secondary, or why not", _candidates,
+                engine=False)
     p.add_argument("ref", metavar="ARRAY/VOLUME")
     p.add_argument("--remote", required=True)
     p.add_argument("--channel", choices=["fc", "iscsi"])
-    p.add_argument("--reserved-percent", type=float, default=20)
+    p.add_argument("--reserved-percent", default="20", help="of each candidate volume (more than 0, at most 100)")
 
 
 def _create(client, args) -> Result:
@@ -79,8 +96,13 @@ def _delete(client, args) -> Result:
     return Result({"deleted": args.ref}, f"Deleted {args.ref}")
 
 
-def _candidates(client, args) -> Result:
-    cands = client.candidates(args.ref, args.remote, args.channel, args.reserved_percent)
+def _candidates(args) -> Result:
+    percent = reserved_percent(args.reserved_percent, "--reserved-percent")
+    return with_engine(args, lambda client: _list_candidates(client, args, percent))
+
+
+def _list_candidates(client, args, percent: float) -> Result:
+    cands = client.candidates(args.ref, args.remote, args.channel, percent)
     lines = []
     for c in cands:
         mark = "eligible" if c.eligible else "not eligible"
@@ -92,46 +114,152 @@ def _candidates(client, args) -> Result:
 
 
 def register_io(vsub) -> None:
-    p = command(vsub, "write", "host write: data from --file or stdin at --offset", _write)
+    p = command(vsub, "write", "host write: data from --file or stdin at --offset", _write, engine=False)
     p.add_argument("ref", metavar="ARRAY/VOLUME")
     p.add_argument("--offset", required=True, help="byte offset (units allowed, e.g. 1MiB)")
     p.add_argument("--file", help="read the data from this file (default: stdin)")
-    p = command(vsub, "read", "host read: --length bytes at --offset to --file or stdout", _read)
+    p = command(vsub, "read", "host read: --length bytes at --offset to --file or stdout", _read, engine=False)
     p.add_argument("ref", metavar="ARRAY/VOLUME")
     p.add_argument("--offset", required=True)
     p.add_argument("--length", required=True)
     p.add_argument("--file", help="write the data to this file (default: stdout)")
 
 
-def _write(client, args) -> Result:
-    import sys
-
-    from core.units import parse_size
-
-    if args.file:
-        with open(args.file, "rb") as f:
-            data = f.read()
-    else:
-        data = sys.stdin.buffer.read()
+# -- host write ------------------------------------------------------------------------------------
+def _write(args) -> Result:
+    """Check the input before reaching the arrays, then stream it."""
     offset = parse_size(args.offset, "offset")
-    n = client.host_write(args.ref, offset, data)
-    client.host_flush(args.ref)
-    return Result({"volume": args.ref, "offset": offset, "bytesWritten": n},
-                  f"Wrote {n} bytes to {args.ref} at offset {offset}")
+    source = _open_input(args.file)
+    try:
+        return with_engine(args, lambda client: _write_stream(client, args.ref, offset, source))
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
 
 
-def _read(client, args) -> Result:
-    import sys
+def _open_input(path: str | None) -> BinaryIO:
+    if path is None:
+        return sys.stdin.buffer
+    if os.path.isdir(path):
+        raise InvalidInput(f"--file {path} is a directory; give the file whose data to write", code="fileIsDirectory")
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise NotFound(f"--file {path} does not exist; give the path of the file whose data to write",
+                       code="fileNotFound") from None
+    except OSError as e:
+        raise InvalidInput(f"cannot read --file {path}: {e.strerror}; check its permissions",
+                           code="fileNotReadable") from None
 
-    from core.units import parse_size
 
-    offset, length = parse_size(args.offset, "offset"), parse_size(args.length, "length")
-    data = client.host_read(args.ref, offset, length)
-    if args.file:
-        with open(args.file, "wb") as f:
-            f.write(data)
-        return Result({"volume": args.ref, "offset": offset, "bytesRead": len(data), "file": args.file},
-                      f"Read {len(data)} bytes from {args.ref} into {args.file}")
-    sys.stdout.buffer.write(data)
-    sys.stdout.flush()
+def _input_size(source: BinaryIO) -> int | None:
+    """Bytes left in a regular file (also stdin redirected from one); None for a pipe or terminal."""
+    try:
+        st = os.fstat(source.fileno())
+        if stat.S_ISREG(st.st_mode):
+            return max(0, st.st_size - source.tell())
+    except (OSError, ValueError):
+        pass
     return None
+
+
+def _check_range(ref: str, capacity: int, offset: int, length: int) -> None:
+    """The daemon's own rule (invalidRange), applied before the first chunk so a refusal writes nothing."""
+    if offset + length > capacity:
+        room = max(0, capacity - offset)
+        raise InvalidInput(f"{length} bytes at offset {offset} go beyond the end of volume {ref} ({capacity} "
+                           f"bytes); at most {room} bytes fit there", code="invalidRange")
+
+
+def _write_stream(client, ref: str, offset: int, source: BinaryIO) -> Result:
+    """Send ``source`` in chunks of :data:`CHUNK`, then flush.
+
+    A file's size is known, so a write that would not fit is refused whole. Data from
+    a pipe is checked chunk by chunk: input that fits in one chunk is refused whole
+    too; longer input that runs past the end stops there and says what was written.
+    """
+    capacity = client.volume(ref).capacity
+    size = _input_size(source)
+    if size is not None:
+        _check_range(ref, capacity, offset, size)
+    pos = 0
+    while size is None or pos < size:
+        chunk = source.read(CHUNK if size is None else min(CHUNK, size - pos))
+        if not chunk:
+            break
+        if offset + pos + len(chunk) > capacity:  # only from a pipe
+            if pos == 0:
+                _check_range(ref, capacity, offset, len(chunk))
+            raise InvalidInput(f"the data goes beyond the end of volume {ref} ({capacity} bytes): its first {pos} "
+                               f"bytes were written at offset {offset}, the rest was not", code="invalidRange")
+        try:
+            client.host_write(ref, offset + pos, chunk)
+        except MirrorError as e:
+            if pos:
+                raise MirrorError(f"{e.message} ({pos} bytes were written at offset {offset} before that)",
+                                  code=e.code) from None
+            raise
+        pos += len(chunk)
+    client.host_flush(ref)
+    return Result({"volume": ref, "offset": offset, "bytesWritten": pos},
+                  f"Wrote {pos} bytes to {ref} at offset {offset}")
+
+
+# -- host read -------------------------------------------------------------------------------------
+def _read(args) -> Result | None:
+    """Check the destination before reaching the arrays, then stream into it."""
+    offset, length = parse_size(args.offset, "offset"), parse_size(args.length, "length")
+    if args.file:
+        _check_output(args.file)
+    return with_engine(args, lambda client: _read_stream(client, args, offset, length))
+
+
+def _check_output(path: str) -> None:
+    if os.path.isdir(path):
+        raise InvalidInput(f"--file {path} is a directory; give the path of a file to write the data to",
+                           code="fileIsDirectory")
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise NotFound(f"directory {parent} of --file {path} does not exist; create it or give another path",
+                       code="fileNotFound")
+
+
+def _read_stream(client, args, offset: int, length: int) -> Result | None:
+    """Read in chunks into --file (opened only once the first chunk arrived) or stdout.
+
+    A refused read (range, failed volume, unreachable array) therefore leaves an
+    existing --file as it was.
+    """
+    ref = args.ref
+    _check_range(ref, client.volume(ref).capacity, offset, length)
+    out: BinaryIO | None = None if args.file else sys.stdout.buffer
+    pos = 0
+    try:
+        while pos < length or out is None:
+            chunk = client.host_read(ref, offset + pos, min(CHUNK, length - pos))
+            if out is None:
+                out = _open_output(args.file)
+            out.write(chunk)
+            pos += len(chunk)
+            if not chunk:
+                break
+        out.flush()
+    except MirrorError as e:
+        if pos and args.file:
+            raise MirrorError(f"{e.message} ({args.file} holds the first {pos} bytes)", code=e.code) from None
+        raise
+    finally:
+        if out is not None and out is not sys.stdout.buffer:
+            out.close()
+    if not args.file:
+        return None
+    return Result({"volume": ref, "offset": offset, "bytesRead": pos, "file": args.file},
+                  f"Read {pos} bytes from {ref} into {args.file}")
+
+
+def _open_output(path: str) -> BinaryIO:
+    try:
+        return open(path, "wb")
+    except OSError as e:
+        raise InvalidInput(f"cannot write --file {path}: {e.strerror}; check its permissions or give another path",
+                           code="fileNotWritable") from None
