@@ -9,6 +9,7 @@ Usage::
     await server.stop()
 """
 from .backend import DictProvider, ExportBackend, ExportProvider, FileBackend
-from .server import NbdServer, NbdServerThread
+from .server import NbdServer
+from .thread import NbdServerThread
 
 __all__ = ["DictProvider", "ExportBackend", "ExportProvider", "FileBackend", "NbdServer", "NbdServerThread"]

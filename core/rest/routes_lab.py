@@ -55,7 +55,7 @@ async def stop_workload(request: web.Request) -> web.Response:
 def routes() -> list[web.RouteDef]:
     return [
         web.post(f"{LAB}/volumes/{{vol}}/{{action:fail|repair}}", volume_fault),
-        web.post(f"{LAB}/controllers/{{ctrl:A|B}}/{{action:reset|restore}}", controller_fault),
+        web.post(f"{LAB}/controllers/{{ctrl}}/{{action:reset|restore}}", controller_fault),
         web.get(f"{LAB}/workload", get_workload),
         web.post(f"{LAB}/workload", start_workload),
         web.delete(f"{LAB}/workload", stop_workload),
