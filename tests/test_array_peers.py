@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -17,17 +16,9 @@ from core.errors import MirrorError
 from core.lab import LAB_PASSWORDS
 from core.lab.relay import LinkRelay
 from core.runtime import BlockingEngine
+from test_replication_support import wait_for as wait_until
 
 DATA = b"SiteA-rp1" * 1000
-
-
-def wait_until(cond, timeout=15.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class RelayThread:

@@ -14,6 +14,7 @@ import pytest
 
 from core.cli.main import main
 from core.units import GiB
+from test_replication_support import wait_for
 
 
 def run(capsys, home, *args, json_out=True):
@@ -179,17 +180,6 @@ def test_real_process_error_with_a_mirrored_pair_is_one_line(home):
     assert len(lines) == 1 and "[arvmVolumeAlreadyInMirrorRelationship]" in lines[0], r.stderr
 
 
-def wait_for(fn, timeout=15.0):
-    import time
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if fn():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def test_readme_dr_walkthrough_against_the_daemons(capsys, home, tmp_path):
     """The README's walk-through, command by command, against the lab's array daemons."""
     init_up(capsys, home)
@@ -210,7 +200,8 @@ def test_readme_dr_walkthrough_against_the_daemons(capsys, home, tmp_path):
     wait_for(lambda: {g["status"] for g in ok(capsys, home, "group", "list")} == {"paused"})
     ok(capsys, home, "role", "promote", "G1", "--array", "SiteB", "--force")
     ok(capsys, home, "lab", "link", "restore")
-    wait_for(lambda: {g["status"] for g in ok(capsys, home, "group", "list")} == {"role_conflict"}, timeout=10)
+    wait_for(lambda: {g["status"] for g in ok(capsys, home, "group", "list")} == {"role_conflict"}, 10,
+             "a role conflict on both sides")
     problem = next(p for p in ok(capsys, home, "guru") if p["id"] == "role-conflict:G1")
     assert {a["id"] for a in problem["actions"]} == {"keep-SiteA", "keep-SiteB"}
     ok(capsys, home, "guru", "fix", "role-conflict:G1", "--action", "keep-SiteA")

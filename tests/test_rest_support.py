@@ -10,7 +10,6 @@ import base64
 import http.client
 import json
 import ssl
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from core.lab import LAB_PASSWORDS
 from core.rest.app import start_rest, stop_rest
 from core.rest.tls import ensure_certificate, server_context
+from test_replication_support import wait_for  # noqa: F401  (the REST tests' shared helper)
 
 PASSWORD = LAB_PASSWORDS["SiteA"]
 API = "/devmgr/v2/storage-systems/1"
@@ -106,18 +106,6 @@ def rest(client, tmp_path) -> Rest:
         yield Rest(port, cert, runner)
     finally:
         client.call(stop_rest, runner)
-
-
-def wait_for(pred, timeout: float = 20.0, what: str = "condition"):
-    """Poll ``pred`` until it returns something truthy (no fixed sleeps in tests)."""
-    end = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def make_mirror(client, rest: Rest, group: str = "G", size: str = "4MiB") -> dict:
