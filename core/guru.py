@@ -143,7 +143,17 @@ class GuruService:
                         (g.name,), "A mirrored pair failed; the other pairs are stopped.",
                         ("1. Fix the failed pair.", f"2. Resume {g.name}."),
                         (GuruAction("resume", f"Resume {g.name}", False, "resynchronizes only what changed"),)))
-        elif status == GroupStatus.SYNC_FAILING.value:
+        st = self.states.get((array.name, g.name)) if hasattr(self, "states") else None
+        if st is not None and st.verify_mismatched:
+            add(Problem(f"verify-mismatch:{g.name}", Severity.CRITICAL.value,
+                        f"{st.verify_mismatched} region(s) of {g.name} differ on {remote}", (g.name, remote),
+                        "Online verification found the secondary's recovery point different from the primary's "
+                        "image (damage the data path could not see).",
+                        ("1. The differing regions are marked changed; the next synchronization resends them.",
+                         f"2. Synchronize {g.name} now to repair it at once, then verify again."),
+                        (GuruAction("sync-now", f"Resynchronize {g.name} now", False,
+                                    "resends only the differing regions and what changed since"),)))
+        if status == GroupStatus.SYNC_FAILING.value:
             st = self.states.get((array.name, g.name))
             cause = st.last_error if st is not None else "synchronizations keep failing"
             add(Problem(f"sync-failing:{g.name}", Severity.CRITICAL.value,

@@ -227,7 +227,10 @@ class OperationsService:
         if not g.pairs or g.last_recovery_point is None:
             raise MirrorError(f"group {group} has no recovery point yet; synchronize it first",
                               code="arvmNoRecoveryPoint")
-        return await online_verify(self, array, g)
+        report = await online_verify(self, array, g)
+        st = self._state(array.name, group)
+        st.verify_mismatched = report["regionsMarked"]  # a Guru problem until a sync resends them
+        return report
 
 
 VERIFY_ATTEMPTS = 3

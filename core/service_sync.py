@@ -505,6 +505,7 @@ class SyncService:
         st.rp_mono = self.clock.mono()
         st.last_error = ""
         st.failures = 0
+        st.verify_mismatched = 0  # the regions online verify marked went with this sync
         st.in_place.clear()  # every secondary holds a recovery point again
         st.delete_recovery_point_allowed = False
         # Not fsynced: after an OS crash the change log (cleared lazily) resends these regions.

@@ -195,6 +195,8 @@ def test_readme_dr_walkthrough_against_the_daemons(capsys, home, tmp_path):
     ok(capsys, home, "volume", "read", "SiteB/db_dr", "--offset", "1MiB", "--length", "300000", "--file", str(copy))
     assert copy.read_bytes() == data.read_bytes()
     assert ok(capsys, home, "verify", "G1")["identical"] is True
+    online = ok(capsys, home, "verify", "G1", "--online")
+    assert online["regionsMarked"] == 0 and online["regionsCompared"] > 0
 
     ok(capsys, home, "lab", "link", "cut")
     wait_for(lambda: {g["status"] for g in ok(capsys, home, "group", "list")} == {"paused"})

@@ -14,7 +14,7 @@ import pytest
 
 from core.cli.main import build_parser
 from core.cli.sync import EXIT_MISMATCH, EXIT_NOT_VERIFIED, _verify
-from test_replication_support import RS, make_pair
+from test_replication_support import RS, make_pair, wait_for
 
 SIZE = 4 << 20
 REGIONS = SIZE // RS
@@ -119,7 +119,10 @@ def test_online_verify_marks_what_differs_and_the_next_sync_repairs_it(client, m
     events = [e for e in client.events("SiteA") if e.code == "arvmOnlineVerifyMismatch"]
     assert len(events) == 1 and f"{report['regionsMarked']} region(s)" in events[0].message
     assert client.group("G").unsynchronized_bytes >= (report["regionsMarked"] + 1) * RS
-    client.sync_now("G", wait=True)
+    problem = next(p for p in client.guru() if p.id == "verify-mismatch:G")
+    assert str(report["regionsMarked"]) in problem.title
+    client.guru_fix("verify-mismatch:G", "sync-now")  # the one action that repairs it
+    wait_for(lambda: not [p for p in client.guru() if p.id == "verify-mismatch:G"], 20, "the repairing sync")
     with open(path, "rb") as f, open(client.volume("SiteA/v").path, "rb") as g:
         assert f.read() == g.read()
     assert client.verify("G")["outcome"] == "identical"

@@ -339,6 +339,10 @@ class Fleet:
         return await self.client(await self.group_home(group)).request(
             "POST", f"async-mirrors/{group}/verify", json={}, timeout=None)
 
+    async def online_verify(self, group: str) -> dict:
+        return await self.client(await self.group_home(group)).request(
+            "POST", f"async-mirrors/{group}/verify?online=true", json={}, timeout=None)
+
     async def sync_history(self, group: str, limit: int = 500):
         home = await self.group_home(group)
         return [models.stats_from_ws(s) for s in await self.client(home).get(f"async-mirrors/{group}/sync-history",

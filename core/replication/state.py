@@ -20,6 +20,7 @@ class GroupState:
     rp_mono: float | None = None  # monotonic time the last recovery point committed, in this process
     last_error: str = ""
     failures: int = 0  # syncs failed in a row (a commit resets it)
+    verify_mismatched: int = 0  # regions the last online verify found different, until a commit resends them
     rp_age_alerted: bool = False
     sync_time_alerted: bool = False
     reserved_alerted: set[str] = field(default_factory=set)

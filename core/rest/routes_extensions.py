@@ -11,7 +11,7 @@ from aiohttp import web
 
 from core.errors import InvalidInput
 from core.rest import models
-from core.rest.routes_context import V2, Body, context, no_content, query_int, reply
+from core.rest.routes_context import V2, Body, context, no_content, query_flag, query_int, reply
 from core.rest.routes_mirrors import GROUP
 
 REMOTE_ARRAYS = f"{V2}/remote-arrays"
@@ -52,9 +52,15 @@ async def candidates(request: web.Request) -> web.Response:
 
 
 async def verify(request: web.Request) -> web.Response:
-    """Compare each secondary's recovery point with the primary's image at that instant."""
+    """Compare each secondary's recovery point with the primary's image at that instant.
+
+    ``?online=true``: the background form (batches with pauses over the channel); what
+    differs is marked changed, a Guru problem until the next sync resends it.
+    """
     ctx = context(request)
     g = await ctx.group(request.match_info["gid"])
+    if query_flag(request, "online"):
+        return reply(await ctx.engine.online_verify(g.name))
     return reply(await ctx.engine.verify(g.name))
 
 
