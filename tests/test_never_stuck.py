@@ -122,3 +122,31 @@ def test_scheduling_follows_elapsed_time_not_the_wall_clock(client, monkeypatch)
     from datetime import datetime, timezone
 
     assert nxt is not None and 0 < (nxt - datetime.fromtimestamp(time_module.time(), timezone.utc)).total_seconds() <= 60
+
+
+def test_a_transfer_given_up_after_a_restart_reports_what_it_sent_again(lab_home):
+    """After a reboot the primary starts a fresh transfer: what the secondary had staged is resent, and counted."""
+    from test_replication_support import open_engine
+
+    set_link_bandwidth(lab_home, 4 << 20)
+    c = open_engine(lab_home)
+    try:
+        make_pair(c, "16MiB")
+        c.host_write("SiteA/v", 0, _rand(128 * RS))  # 8 MiB: about two seconds on the link
+        c.sync_now("G")
+        wait_for(lambda: (p := c.group("G").progress) is not None and p.bytes_done >= 2 << 20, 20,
+                 "part of the delta staged on the secondary")
+    finally:
+        c.close()  # the process goes away mid-transfer
+    for hint in (lab_home / "arrays" / "SiteA" / "reserved" / ".groups").glob("*.inflight"):
+        hint.unlink()  # as after a reboot: the resume hint does not count
+    set_link_bandwidth(lab_home, None)
+    c = open_engine(lab_home)
+    try:
+        stats = c.sync_now("G", wait=True, after_running=True)
+        history = c.sync_history("G")
+        resent = [s for s in history if s.bytes_resent]
+        assert resent and resent[-1].bytes_resent >= 2 << 20, [(s.outcome, s.bytes_resent) for s in history]
+        assert stats.outcome == "committed" and c.verify("G")["identical"]
+    finally:
+        c.close()

@@ -140,6 +140,8 @@ async def send(engine, array, group_row, transfer: Transfer, on_progress) -> Non
     begin = await engine.peer_call(local, remote, "transfer.begin", {
         "group": group_row.name, "transfer": transfer.id, "recovery_point": transfer.recovery_point,
         "pairs": [{"volume": p.remote_volume, "direct": p.direct, "initial": p.initial} for p in transfer.pairs]})
+    # What the secondary held of a transfer this one replaces is sent again: the history says so.
+    transfer.bytes_resent += int(begin.get("discardedBytes", 0))
     session = await engine.channels.session(local, remote)
     volumes = [p.remote_volume for p in transfer.pairs]
     for p in transfer.pairs:

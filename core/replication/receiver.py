@@ -168,8 +168,11 @@ class Receiver:
         g = self._secondary(array, group)
         self.errors.pop(transfer, None)
         staged = {}
+        discarded = 0  # staged for another transfer (one a crash or reboot made the primary give up): sent again
         for p in pairs:
             (hv,) = self._volumes(array, g, [p["volume"]])
+            if hv.staging.transfer_id not in (None, transfer):
+                discarded += sum(min(hv.size - off, self.engine.region_size) for off in hv.staging.staged())
             # Senders before in-place resyncs sent "direct" only for the initial sync.
             in_place = bool(p["direct"]) and not p.get("initial", True)
             if in_place:
@@ -182,7 +185,7 @@ class Receiver:
 
                 punch_hole(hv.fileno(), 0, hv.size)
             staged[p["volume"]] = sorted(hv.staging.staged())
-        return {"staged": staged}
+        return {"staged": staged, "discardedBytes": discarded}
 
     def abort(self, array, group: str, transfer: str, volumes: list[str]) -> dict:
         """The primary gave up this transfer: release its staging space now (a full disk must not stay full).
