@@ -55,8 +55,13 @@ def test_a_delta_as_large_as_the_volume_resyncs_in_place_by_itself(client):
     data = _rand(64 * RS)  # every region of the 4 MiB volume
     client.host_write("SiteA/v", 0, data)
     client.sync_now("G")
-    wait_for(lambda: client.group("G").last_sync is not None and client.group("G").last_sync.outcome == "committed"
-             and client.group("G").last_sync.bytes_payload == 64 * RS, 20, "the in-place resync to commit")
+    try:
+        wait_for(lambda: client.group("G").last_sync.outcome == "committed"
+                 and client.group("G").last_sync.bytes_payload == 64 * RS, 30, "the in-place resync to commit")
+    except AssertionError:
+        history = [(s.kind, s.outcome, s.bytes_payload) for s in client.sync_history("G")]
+        raise AssertionError(f"no in-place commit; status {client.group('G').status}, history {history}, "
+                             f"events {[e.code for e in client.events()][-8:]}") from None
     assert read_file(client.volume("SiteB/v").path, 0, len(data)) == data
     assert client.group("G").status == "optimal"
     assert client.pair("SiteB/v").recovery_point_available
