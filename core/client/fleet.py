@@ -71,7 +71,7 @@ class Fleet:
 
     def __init__(self, clients: dict[str, ArrayClient], discover: bool = False, lab: LabLink | None = None,
                  bring_lab_up: bool = False, stopped: dict[str, str] | None = None):
-        """``discover``: the keys are placeholders; ``start`` names each array as its ``about`` page does.
+        """``discover``: the keys are provisional; ``start`` names each array as its ``about`` page does.
 
         ``lab``: the embedded lab's link relay, for ``lab_link`` (None for real arrays);
         ``bring_lab_up``: ``start`` starts the lab's daemons first and manages those.
