@@ -13,7 +13,7 @@ from core.channel.codec import is_zero
 from core.datapath.extents import allocated_regions
 from core.domain import Role, Severity
 from core.errors import MirrorError
-from core.service_sync import _stats
+from core.replication.sync_figures import stats as _stats
 from core.service_volumes import split_ref
 from core.snapshots import SyncStats
 from core.store.schema import SyncStatRow

@@ -17,15 +17,15 @@ from sqlalchemy import select
 from core.domain import DEFAULT_REGION_SIZE, ResyncPolicy, Role, Severity, SyncMode
 from core.errors import CommunicationError, MirrorError, NotFound, ReservedCapacityFull
 from core.lab import LAB_PASSWORDS, LabState
-from core.replication import groupsync, receiver
+from core.replication import alerts, groupsync, receiver, resume_hint, sync_figures
 from core.replication.channels import ChannelHub
 from core.replication.clock import SchedulerClock
 from core.replication.host_volume import HostVolume
 from core.replication.state import GroupState
-from core.snapshots import SyncProgress, SyncStats
+from core.snapshots import SyncStats
 from core.status import GroupRuntime, PairRuntime
 from core import remote_arrays
-from core.store.schema import SyncStatRow, utcnow
+from core.store.schema import SyncStatRow
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
@@ -192,7 +192,7 @@ class SyncService:
             for p in st.transfer.pairs:
                 if p.local_volume == name:
                     syncing = st.running
-                    progress = _progress(st.transfer.kind, p.bytes_done, p.bytes_total, st.transfer)
+                    progress = sync_figures.progress(st.transfer.kind, p.bytes_done, p.bytes_total, st.transfer)
         unsynced = 0
         if hv is not None and hv.changelog is not None and pair.group.role == Role.PRIMARY.value:
             unsynced = hv.changelog.unsynchronized_bytes
@@ -214,7 +214,7 @@ class SyncService:
         progress = None
         if st.transfer is not None:
             t = st.transfer
-            progress = _progress(t.kind, t.bytes_done, t.bytes_total, t)
+            progress = sync_figures.progress(t.kind, t.bytes_done, t.bytes_total, t)
         return GroupRuntime(syncing=st.running, progress=progress,
                             next_sync=self.clock.wall_of(st.next_due) if st.next_due is not None else None,
                             paused=st.paused or st.waiting_for_user or not reachable,
@@ -227,7 +227,7 @@ class SyncService:
         if key not in cache:
             row = array.db.scalars(select(SyncStatRow).where(SyncStatRow.group_name == group.name)
                                    .order_by(SyncStatRow.id.desc()).limit(1)).first()
-            cache[key] = _stats(row) if row is not None else None
+            cache[key] = sync_figures.stats(row) if row is not None else None
         return cache[key]
 
     def _record_stats(self, array, row: SyncStatRow) -> None:
@@ -334,14 +334,15 @@ class SyncService:
                       "shown on the new clock")
 
     def _tick(self) -> None:
-        now = datetime.now(timezone.utc)
         self._notice_clock_jump()
         for array in self.arrays.values():
             for g in array.groups():
                 if g.role != Role.PRIMARY.value:
                     continue
                 st = self._state(array.name, g.name)
-                self._check_alerts(array, g, st, now)
+                used = {p.volume.name: (rt := self.pair_runtime(array, p)).pit_bytes + rt.log_bytes + rt.staging_bytes
+                        for p in g.pairs}
+                alerts.check(array, g, st, self.recovery_point_age(array, g), used)
                 if st.running or not g.pairs:
                     continue
                 if g.user_suspended or g.role_change or g.role_conflict or g.orphan:
@@ -396,9 +397,9 @@ class SyncService:
         g = array.group(group)
         if st.transfer is None:
             hosts = {p.volume.name: self.host_volume(array.name, p.volume.name) for p in g.pairs}
-            resume_id = self._inflight_transfer(array, group)
+            resume_id = resume_hint.interrupted_transfer(array, group)
             st.transfer = groupsync.capture(g, hosts, self.region_size, resume_id, in_place=st.in_place)
-            self._record_inflight(array, group, st.transfer.id)
+            resume_hint.record(array, group, st.transfer.id)
             if resume_id:
                 array.log(Severity.INFO, group, "arvmSyncResumed",
                           f"Synchronization of {group} interrupted by a restart resumes: regions the secondary "
@@ -445,44 +446,9 @@ class SyncService:
             return
         self._commit_primary(array, g, st)
 
-    def _inflight_path(self, array, group: str):
-        d = array.data_dir / "reserved" / ".groups"
-        d.mkdir(parents=True, exist_ok=True)
-        return d / f"{group}.inflight"
-
-    def _inflight_transfer(self, array, group: str) -> str | None:
-        """The transfer a crash interrupted (recorded at its capture), to resume.
-
-        The hint only saves resending: a damaged one is reported, removed, and the
-        synchronization starts a fresh transfer (never a guess at a transfer id).
-        """
-        path = self._inflight_path(array, group)
-        try:
-            hint = receiver.read_record(path, receiver.INFLIGHT_MAGIC, ("transfer",))
-        except receiver.DamagedRecord as e:
-            path.unlink(missing_ok=True)
-            array.log(Severity.WARNING, group, "arvmSyncHintDamaged",
-                      f"{e.message}; removed: the synchronization of {group} starts a fresh transfer (nothing to "
-                      "do; what the secondary had staged is sent again)")
-            return None
-        if hint is None:
-            return None
-        # After a reboot (power loss, OS crash) the page cache is gone and with it the
-        # unsynced since-capture log: start a fresh transfer instead of trusting it.
-        return hint.get("transfer") if hint.get("boot") == _boot_id() else None
-
-    def _record_inflight(self, array, group: str, transfer: str | None) -> None:
-        path = self._inflight_path(array, group)
-        if transfer is None:
-            path.unlink(missing_ok=True)
-        else:
-            # A hint that saves resending after a crash; losing it only costs a fresh transfer.
-            receiver.write_record(path, receiver.INFLIGHT_MAGIC, {"transfer": transfer, "boot": _boot_id()},
-                                  durable=False)
-
     def _commit_primary(self, array, g, st: GroupState) -> None:
         t = st.transfer
-        self._record_inflight(array, g.name, None)
+        resume_hint.record(array, g.name, None)
         for p in t.pairs:
             hv = self.host_volume(array.name, p.local_volume)
             hv.changelog.complete()
@@ -496,10 +462,7 @@ class SyncService:
                 p.initial_sync_done = True
                 p.recovery_point_available = True
         duration = time.monotonic() - t.started
-        self._record_stats(array, SyncStatRow(group_name=g.name, kind=t.kind, started=t.started_at, ended=utcnow(),
-                                 bytes_sent=t.bytes_sent, bytes_payload=t.bytes_payload,
-                                 unique_changed_bytes=t.unique_changed_bytes, bytes_resent=t.bytes_resent,
-                                 duration_seconds=duration, recovery_point_time=rp_time, outcome="committed"))
+        self._record_stats(array, sync_figures.history_row(g.name, t, "committed", rp_time))
         st.transfer = None
         st.rp_age_alerted = False
         st.rp_mono = self.clock.mono()
@@ -525,7 +488,7 @@ class SyncService:
         t = st.transfer
         if t is None:
             return
-        self._record_inflight(array, g.name, None)
+        resume_hint.record(array, g.name, None)
         for p in t.pairs:
             hv = self.host_volume(array.name, p.local_volume, missing_ok=True)
             if hv is not None and hv.changelog is not None:
@@ -541,10 +504,7 @@ class SyncService:
         st.failures += 1
         if self.reachable(array.name, g.remote_array):
             asyncio.get_running_loop().create_task(self._tell_abort(array.name, g, t))
-        self._record_stats(array, SyncStatRow(group_name=g.name, kind=t.kind if t else "interval",
-                                 started=t.started_at if t else utcnow(), ended=utcnow(),
-                                 bytes_sent=t.bytes_sent if t else 0, duration_seconds=0.0,
-                                 outcome=f"failed: {e.message}"))
+        self._record_stats(array, sync_figures.history_row(g.name, t, f"failed: {e.message}"))
         array.db.commit()
         array.log(Severity.CRITICAL, g.name, e.code, f"Synchronization of {g.name} failed: {e.message}")
         self.publish("group", array.name, g.name)
@@ -601,11 +561,7 @@ class SyncService:
         """A sync attempt that did not commit still has a row in the history."""
         if t is None:
             return
-        self._record_stats(array, SyncStatRow(group_name=g.name, kind=t.kind, started=t.started_at, ended=utcnow(),
-                                              bytes_sent=t.bytes_sent, bytes_payload=t.bytes_payload,
-                                              unique_changed_bytes=t.unique_changed_bytes,
-                                              bytes_resent=t.bytes_resent,
-                                              duration_seconds=time.monotonic() - t.started, outcome=outcome))
+        self._record_stats(array, sync_figures.history_row(g.name, t, outcome))
         array.commit(durable=False)
 
     def _mark_secondary_full(self, array, g, info: dict) -> None:
@@ -641,48 +597,3 @@ class SyncService:
             if not fut.done():
                 fut.set_exception(error) if error is not None else fut.set_result(None)
         st.waiters.clear()
-
-    def _check_alerts(self, array, g, st: GroupState, now: datetime) -> None:
-        age = self.recovery_point_age(array, g)
-        if age is not None and not st.rp_age_alerted:
-            if age > g.recovery_point_alert_minutes * 60:
-                st.rp_age_alerted = True
-                array.log(Severity.WARNING, g.name, "arvmRecoveryPointAgeAlert",
-                          f"The recovery point of {g.name} is {age / 60:.0f} min old, older than its "
-                          f"{g.recovery_point_alert_minutes} min threshold; check the link and synchronize")
-        for p in g.pairs:
-            rt = self.pair_runtime(array, p)
-            used = rt.pit_bytes + rt.log_bytes + rt.staging_bytes
-            pct = 100.0 * used / p.reserved_capacity if p.reserved_capacity else 0
-            key = p.volume.name
-            if pct > g.reserved_alert_percent and key not in st.reserved_alerted:
-                st.reserved_alerted.add(key)
-                array.log(Severity.WARNING, f"{g.name}/{key}", "arvmRepositoryThresholdAlert",
-                          f"Reserved capacity of {array.name}/{key} is {pct:.0f} % used, above the group's "
-                          f"{g.reserved_alert_percent} % threshold; increase it")
-            elif pct <= g.reserved_alert_percent:
-                st.reserved_alerted.discard(key)
-
-
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _progress(kind: str, done: int, total: int, t) -> SyncProgress:
-    elapsed = max(1e-6, time.monotonic() - t.started)
-    rate = done / elapsed if done else 0.0
-    eta = (total - done) / rate if rate > 0 else None
-    return SyncProgress(kind=kind, bytes_done=done, bytes_total=total, rate=rate, eta_seconds=eta,
-                        started=t.started_at)
-
-
-def _stats(row) -> SyncStats:
-    return SyncStats(group=row.group_name, kind=row.kind, started=row.started, ended=row.ended,
-                     bytes_sent=row.bytes_sent, bytes_payload=row.bytes_payload,
-                     unique_changed_bytes=row.unique_changed_bytes, bytes_resent=row.bytes_resent,
-                     duration_seconds=row.duration_seconds, recovery_point_time=row.recovery_point_time,
-                     outcome=row.outcome)

@@ -140,6 +140,17 @@ def reply(data, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
 
 
+def group_command(method: str):
+    """A route that runs ``engine.<method>(group name)`` on the group in its path and answers 204."""
+    async def handler(request: web.Request) -> web.Response:
+        ctx = context(request)
+        g = await ctx.group(request.match_info["gid"])
+        await getattr(ctx.engine, method)(g.name)
+        return no_content()
+    handler.__name__ = method
+    return handler
+
+
 def no_content() -> web.Response:
     return web.Response(status=204)
 

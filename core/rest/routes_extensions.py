@@ -11,7 +11,7 @@ from aiohttp import web
 
 from core.errors import InvalidInput
 from core.rest import models
-from core.rest.routes_context import V2, Body, context, no_content, query_flag, query_int, reply
+from core.rest.routes_context import V2, Body, context, group_command, no_content, query_flag, query_int, reply
 from core.rest.routes_mirrors import GROUP
 
 REMOTE_ARRAYS = f"{V2}/remote-arrays"
@@ -77,13 +77,6 @@ async def drill_start(request: web.Request) -> web.Response:
     return reply(await ctx.engine.drill_start(g.name), status=201)
 
 
-async def drill_stop(request: web.Request) -> web.Response:
-    ctx = context(request)
-    g = await ctx.group(request.match_info["gid"])
-    await ctx.engine.drill_stop(g.name)
-    return no_content()
-
-
 async def long_running_operations(request: web.Request) -> web.Response:
     ctx = context(request)
     return reply([op for op in await ctx.engine.long_running_operations() if op.get("array") == ctx.array])
@@ -130,5 +123,5 @@ def routes() -> list[web.RouteDef]:
         web.post(f"{GROUP}/verify", verify),
         web.get(f"{GROUP}/sync-history", sync_history),
         web.post(f"{GROUP}/drill", drill_start),
-        web.delete(f"{GROUP}/drill", drill_stop),
+        web.delete(f"{GROUP}/drill", group_command("drill_stop")),
     ]

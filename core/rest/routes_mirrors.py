@@ -15,7 +15,7 @@ from aiohttp import web
 from core.eligibility import array_refusals
 from core.errors import InvalidInput, MirrorError
 from core.rest import models
-from core.rest.routes_context import V2, Body, context, no_content, query_flag, reply
+from core.rest.routes_context import V2, Body, context, group_command, no_content, query_flag, reply
 
 GROUPS = f"{V2}/async-mirrors"
 GROUP = f"{GROUPS}/{{gid}}"
@@ -80,13 +80,6 @@ async def update_group(request: web.Request) -> web.Response:
     return reply(await ctx.group_json(await ctx.group(g.name)))
 
 
-async def delete_group(request: web.Request) -> web.Response:
-    ctx = context(request)
-    g = await ctx.group(request.match_info["gid"])
-    await ctx.engine.delete_group(g.name)
-    return no_content()
-
-
 async def change_role(request: web.Request) -> web.Response:
     """``{role, noSync, force}``: this array's side becomes ``role``; ``force`` when the arrays cannot talk."""
     ctx = context(request)
@@ -99,13 +92,6 @@ async def change_role(request: web.Request) -> web.Response:
     change = ctx.engine.promote if role == "primary" else ctx.engine.demote
     await change(g.name, ctx.array, force=body.flag("force", False), wait=False)
     return reply(await ctx.group_json(await ctx.group(g.name)))
-
-
-async def cancel_role_change(request: web.Request) -> web.Response:
-    ctx = context(request)
-    g = await ctx.group(request.match_info["gid"])
-    await ctx.engine.role_cancel(g.name)
-    return no_content()
 
 
 def _recovery_point_option(method, wanted: bool) -> dict:
@@ -128,13 +114,6 @@ async def sync_group(request: web.Request) -> web.Response:
         stats = await ctx.engine.sync_now(g.name, wait=True, after_running=True, **options)
         return reply(models.stats_to_ws(stats) if stats is not None else None)
     await ctx.engine.sync_now(g.name, **options)
-    return no_content()
-
-
-async def suspend_group(request: web.Request) -> web.Response:
-    ctx = context(request)
-    g = await ctx.group(request.match_info["gid"])
-    await ctx.engine.suspend(g.name)
     return no_content()
 
 
@@ -200,11 +179,11 @@ def routes() -> list[web.RouteDef]:
         web.get(f"{GROUPS}/arvm-arrays", remote_systems),
         web.get(GROUP, get_group),
         web.post(GROUP, update_group),
-        web.delete(GROUP, delete_group),
+        web.delete(GROUP, group_command("delete_group")),
         web.post(f"{GROUP}/role", change_role),
-        web.delete(f"{GROUP}/role", cancel_role_change),
+        web.delete(f"{GROUP}/role", group_command("role_cancel")),
         web.post(f"{GROUP}/sync", sync_group),
-        web.post(f"{GROUP}/suspend", suspend_group),
+        web.post(f"{GROUP}/suspend", group_command("suspend")),
         web.post(f"{GROUP}/resume", resume_group),
         web.get(f"{GROUP}/progress", group_progress),
         web.post(f"{GROUP}/test", test_link),
