@@ -6,6 +6,8 @@ snapshots.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu, QMessageBox, QWidget
@@ -16,7 +18,6 @@ from gui.dialogs.reserved_capacity import IncreaseReservedCapacityDialog
 from gui.dialogs.role_change import RoleChangeDialog
 from gui.dialogs.sync_settings import SyncSettingsDialog
 from gui.dialogs.test_communication import TestCommunicationDialog
-from gui.lro_dialog import LongRunningOperationsDialog
 from gui.messages import confirm, error_handler
 from gui.selection import Selection
 from gui.theme import icon
@@ -32,6 +33,8 @@ class MirrorActions(QObject):
 
     sig_dialog_opened = Signal(QWidget)
     """A wizard or dialog was opened (tests and screenshots drive it from here)."""
+    sig_lro_requested = Signal()
+    """Long Running Operations asked for: the main window shows its (non-modal) dock."""
 
     def __init__(self, bridge: EngineBridge, state: ConsoleState, window: QWidget):
         super().__init__(window)
@@ -56,7 +59,11 @@ class MirrorActions(QObject):
         self.drill_start = a("Start DR drill", self.do_drill_start)
         self.drill_stop = a("Stop DR drill", self.do_drill_stop)
         self.lro = a("Long running operations\u2026", self.open_lro)
+        # group name -> (its primary side's snapshot, when received): what a forced promotion of the
+        # secondary gives up is what the primary had not sent at last contact, even once it stops answering.
+        self.primary_seen: dict[str, tuple] = {}
         bridge.sig_ready.connect(self.update)
+        state.sig_groups_changed.connect(self._remember_primaries)
         state.sig_groups_changed.connect(self.update)
         state.sig_arrays_changed.connect(self.update)
         state.sig_drills_changed.connect(self.update)
@@ -152,10 +159,20 @@ class MirrorActions(QObject):
         if g is not None:
             self._open(SyncSettingsDialog(self.bridge, g, self.window))
 
+    def _remember_primaries(self, groups) -> None:
+        now = datetime.now(timezone.utc)
+        for g in groups:
+            if g.role == "primary" and g.status != "role_conflict":
+                self.primary_seen[g.name] = (g, now)
+
     def open_role_change(self) -> None:
         g = self.group()
-        if g is not None:
-            self._open(RoleChangeDialog(self.bridge, g, self.window))
+        if g is None:
+            return
+        primary, seen = self.primary_seen.get(g.name, (None, None))
+        if primary is not None and primary.array == g.array:
+            primary, seen = None, None  # this side itself was primary: a forced promotion of a primary is moot
+        self._open(RoleChangeDialog(self.bridge, g, self.window, primary=primary, primary_seen=seen))
 
     def open_test_communication(self) -> None:
         g = self.group()
@@ -221,4 +238,4 @@ class MirrorActions(QObject):
                              on_error=error_handler(self.window, "Stop DR drill"))
 
     def open_lro(self) -> None:
-        self._open(LongRunningOperationsDialog(self.bridge, self.state, self.window))
+        self.sig_lro_requested.emit()
