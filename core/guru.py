@@ -9,20 +9,41 @@ same service API the CLI and console use.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from core.domain import GroupStatus, Role, Severity
+from sqlalchemy import select
+
+from core import forecast
+from core.domain import GroupStatus, ResyncPolicy, Role, Severity
 from core.errors import MirrorError, NotFound
+from core.replication.sync_figures import stats as _stats
 from core.status import system_suspended
+from core.store.schema import SyncStatRow
+
+FAILED_VOLUME = re.compile(r"^volume (\S+/\S+) failed")
+HISTORY_FOR_FORECAST = 20
 
 
 @dataclass(frozen=True)
 class GuruAction:
+    """A fix the Guru offers. One-word fields: they cross REST as they are (``models.problem_from_ws``).
+
+    ``target``: the object the action acts on, the one the cause names (ARRAY/VOLUME or a
+    group), which may be on the other array of the pair. ``value``: the figure it applies
+    (a reserved-capacity percentage, an interval in minutes). ``blocked``: why it cannot
+    act now ('' when it can); the console shows it disabled with this reason and
+    ``guru_fix`` refuses with it.
+    """
+
     id: str
     label: str
     destructive: bool = False
     detail: str = ""
+    target: str = ""
+    value: float = 0.0
+    blocked: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,18 +136,19 @@ class GuruService:
                             ("1. Restore communication with the remote array.", "2. The pair completes by itself."),
                             tuple(acts)))
             elif p.status == "failed":
-                acts = []
-                if f"{array.name}/{p.local_volume}" in self.lab.faults.failed_volumes or \
-                        array.volume(p.local_volume).failed:
-                    acts.append(GuruAction("repair-volume", f"Repair {ref}", False, "lab volume repair"))
-                if "reserved capacity" in p.reason:
-                    acts.append(GuruAction("increase-reserved-capacity", "Increase the reserved capacity by 20 %",
-                                           False, f"now {_size(p.reserved_capacity.capacity)}"))
-                acts.append(GuruAction("resume", f"Resume {g.name}", False, "resynchronizes only what changed"))
-                add(Problem(f"failed-pair:{ref}", Severity.CRITICAL.value, f"Mirrored pair {ref} failed", (ref,),
-                            p.reason or "its volume or reserved capacity failed",
-                            ("1. Fix the failure (repair the volume or increase the reserved capacity).",
-                             f"2. Resume {g.name}."), tuple(acts)))
+                failed = self._failed_volumes(array, g, p.local_volume, p.remote_volume, p.reason)
+                acts = [GuruAction("repair-volume", f"Repair volume {v}", False,
+                                   f"lab volume repair: {v} comes back; then resume {g.name}", target=v)
+                        for v in failed]
+                full = self._full_reserved_capacity(array, g, p)
+                if full is not None:
+                    acts.append(self._grow_action(full, p.unsynchronized_bytes))
+                acts.append(self._resume_action(g, failed))
+                cause_objects = tuple(dict.fromkeys((ref,) + tuple(failed) + ((full,) if full else ())))
+                add(Problem(f"failed-pair:{ref}", Severity.CRITICAL.value, f"Mirrored pair {ref} failed",
+                            cause_objects, p.reason or "its volume or reserved capacity failed",
+                            (f"1. Fix the failure: {self._fix_words(failed, full)}.",
+                             f"2. Resume {g.name}: only what changed is resynchronized."), tuple(acts)))
             cap = p.reserved_capacity
             used = cap.pit_bytes + cap.log_bytes + cap.staging_bytes
             pct = 100.0 * used / cap.capacity if cap.capacity else 0.0
@@ -136,14 +158,21 @@ class GuruService:
                             f"Reserved capacity of {ref} {'is full' if full else f'is {pct:.0f} % used'}", (ref,),
                             f"Above the group's {g.reserved_alert_percent} % threshold.",
                             ("1. Increase the reserved capacity.",),
-                            (GuruAction("increase-reserved-capacity", "Increase the reserved capacity by 20 %", False,
-                                        f"now {_size(cap.capacity)}"),)))
+                            (self._grow_action(ref, used),)))
+        if g.role == Role.PRIMARY.value and status != GroupStatus.SYSTEM_SUSPENDED.value:
+            for p in self._reserved_forecasts(array, g, snap):
+                add(p)
         if status == GroupStatus.SYSTEM_SUSPENDED.value or system_suspended(g):
+            failed = tuple(dict.fromkeys(v for p in g.pairs for v in self._failed_volumes(
+                array, g, p.volume.name, p.remote_volume, p.failed_reason)))
+            acts = [GuruAction("repair-volume", f"Repair volume {v}", False,
+                               f"lab volume repair: {v} comes back; then resume {g.name}", target=v) for v in failed]
+            acts.append(self._resume_action(g, failed))
             add(Problem(f"system-suspended:{g.name}", Severity.CRITICAL.value, f"Group {g.name} is system suspended",
-                        (g.name,), "A mirrored pair failed; the other pairs are stopped.",
-                        ("1. Fix the failed pair.", f"2. Resume {g.name}."),
-                        (GuruAction("resume", f"Resume {g.name}", False, "resynchronizes only what changed"),)))
-        st = self.states.get((array.name, g.name)) if hasattr(self, "states") else None
+                        (g.name,) + failed, "A mirrored pair failed; the other pairs are stopped.",
+                        ("1. Fix the failed pair" + (f": repair {', '.join(failed)}." if failed else "."),
+                         f"2. Resume {g.name}."), tuple(acts)))
+        st = self.runner.states.get((array.name, g.name)) if hasattr(self, "states") else None
         if st is not None and st.verify_mismatched:
             add(Problem(f"verify-mismatch:{g.name}", Severity.CRITICAL.value,
                         f"{st.verify_mismatched} region(s) of {g.name} differ on {remote}", (g.name, remote),
@@ -154,7 +183,7 @@ class GuruService:
                         (GuruAction("sync-now", f"Resynchronize {g.name} now", False,
                                     "resends only the differing regions and what changed since"),)))
         if status == GroupStatus.SYNC_FAILING.value:
-            st = self.states.get((array.name, g.name))
+            st = self.runner.states.get((array.name, g.name))
             cause = st.last_error if st is not None else "synchronizations keep failing"
             add(Problem(f"sync-failing:{g.name}", Severity.CRITICAL.value,
                         f"Synchronization of {g.name} keeps failing", (g.name, array.name, remote),
@@ -172,15 +201,21 @@ class GuruService:
                              "2. The group resumes by its resync policy; if the primary is lost, force-promote "
                              "the secondary."), (link_action,) if link_action else ()))
             else:
+                if g.resync_policy == ResyncPolicy.AUTOMATIC.value:
+                    # Automatic resync applies to communication interruptions; after a repaired failure the
+                    # engine waits for the administrator (core/service_faults.volume_repair).
+                    why = ("A failed volume was repaired. After a failure synchronization restarts only when you "
+                           "resume the group (the automatic resync policy covers communication interruptions).")
+                else:
+                    why = ("Communication returned, or a failure was repaired, and the group's resync policy is "
+                           "manual.")
                 add(Problem(f"waiting-resume:{g.name}", Severity.WARNING.value, f"Group {g.name} waits to resume",
-                            (g.name,), "Communication returned (or a failure was repaired) and the group's resync "
-                            "policy is manual.", (f"1. Resume {g.name}.",),
-                            (GuruAction("resume", f"Resume {g.name}", False, "resynchronizes only what changed"),)))
+                            (g.name,), why, (f"1. Resume {g.name}.",), (self._resume_action(g, ()),)))
         elif status == GroupStatus.USER_SUSPENDED.value:
             add(Problem(f"user-suspended:{g.name}", Severity.INFO.value, f"Group {g.name} is suspended", (g.name,),
                         "Suspended by a user; changes are tracked.", (f"1. Resume {g.name}.",),
-                        (GuruAction("resume", f"Resume {g.name}", False, "resynchronizes only what changed"),)))
-        rp_age = self.recovery_point_age(array, g)
+                        (self._resume_action(g, ()),)))
+        rp_age = self.runner.recovery_point_age(array, g)
         if g.role == Role.PRIMARY.value and rp_age is not None and rp_age > g.recovery_point_alert_minutes * 60:
             age = rp_age / 60
             add(Problem(f"recovery-point-age:{g.name}", Severity.WARNING.value,
@@ -222,6 +257,102 @@ class GuruService:
                      "2. The other array's divergent writes are exported to its preserved/ directory.",
                      "3. It becomes secondary and is resynchronized with only the changed regions."), tuple(acts)))
 
+    # -- what a cause names, and the fixes that act on it ---------------------------------------
+    def _failed_volumes(self, array, g, local_volume: str, remote_volume: str, reason: str) -> tuple[str, ...]:
+        """The failed volumes (ARRAY/VOLUME) of one pair, on either side.
+
+        A remote array run by another process is known only through the pair's reason,
+        which its failure set ("volume SiteB/db_dr failed; ...").
+        """
+        faults = set(self.lab.faults.failed_volumes)
+        out = []
+        local = f"{array.name}/{local_volume}"
+        row = _volume_or_none(array, local_volume)
+        if local in faults or (row is not None and row.failed):
+            out.append(local)
+        remote = f"{g.remote_array}/{remote_volume}"
+        other = self.arrays.get(g.remote_array)
+        if other is not None:
+            rrow = _volume_or_none(other, remote_volume)
+            remote_failed = remote in faults or (rrow is not None and rrow.failed)
+        else:
+            m = FAILED_VOLUME.match(reason or "")
+            remote_failed = remote in faults or (m is not None and m.group(1) == remote)
+        if remote_failed:
+            out.append(remote)
+        return tuple(out)
+
+    @staticmethod
+    def _full_reserved_capacity(array, g, p) -> str | None:
+        """The reserved capacity (ARRAY/VOLUME) whose filling failed pair snapshot ``p``, or None."""
+        reason = p.reason or ""
+        if reason.startswith("reserved capacity full on the secondary"):
+            return f"{g.remote_array}/{p.remote_volume}"
+        if reason.startswith("reserved capacity full"):
+            return f"{array.name}/{p.local_volume}"
+        return None
+
+    @staticmethod
+    def _fix_words(failed, full) -> str:
+        words = [f"repair volume {v}" for v in failed]
+        if full:
+            words.append(f"increase the reserved capacity of {full}")
+        return " and ".join(words) or "repair the volume or increase the reserved capacity"
+
+    def _grow_action(self, ref: str, needed: int, percent: int | None = None) -> GuruAction:
+        """Grow ``ref``'s reserved capacity to hold ``needed`` bytes (or to ``percent``), saying what it takes."""
+        a, _, v = ref.partition("/")
+        arr = self.arrays.get(a)
+        row = _volume_or_none(arr, v) if arr is not None else None
+        pair = arr.pair_of(row) if row is not None else None
+        if pair is None:  # another process runs it: the console sizes it from its own snapshots
+            label = f"Increase the reserved capacity of {ref}" + (f" to {percent} %" if percent else "")
+            return GuruAction("increase-reserved-capacity", label, False, f"on {a}; asks before it changes",
+                              target=ref, value=float(percent or 0))
+        cap, vol_cap = pair.reserved_capacity, row.capacity
+        now_pct = 100.0 * cap / vol_cap if vol_cap else 100.0
+        if percent is None:
+            percent = forecast.suggested_percent(needed, 0, vol_cap, cap) if needed else min(100, int(now_pct) + 20)
+        new = vol_cap * percent // 100
+        grow = max(0, new - cap)
+        free = arr.pool_free(pair.reserved_pool)
+        blocked = ""
+        if now_pct >= 100:
+            blocked = f"the reserved capacity of {ref} is already the size of its volume"
+        elif grow > free:
+            blocked = (f"pool {pair.reserved_pool} of {a} has {_size(free)} free and {_size(grow)} is needed; "
+                       "free capacity in the pool first")
+        return GuruAction("increase-reserved-capacity", f"Increase the reserved capacity of {ref} to {percent} %",
+                          False, f"{_size(cap)} ({now_pct:.0f} %) now, {_size(new)} after: takes {_size(grow)} from "
+                                 f"pool {pair.reserved_pool} ({_size(free)} free)",
+                          target=ref, value=float(percent), blocked=blocked)
+
+    @staticmethod
+    def _resume_action(g, failed) -> GuruAction:
+        blocked = (f"repair {', '.join(failed)} first: a failed volume cannot be resynchronized" if failed else "")
+        return GuruAction("resume", f"Resume {g.name}", False, "resynchronizes only what changed", target=g.name,
+                          blocked=blocked)
+
+    def _reserved_forecasts(self, array, g, snap) -> list[Problem]:
+        """Problems raised *before* a secondary's reserved capacity fills (core.forecast).
+
+        Needs both sides' figures: the history is the primary's, the reserved capacity the
+        secondary's; an engine that runs only one of them cannot tell (the fleet can).
+        """
+        other = self.arrays.get(g.remote_array)
+        if other is None or other.find_group(g.name) is None:
+            return []
+        secondary = self.group_snapshot(other, other.group(g.name))
+        rows = array.db.scalars(select(SyncStatRow).where(SyncStatRow.group_name == g.name)
+                                .order_by(SyncStatRow.id.desc()).limit(HISTORY_FOR_FORECAST))
+        history = [_stats(r) for r in rows]
+        caps = {f"{other.name}/{p.local_volume}": row.capacity for p in secondary.pairs
+                if (row := _volume_or_none(other, p.local_volume)) is not None}
+        failed = {p.remote_volume for p in snap.pairs if p.status == "failed"}
+        return [reserved_forecast_problem(g, fc, self._grow_action(fc.volume, fc.needed, fc.suggested_percent))
+                for fc in forecast.group_forecasts(snap, secondary, history, caps)
+                if fc.at_risk and fc.volume.partition("/")[2] not in failed]
+
     def _link_action(self) -> GuruAction | None:
         if self.lab.faults.link_cut:
             return GuruAction("restore-link", "Restore the lab link", False, "lab link restore")
@@ -230,48 +361,98 @@ class GuruService:
         return None
 
     async def guru_fix(self, problem_id: str, action_id: str) -> dict:
-        """Run ``action_id`` of the current problem ``problem_id``."""
+        """Run ``action_id`` of the current problem ``problem_id``; a blocked action is refused with its reason."""
         problem = next((p for p in self.guru_problems() if p.id == problem_id), None)
         if problem is None:
             raise NotFound(f"no current problem '{problem_id}'; see 'mirrorctl guru'", code="guruProblemNotFound")
-        if action_id not in {a.id for a in problem.actions}:
+        action = next((a for a in problem.actions if a.id == action_id), None)
+        if action is None:
             known = ", ".join(a.id for a in problem.actions) or "none"
             raise MirrorError(f"problem {problem_id} has no action '{action_id}' (actions: {known})",
                               code="guruActionNotFound")
+        if action.blocked:
+            raise MirrorError(f"{action.label} cannot act now: {action.blocked}", code="guruActionBlocked")
         kind, _, target = problem_id.partition(":")
-        result = await self._guru_run(kind, target, action_id)
+        result = await self._guru_run(kind, action.target or target, action)
         return {"problem": problem_id, "action": action_id, "done": True, **(result or {})}
 
-    async def _guru_run(self, kind: str, target: str, action: str) -> dict | None:
-        if action.startswith("keep-"):  # the kept array may run in another process: role_change finds it
-            return await self.role_change(target, action[len("keep-"):])
-        if action == "restore-link":
+    def _here(self, ref: str, action: GuruAction) -> tuple[str, str]:
+        """ARRAY, VOLUME of ``ref``, refused when another process runs that array."""
+        a, _, v = ref.partition("/")
+        if a not in self.arrays:
+            raise MirrorError(f"{action.label}: {ref} is on {a}, which another engine runs; do it there "
+                              f"(the console does it through {a}'s own API)", code="guruActionElsewhere")
+        return a, v
+
+    async def _guru_run(self, kind: str, target: str, action: GuruAction) -> dict | None:
+        act = action.id
+        if act.startswith("keep-"):  # the kept array may run in another process: role_change finds it
+            return await self.role_change(target, act[len("keep-"):])
+        if act == "restore-link":
             await self.lab_link(False)
-        elif action == "start-array":
+        elif act == "start-array":
             for name in list(self.lab.faults.stopped_arrays):
                 if kind != "array-stopped" or name == target:
                     await self.array_start(name)
-        elif action == "restore-controller":
+        elif act == "restore-controller":
             a, _, c = target.partition("/")
             await self.controller_restore(a, c)
-        elif action == "repair-volume":
+        elif act == "repair-volume":
+            self._here(target, action)
             await self.volume_repair(target)
-        elif action == "remove-orphan" and kind == "orphan-group":
+        elif act == "remove-orphan" and kind == "orphan-group":
             await self.delete_group(target.partition("/")[2])
-        elif action in ("remove-orphan", "remove-pair"):
+        elif act in ("remove-orphan", "remove-pair"):
             await self.remove_pair(target)
-        elif action == "increase-reserved-capacity":
-            a, _, v = target.partition("/")
+        elif act == "increase-reserved-capacity":
+            a, v = self._here(target, action)
             array = self.get_array(a)
             row = array.volume(v)
             pair = array.pair_of(row)
-            pct = 100.0 * pair.reserved_capacity / row.capacity + 20
-            await self.increase_reserved_capacity(target, min(100.0, pct))
-        elif action == "resume":
-            group = target if kind in ("system-suspended", "waiting-resume", "user-suspended") else \
-                self.get_array(target.partition("/")[0]).pair_of(
+            pct = action.value or min(100.0, 100.0 * pair.reserved_capacity / row.capacity + 20)
+            await self.increase_reserved_capacity(target, pct)
+        elif act == "sync-more-often":
+            await self.update_group(target, sync_mode="scheduled", sync_interval_minutes=int(action.value))
+        elif act == "resume":
+            group = target if action.target or kind in ("system-suspended", "waiting-resume", "user-suspended") \
+                else self.get_array(target.partition("/")[0]).pair_of(
                     self.get_array(target.partition("/")[0]).volume(target.partition("/")[2])).group.name
             await self.resume(group)
-        elif action == "sync-now":
+        elif act == "sync-now":
             await self.sync_now(target)
         return None
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def _volume_or_none(array, name: str):
+    try:
+        return array.volume(name)
+    except MirrorError:
+        return None
+
+
+def reserved_forecast_problem(g, fc: forecast.ReservedForecast, grow: GuruAction) -> Problem:
+    """The Guru's warning that the next sync may not fit ``fc.volume``'s reserved capacity."""
+    rate = fc.rate
+    every = (f"every {g.sync_interval_minutes} min" if g.sync_mode == "scheduled"
+             else f"in the {_duration(rate.interval_seconds)} a manual sync typically covers")
+    cause = (f"At the current change rate ({_size(rate.per_interval)} of unique changes {every}, measured over "
+             f"{rate.samples} synchronization(s)) the next sync needs about {_size(fc.needed)} of {fc.volume}'s "
+             f"{_size(fc.capacity)} reserved capacity ({_size(fc.available)} available). If it does not fit, the "
+             "pair fails and its recovery point image is lost.")
+    acts = [grow]
+    steps = [f"1. Increase the reserved capacity of {fc.volume} to {fc.suggested_percent} % of its volume."]
+    m = fc.suggested_interval_minutes
+    if m is not None and (g.sync_mode != "scheduled" or m < g.sync_interval_minutes):
+        now = "manual" if g.sync_mode != "scheduled" else f"every {g.sync_interval_minutes} min"
+        acts.append(GuruAction("sync-more-often", f"Synchronize every {m} min", False,
+                               f"{g.name}: {now} now; each sync then carries about "
+                               f"{_size(int(rate.bytes_per_second * m * 60))}", target=g.name, value=float(m)))
+        steps.append(f"2. Or synchronize more often: every {m} min keeps each sync within what is available.")
+    title = (f"The next synchronization of {g.name} will not fit {fc.volume}'s reserved capacity" if fc.fills
+             else f"The next synchronization of {g.name} may fill {fc.volume}'s reserved capacity")
+    return Problem(f"reserved-forecast:{fc.volume}", (Severity.CRITICAL if fc.fills else Severity.WARNING).value,
+                   title, (g.name, fc.volume), cause, tuple(steps), tuple(acts))

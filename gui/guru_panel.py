@@ -15,10 +15,21 @@ REFRESH_MS = 3000
 
 
 class GuruPanel(QWidget):
-    """Lists ``engine.guru()`` problems; a fix button runs ``guru_fix(problem, action)``."""
+    """Lists ``engine.guru()`` problems; a fix button runs ``guru_fix(problem, action)``.
+
+    Two kinds of fix act on an object the cause names, which may be on the other array
+    of the pair: "Repair volume" calls ``volume_repair(target)`` and a reserved-capacity
+    increase is handed to the console (``sig_console_action``), which shows what it
+    takes from which pool and asks first. An action that cannot act now is shown
+    disabled, with the reason beside it.
+    """
 
     sig_problem_count = Signal(int)
     """How many problems the Recovery Guru currently lists (-1 when it cannot tell)."""
+    sig_problems_changed = Signal(tuple)
+    """tuple[core.guru.Problem]: the problems now listed (the Mirroring actions follow them)."""
+    sig_console_action = Signal(object, object)
+    """(Problem, GuruAction) the console carries out itself after asking: a reserved-capacity increase."""
 
     def __init__(self, bridge: EngineBridge, parent: QWidget | None = None):
         super().__init__(parent)
@@ -35,6 +46,9 @@ class GuruPanel(QWidget):
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.details, 1)
         rl.addLayout(self.buttons)
+        self.blocked_note = QLabel("", objectName="hint", wordWrap=True)
+        self.blocked_note.setVisible(False)
+        rl.addWidget(self.blocked_note)
         split = QSplitter(Qt.Vertical)  # the dock is narrow: problems above, details below
         split.addWidget(self.list)
         split.addWidget(right)
@@ -72,6 +86,8 @@ class GuruPanel(QWidget):
         self._in_flight = False
         problems = tuple(problems)
         self.sig_problem_count.emit(len(problems))
+        if problems != self.problems:
+            self.sig_problems_changed.emit(problems)
         self.status.setText(f"{len(problems)} problem(s) need attention" if problems
                             else "No problems: the storage arrays are optimal")
         if problems == self.problems:
@@ -94,6 +110,7 @@ class GuruPanel(QWidget):
             w = self.buttons.takeAt(0).widget()
             if w is not None:
                 w.deleteLater()
+        self.blocked_note.setVisible(False)
         if not 0 <= row < len(self.problems):
             self.details.setHtml(
                 "<p style='color:#5a6b7d'>Select a problem to see its cause and how to fix it.</p>" if self.problems
@@ -109,18 +126,43 @@ class GuruPanel(QWidget):
             f"<p><b>Affected objects:</b></p><ul>{objects}</ul>"
             f"<p><b>Cause:</b> {escape(p.cause)}</p><p><b>Recovery steps:</b></p>{steps}")
         self.buttons.addStretch(1)
+        notes = []
         for action in p.actions:
-            action_id, label, destructive, detail = action.id, action.label, action.destructive, action.detail
-            b = QPushButton(label)
-            b.setToolTip(detail)
-            b.setProperty("destructive", bool(destructive))
-            b.setProperty("primary", not destructive)
-            b.clicked.connect(lambda _=False, a=action_id, lbl=label, d=destructive, det=detail, pid=p.id:
-                              self._fix(pid, a, lbl, d, det))
+            b = QPushButton(action.label, objectName=f"guru-action-{action.id}")
+            b.setProperty("destructive", bool(action.destructive))
+            b.setProperty("primary", not action.destructive)
+            if getattr(action, "blocked", ""):
+                b.setEnabled(False)
+                b.setToolTip(f"Not now: {action.blocked}")
+                notes.append(f"{action.label}: not now — {action.blocked}.")
+            else:
+                b.setToolTip(action.detail)
+            b.clicked.connect(lambda _=False, a=action, pid=p.id: self._fix(pid, a))
             self.buttons.addWidget(b)
+        self.blocked_note.setText("\n".join(notes))
+        self.blocked_note.setVisible(bool(notes))
 
-    def _fix(self, problem_id: str, action_id: str, label: str, destructive: bool, detail: str) -> None:
-        if destructive and not confirm(self, label, f"{detail}\n\nThis cannot be undone. Continue?", True):
+    def button(self, label: str) -> QPushButton | None:
+        """The fix button labelled ``label`` of the problem shown (tests and screenshots)."""
+        for i in range(self.buttons.count()):
+            w = self.buttons.itemAt(i).widget()
+            if isinstance(w, QPushButton) and w.text() == label:
+                return w
+        return None
+
+    def _fix(self, problem_id: str, action) -> None:
+        label = action.label
+        problem = next((p for p in self.problems if p.id == problem_id), None)
+        if action.id == "increase-reserved-capacity" and problem is not None:
+            self.sig_console_action.emit(problem, action)  # the console's dialog shows the cost and asks
             return
-        self.bridge.call("guru_fix", problem_id, action_id, on_done=lambda _r: self.refresh(),
+        if action.destructive and not confirm(self, label, f"{action.detail}\n\nThis cannot be undone. Continue?",
+                                              True):
+            return
+        if action.id == "repair-volume" and getattr(action, "target", ""):
+            # The failed volume may be on the other array: its own API repairs it (engine and fleet alike).
+            self.bridge.call("volume_repair", action.target, on_done=lambda _r: self.refresh(),
+                             on_error=error_handler(self, label))
+            return
+        self.bridge.call("guru_fix", problem_id, action.id, on_done=lambda _r: self.refresh(),
                          on_error=error_handler(self, label))

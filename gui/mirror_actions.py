@@ -20,7 +20,7 @@ from gui.dialogs.sync_settings import SyncSettingsDialog
 from gui.dialogs.test_communication import TestCommunicationDialog
 from gui.messages import confirm, error_handler
 from gui.selection import Selection
-from gui.theme import icon
+from gui.theme import icon, status_label
 from gui.wizards.create_group import CreateGroupWizard
 from gui.wizards.create_pair import CreatePairWizard
 
@@ -53,7 +53,7 @@ class MirrorActions(QObject):
         self.demote = a("Demote to secondary\u2026", self.open_role_change, "role_secondary")
         self.cancel_role = a("Cancel role change", lambda: self._group_call("role_cancel", "Cancel role change"))
         self.test_comm = a("Test communication\u2026", self.open_test_communication)
-        self.reserved = a("Increase reserved capacity\u2026", self.open_reserved)
+        self.reserved = a("Increase reserved capacity\u2026", lambda: self.open_reserved())
         self.remove_pair = a("Remove mirrored pair\u2026", self.do_remove_pair)
         self.delete_group = a("Delete mirror consistency group\u2026", self.do_delete_group)
         self.drill_start = a("Start DR drill", self.do_drill_start)
@@ -62,6 +62,7 @@ class MirrorActions(QObject):
         # group name -> (its primary side's snapshot, when received): what a forced promotion of the
         # secondary gives up is what the primary had not sent at last contact, even once it stops answering.
         self.primary_seen: dict[str, tuple] = {}
+        self.guru_problems: tuple = ()
         bridge.sig_ready.connect(self.update)
         state.sig_groups_changed.connect(self._remember_primaries)
         state.sig_groups_changed.connect(self.update)
@@ -108,24 +109,80 @@ class MirrorActions(QObject):
         sel = self.selection
         return self.state.pair(sel.array, sel.name) if sel is not None and sel.kind == "pair" else None
 
+    def set_guru_problems(self, problems) -> None:
+        """The Recovery Guru's current problems: Resume follows what the Guru offers for the group."""
+        self.guru_problems = tuple(problems)
+        self.update()
+
+    def _guru_resume(self, group: str):
+        """The Guru's Resume actions for ``group`` (the fixes of its current problems)."""
+        return [a for p in self.guru_problems for a in p.actions
+                if a.id == "resume" and getattr(a, "target", "") == group]
+
+    def _resume_refusal(self, g) -> str:
+        """Why Resume cannot act on ``g`` now, or ''."""
+        if g is None:
+            return "select a mirror consistency group or one of its pairs"
+        offered = self._guru_resume(g.name)
+        if any(not a.blocked for a in offered):
+            return ""
+        if offered:
+            return offered[0].blocked
+        if g.status in SUSPENDED:
+            failed = [f"{p.array}/{p.local_volume}" for p in g.pairs
+                      if any(v.failed and v.array == p.array and v.name == p.local_volume for v in self.state.volumes)]
+            return f"repair {', '.join(failed)} first: a failed volume cannot be resynchronized" if failed else ""
+        if g.status == "paused":
+            return (f"{g.name} is paused: {g.array} cannot reach {g.remote_array}; it resumes by its resync "
+                    f"policy ({g.resync_policy}) when the link returns")
+        return f"{g.name} is not suspended ({status_label(g.status)})"
+
+    @staticmethod
+    def _allow(action: QAction, why: str) -> None:
+        """Enable ``action`` when ``why`` is empty; else disable it and say why in its tooltip."""
+        action.setEnabled(not why)
+        text = action.text().rstrip("\u2026")
+        action.setToolTip(f"{text}: not available \u2014 {why}" if why else text)
+        action.setStatusTip(f"Not available: {why}" if why else "")
+
     def update(self, *_) -> None:
         ready = self.bridge.ready
         g, p = self.group(), self.pair()
         primary = g is not None and g.role == "primary"
         status = g.status if g else ""
+        allow = self._allow
+        starting = "the engine is starting" if not ready else ""
+        no_group = "select a mirror consistency group or one of its pairs" if g is None else ""
         self.new_group.setEnabled(ready and len(self.state.arrays) >= 2)
         self.new_pair.setEnabled(ready and any(x.role == "primary" for x in self.state.groups))
-        self.sync_now.setEnabled(ready and primary and bool(g.pairs) and status not in SUSPENDED + ROLE_CHANGING)
-        self.suspend.setEnabled(ready and primary and status not in SUSPENDED + ROLE_CHANGING)
-        self.resume.setEnabled(ready and g is not None and status in SUSPENDED)
+
+        def on_primary(what: str) -> str:
+            if starting or no_group:
+                return starting or no_group
+            if not primary:
+                return f"{what} acts on the primary side: select {g.name} on {g.remote_array}"
+            if status in ROLE_CHANGING:
+                return f"{g.name} is changing roles"
+            return ""
+        sync_why = on_primary("Synchronize now") or (
+            f"{g.name} has no mirrored pairs" if not g.pairs else
+            f"{g.name} is {status_label(status).lower()}: resume it first" if status in SUSPENDED else "")
+        allow(self.sync_now, sync_why)
+        allow(self.suspend, on_primary("Suspend") or (f"{g.name} is already suspended" if status in SUSPENDED
+                                                      else ""))
+        allow(self.resume, starting or self._resume_refusal(g))
         self.verify.setEnabled(ready and primary and bool(g.pairs))
         self.settings.setEnabled(ready and primary)
-        self.promote.setEnabled(ready and g is not None and g.role == "secondary" and status not in ROLE_CHANGING)
-        self.demote.setEnabled(ready and primary and status not in ROLE_CHANGING)
+        allow(self.promote, starting or no_group or (
+            f"{g.name} is already primary on {g.array}" if g.role != "secondary" else
+            f"{g.name} is changing roles" if status in ROLE_CHANGING else ""))
+        allow(self.demote, starting or no_group or (
+            f"{g.name} is already secondary on {g.array}" if not primary else
+            f"{g.name} is changing roles" if status in ROLE_CHANGING else ""))
         self.cancel_role.setEnabled(ready and status == "role_change_pending")
         sel = self.selection
         self.test_comm.setEnabled(ready and (g is not None or (sel is not None and sel.kind == "array")))
-        self.reserved.setEnabled(ready and p is not None)
+        allow(self.reserved, starting or ("select a mirrored pair" if p is None else ""))
         self.remove_pair.setEnabled(ready and p is not None and (p.role == "primary" or p.status == "orphan"))
         self.delete_group.setEnabled(ready and g is not None and not g.pairs and (primary or status == "orphan"))
         drilling = g is not None and g.name in self.state.drills
@@ -186,12 +243,30 @@ class MirrorActions(QObject):
             remote = others[0]
         self._open(TestCommunicationDialog(self.bridge, local, remote, self.window))
 
-    def open_reserved(self) -> None:
-        p = self.pair()
+    def open_reserved(self, ref: str | None = None, percent: int | None = None, why: str = ""):
+        """Increase the reserved capacity of ``ref`` (ARRAY/VOLUME; default: the selected pair's side).
+
+        The dialog shows what the increase takes from which pool and asks before it changes anything.
+        """
+        if ref:
+            a, _, v = ref.partition("/")
+            p = self.state.pair(a, v)
+        else:
+            p = self.pair()
         if p is None:
-            return
+            return None
         v = next((x for x in self.state.volumes if x.array == p.array and x.name == p.local_volume), None)
-        self._open(IncreaseReservedCapacityDialog(self.bridge, p, v.capacity if v else 0, self.window))
+        arr = next((x for x in self.state.arrays if x.name == p.array), None)
+        pool = next((x for x in arr.pools if x.name == p.reserved_capacity.pool), None) if arr is not None else None
+        return self._open(IncreaseReservedCapacityDialog(self.bridge, p, v.capacity if v else 0, self.window,
+                                                         pool_free=pool.free if pool is not None else None,
+                                                         suggested=percent, why=why))
+
+    def on_guru_action(self, problem, action) -> None:
+        """A Recovery Guru fix the console carries out itself (asking first): a reserved-capacity increase."""
+        if action.id == "increase-reserved-capacity":
+            self.open_reserved(action.target, int(action.value) or None,
+                               f"Recovery Guru: {problem.title}. {problem.cause}")
 
     def do_remove_pair(self) -> None:
         p = self.pair()

@@ -27,7 +27,8 @@ def _list(client, args) -> Result:
         lines.extend(f"    {s}" for s in p.steps)
         for a in p.actions:
             lines.append(f"    action {a.id}: {a.label}{' (destructive)' if a.destructive else ''}"
-                         f"{' - ' + a.detail if a.detail else ''}")
+                         f"{' - ' + a.detail if a.detail else ''}"
+                         f"{' [not now: ' + a.blocked + ']' if a.blocked else ''}")
     return Result([asdict(p) for p in problems], "\n".join(lines))
 
 

@@ -104,3 +104,118 @@ def test_forced_promotion_dialog_names_the_rule_when_refused(qtbot, monkeypatch,
     qtbot.waitUntil(lambda: dialog.error.text().startswith("Refused"), timeout=10000)
     assert "Rule: the group has no pairs." in dialog.error.text()
     assert dialog.isVisible()
+
+
+def _small_mirror(qtbot, window, engine, group="erp"):
+    """16 MiB volumes with the default 20 % reserved capacity (3.2 MiB): a few MiB of changes fill it."""
+    engine("create_volume", "SiteA/v", "16MiB")
+    engine("create_volume", "SiteB/v_dr", "16MiB")
+    _mirror(qtbot, window, engine, group, data_mib=1, primary="SiteA/v", secondary="SiteB/v_dr")
+
+
+def _guru_problem(qtbot, window, prefix: str, timeout=20000):
+    """Wait until the Recovery Guru lists a problem whose id starts with ``prefix``; show it; return it."""
+    guru = window.guru
+    qtbot.waitUntil(lambda: any(p.id.startswith(prefix) for p in guru.problems), timeout=timeout)
+    row = next(i for i, p in enumerate(guru.problems) if p.id.startswith(prefix))
+    guru.list.setCurrentRow(row)
+    return guru.problems[row]
+
+
+def _reserved(engine, array, volume):
+    return next(p.reserved_capacity.capacity for g in engine("groups", array) for p in g.pairs
+                if p.local_volume == volume)
+
+
+def test_guru_fix_targets_the_secondary_whose_reserved_capacity_filled(qtbot, console, engine):
+    bridge, window = console
+    _small_mirror(qtbot, window, engine)
+    before_primary = _reserved(engine, "SiteA", "v")
+    before_secondary = _reserved(engine, "SiteB", "v_dr")
+    engine("host_write", "SiteA/v", 0, os.urandom(8 * MIB))
+    with pytest.raises(Exception, match="reserved capacity of secondary volume SiteB/v_dr is full"):
+        engine("sync_now", "erp", wait=True)
+    problem = _guru_problem(qtbot, window, "failed-pair:SiteA/v")
+    assert "SiteB/v_dr" in problem.objects
+    guru = window.guru
+    grow = next(b for b in guru.findChildren(QPushButton)
+                if b.text().startswith("Increase the reserved capacity of SiteB/v_dr to ") and b.isVisible())
+    assert "takes" in grow.toolTip() and "pool nvme_pool" in grow.toolTip()
+    with qtbot.waitSignal(window.mirror_actions.sig_dialog_opened, timeout=5000) as opened:
+        qtbot.mouseClick(grow, Qt.LeftButton)
+    dialog = opened.args[0]
+    qtbot.addWidget(dialog)
+    # The dialog names the secondary, what the growth takes from which pool, and asks first.
+    assert dialog.ref == "SiteB/v_dr"
+    assert "secondary" in dialog.what.text() and "SiteB/v_dr" in dialog.what.text()
+    assert "from pool nvme_pool of SiteB" in dialog.takes.text() and "free now" in dialog.takes.text()
+    suggested = dialog.percent.value()
+    assert suggested > 20 and f"to {suggested} %" in grow.text()
+    assert _reserved(engine, "SiteB", "v_dr") == before_secondary  # nothing changed before the answer
+    qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.Ok), Qt.LeftButton)
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=10000)
+    assert _reserved(engine, "SiteB", "v_dr") == 16 * MIB * suggested // 100
+    assert _reserved(engine, "SiteA", "v") == before_primary  # the primary's was never the cause
+    # Resume now fits the delta: the pair returns to Optimal with the bytes on the secondary.
+    _guru_problem(qtbot, window, "failed-pair:SiteA/v")
+    qtbot.waitUntil(lambda: guru.button("Resume erp") is not None and guru.button("Resume erp").isEnabled(),
+                    timeout=10000)
+    qtbot.mouseClick(guru.button("Resume erp"), Qt.LeftButton)
+    qtbot.waitUntil(lambda: engine("group", "erp", "SiteA").last_sync.outcome == "committed", timeout=30000)
+    assert window.tree.text_of(("group", "SiteA", "erp"), 1) in ("Optimal", "Synchronizing")
+    assert engine("host_read", "SiteB/v_dr", 0, 8 * MIB) == engine("host_read", "SiteA/v", 0, 8 * MIB)
+
+
+def test_repair_volume_then_resume_recovers_a_failed_secondary(qtbot, console, engine):
+    bridge, window = console
+    _mirror(qtbot, window, engine)
+    acts = window.mirror_actions
+    engine("volume_fail", "SiteB/db_dr")  # Lab > Fail volume
+    _guru_problem(qtbot, window, "system-suspended:erp")
+    guru = window.guru
+    qtbot.waitUntil(lambda: guru.button("Repair volume SiteB/db_dr") is not None, timeout=5000)
+    resume = guru.button("Resume erp")
+    # Resume cannot act while the volume is failed: disabled, with the reason, in the Guru and the toolbar.
+    assert resume is not None and not resume.isEnabled()
+    assert "repair SiteB/db_dr first" in resume.toolTip()
+    assert guru.blocked_note.isVisible() and "repair SiteB/db_dr first" in guru.blocked_note.text()
+    assert window.tree.select(("group", "SiteA", "erp"))
+    qtbot.waitUntil(lambda: "repair SiteB/db_dr first" in acts.resume.toolTip(), timeout=5000)
+    assert not acts.resume.isEnabled()
+    with pytest.raises(Exception, match="repair SiteB/db_dr first"):
+        engine("guru_fix", "system-suspended:erp", "resume")
+    qtbot.mouseClick(guru.button("Repair volume SiteB/db_dr"), Qt.LeftButton)
+    problem = _guru_problem(qtbot, window, "waiting-resume:erp")
+    # The group's resync policy is automatic: the Guru must not say it is manual.
+    assert "manual" not in problem.cause and "repaired" in problem.cause
+    # The toolbar's Resume follows the Guru: enabled while the Guru offers it.
+    qtbot.waitUntil(acts.resume.isEnabled, timeout=10000)
+    acts.resume.trigger()
+    qtbot.waitUntil(lambda: window.tree.text_of(("group", "SiteA", "erp"), 1) == "Optimal", timeout=30000)
+    qtbot.waitUntil(lambda: not any(p.id.startswith(("waiting-resume", "system-suspended")) for p in guru.problems),
+                    timeout=10000)
+
+
+def test_reserved_forecast_warns_before_the_secondary_fills(qtbot, console, engine):
+    bridge, window = console
+    _small_mirror(qtbot, window, engine)
+    engine("host_write", "SiteA/v", 0, os.urandom(2 * MIB))
+    engine("sync_now", "erp", wait=True)  # one measured interval: 2 MiB of unique changes
+    assert not any(p.id.startswith("reserved-forecast") for p in engine("guru"))
+    engine("host_write", "SiteA/v", 4 * MIB, os.urandom(3 * MIB))  # the next sync would need 3 of 3.2 MiB
+    problem = _guru_problem(qtbot, window, "reserved-forecast:SiteB/v_dr")
+    assert "the next sync needs about 3.0 MiB of SiteB/v_dr's 3.2 MiB reserved capacity" in problem.cause
+    assert window.state.group("erp", "SiteA").status == "optimal"  # raised before anything failed
+    guru = window.guru
+    grow = next(b for b in guru.findChildren(QPushButton)
+                if b.text().startswith("Increase the reserved capacity of SiteB/v_dr to ") and b.isVisible())
+    with qtbot.waitSignal(window.mirror_actions.sig_dialog_opened, timeout=5000) as opened:
+        qtbot.mouseClick(grow, Qt.LeftButton)
+    dialog = opened.args[0]
+    qtbot.addWidget(dialog)
+    assert dialog.ref == "SiteB/v_dr" and "Recovery Guru" in dialog.why.text()
+    qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.Ok), Qt.LeftButton)
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=10000)
+    qtbot.waitUntil(lambda: not any(p.id.startswith("reserved-forecast") for p in guru.problems), timeout=10000)
+    engine("sync_now", "erp", wait=True)  # fits now: no failed pair
+    assert engine("group", "erp", "SiteA").status == "optimal"
