@@ -9,11 +9,46 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+import numpy as np
+
 from core.snapshots import SyncProgress, SyncStats
 from core.store.schema import SyncStatRow, utcnow
 
 
+def sync_kind(kind: str, t) -> str:
+    """What a sync is called: "initial", "manual" (asked for by a person: Synchronize now, Resume) or "interval".
+
+    A transfer asked for by a person carries ``manual = True`` (set when it is captured);
+    labelling it "interval" told the administrator a schedule ran that never did.
+    """
+    if kind != "initial" and getattr(t, "manual", False):
+        return "manual"
+    return kind
+
+
+def unsynchronized_bytes(pending: np.ndarray, written_since_capture: np.ndarray, transfer_pair, region_size: int,
+                         size: int) -> int:
+    """Bytes the secondary does not hold yet, seen from the primary; falls as a sync sends.
+
+    ``pending``: the change log's regions not in the committed recovery point (dirty or
+    in flight); ``transfer_pair``: the running transfer's ``PairTransfer`` of this volume
+    (None between syncs). Regions it has sent and no host rewrote since the capture are
+    on the secondary already: counting them kept the primary's figure at its start value
+    while the secondary's (bytes total - bytes done) fell, for the same pair at the same moment.
+    """
+    pending = np.asarray(pending, dtype=np.int64)
+    if transfer_pair is not None and len(pending):
+        sent = transfer_pair.regions[np.asarray(transfer_pair.sent, dtype=bool)]
+        sent = np.setdiff1d(sent, np.asarray(written_since_capture, dtype=np.int64))
+        pending = np.setdiff1d(pending, sent)
+    if not len(pending):
+        return 0
+    ends = np.minimum((pending + 1) * region_size, size)
+    return int(np.maximum(0, ends - pending * region_size).sum())
+
+
 def progress(kind: str, done: int, total: int, t) -> SyncProgress:
+    kind = sync_kind(kind, t)
     elapsed = max(1e-6, time.monotonic() - t.started)
     rate = done / elapsed if done else 0.0
     eta = (total - done) / rate if rate > 0 else None
@@ -26,7 +61,7 @@ def history_row(group: str, t, outcome: str, recovery_point_time: datetime | Non
     if t is None:
         return SyncStatRow(group_name=group, kind="interval", started=utcnow(), ended=utcnow(), bytes_sent=0,
                            duration_seconds=0.0, outcome=outcome)
-    return SyncStatRow(group_name=group, kind=t.kind, started=t.started_at, ended=utcnow(),
+    return SyncStatRow(group_name=group, kind=sync_kind(t.kind, t), started=t.started_at, ended=utcnow(),
                        bytes_sent=t.bytes_sent, bytes_payload=t.bytes_payload,
                        unique_changed_bytes=t.unique_changed_bytes, bytes_resent=t.bytes_resent,
                        duration_seconds=time.monotonic() - t.started, recovery_point_time=recovery_point_time,
