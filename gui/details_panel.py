@@ -53,7 +53,7 @@ def _table(headers: list[str]) -> QTableWidget:
 # Progress right after Status: at the end it was scrolled out of sight in a 1280 px window.
 GROUP_HEADERS = ["Group", "Array", "Role", "Status", "Progress", "Unsynchronized", "Mode", "Last recovery point"]
 PAIR_HEADERS = ["Primary", "Secondary", "Group", "Status", "Progress", "Unsynchronized", "Rate", "ETA",
-                "Reserved used"]
+                "Reserved used (primary / secondary)"]
 
 
 class DetailsPanel(QWidget):
@@ -137,6 +137,7 @@ class DetailsPanel(QWidget):
             if g is not None:
                 self.subtitle.setText(f"{g.role.capitalize()} on {g.array}, mirrored with {g.remote_array}")
                 left, right = _group_rows(g)
+                right += _reserved_rows(g, self.state.group(g.name, g.remote_array))
                 right += _drill_rows(self.state.drill(g.name))
         elif sel.kind == "pair":
             p = self.state.pair(sel.array, sel.name)
@@ -145,7 +146,7 @@ class DetailsPanel(QWidget):
             self.title.setText(f"Mirrored pair {sel.array}/{sel.name}")
             if p is not None:
                 self.subtitle.setText(f"{p.primary_ref} \u2192 {p.secondary_ref} in group {p.group}")
-                left, right = _pair_rows(p, g)
+                left, right = _pair_rows(p, g, self.state.pair(p.remote_array, p.remote_volume))
                 right.append(("NBD export", self.state.nbd_uri(sel.array, p.local_volume) or "not served"))
         elif sel.kind == "volume":
             v = next((x for x in self.state.volumes if x.array == sel.array and x.name == sel.name), None)
@@ -213,11 +214,12 @@ class DetailsPanel(QWidget):
         grew = t.rowCount() != len(pairs)
         t.setRowCount(len(pairs))
         for r, p in enumerate(pairs):
-            rc = p.reserved_capacity
+            partner = self.state.pair(p.remote_array, p.remote_volume)
+            sides = (p, partner) if p.role == "primary" else (partner, p)
+            used = " / ".join(f"{x.reserved_capacity.utilization_pct:.1f} %" if x is not None else "?" for x in sides)
             cells = [p.primary_ref, p.secondary_ref, f"{p.group} ({p.array})", _pair_status(p), None,
                      format_size(p.unsynchronized_bytes), fmt.rate(p.progress.rate if p.progress else None),
-                     fmt.eta(p.progress.eta_seconds if p.progress else None),
-                     f"{rc.utilization_pct:.1f} % of {format_size(rc.capacity)}"]
+                     fmt.eta(p.progress.eta_seconds if p.progress else None), used]
             _row(t, r, cells, p.progress.percent if p.progress else None)
             t.item(r, 3).setIcon(status_icon(p.status))
             if p.reason:
@@ -289,14 +291,41 @@ def _drill_rows(drill: dict | None) -> list[tuple[str, str]]:
     return rows
 
 
-def _pair_rows(p, g):
+def _reserved_text(rc, threshold: int | None = None) -> str:
+    """One side's reserved capacity: use, size, pool, and what it holds."""
+    text = (f"{rc.utilization_pct:.1f} % used of {format_size(rc.capacity)} on {rc.pool} "
+            f"(PIT {format_size(rc.pit_bytes)}, log {format_size(rc.log_bytes)}, "
+            f"staging {format_size(rc.staging_bytes)})")
+    if threshold is not None and rc.utilization_pct > threshold:
+        text += f" \u2014 above the {threshold} % alert"
+    return text
+
+
+def _reserved_rows(g, other) -> list[tuple[str, str]]:
+    """The reserved capacity of every pair on both sides: the secondary's is the one a sync fills."""
+    rows = []
+    for side in (g, other):
+        if side is None:
+            continue
+        for p in side.pairs:
+            role = "primary" if side.role == "primary" else "secondary"
+            rows.append((f"Reserved {side.array}/{p.local_volume} ({role})",
+                         _reserved_text(p.reserved_capacity, g.reserved_alert_percent)))
+    return rows
+
+
+def _pair_rows(p, g, partner=None):
+    """Rows of a pair side ``p``; ``partner``: the other side's snapshot (its reserved capacity is shown too)."""
     rc = p.reserved_capacity
+    here = "primary" if p.role == "primary" else "secondary"
+    there = "secondary" if p.role == "primary" else "primary"
+    threshold = g.reserved_alert_percent if g is not None else None
     left = [("Primary volume", p.primary_ref), ("Secondary volume", p.secondary_ref), ("Group", p.group),
             ("Role of this side", p.role.capitalize()),
-            ("Reserved capacity", f"{format_size(rc.capacity)} on {rc.pool} ({rc.drive_type.upper()})"),
-            ("Reserved used", f"{format_size(rc.used)} ({rc.utilization_pct:.1f} %)"),
-            ("PIT / log / staging", f"{format_size(rc.pit_bytes)} / {format_size(rc.log_bytes)} / "
-                                    f"{format_size(rc.staging_bytes)}")]
+            (f"Reserved capacity, {here} {p.array}/{p.local_volume}", _reserved_text(rc, threshold)),
+            (f"Reserved capacity, {there} {p.remote_array}/{p.remote_volume}",
+             _reserved_text(partner.reserved_capacity, threshold) if partner is not None
+             else f"not known: {p.remote_array} does not answer")]
     prog = p.progress
     right = [("Status", _pair_status(p) + (f" \u2014 {p.reason}" if p.reason else "")),
              ("Recovery point image", "available" if p.recovery_point_available else "none"),

@@ -219,3 +219,22 @@ def test_reserved_forecast_warns_before_the_secondary_fills(qtbot, console, engi
     qtbot.waitUntil(lambda: not any(p.id.startswith("reserved-forecast") for p in guru.problems), timeout=10000)
     engine("sync_now", "erp", wait=True)  # fits now: no failed pair
     assert engine("group", "erp", "SiteA").status == "optimal"
+
+
+def test_details_show_the_secondary_reserved_capacity_too(qtbot, console, engine):
+    bridge, window = console
+    _small_mirror(qtbot, window, engine)
+    engine("increase_reserved_capacity", "SiteB/v_dr", 50)
+    assert window.tree.select(("pair", "SiteA", "v"))
+    labels = window.details._value_labels
+    key = "l:Reserved capacity, secondary SiteB/v_dr"
+    qtbot.waitUntil(lambda: key in labels and "of 8.00 MiB" in labels[key].text(), timeout=10000)
+    assert "of 3.20 MiB" in labels["l:Reserved capacity, primary SiteA/v"].text()
+    t = window.details.pairs_table
+    col = t.columnCount() - 1
+    assert t.horizontalHeaderItem(col).text() == "Reserved used (primary / secondary)"
+    assert all(t.item(r, col).text().count("%") == 2 for r in range(t.rowCount()))
+    # The group's details list the reserved capacity of both sides.
+    assert window.tree.select(("group", "SiteA", "erp"))
+    qtbot.waitUntil(lambda: "r:Reserved SiteB/v_dr (secondary)" in labels, timeout=5000)
+    assert "of 8.00 MiB" in labels["r:Reserved SiteB/v_dr (secondary)"].text()
