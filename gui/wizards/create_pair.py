@@ -13,6 +13,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWizard, QWizardPage)
 
+from core import forecast
 from core.domain import DEFAULT_RESERVED_PERCENT
 from core.units import format_size
 from gui.bridge import EngineBridge
@@ -102,21 +103,43 @@ class GroupPage(QWizardPage):
         return self.snapshot() is not None
 
 
+SIZING = ("Reserved capacity holds the change log, the point-in-time copies of regions hosts rewrite while a sync "
+          "runs and, on the secondary, the changes of one synchronization until they commit. Size it for the "
+          "unique bytes one interval changes, with headroom: if the secondary's fills, the pair fails and its "
+          "recovery point image is lost.")
+
+
 class PrimaryPage(QWizardPage):
-    """Primary volume (not yet mirrored) on the group's local array, and its reserved capacity."""
+    """Primary volume (not yet mirrored) on the group's local array, and its reserved capacity.
+
+    The page explains the sizing; when the group already has a sync history its measured
+    change rate (``core.forecast``) gives a figure, offered with one click.
+    """
+
+    sig_sizing_known = Signal(object)
+    """The group's measured ``core.forecast.ChangeRate`` (None: no history yet), once it is fetched."""
 
     def __init__(self, state: ConsoleState, group_page: GroupPage, volume: str | None):
         super().__init__()
         self.state, self.group_page, self.preselect = state, group_page, volume
+        self.rate = None
         self.setTitle("Primary volume")
         self.setSubTitle("Each volume of a pair gets its own reserved capacity (change log, point-in-time data).")
         self.volume = QComboBox()
         self.reserved = QSpinBox(minimum=1, maximum=100, value=DEFAULT_RESERVED_PERCENT, suffix=" % of the volume")
         self.reserved_size = QLabel("", objectName="hint")
+        self.sizing = QLabel(SIZING, objectName="hint", wordWrap=True)
+        self.advice = QLabel("", wordWrap=True)
+        self.use_advice = QPushButton("")
+        self.use_advice.setVisible(False)
+        self.use_advice.clicked.connect(lambda: self.reserved.setValue(self.suggested() or self.reserved.value()))
         form = QFormLayout(self)
         form.addRow("Primary volume:", self.volume)
         form.addRow("Reserved capacity:", self.reserved)
         form.addRow("", self.reserved_size)
+        form.addRow(self.sizing)
+        form.addRow(self.advice)
+        form.addRow("", self.use_advice)
         self.volume.currentIndexChanged.connect(self._update_size)
         self.reserved.valueChanged.connect(self._update_size)
         self.volume.currentIndexChanged.connect(self.completeChanged)
@@ -132,7 +155,23 @@ class PrimaryPage(QWizardPage):
             for i in range(self.volume.count()):
                 if self.volume.itemData(i).name == self.preselect:
                     self.volume.setCurrentIndex(i)
+        self.rate = None
+        if g is not None:
+            interval = g.sync_interval_minutes * 60 if g.sync_mode == "scheduled" else None
+            self.group_page.bridge.call("sync_history", g.name,
+                                        on_done=lambda h, i=interval: self._set_history(h, i),
+                                        on_error=lambda _e: self._set_history([], None))
         self._update_size()
+
+    def _set_history(self, history, interval) -> None:
+        self.rate = forecast.change_rate(history, interval)
+        self._update_size()
+        self.sig_sizing_known.emit(self.rate)
+
+    def suggested(self) -> int | None:
+        """The reserved capacity the group's change history calls for (None without a history)."""
+        v = self.primary()
+        return forecast.initial_percent(self.rate, v.capacity, DEFAULT_RESERVED_PERCENT) if v is not None else None
 
     def primary(self):
         return self.volume.currentData()
@@ -140,6 +179,19 @@ class PrimaryPage(QWizardPage):
     def _update_size(self, *_):
         v = self.primary()
         self.reserved_size.setText(f"= {format_size(v.capacity * self.reserved.value() / 100)}" if v else "")
+        g, pct, rate = self.group_page.snapshot(), self.suggested(), self.rate
+        if v is None or rate is None or pct is None:
+            self.advice.setText("No change history yet for this group: the default is a start; the Recovery Guru "
+                                "warns when a sync is forecast not to fit." if v is not None else "")
+            self.use_advice.setVisible(False)
+            return
+        every = (f"every {g.sync_interval_minutes} min" if g is not None and g.sync_mode == "scheduled"
+                 else f"per manual sync (typically {rate.interval_seconds / 60:.1f} min apart)")
+        self.advice.setText(f"Group {g.name if g else ''} changes about {format_size(rate.per_interval)} of unique "
+                            f"data {every} (measured over {rate.samples} synchronization(s)). To hold that with "
+                            f"headroom on {v.name} ({format_size(v.capacity)}), reserve {pct} %.")
+        self.use_advice.setText(f"Use {pct} %")
+        self.use_advice.setVisible(pct != self.reserved.value())
 
     def isComplete(self) -> bool:
         return self.primary() is not None

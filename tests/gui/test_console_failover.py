@@ -238,3 +238,29 @@ def test_details_show_the_secondary_reserved_capacity_too(qtbot, console, engine
     assert window.tree.select(("group", "SiteA", "erp"))
     qtbot.waitUntil(lambda: "r:Reserved SiteB/v_dr (secondary)" in labels, timeout=5000)
     assert "of 8.00 MiB" in labels["r:Reserved SiteB/v_dr (secondary)"].text()
+
+
+def test_reserved_forecast_sizes_a_new_pair_in_the_wizard(qtbot, console, engine):
+    bridge, window = console
+    _small_mirror(qtbot, window, engine)
+    engine("host_write", "SiteA/v", 0, os.urandom(6 * MIB))
+    engine("increase_reserved_capacity", "SiteB/v_dr", 60)
+    engine("sync_now", "erp", wait=True)  # measured: 6 MiB of unique changes in one manual interval
+    engine("create_volume", "SiteA/w", "32MiB")
+    engine("create_volume", "SiteB/w_dr", "32MiB")
+    qtbot.waitUntil(lambda: any(v.name == "w" for v in window.state.volumes), timeout=10000)
+    window.tree.select(("group", "SiteA", "erp"))
+    wiz = window.mirror_actions.open_create_pair()
+    qtbot.addWidget(wiz)
+    prim = wiz.primary_page
+    assert "Size it for the unique bytes one interval changes" in prim.sizing.text()
+    with qtbot.waitSignal(prim.sig_sizing_known, timeout=10000):
+        wiz.next()
+    names = [prim.volume.itemData(i).name for i in range(prim.volume.count())]
+    prim.volume.setCurrentIndex(names.index("w"))
+    # 1.5 x 6 MiB of a 32 MiB volume: 28.1 -> 29 %
+    assert prim.suggested() == 29
+    assert "changes about 6.00 MiB of unique data" in prim.advice.text() and "reserve 29 %" in prim.advice.text()
+    assert prim.use_advice.isVisible() and prim.use_advice.text() == "Use 29 %"
+    qtbot.mouseClick(prim.use_advice, Qt.LeftButton)
+    assert prim.reserved.value() == 29 and not prim.use_advice.isVisible()
