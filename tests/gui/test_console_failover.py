@@ -264,3 +264,23 @@ def test_reserved_forecast_sizes_a_new_pair_in_the_wizard(qtbot, console, engine
     assert prim.use_advice.isVisible() and prim.use_advice.text() == "Use 29 %"
     qtbot.mouseClick(prim.use_advice, Qt.LeftButton)
     assert prim.reserved.value() == 29 and not prim.use_advice.isVisible()
+
+
+def test_workload_indicator_shows_targets_errors_and_stops(qtbot, console, engine):
+    bridge, window = console
+    _mirror(qtbot, window, engine)
+    ind = window.workload
+    assert not ind.isVisible()
+    engine("start_workload", ["SiteA/db"], 8)
+    qtbot.waitUntil(lambda: ind.isVisible() and "written" in ind.text.text(), timeout=10000)
+    assert ind.text.text().startswith("Host workload: 8 MiB/s random on SiteA/db")
+    qtbot.waitUntil(lambda: "writing" in ind.text.text(), timeout=10000)  # the measured rate
+    # After a demotion the hosts' writes fail: the indicator says so, and why.
+    engine("demote", "erp", "SiteA")
+    qtbot.waitUntil(lambda: "write error(s)" in ind.text.text(), timeout=30000)
+    qtbot.waitUntil(lambda: "SiteA/db refuses host writes (secondary of group erp)" in ind.text.text(),
+                    timeout=10000)
+    qtbot.mouseClick(ind.stop, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not ind.isVisible(), timeout=10000)
+    assert engine("workload") is None
+    qtbot.waitUntil(lambda: any("Host workload started" in m for m in window.events.messages()), timeout=5000)
