@@ -29,7 +29,8 @@ def make_app(argv: list[str] | None = None) -> QApplication:
 
 
 def build_console(home: Path | str, purpose: str = "console", poll_hz: float = 5.0,
-                  nbd_port: int | None = 0, engine_factory=None) -> tuple[EngineBridge, MainWindow]:
+                  nbd_port: int | None = 0, engine_factory=None,
+                  restore_layout: bool = True) -> tuple[EngineBridge, MainWindow]:
     """The bridge (not started) and the main window around it; the caller starts and stops the bridge.
 
     With ``engine_factory`` (the lab's fleet) the console manages array daemons over REST;
@@ -37,7 +38,7 @@ def build_console(home: Path | str, purpose: str = "console", poll_hz: float = 5
     volumes over NBD (``nbd_port=0``: free ports; ``None`` serves nothing).
     """
     bridge = EngineBridge(home, purpose=purpose, poll_hz=poll_hz, nbd_port=nbd_port, engine_factory=engine_factory)
-    return bridge, MainWindow(bridge)
+    return bridge, MainWindow(bridge, restore_layout=restore_layout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,10 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         lab = getattr(bridge.engine, "lab", None)
         bridge.stop()
-        if lab is not None and lab.started_here and not ask_leave_running():
-            from core.lab.supervisor import lab_down
+        if lab is not None and getattr(lab, "started_here", False):
+            # Closed during a sync, the window already asked whether the arrays keep running.
+            stop = window.stop_arrays_on_exit
+            if stop is None:
+                stop = not ask_leave_running()
+            if stop:
+                from core.lab.supervisor import lab_down
 
-            lab_down(home)
+                lab_down(home)
 
 
 def ask_leave_running() -> bool:

@@ -1,10 +1,20 @@
 """Live charts of one mirror consistency group (pyqtgraph).
 
-Throughput, unsynchronized bytes, recovery point age against its alert threshold,
-reserved capacity utilisation against its threshold. History comes from the
-engine's ``sync_history``; live samples are taken from the console state at a fixed
+Throughput (sync, and host writes beside it), unsynchronized bytes, recovery point age
+against its alert threshold, reserved capacity utilisation of both sides against its
+threshold. History comes from the engine's ``sync_history`` (fetched again whenever the
+group's last sync changes); live samples are taken from the console state at a fixed
 10 Hz and drawn with ``setData`` on the GUI thread (``clipToView``/``autoDownsample``
 on, so an hour of samples still draws in a few milliseconds).
+
+Time axes are ``DateAxisItem`` (tick spacing follows the width); each chart has a legend
+and a readout of the values under the mouse; y-axes fit what is in view, so a burst an
+hour ago does not flatten the last five minutes.
+
+Host write throughput: the engine reports host writes only for the lab's workload
+(``workload()``: bytes written in total to its volumes), not per volume, and not what
+NBD clients write. The chart shows the workload's rate, shared evenly among its volumes
+(the workload spreads its writes evenly), summed over the group's primary volumes.
 """
 from __future__ import annotations
 
@@ -16,36 +26,47 @@ import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from gui import formatting as fmt
 from gui.bridge import EngineBridge
+from gui.chart_readout import Readout
 from gui.console_state import ConsoleState
 from gui.selection import Selection
+from gui.time_axis import TimeAxis
 
 SAMPLE_HZ = 10
+WORKLOAD_POLL_MS = 1000
 KEEP_SECONDS = 3600
 MiB = 1 << 20
-BLUE, ORANGE, RED = "#1f6fd1", "#e07a10", "#d13438"
+BLUE, ORANGE, RED, GREEN, PURPLE = "#1f6fd1", "#e07a10", "#d13438", "#2e7d32", "#7b3fa0"
+HOST_WRITES = "Host writes (lab workload)"
 
 
 class _Series:
-    """A group's live samples: time, throughput MiB/s, unsynced MiB, RP age min, reserved %."""
+    """A group's live samples: time, sync and host write MiB/s, unsynced MiB, RP age min, reserved % per side."""
 
     def __init__(self):
         n = SAMPLE_HZ * KEEP_SECONDS
-        self.t, self.rate, self.unsynced, self.age, self.reserved = (deque(maxlen=n) for _ in range(5))
+        (self.t, self.rate, self.host, self.unsynced, self.age, self.reserved,
+         self.reserved_secondary) = (deque(maxlen=n) for _ in range(7))
         self.history_t: np.ndarray = np.empty(0)
         self.history_rate: np.ndarray = np.empty(0)
+        self.history_key = None  # the group's last sync when the history was fetched
 
-    def add(self, now: float, g) -> None:
+    def add(self, now: float, g, secondary, host_rate: float | None) -> None:
         self.t.append(now)
         self.rate.append((g.progress.rate if g.progress else 0.0) / MiB)
+        self.host.append(np.nan if host_rate is None else host_rate / MiB)
         self.unsynced.append(g.unsynchronized_bytes / MiB)
         age = g.recovery_point_age_seconds
         self.age.append(np.nan if age is None else age / 60)
         self.reserved.append(max((p.reserved_capacity.utilization_pct for p in g.pairs), default=0.0))
+        self.reserved_secondary.append(
+            np.nan if secondary is None else max((p.reserved_capacity.utilization_pct for p in secondary.pairs),
+                                                 default=0.0))
 
 
 def _plot(title: str, units: str) -> pg.PlotWidget:
-    w = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem()})
+    w = pg.PlotWidget(axisItems={"bottom": TimeAxis(orientation="bottom")})
     w.setBackground("w")
     w.setTitle(title, color="#0b3d73", size="10pt")
     w.setLabel("left", units)
@@ -53,10 +74,46 @@ def _plot(title: str, units: str) -> pg.PlotWidget:
     w.setClipToView(True)
     w.setDownsampling(auto=True, mode="peak")
     w.setMouseEnabled(x=True, y=False)
-    w.setMinimumHeight(150)
+    # Narrow enough for two side by side in the centre of a 1280 px window (a wider minimum
+    # squeezed the tree's names to "\u2026" when the Performance tab was opened).
+    w.setMinimumSize(200, 120)
     w.getAxis("left").enableAutoSIPrefix(False)
-    w.getViewBox().setLimits(yMin=0)
+    w.getAxis("left").setWidth(44)
+    vb = w.getViewBox()
+    vb.setLimits(yMin=0)
+    # The y-axis fits what is in view, so it comes down again when the values fall.
+    vb.setAutoVisible(y=True)
+    vb.enableAutoRange(axis=pg.ViewBox.YAxis, enable=True)
+    legend = w.addLegend(offset=(6, 4),  # top left: the newest samples are on the right
+                          labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 200))
+    legend.setZValue(50)
     return w
+
+
+def host_write_rates(previous: dict, workloads, now: float) -> tuple[dict, dict[str, float]]:
+    """(new memory, bytes/s per volume ref) from ``workload()``'s answer(s) and what was seen last time.
+
+    ``workload()`` answers one dict (in-process) or one per array (daemons); each says which
+    volumes it writes and how many bytes it has written so far. A volume's rate is its
+    workload's rate shared evenly among the workload's volumes.
+    """
+    infos = []
+    if isinstance(workloads, dict):
+        infos = [workloads] if "bytesWritten" in workloads else [w for w in workloads.values() if isinstance(w, dict)]
+    memory, rates = {}, {}
+    for info in infos:
+        refs = tuple(sorted(str(v) for v in info.get("volumes") or ()))
+        if not refs:
+            continue
+        written = int(info.get("bytesWritten") or 0)
+        memory[refs] = (now, written)
+        seen = previous.get(refs)
+        if seen is None or now <= seen[0] or written < seen[1]:
+            continue  # first sight, or a new workload on the same volumes: a rate needs two readings
+        share = (written - seen[1]) / (now - seen[0]) / len(refs)
+        for ref in refs:
+            rates[ref] = rates.get(ref, 0.0) + share
+    return memory, rates
 
 
 class ChartsPanel(QWidget):
@@ -66,7 +123,9 @@ class ChartsPanel(QWidget):
         super().__init__(parent)
         self.state, self.bridge = state, bridge
         self.series: dict[str, _Series] = {}
-        self.group_box = QComboBox(minimumWidth=160)
+        self.group_box = QComboBox(minimumWidth=120)
+        self.group_box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.group_box.setMinimumContentsLength(12)
         self.group_box.currentTextChanged.connect(self._on_group_chosen)
         self.hint = QLabel("", objectName="hint", wordWrap=True)
         top = QHBoxLayout()
@@ -78,26 +137,32 @@ class ChartsPanel(QWidget):
         self.window_box.currentIndexChanged.connect(lambda _i: self._redraw())
         top.addWidget(QLabel("Show:"))
         top.addWidget(self.window_box)
-        top.addWidget(self.hint, 1)
+        top.addStretch(1)
         pen = pg.mkPen(BLUE, width=2)
         self.p_rate = _plot("Throughput", "MiB/s")
-        self.c_rate = self.p_rate.plot(pen=pen, fillLevel=0, brush=(31, 111, 209, 50))
-        self.c_hist = self.p_rate.plot(pen=None, symbol="o", symbolSize=6, symbolBrush=ORANGE, name="completed syncs")
+        self.c_rate = self.p_rate.plot(pen=pen, fillLevel=0, brush=(31, 111, 209, 50), name="Synchronization")
+        self.c_host = self.p_rate.plot(pen=pg.mkPen(GREEN, width=2), name=HOST_WRITES)
+        self.c_hist = self.p_rate.plot(pen=None, symbol="o", symbolSize=6, symbolBrush=ORANGE,
+                                       name="Completed syncs (average)")
         self.p_unsynced = _plot("Unsynchronized data", "MiB")
-        self.c_unsynced = self.p_unsynced.plot(pen=pen, fillLevel=0, brush=(31, 111, 209, 50))
+        self.c_unsynced = self.p_unsynced.plot(pen=pen, fillLevel=0, brush=(31, 111, 209, 50), name="Unsynchronized")
         self.p_age = _plot("Recovery point age", "minutes")
-        self.c_age = self.p_age.plot(pen=pen)
+        self.c_age = self.p_age.plot(pen=pen, name="Recovery point age")
         self.l_age = pg.InfiniteLine(angle=0, pen=pg.mkPen(RED, width=1.5, style=pg.QtCore.Qt.DashLine),
-                                     label="alert {value:.0f} min", labelOpts={"color": RED, "position": 0.5})
+                                     label="alert {value:.0f} min", labelOpts={"color": RED, "position": 0.7})
         self.p_age.addItem(self.l_age)
         self.p_reserved = _plot("Reserved capacity utilisation", "%")
-        self.p_reserved.setYRange(0, 100)
-        self.c_reserved = self.p_reserved.plot(pen=pen)
+        self.p_reserved.getViewBox().enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
+        self.p_reserved.setYRange(0, 100)  # a share of the capacity: the whole scale, the threshold always in view
+        self.c_reserved = self.p_reserved.plot(pen=pen, name="Primary side")
+        self.c_reserved_secondary = self.p_reserved.plot(pen=pg.mkPen(PURPLE, width=2), name="Secondary side")
         self.l_reserved = pg.InfiniteLine(angle=0, pen=pg.mkPen(RED, width=1.5, style=pg.QtCore.Qt.DashLine),
-                                          label="alert {value:.0f} %", labelOpts={"color": RED, "position": 0.5})
+                                          label="alert {value:.0f} %", labelOpts={"color": RED, "position": 0.7})
         self.p_reserved.addItem(self.l_reserved)
         # Not setXLink: with PySide6 6.12 linked views crash the interpreter at exit (bool refcount).
         self.plots = (self.p_rate, self.p_unsynced, self.p_age, self.p_reserved)
+        self.readouts = {self.p_rate: Readout(self.p_rate, "MiB/s", 2), self.p_unsynced: Readout(self.p_unsynced, "MiB"),
+                         self.p_age: Readout(self.p_age, "min"), self.p_reserved: Readout(self.p_reserved, "%")}
         grid = QGridLayout()
         grid.addWidget(self.p_rate, 0, 0)
         grid.addWidget(self.p_unsynced, 0, 1)
@@ -105,10 +170,17 @@ class ChartsPanel(QWidget):
         grid.addWidget(self.p_reserved, 1, 1)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
+        lay.addWidget(self.hint)
         lay.addLayout(grid, 1)
+        self.host_rates: dict[str, float] | None = {}  # volume ref -> bytes/s; None: the engine does not say
+        self._workload_seen: dict = {}
+        self._workload_in_flight = False
         self.timer = QTimer(self, interval=1000 // SAMPLE_HZ)
         self.timer.timeout.connect(self._tick)
         self.timer.start()
+        self.workload_timer = QTimer(self, interval=WORKLOAD_POLL_MS)
+        self.workload_timer.timeout.connect(self._poll_workload)
+        bridge.sig_ready.connect(self.workload_timer.start)
         state.sig_groups_changed.connect(self._update_group_list)
 
     # -- which group -----------------------------------------------------------------
@@ -139,24 +211,57 @@ class ChartsPanel(QWidget):
         if not name:
             return
         self.hint.setText("")
+        self._fetch_history(name)
+        self._redraw()
+
+    def _fetch_history(self, name: str) -> None:
+        g = self.state.group(name)
+        key = _history_key(g)
+        self.series.setdefault(name, _Series()).history_key = key
         self.bridge.call("sync_history", name, on_done=lambda h, n=name: self._set_history(n, h),
                          on_error=lambda e: self.hint.setText(f"No sync history: {e.message}"))
-        self._redraw()
 
     def _set_history(self, name: str, history) -> None:
         s = self.series.setdefault(name, _Series())
-        done = [h for h in history if h.duration_seconds > 0]
+        done = [h for h in history if h.duration_seconds > 0 and h.outcome == "committed"]
         s.history_t = np.array([h.ended.timestamp() for h in done], dtype=float)
         s.history_rate = np.array([h.bytes_payload / h.duration_seconds / MiB for h in done], dtype=float)
-        self.hint.setText(f"{len(done)} completed synchronizations in history")
+        if name == self.group_box.currentText():
+            last = fmt.timestamp(done[-1].ended) if done else None
+            self.hint.setText(f"{len(done)} completed synchronization(s) in history"
+                              + (f", the last at {last}" if last else ""))
         self._redraw()
 
     # -- sampling -----------------------------------------------------------------------
+    def _poll_workload(self) -> None:
+        if self._workload_in_flight:
+            return
+        self._workload_in_flight = True
+        self.bridge.call("workload", on_done=self._workload_answer, on_error=self._workload_unknown)
+
+    def _workload_answer(self, info) -> None:
+        self._workload_in_flight = False
+        self._workload_seen, self.host_rates = host_write_rates(self._workload_seen, info or {}, time.time())
+
+    def _workload_unknown(self, _err) -> None:
+        self._workload_in_flight = False
+        self.host_rates = None
+        self.workload_timer.stop()
+
     def _tick(self) -> None:
         now = time.time()
+        current = self.group_box.currentText()
         for g in self.state.groups:
-            if g.role == "primary":
-                self.series.setdefault(g.name, _Series()).add(now, g)
+            if g.role != "primary":
+                continue
+            secondary = next((x for x in self.state.groups if x.name == g.name and x.role == "secondary"), None)
+            host = None
+            if self.host_rates is not None:
+                host = sum(self.host_rates.get(f"{g.array}/{p.local_volume}", 0.0) for p in g.pairs)
+            s = self.series.setdefault(g.name, _Series())
+            s.add(now, g, secondary, host)
+            if g.name == current and s.history_key != _history_key(g):
+                self._fetch_history(g.name)  # a sync ended since the history was read
         if self.isVisible():
             self._redraw()
 
@@ -168,7 +273,8 @@ class ChartsPanel(QWidget):
             self.l_age.setValue(g.recovery_point_alert_minutes)
             self.l_reserved.setValue(g.reserved_alert_percent)
         if s is None or not s.t:
-            for c in (self.c_rate, self.c_unsynced, self.c_age, self.c_reserved):
+            for c in (self.c_rate, self.c_host, self.c_unsynced, self.c_age, self.c_reserved,
+                      self.c_reserved_secondary):
                 c.setData([], [])
             self.c_hist.setData(s.history_t if s else [], s.history_rate if s else [])
             return
@@ -182,7 +288,15 @@ class ChartsPanel(QWidget):
         for p in self.plots:
             p.setXRange(lo, now, padding=pad)
         self.c_rate.setData(t, np.fromiter(s.rate, float, len(t)))
+        self.c_host.setData(t, np.fromiter(s.host, float, len(t)), connect="finite")
         self.c_hist.setData(s.history_t, s.history_rate)
         self.c_unsynced.setData(t, np.fromiter(s.unsynced, float, len(t)))
         self.c_age.setData(t, np.fromiter(s.age, float, len(t)), connect="finite")
         self.c_reserved.setData(t, np.fromiter(s.reserved, float, len(t)))
+        self.c_reserved_secondary.setData(t, np.fromiter(s.reserved_secondary, float, len(t)), connect="finite")
+
+
+def _history_key(g):
+    """What changes when a sync of the group ends (its last sync's end and outcome)."""
+    last = g.last_sync if g is not None else None
+    return None if last is None else (last.ended, last.outcome)

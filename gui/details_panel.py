@@ -13,6 +13,7 @@ from core.units import format_size
 from gui import formatting as fmt
 from gui.console_state import ConsoleState
 from gui.selection import Selection
+from gui.table_columns import ColumnFitter
 from gui.theme import role_icon, status_icon, status_label
 
 PROGRESS_ROLE = Qt.UserRole + 5
@@ -65,6 +66,8 @@ class DetailsPanel(QWidget):
         self.selection: Selection | None = None
         self.title = QLabel("Select an array, a group or a pair", objectName="sectionTitle")
         self.subtitle = QLabel("", objectName="hint")
+        for label in (self.title, self.subtitle):  # a 30-character group name must not widen the window
+            label.setWordWrap(True)
         self.left_box, self.right_box = QGroupBox("Settings"), QGroupBox("State")
         self.left_form, self.right_form = QFormLayout(self.left_box), QFormLayout(self.right_box)
         self._value_labels: dict[str, QLabel] = {}
@@ -81,6 +84,8 @@ class DetailsPanel(QWidget):
         boxes.addStretch(1)
         self.groups_table = _table(GROUP_HEADERS)
         self.pairs_table = _table(PAIR_HEADERS)
+        # Columns fit the width (elided, whole in the tooltip) instead of scrolling sideways at 1600 px.
+        self._fitters = {t: ColumnFitter(t, {4: 120}) for t in (self.groups_table, self.pairs_table)}
         tables = QWidget()
         tl = QVBoxLayout(tables)
         tl.setContentsMargins(0, 0, 0, 0)
@@ -91,7 +96,7 @@ class DetailsPanel(QWidget):
         top_scroll = QScrollArea(widgetResizable=True, frameShape=QScrollArea.NoFrame)
         top_scroll.setWidget(top)  # the tables keep room for their rows; the forms scroll if they must
         self.top_scroll = top_scroll
-        split = QSplitter(Qt.Vertical)
+        self.split = split = QSplitter(Qt.Vertical)
         split.addWidget(top_scroll)
         split.addWidget(tables)
         split.setStretchFactor(1, 1)
@@ -163,18 +168,35 @@ class DetailsPanel(QWidget):
                          ("Owner (preferred / current)", f"{v.preferred_owner} / {v.current_owner}"),
                          ("Mirror group", v.mirror_group or "not mirrored"), ("Role", v.role or "\u2014"),
                          ("Host writable", _yes(v.host_writable)), ("NBD export", v.nbd_uri or "not served")]
-        self._fill(self.left_form, left, "l")
-        self._fill(self.right_form, right, "r")
+        rebuilt = self._fill(self.left_form, left, "l") | self._fill(self.right_form, right, "r")
         self.left_box.setVisible(bool(left))
         self.right_box.setVisible(bool(right))
         self.top_scroll.setVisible(bool(left or right))  # nothing to show: the tables take the whole height
+        if rebuilt:
+            self._fit_top()
         self._fill_groups(groups)
         self._fill_pairs(groups)
 
-    def _fill(self, form: QFormLayout, rows, side: str) -> None:
+    def _fit_top(self) -> None:
+        """State and Settings get the height of their rows (at most two thirds): not a 4-line scroll area."""
+        total = sum(self.split.sizes())
+        if total <= 0 or not self.top_scroll.isVisible():
+            return
+        self.top.adjustSize()
+        want = self.top.sizeHint().height() + 4
+        top = min(want, total * 2 // 3)
+        self.split.setSizes([top, total - top])
+
+    def resizeEvent(self, e):
+        super().resizeEvent(e)
+        self._fit_top()
+
+    def _fill(self, form: QFormLayout, rows, side: str) -> bool:
+        """Show ``rows`` in ``form``; True when its fields changed (not only their texts)."""
         keys = [f"{side}:{k}" for k, _ in rows]
         current = [k for k in self._value_labels if k.startswith(side + ":")]
-        if keys != current:  # new layout of fields: rebuild; otherwise only texts change
+        rebuilt = keys != current
+        if rebuilt:  # new layout of fields: rebuild; otherwise only texts change
             while form.rowCount():
                 form.removeRow(0)
             for k in current:
@@ -192,6 +214,7 @@ class DetailsPanel(QWidget):
             if self._value_labels[key].text() != str(text):
                 self._value_labels[key].setText(str(text))
                 self._value_labels[key].setToolTip(str(text))
+        return rebuilt
 
     def _fill_groups(self, groups) -> None:
         t = self.groups_table
@@ -205,11 +228,16 @@ class DetailsPanel(QWidget):
             t.item(r, 3).setIcon(status_icon(g.status))
             t.item(r, 2).setIcon(role_icon(g.role))
         if grew:
-            t.resizeColumnsToContents()
-            t.setColumnWidth(4, max(t.columnWidth(4), 120))  # the bar's cell has no text to size it
+            self._fitters[t].fit()  # the bar's cell has no text to size it: its floor is 120 px
 
     def _fill_pairs(self, groups) -> None:
-        pairs = [p for g in groups for p in g.pairs]
+        # One row per pair: both sides' snapshots name both volumes (the row shows both reserved capacities),
+        # so the primary side's is listed, or the only side known; a group selected listed each pair twice.
+        seen, pairs = set(), []
+        for p in sorted((p for g in groups for p in g.pairs), key=lambda p: p.role != "primary"):
+            if (p.primary_ref, p.secondary_ref) not in seen:
+                seen.add((p.primary_ref, p.secondary_ref))
+                pairs.append(p)
         t = self.pairs_table
         grew = t.rowCount() != len(pairs)
         t.setRowCount(len(pairs))
@@ -224,9 +252,8 @@ class DetailsPanel(QWidget):
             t.item(r, 3).setIcon(status_icon(p.status))
             if p.reason:
                 t.item(r, 3).setToolTip(p.reason)
-        if grew and len(pairs) <= 200:  # sizing to contents scans every cell: not for huge tables
-            t.resizeColumnsToContents()
-            t.setColumnWidth(4, max(t.columnWidth(4), 120))
+        if grew:
+            self._fitters[t].fit()  # sizing to contents scans every cell: skipped for huge tables
 
 
 def _row(t: QTableWidget, r: int, cells, pct) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from html import escape
 
 from PySide6.QtCore import QTimer, Qt, Signal
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QSplitter,
+from PySide6.QtWidgets import (QLabel, QListWidget, QListWidgetItem, QPushButton, QSplitter,
                                QTextBrowser, QVBoxLayout, QWidget)
 
 from gui.bridge import EngineBridge
@@ -36,10 +36,14 @@ class GuruPanel(QWidget):
         self.bridge = bridge
         self.problems: tuple = ()
         self.list = QListWidget()
+        # Long titles wrap inside the dock: unwrapped they widened the dock, the window, and squeezed the tree.
+        self.list.setWordWrap(True)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.list.setResizeMode(QListWidget.Adjust)
         self.list.currentRowChanged.connect(self._show)
         self.details = QTextBrowser()
         self.details.setOpenExternalLinks(False)
-        self.buttons = QHBoxLayout()
+        self.buttons = QVBoxLayout()  # one fix per line: side by side, three long labels widened the window
         self.status = QLabel("Checking for problems\u2026", objectName="hint", wordWrap=True)
         right = QWidget()
         rl = QVBoxLayout(right)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWizard  # noqa: E402
 
 from core.lab import LabState, init_lab  # noqa: E402
@@ -50,6 +51,8 @@ def render(out_dir: Path) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="mirror-shots-") as tmp:
         home = Path(tmp) / "lab"
         init_lab(home)
+        # The shots show the default layout, and never change the layout the user's console remembers.
+        QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(Path(tmp) / "settings"))
         lab = LabState(home)  # a throttled link, so the main window catches the initial sync in progress
         lab.faults.link_bandwidth = 24 << 20
         lab.save()

@@ -19,6 +19,8 @@ from gui.theme import icon, role_icon, status_icon, status_label
 KEY_ROLE = Qt.UserRole + 1
 SELECTION_ROLE = Qt.UserRole + 2
 COLUMNS = ("Name", "Status", "Role")
+DRILL_MARK = "[DR drill]"
+NAME_MIN_WIDTH = 150  # what "payroll \u2192 SiteB/payroll_dr" needs three levels deep, elided in the middle
 
 
 def _row_values(state: ConsoleState):
@@ -31,13 +33,20 @@ def _row_values(state: ConsoleState):
                      "", None))
         rows.append((("volumes", a.name), ("array", a.name), "Volumes", "folder", None, "", None, "", None))
     known = {a.name for a in state.arrays}
+    drills = {name: state.drill(name) or {} for name in state.drills}
     for g in state.groups:
         if g.array not in known:
             continue
-        rows.append((("group", g.array, g.name), ("groups", g.array), g.name, None, g.status,
+        tip = f"{g.name}: {g.role} on {g.array}, mirrors to {g.remote_array}; {status_label(g.status)}"
+        name = g.name
+        drill = drills.get(g.name)
+        # The drill runs where its exports are (the secondary side): mark that side's row only.
+        if drill is not None and drill.get("array", g.array if g.role == "secondary" else None) == g.array:
+            name = f"{g.name} {DRILL_MARK}"
+            tip += "\nDR drill running: " + (", ".join(sorted(drill.get("exports") or {})) or "exports on this array")
+        rows.append((("group", g.array, g.name), ("groups", g.array), name, None, g.status,
                      _short(status_label(g.status)) + (f" {g.progress.percent:.0f}%" if g.progress else ""),
-                     g.role, f"{g.name}: {g.role} on {g.array}, mirrors to {g.remote_array}; {status_label(g.status)}",
-                     Selection("group", g.array, g.name)))
+                     g.role, tip, Selection("group", g.array, g.name)))
         for p in g.pairs:
             text = f"{p.local_volume} \u2192 {p.remote_array}/{p.remote_volume}"
             tip = f"{p.primary_ref} \u2192 {p.secondary_ref}" + (f"\n{p.reason}" if p.reason else "")
@@ -96,10 +105,15 @@ class TreePanel(QWidget):
         header.setSectionResizeMode(0, QHeaderView.Stretch)
         header.setSectionResizeMode(1, QHeaderView.Interactive)
         header.setSectionResizeMode(2, QHeaderView.Interactive)
-        header.resizeSection(1, 150)  # "Synchronizing 40%"
-        header.resizeSection(2, 104)  # icon + "Secondary"
+        metrics = self.view.fontMetrics()
+        status_w = metrics.horizontalAdvance("Synchronizing 40%") + 22  # text + padding
+        role_w = metrics.horizontalAdvance("Secondary") + 16 + 24  # badge + text + padding
+        header.resizeSection(1, status_w)
+        header.resizeSection(2, role_w)
+        # A long name keeps its head and its tail ("payroll_2\u2026_dr"), the tooltip has it whole.
+        self.view.setTextElideMode(Qt.ElideMiddle)
         self.view.setIndentation(14)
-        self.setMinimumWidth(330)
+        self.setMinimumWidth(NAME_MIN_WIDTH + status_w + role_w + 30)
         self.view.selectionModel().currentChanged.connect(self._on_current)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
@@ -109,6 +123,12 @@ class TreePanel(QWidget):
         state.sig_arrays_changed.connect(self.refresh)
         state.sig_groups_changed.connect(self.refresh)
         state.sig_volumes_changed.connect(self.refresh)
+        state.sig_drills_changed.connect(self.refresh)
+
+    def sizeHint(self):  # the splitter's first layout gives the tree room for names, status and role
+        hint = super().sizeHint()
+        hint.setWidth(max(hint.width(), 450))
+        return hint
 
     # -- model updates ----------------------------------------------------------
     def refresh(self, *_):
@@ -123,7 +143,8 @@ class TreePanel(QWidget):
                 items = self._add(key, parent, sel)
             name_item, status_item, role_item = items
             _set(name_item, Qt.DisplayRole, name)
-            _set(name_item, Qt.ToolTipRole, tip or None)
+            # A name elided in the middle is read whole in its tooltip (first line: the full name).
+            _set(name_item, Qt.ToolTipRole, name if not tip or tip.startswith(name) else f"{name}\n{tip}")
             icon_key = icon_name or f"status:{status}"
             if name_item.data(KEY_ROLE + 10) != icon_key:
                 name_item.setData(icon_key, KEY_ROLE + 10)

@@ -4,11 +4,20 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import pytest
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 from gui.app import build_console
 
 START_TIMEOUT_MS = 15000
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path_factory):
+    """The console remembers its layout with QSettings: never in the user's own file during tests."""
+    path = tmp_path_factory.mktemp("qsettings")
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(path))
+    yield path
 
 
 @contextmanager

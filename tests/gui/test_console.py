@@ -156,7 +156,10 @@ def test_create_pair_wizard_explains_ineligible_candidates_and_mirrors(qtbot, co
     # The pair's row applies pair actions; the secondary volume is no longer offered as a primary.
     window.tree.select(("pair", "SiteA", "db"))
     assert window.mirror_actions.remove_pair.isEnabled() and window.mirror_actions.reserved.isEnabled()
-    assert window.details.pairs_table.rowCount() == 2
+    # One row per pair (it was listed once per side), naming both volumes.
+    t = window.details.pairs_table
+    assert t.rowCount() == 1
+    assert (t.item(0, 0).text(), t.item(0, 1).text()) == ("SiteA/db", "SiteB/db_dr")
 
 
 def test_missing_engine_operation_is_an_error_not_a_crash(qtbot, console):

@@ -214,16 +214,16 @@ def test_dr_drill_from_mirroring_menu_shows_its_exports(qtbot, console, engine):
     assert "erp" not in engine("lab_faults")["drills"]
 
 
-def test_long_running_operations_dialog_lists_the_initial_sync(qtbot, slow_link, console, engine):
-    """The LRO dialog shows long_running_operations(): group, pair, kind, progress bar from bytes done/total."""
+def test_long_running_operations_dock_lists_the_initial_sync_then_keeps_it(qtbot, slow_link, console, engine):
+    """The LRO dock shows long_running_operations(): group, pair, kind, progress bar from bytes done/total;
+    the finished sync stays listed with its outcome."""
     bridge, window = console
     engine("create_group", "erp", "SiteA", "SiteB", sync_mode="manual")
     engine("host_write", "SiteA/db", 0, os.urandom(32 * MIB))
     engine("add_pair", "erp", "SiteA/db", "SiteB/db_dr")
-    with qtbot.waitSignal(window.mirror_actions.sig_dialog_opened, timeout=5000) as opened:
-        window.mirror_actions.open_lro()
-    dialog = opened.args[0]
-    qtbot.addWidget(dialog)
+    window.mirror_actions.lro.trigger()
+    assert window.lro_dock.isVisible() and not window.lro_dock.isFloating()
+    dialog = window.lro
     t = dialog.table
     # The row names both sides once the console's state has the new pair (the next poll).
     qtbot.waitUntil(lambda: t.rowCount() >= 1 and t.item(0, 0) is not None and t.item(0, 0).text() == "erp"
@@ -236,4 +236,7 @@ def test_long_running_operations_dialog_lists_the_initial_sync(qtbot, slow_link,
     assert t.item(0, 4).text() != "0 B"
     qtbot.waitUntil(lambda: t.rowCount() == 0, timeout=30000)
     assert dialog.hint.text() == "No long running operations"
-    dialog.close()
+    h = dialog.history
+    qtbot.waitUntil(lambda: h.rowCount() >= 1 and h.item(0, 4) is not None, timeout=10000)
+    assert [h.item(0, c).text() for c in (1, 3, 4)] == ["erp", "Initial synchronization", "Committed"]
+    assert "SiteA/db" in h.item(0, 2).text() and h.item(0, 5).text() != "0 B"
