@@ -116,10 +116,26 @@ def _small_mirror(qtbot, window, engine, group="erp"):
 def _guru_problem(qtbot, window, prefix: str, timeout=20000):
     """Wait until the Recovery Guru lists a problem whose id starts with ``prefix``; show it; return it."""
     guru = window.guru
-    qtbot.waitUntil(lambda: any(p.id.startswith(prefix) for p in guru.problems), timeout=timeout)
-    row = next(i for i, p in enumerate(guru.problems) if p.id.startswith(prefix))
-    guru.list.setCurrentRow(row)
-    return guru.problems[row]
+
+    def shown():
+        rows = [i for i, p in enumerate(guru.problems) if p.id.startswith(prefix)]
+        if rows and guru.list.currentRow() != rows[0]:
+            guru.list.setCurrentRow(rows[0])
+        return bool(rows) and guru.problems[guru.list.currentRow()].id.startswith(prefix)
+    qtbot.waitUntil(shown, timeout=timeout)
+    return guru.problems[guru.list.currentRow()]
+
+
+def _guru_button(qtbot, guru, prefix: str) -> QPushButton:
+    """The shown problem's fix button whose label starts with ``prefix`` (buttons are rebuilt on refresh)."""
+    found = []
+
+    def find():
+        found[:] = [guru.buttons.itemAt(i).widget() for i in range(guru.buttons.count())]
+        found[:] = [b for b in found if isinstance(b, QPushButton) and b.text().startswith(prefix)]
+        return bool(found)
+    qtbot.waitUntil(find, timeout=10000)
+    return found[0]
 
 
 def _reserved(engine, array, volume):
@@ -138,8 +154,7 @@ def test_guru_fix_targets_the_secondary_whose_reserved_capacity_filled(qtbot, co
     problem = _guru_problem(qtbot, window, "failed-pair:SiteA/v")
     assert "SiteB/v_dr" in problem.objects
     guru = window.guru
-    grow = next(b for b in guru.findChildren(QPushButton)
-                if b.text().startswith("Increase the reserved capacity of SiteB/v_dr to ") and b.isVisible())
+    grow = _guru_button(qtbot, guru, "Increase the reserved capacity of SiteB/v_dr to ")
     assert "takes" in grow.toolTip() and "pool nvme_pool" in grow.toolTip()
     with qtbot.waitSignal(window.mirror_actions.sig_dialog_opened, timeout=5000) as opened:
         qtbot.mouseClick(grow, Qt.LeftButton)
@@ -162,7 +177,7 @@ def test_guru_fix_targets_the_secondary_whose_reserved_capacity_filled(qtbot, co
                     timeout=10000)
     qtbot.mouseClick(guru.button("Resume erp"), Qt.LeftButton)
     qtbot.waitUntil(lambda: engine("group", "erp", "SiteA").last_sync.outcome == "committed", timeout=30000)
-    assert window.tree.text_of(("group", "SiteA", "erp"), 1) in ("Optimal", "Synchronizing")
+    qtbot.waitUntil(lambda: window.tree.text_of(("group", "SiteA", "erp"), 1) == "Optimal", timeout=30000)
     assert engine("host_read", "SiteB/v_dr", 0, 8 * MIB) == engine("host_read", "SiteA/v", 0, 8 * MIB)
 
 
@@ -207,8 +222,7 @@ def test_reserved_forecast_warns_before_the_secondary_fills(qtbot, console, engi
     assert "the next sync needs about 3.0 MiB of SiteB/v_dr's 3.2 MiB reserved capacity" in problem.cause
     assert window.state.group("erp", "SiteA").status == "optimal"  # raised before anything failed
     guru = window.guru
-    grow = next(b for b in guru.findChildren(QPushButton)
-                if b.text().startswith("Increase the reserved capacity of SiteB/v_dr to ") and b.isVisible())
+    grow = _guru_button(qtbot, guru, "Increase the reserved capacity of SiteB/v_dr to ")
     with qtbot.waitSignal(window.mirror_actions.sig_dialog_opened, timeout=5000) as opened:
         qtbot.mouseClick(grow, Qt.LeftButton)
     dialog = opened.args[0]
