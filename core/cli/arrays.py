@@ -1,4 +1,4 @@
-"""mirrorctl array ...: the storage arrays, and ``array serve`` (one array as a daemon)."""
+"""mirrorctl array ...: the storage arrays, ``array serve`` (one array as a daemon); add/list/remove in core.cli.managed."""
 from __future__ import annotations
 
 import argparse
@@ -6,14 +6,14 @@ import asyncio
 import logging
 from pathlib import Path
 
-from core.cli import output
-from core.cli.common import Result, command
+from core.cli import managed, output
+from core.cli.common import Result, command, with_engine
 
 
 def register(sub) -> None:
     arr = sub.add_parser("array", help="storage arrays")
     asub = arr.add_subparsers(dest="array_command", metavar="ARRAY_COMMAND", required=True)
-    command(asub, "list", "list the arrays", _list)
+    managed.register(asub, lambda args: with_engine(args, lambda client: _list(client, args)))
     p = command(asub, "show", "show one array: controllers, ports, pools", _show)
     p.add_argument("array")
     r = asub.add_parser("remote", help="the remote arrays an array mirrors with (where to reach them, their password)")

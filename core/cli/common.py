@@ -38,7 +38,12 @@ def fleet_factory(args) -> Callable | None:
     from core.client.rest import ArrayClient
     from core.lab.supervisor import lab_status
 
+    saved = getattr(args, "managed_arrays", None)
     url = getattr(args, "array_url", None)
+    if saved:
+        if url:
+            raise InvalidInput("give --array NAME (a saved array) or --array-url, not both", code="invalidInput")
+        return managed_fleet_factory(saved)
     if url:
         if not args.password:
             raise InvalidInput("give the array's password with --password (user admin)", code="passwordMissing")
@@ -56,6 +61,21 @@ def fleet_factory(args) -> Callable | None:
         return None
 
     return lab_fleet_factory(status["arrays"])
+
+
+def managed_fleet_factory(names: list[str]) -> Callable:
+    """The fleet of the saved arrays ``names`` (core.client.managed), each certificate checked on every connection."""
+    from core.client.contact import client_for
+    from core.client.fleet import Fleet
+    from core.client.managed import ManagedArrayStore
+
+    store = ManagedArrayStore()
+    entries = [store.get(n) for n in dict.fromkeys(names)]
+    clients = {e.array_name or e.name: client_for(store, e) for e in entries}
+
+    def saved(home, purpose, nbd_port=None):
+        return Fleet(clients)
+    return saved
 
 
 def lab_fleet_factory(arrays: list[dict] | None = None) -> Callable:

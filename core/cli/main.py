@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trust the array's certificate with this SHA-256 fingerprint (as 'lab status' shows it)")
     p.add_argument("--ca-file", help="trust the certificate (or its CA) in this PEM file")
     p.add_argument("--array-name", help=argparse.SUPPRESS)
+    p.add_argument("--array", dest="managed_arrays", action="append", metavar="NAME",
+                   help="manage this saved array ('mirrorctl array add'); repeat for several")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_GROUPS:
         module.register(sub)

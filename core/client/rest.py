@@ -17,6 +17,7 @@ import asyncio
 import base64
 import json as jsonlib
 import ssl
+import time
 from typing import Any
 
 import aiohttp
@@ -59,14 +60,20 @@ class ArrayClient:
     """
 
     def __init__(self, base_url: str, password: str, *, cafile: str | None = None, fingerprint: str | None = None,
-                 timeout: float = 30):
+                 timeout: float = 30, saved_as: str | None = None):
+        """``saved_as``: the managed array's display name, for a message that says how to re-trust it."""
         self.base_url = base_url.rstrip("/")
+        self.saved_as = saved_as
         # The header is built here: aiohttp's BasicAuth helper is deprecated from 3.14 on.
         self._auth = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{password}".encode()).decode("ascii")}
         self._ssl = _ssl_for(self.base_url, cafile, fingerprint)
         self._cafile = cafile
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        # What the console shows of a managed array's reachability: when it last answered
+        # (time.time()), and why the last call could not reach it (None once it answers again).
+        self.last_answered: float | None = None
+        self.last_error: str | None = None
 
     @classmethod
     def for_daemon(cls, info: dict, password: str, **kwargs) -> "ArrayClient":
@@ -94,10 +101,27 @@ class ArrayClient:
         """The array's identity (needs no password): version, systemId, arrayName, worldWideName."""
         return await self.request("GET", ABOUT, auth=False)
 
-    async def request(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
-                      data: bytes | None = None, headers: dict | None = None, raw: bool = False,
-                      auth: bool = True, timeout: float | None | object = ...) -> Any:
+    async def request(self, method: str, path: str, **kwargs) -> Any:
         """One call; ``timeout`` overrides the client's (None: no limit, for a sync that runs to its end)."""
+        try:
+            result = await self._request(method, path, **kwargs)
+        except MirrorError as e:
+            if isinstance(e, CommunicationError) or e.code.startswith("certificate"):
+                self.last_error = e.message
+            elif getattr(e, "http_status", None) is not None:  # it answered, if only to refuse
+                self.answered()
+            raise
+        self.answered()
+        return result
+
+    def answered(self) -> None:
+        """The array answered (a call, or its event stream): reachable now."""
+        self.last_answered = time.time()
+        self.last_error = None
+
+    async def _request(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
+                       data: bytes | None = None, headers: dict | None = None, raw: bool = False,
+                       auth: bool = True, timeout: float | None | object = ...) -> Any:
         url = self.url(path)
         session = self._open()
         limit = {} if timeout is ... else {"timeout": aiohttp.ClientTimeout(total=timeout)}
@@ -116,6 +140,12 @@ class ArrayClient:
                     return await resp.json()
                 return body.decode("utf-8", "replace")
         except aiohttp.ServerFingerprintMismatch as e:
+            if self.saved_as:
+                raise MirrorError(
+                    f"the certificate of array '{self.saved_as}' changed: {self.base_url} now presents SHA-256 "
+                    f"{e.got.hex()}, the accepted one is {e.expected.hex()}; if it was replaced on purpose, check it "
+                    f"and add the array again ('mirrorctl array remove {self.saved_as}', then 'array add')",
+                    code="certificateMismatch") from None
             raise MirrorError(
                 f"the array at {self.base_url} presented certificate SHA-256 {e.got.hex()}, not the pinned "
                 f"{e.expected.hex()}; if its certificate was replaced on purpose, pin the new one",
