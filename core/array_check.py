@@ -69,7 +69,7 @@ class CheckReport:
 
 def check_array(data_dir, repair: bool = False, region_size: int | None = None) -> CheckReport:
     """Check (and with ``repair`` fix) a stopped array's data directory."""
-    from core.service_sync import SyncService
+    from core.domain import REGION_SIZE
 
     data_dir = Path(data_dir)
     if not (data_dir / DB_NAME).exists():
@@ -82,7 +82,7 @@ def check_array(data_dir, repair: bool = False, region_size: int | None = None) 
         raise MirrorError(f"array {data_dir.name} is running ({data_dir} is locked): stop the array first: "
                           f"mirrorctl lab array stop {data_dir.name}", code="arrayRunning") from None
     try:
-        return _Checker(data_dir, repair, region_size or SyncService.region_size).run()
+        return _Checker(data_dir, repair, region_size or REGION_SIZE).run()
     finally:
         lock.release()
 

@@ -5,6 +5,7 @@ can rely on them.
 """
 from __future__ import annotations
 
+import os
 from enum import Enum
 
 
@@ -149,6 +150,8 @@ DEFAULT_SYNC_ALERT_MIN = 10
 DEFAULT_RECOVERY_POINT_ALERT_MIN = 30
 DEFAULT_RESERVED_ALERT_PCT = 80
 DEFAULT_REGION_SIZE = 64 * 1024
+# The region size this process uses (tests and benchmarks may choose another).
+REGION_SIZE = int(os.environ.get("MIRROR_REGION_SIZE", DEFAULT_REGION_SIZE))
 RAID_LEVELS = ("0", "1", "5", "6", "10")
 
 

@@ -51,7 +51,7 @@ def _done(_result) -> dict:
 def _digest(array, volume: str, size: int, exclude: list[int]) -> dict:
     """Digests of a secondary's committed recovery point, for ``verify``."""
     from core.service_operations import volume_digests
-    from core.service_sync import SyncService
+    from core.domain import REGION_SIZE
 
     row = array.volume(volume)
-    return {"digests": volume_digests(str(array.volume_path(row)), size, SyncService.region_size, exclude)}
+    return {"digests": volume_digests(str(array.volume_path(row)), size, REGION_SIZE, exclude)}

@@ -8,32 +8,40 @@ touches an array's database session.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from pathlib import Path
-from typing import Callable
 
 from core.array import StorageArray
+from core.drills import Drills
 from core.endpoint import ArrayEndpoint
 from core import remote_arrays
-from core.errors import CommunicationError, InvalidInput, NotFound
-from core.lab import LabState, open_arrays
+from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
+from core.lab import open_arrays
+from core.lab_faults import LabFaultFile
+from core.nbd.exports import NbdExports
+from core.publisher import Publisher, Subscriber
+from core.domain import REGION_SIZE
+from core.replication import receiver
+from core.replication.channels import ChannelHub
+from core.replication.host_volumes import HostVolumes
+from core.replication.links import Links
+from core.replication.sync_runner import SyncRunner
 from core.service_faults import FaultService
-from core.service_lab import LabService
 from core.service_mirrors import MirrorService
-from core.service_nbd import DrillService, NbdService
 from core.service_operations import OperationsService
 from core.service_reconcile import ReconcileService
 from core.service_roles import RoleService  # roles, failover, Recovery Guru (first: it wraps the others)
-from core.service_sync import SyncService
 from core.service_volumes import VolumeService
-from core.snapshots import ArraySnapshot, EngineEvent, EventRecord
+from core.snapshots import ArraySnapshot, EventRecord
+from core.workload import Workload
 
 log = logging.getLogger(__name__)
-Subscriber = Callable[[EngineEvent], None]
+TICK_SECONDS = 0.25
 
 
-class Engine(FaultService, ReconcileService, RoleService, LabService, DrillService, NbdService, SyncService, OperationsService, VolumeService, MirrorService):
+class Engine(FaultService, ReconcileService, RoleService, OperationsService, VolumeService, MirrorService):
     """The arrays run by this process: all arrays of a lab home, or the one array of a daemon.
 
     ``data_dirs`` names the arrays to open (an array daemon passes its own); without it
@@ -42,6 +50,8 @@ class Engine(FaultService, ReconcileService, RoleService, LabService, DrillServi
     its remote-array entry gives. ``listen``/``channel_port``/``nbd_host`` are where the
     listeners bind; ``channel_ssl``/``peer_ssl`` turn on TLS between array daemons.
     """
+
+    region_size = REGION_SIZE
 
     def __init__(self, home: Path, purpose: str = "", nbd_port: int | None = None, *,
                  data_dirs: list[Path] | None = None, listen: str = "127.0.0.1", channel_port: int = 0,
@@ -54,10 +64,18 @@ class Engine(FaultService, ReconcileService, RoleService, LabService, DrillServi
         self.channel_port = channel_port
         self.channel_ssl = channel_ssl
         self.peer_ssl = peer_ssl
-        self.lab = LabState(self.home)
+        self.lab = LabFaultFile(self.home)
         self.arrays: dict[str, StorageArray] = {}
         self.endpoints: dict[str, ArrayEndpoint] = {}
-        self._subscribers: list[Subscriber] = []
+        self.publisher = Publisher()
+        self.publish = self.publisher.publish
+        self.subscribe = self.publisher.subscribe
+        self.hosts = HostVolumes(self.lab, self.region_size, lambda hv, err: self.runner.pit_full(hv, err))
+        self.links = Links(self.arrays, self.lab)
+        self.runner = SyncRunner(self.arrays, self.hosts, self.links, self.publish, self.region_size, self.role_hold)
+        self.drills = Drills(self.arrays, self.lab, self.publish, self.nbd_uri, self.region_size)
+        self.nbd = NbdExports(self.hosts, self.drills, self.lab, listen, nbd_port)
+        self.workload_runner = Workload(self.get_array, self.hosts, self.publish)
         self.started = False
 
     # -- life cycle ---------------------------------------------------------
@@ -65,46 +83,144 @@ class Engine(FaultService, ReconcileService, RoleService, LabService, DrillServi
         opened = [StorageArray.open(d, self.purpose) for d in self.data_dirs] if self.data_dirs is not None \
             else open_arrays(self.home, self.purpose)
         for array in opened:
-            array.on_event = self._on_array_event
+            array.on_event = self.publisher.array_event
             self.arrays[array.name] = array
             self.endpoints[array.name] = ArrayEndpoint(array)
-        await self.start_data_path()
-        self._watch_remote_links()
-        await self.start_nbd()
+        self.channels = self.links.channels = ChannelHub(
+            self.endpoints, lambda *a: self.receiver.regions(*a), self.links,
+            self.listen, self.channel_port, self.channel_ssl, self.peer_ssl)
+        self.receiver = receiver.Receiver(self)
+        for array in self.arrays.values():
+            self.receiver.register(self.endpoints[array.name])
+            self.hosts.open_array(array)
+            receiver.recover_groups(self, array)
+            await self.channels.start_array(array)
+            self.hosts.refresh_access(array)
+        self._start_roles()
+        self._scheduler = asyncio.get_running_loop().create_task(self._schedule_forever(), name="scheduler")
+        self.links.watch_remotes()
+        await self.nbd.start(list(self.arrays))
         self.started = True
-        await self.sync_drills()
+        await self.drills.follow_lab()
 
     async def stop(self) -> None:
         if self.started:
-            await self.stop_workload()
-            for clone in self._drills().values():
-                clone.close()
-            self._drills().clear()
-            await self.stop_nbd()
-            await self.stop_data_path()
+            await self.workload_runner.stop()
+            self.drills.close_all()
+            await self.nbd.stop()
+            self._scheduler.cancel()
+            await asyncio.gather(self._scheduler, return_exceptions=True)
+            await self._stop_roles()
+            await self.runner.stop()
+            await self.channels.stop()
+            self.hosts.close_all()
         for array in self.arrays.values():
             array.close()
         self.arrays.clear()
         self.endpoints.clear()
         self.started = False
 
-    # -- publishing ------------------------------------------------------------
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback`` (on the engine thread) for every change; returns an unsubscribe function."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
-
-    def publish(self, kind: str, array: str = "", obj: str = "", event: EventRecord | None = None,
-                data: tuple = ()) -> None:
-        ev = EngineEvent(kind=kind, array=array, object=obj, event=event, data=data)
-        for cb in list(self._subscribers):
+    # -- the scheduler and the in-process lab's faults -------------------------------
+    async def _schedule_forever(self) -> None:
+        while True:
             try:
-                cb(ev)
-            except Exception:  # a broken subscriber must not stop the engine
-                log.exception("engine event subscriber failed")
+                await self._follow_lab_faults()
+                self._watch_links()
+                self.runner.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler tick failed")
+            await asyncio.sleep(TICK_SECONDS)
 
-    def _on_array_event(self, record: EventRecord) -> None:
-        self.publish("event", record.array, record.object, event=record)
+    async def _follow_lab_faults(self) -> None:
+        """Another process (``mirrorctl lab link cut``) may change lab.json: follow it."""
+        before = self.lab.poll()
+        if before is None:
+            return
+        await self._apply_faults(before)
+        await self.drills.follow_lab()
+
+    async def _apply_faults(self, before) -> None:
+        f = self.lab.faults
+        if f.link_cut and not before.link_cut:
+            await self.channels.close_sessions()
+            self.publish("link", obj="cut")
+        elif before.link_cut and not f.link_cut:
+            self.publish("link", obj="restored")
+        if f.link_bandwidth != before.link_bandwidth:
+            self.channels.set_rate(f.link_bandwidth)
+        self.hosts.apply_failures(self.arrays)
+
+    async def lab_link(self, cut: bool) -> dict:
+        """Cut or restore the link between the lab's arrays (kept in lab.json until restored)."""
+        before = self.lab.reread()  # keep what other processes changed meanwhile
+        self.lab.faults.link_cut = cut
+        self.lab.save()
+        await self._apply_faults(before)
+        return await self.lab_faults()
+
+    async def lab_faults(self) -> dict:
+        return self.lab.as_dict()
+
+    # -- host access -----------------------------------------------------------------
+    def host_volume(self, array: str, volume: str, missing_ok: bool = False):
+        return self.hosts.volume(array, volume, missing_ok)
+
+    def refresh_access(self, array: StorageArray) -> None:
+        self.hosts.refresh_access(array)
+
+    def attach_pair_volume(self, array: StorageArray, volume: str) -> None:
+        self.hosts.attach_pair_volume(array, volume)
+
+    def detach_pair_volume(self, array: str, volume: str) -> None:
+        self.hosts.detach_pair_volume(array, volume)
+
+    def nbd_uri(self, array: str, volume: str) -> str | None:
+        return self.nbd.uri(array, volume)
+
+    async def nbd_uris(self) -> dict[str, str]:
+        return self.nbd.uris()
+
+    def drill_clone(self, array: str, name: str):
+        return self.drills.clone(array, name)
+
+    def preserve_for_drills(self, array: str, volume: str, offsets) -> None:
+        self.drills.preserve(array, volume, offsets)
+
+    async def drill_start(self, group: str) -> dict:
+        return await self.drills.start(group)
+
+    async def drill_stop(self, group: str) -> None:
+        await self.drills.stop(group)
+
+    # -- lab tools ----------------------------------------------------------------------
+    async def start_workload(self, refs: list[str], rate_mib: float, pattern: str = "random") -> dict:
+        return await self.workload_runner.start(refs, rate_mib, pattern)
+
+    async def stop_workload(self) -> dict | None:
+        return await self.workload_runner.stop()
+
+    async def workload(self) -> dict | None:
+        return self.workload_runner.info()
+
+    async def test_communication(self, local: str, remote: str) -> dict:
+        """Connectivity, round-trip latency and bandwidth of the mirroring channel."""
+        self.get_array(local)
+        result = {"local": local, "remote": remote, "connected": False, "latency_ms": None,
+                  "bandwidth_mib_s": None, "message": ""}
+        try:
+            if not await self.can_reach(local, remote):
+                raise MirrorError(f"the link between {local} and {remote} is down")
+            session = await self.channels.session(local, remote)
+            pings = [await session.ping() for _ in range(5)]
+            result["connected"] = True
+            result["latency_ms"] = round(1000 * sorted(pings)[len(pings) // 2], 3)
+            result["bandwidth_mib_s"] = round(await session.measure_bandwidth(8 << 20) / (1 << 20), 1)
+            result["message"] = f"{remote} reachable over the mirroring channel"
+        except MirrorError as e:
+            result["message"] = e.message
+        return result
 
     # -- arrays ------------------------------------------------------------------
     def get_array(self, name: str) -> StorageArray:
@@ -115,39 +231,16 @@ class Engine(FaultService, ReconcileService, RoleService, LabService, DrillServi
         return array
 
     def reachable(self, local: str, remote: str) -> bool:
-        """Whether ``local`` can talk to ``remote`` over the mirroring channel right now.
-
-        A remote in another process is up while its channel session answers (the
-        link monitor); both arrays in this process follow the in-process lab's faults.
-        """
-        if remote not in self.arrays:
-            channels = getattr(self, "channels", None)
-            return channels is not None and channels.monitor.up(local, remote)
-        f = self.lab.faults
-        return not f.link_cut and remote not in f.stopped_arrays and local not in f.stopped_arrays
+        return self.links.reachable(local, remote)
 
     async def can_reach(self, local: str, remote: str) -> bool:
-        """Whether a command can talk to ``remote`` now: a remote in another process is probed at once."""
-        if remote in self.arrays:
-            return self.reachable(local, remote)
-        return await self.channels.monitor.probe_now(local, remote)
+        return await self.links.can_reach(local, remote)
 
     def link_known(self, local: str, remote: str) -> bool:
-        """False only before the first probe of a remote in another process (just after a start)."""
-        return remote in self.arrays or self.channels.monitor.checked(local, remote)
+        return self.links.known(local, remote)
 
     async def peer_call(self, local: str, remote: str, method: str, params: dict, timeout: float = 60.0) -> dict:
-        """Send ``method`` from array ``local`` to array ``remote`` over the mirroring channel.
-
-        A remote in another process is simply dialled: the attempt, not the link
-        monitor's last probe, says whether it answers (just after a start, the monitor
-        has not probed yet).
-        """
-        if remote in self.arrays and not self.reachable(local, remote):
-            raise CommunicationError(
-                f"array {local} cannot reach array {remote} over the mirroring channel; "
-                "check the link (lab link restore) and that the remote array is running")
-        return await self.channels.call(local, remote, method, params, timeout=timeout)
+        return await self.links.call(local, remote, method, params, timeout=timeout)
 
     async def arrays_list(self) -> list[ArraySnapshot]:
         return [self._array_snapshot(a) for _, a in sorted(self.arrays.items())]
@@ -159,13 +252,6 @@ class Engine(FaultService, ReconcileService, RoleService, LabService, DrillServi
         return array.snapshot(online=array.name not in self.lab.faults.stopped_arrays)
 
     # -- remote arrays (configuration of each local array) -------------------------------
-    def _watch_remote_links(self) -> None:
-        """Watch the link to every remote array that lives in another process."""
-        for array in self.arrays.values():
-            remotes = {e["name"] for e in remote_arrays.remote_entries(array)} | {g.remote_array for g in array.groups()}
-            for remote in sorted(remotes - set(self.arrays)):
-                self.channels.monitor.watch(array.name, remote)
-
     def local_array(self, name: str | None = None) -> StorageArray:
         """``name``, or the one array this process runs (an array daemon)."""
         if name is not None:

@@ -172,7 +172,7 @@ class GuruService:
                         (g.name,) + failed, "A mirrored pair failed; the other pairs are stopped.",
                         ("1. Fix the failed pair" + (f": repair {', '.join(failed)}." if failed else "."),
                          f"2. Resume {g.name}."), tuple(acts)))
-        st = self.runner.states.get((array.name, g.name)) if hasattr(self, "states") else None
+        st = self.runner.states.get((array.name, g.name))
         if st is not None and st.verify_mismatched:
             add(Problem(f"verify-mismatch:{g.name}", Severity.CRITICAL.value,
                         f"{st.verify_mismatched} region(s) of {g.name} differ on {remote}", (g.name, remote),

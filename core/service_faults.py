@@ -12,7 +12,7 @@ import logging
 
 from core.domain import Role, Severity
 from core.errors import InvalidInput, MirrorError, NotFound
-from core.service_volumes import split_ref
+from core.refs import split_ref
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +21,6 @@ class FaultService:
     """Mixed into :class:`core.engine.Engine`, before :class:`core.service_roles.RoleService`."""
 
     # -- ownership -------------------------------------------------------------------------------------
-    async def _run_sync(self, array, group: str, st) -> None:
-        g = array.group(group)
-        owners = {p.remote_volume: p.volume.current_owner for p in g.pairs if not (p.incomplete or p.orphan)}
-        try:  # the secondary's owner follows the primary's with the next remote write
-            await self.peer_call(array.name, g.remote_array, "volume.owner", {"owners": owners})
-        except MirrorError:
-            pass  # the sync itself reports the link
-        await super()._run_sync(array, group, st)
-
     async def set_volume_owner(self, ref: str, ctrl: str) -> None:
         a, v = split_ref(ref)
         array = self.get_array(a)
@@ -46,16 +37,9 @@ class FaultService:
     # -- lab faults ------------------------------------------------------------------------------------
     def _save_faults(self) -> None:
         self.lab.save()
-        self._lab_mtime = self._lab_file_mtime()
 
     def _reload(self):
-        import copy
-
-        from core.lab import LabState
-
-        before = copy.deepcopy(self.lab.faults)
-        self.lab = LabState(self.home)
-        return before
+        return self.lab.reread()
 
     async def volume_fail(self, ref: str) -> None:
         """Lab: fail a volume; its pair fails and its group is system suspended."""
@@ -75,7 +59,7 @@ class FaultService:
             reason = f"volume {ref} failed; repair it, then resume the group"
             pair.failed_reason = reason
             array.db.commit()
-            st = self._primary_state(array, pair.group)
+            st = self.runner.primary_state(array, pair.group)
             if st is not None and st.running:
                 st.task.cancel()
             try:
@@ -109,7 +93,7 @@ class FaultService:
                 pass
             g = pair.group
             prim = a if g.role == Role.PRIMARY.value else g.remote_array
-            self._state(prim, g.name).waiting_for_user = True
+            self.runner.state(prim, g.name).waiting_for_user = True
         array.log(Severity.INFO, v, "volumeRepaired", f"Volume {ref} repaired; resume its group")
         self.publish("volume", a, v)
 
@@ -143,7 +127,7 @@ class FaultService:
         a.db.commit()
         a.log(Severity.CRITICAL, f"controller {ctrl}", "controllerOffline",
               f"Controller {key} reset; {len(moved)} volume(s) moved to controller {other}")
-        for (an, gname), st in list(self.states.items()):
+        for (an, gname), st in list(self.runner.states.items()):
             g = self.get_array(an).find_group(gname)
             if g is None or not st.running:
                 continue

@@ -6,7 +6,7 @@ from core.domain import Role, Severity
 from core.eligibility import array_refusals, candidates
 from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
 from core.groups import GroupSettings, check_group_name
-from core.service_volumes import split_ref
+from core.refs import split_ref
 from core.snapshots import (ArraySnapshot, Candidate, GroupSnapshot, PairSnapshot, ReservedCapacitySnapshot,
                             SyncStats, VolumeSnapshot, from_json)
 from core.status import GroupRuntime, PairRuntime, group_status, pair_status, system_suspended
@@ -14,22 +14,6 @@ from core.status import GroupRuntime, PairRuntime, group_status, pair_status, sy
 
 class MirrorService:
     """Mixed into :class:`core.engine.Engine`."""
-
-    # -- hooks the data path overrides -------------------------------------
-    def pair_runtime(self, array, pair) -> PairRuntime:
-        return PairRuntime()
-
-    def group_runtime(self, array, group) -> GroupRuntime:
-        return GroupRuntime(paused=not self.reachable(array.name, group.remote_array))
-
-    def last_sync(self, array, group) -> SyncStats | None:
-        return None
-
-    async def on_pair_added(self, array, pair) -> None:
-        """The data path starts tracking changes / the initial synchronization."""
-
-    async def on_pair_removing(self, array, pair) -> None:
-        """The data path stops what it runs for the pair."""
 
     # -- remote views ------------------------------------------------------------
     async def remote_array(self, local: str, remote: str) -> ArraySnapshot:
@@ -81,11 +65,8 @@ class MirrorService:
         await self.peer_call(array.name, row.remote_array, "group.update", {"name": name, "settings": s.to_params()})
         sides.update_group_side(array, name, s.to_params())
         self.publish("group", array.name, name)
-        await self.on_group_settings_changed(array, row)
+        self.runner.settings_changed(array, row)
         return await self.group(name, array.name)
-
-    async def on_group_settings_changed(self, array, group) -> None:
-        """The scheduler re-plans the next sync."""
 
     async def delete_group(self, name: str) -> None:
         array = self.group_home(name)
@@ -123,7 +104,7 @@ class MirrorService:
         return self.group_snapshot(a, a.group(name))
 
     def group_snapshot(self, array, g) -> GroupSnapshot:
-        rt = self.group_runtime(array, g)
+        rt = self.runner.group_runtime(array, g)
         status = group_status(g, rt)
         suspended = system_suspended(g)
         pairs = tuple(self.pair_snapshot(array, p, suspended) for p in g.pairs)
@@ -134,11 +115,11 @@ class MirrorService:
             recovery_point_alert_minutes=g.recovery_point_alert_minutes,
             reserved_alert_percent=g.reserved_alert_percent, status=status.value, pairs=pairs,
             last_recovery_point=g.last_recovery_point, next_sync=rt.next_sync, progress=rt.progress,
-            last_sync=self.last_sync(array, g), unsynchronized_bytes=sum(p.unsynchronized_bytes for p in pairs),
+            last_sync=self.runner.last_sync(array, g), unsynchronized_bytes=sum(p.unsynchronized_bytes for p in pairs),
             host_writable=g.role == Role.PRIMARY.value and not g.role_change)
 
     def pair_snapshot(self, array, p, group_suspended: bool | None = None) -> PairSnapshot:
-        rt = self.pair_runtime(array, p)
+        rt = self.runner.pair_runtime(array, p)
         if group_suspended is None:
             group_suspended = system_suspended(p.group)
         status = pair_status(p, group_suspended, rt)
@@ -193,7 +174,7 @@ class MirrorService:
             await self.peer_call(pa, sa, "pair.remove", {"volume": sv})
             raise
         row = local.pair_of(local.volume(pv))
-        await self.on_pair_added(local, row)
+        self.runner.pair_added(local, row)
         self.publish("pair", pa, f"{group}/{pv}")
         self.publish("pair", sa, f"{group}/{sv}")
         return self.pair_snapshot(local, row)
@@ -203,7 +184,7 @@ class MirrorService:
         array = self.get_array(a)
         pair = sides.find_pair(array, v)
         group, remote, remote_vol = pair.group.name, pair.group.remote_array, pair.remote_volume
-        await self.on_pair_removing(array, pair)
+        self.runner.pair_removing(array, pair)
         try:
             await self.peer_call(a, remote, "pair.remove", {"volume": remote_vol})
         except CommunicationError:

@@ -14,7 +14,7 @@ from core.datapath.extents import allocated_regions
 from core.domain import Role, Severity
 from core.errors import MirrorError
 from core.replication.sync_figures import stats as _stats
-from core.service_volumes import split_ref
+from core.refs import split_ref
 from core.snapshots import SyncStats
 from core.store.schema import SyncStatRow
 
@@ -66,7 +66,7 @@ class OperationsService:
         this sync commits.
         """
         array, g = self._primary_group(group)
-        st = self._state(array.name, group)
+        st = self.runner.state(array.name, group)
         st.delete_recovery_point_allowed |= bool(delete_recovery_point_if_necessary)
         if after_running and (st.running or st.manual_requested):
             fut = asyncio.get_running_loop().create_future()
@@ -90,22 +90,22 @@ class OperationsService:
         fut = asyncio.get_running_loop().create_future()
         st.waiters.append(fut)
         st.manual_requested = True
-        self._tick()
+        self.runner.tick()
         if not wait:
             fut.add_done_callback(lambda f: f.exception())  # nobody waits: do not warn
             return None
         await fut
-        return self.last_sync(array, array.group(group))
+        return self.runner.last_sync(array, array.group(group))
 
     async def suspend(self, group: str) -> None:
         array, g = self._primary_group(group)
         if g.user_suspended:
             raise MirrorError(f"group {group} is already suspended", code="arvmGroupAlreadySuspended")
-        st = self._state(array.name, group)
+        st = self.runner.state(array.name, group)
         if st.running:
             st.task.cancel()
             await asyncio.gather(st.task, return_exceptions=True)
-        self._finish_waiters(st, MirrorError(f"group {group} was suspended before its synchronization finished",
+        self.runner.finish_waiters(st, MirrorError(f"group {group} was suspended before its synchronization finished",
                                              code="arvmGroupSuspended"))
         g.user_suspended = True
         array.db.commit()
@@ -120,7 +120,7 @@ class OperationsService:
         fit a secondary's reserved capacity in place (see :meth:`sync_now`).
         """
         array, g = self._primary_group(group)
-        st = self._state(array.name, group)
+        st = self.runner.state(array.name, group)
         st.delete_recovery_point_allowed |= bool(delete_recovery_point_if_necessary)
         was = g.user_suspended or st.waiting_for_user or any(p.failed_reason for p in g.pairs)
         if not was:
@@ -149,7 +149,7 @@ class OperationsService:
 
     async def long_running_operations(self) -> list[dict]:
         out = []
-        for (a, gname), st in self.states.items():
+        for (a, gname), st in self.runner.states.items():
             if st.transfer is not None:
                 for p in st.transfer.pairs:
                     out.append({"group": gname, "array": a, "pair": f"{a}/{p.local_volume}",
@@ -180,7 +180,7 @@ class OperationsService:
             pairs = [await self._verify_pair(array, g, p) for p in g.pairs]
             if array.group(group).last_recovery_point_id == rp_id:
                 break
-        report = _verify_report(g, pairs, status.group_status(g, self.group_runtime(array, g)).value)
+        report = _verify_report(g, pairs, status.group_status(g, self.runner.group_runtime(array, g)).value)
         outcome = report["outcome"]
         severity = {"identical": Severity.INFO, "mismatch": Severity.CRITICAL}.get(outcome, Severity.WARNING)
         text = {"identical": "the secondary matches the recovery point",
@@ -228,7 +228,7 @@ class OperationsService:
             raise MirrorError(f"group {group} has no recovery point yet; synchronize it first",
                               code="arvmNoRecoveryPoint")
         report = await online_verify(self, array, g)
-        st = self._state(array.name, group)
+        st = self.runner.state(array.name, group)
         st.verify_mismatched = report["regionsMarked"]  # a Guru problem until a sync resends them
         return report
 

@@ -32,10 +32,6 @@ class ReconcileService:
         busy = getattr(self, "_reconciling", {})
         return bool(g.forced) or (array.name, g.remote_array) in busy or (g.remote_array, array.name) in busy
 
-    def _tick(self) -> None:
-        self._watch_links()
-        super()._tick()
-
     def _watch_links(self) -> None:
         if not hasattr(self, "_was_reachable"):
             return

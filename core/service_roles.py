@@ -25,7 +25,7 @@ from core import sides
 from core.domain import Role, Severity
 from core.errors import InvalidInput, MirrorError, NotFound
 from core.guru import GuruService
-from core.service_volumes import split_ref
+from core.refs import split_ref
 
 log = logging.getLogger(__name__)
 HINTS_FILE = "reconcile.json"
@@ -69,8 +69,7 @@ class RoleService(GuruService):
             ep.register("role.resolve", lambda peer, _a=a, **p: self.resolve_role_conflict(p["group"], _a.name))
             ep.register("pair.complete", lambda peer, _a=a, **p: self._complete_pair(_a, **p))
 
-    async def start_data_path(self) -> None:
-        await super().start_data_path()
+    def _start_roles(self) -> None:
         self._register_role_methods()
         self._was_reachable: dict[tuple[str, str], bool] = {}
         self._reconcile_asked: dict[tuple[str, str], float] = {}
@@ -78,13 +77,12 @@ class RoleService(GuruService):
         self._reconciling: dict[tuple[str, str], asyncio.Task] = {}
         self._role_tasks: dict[str, asyncio.Task] = {}
 
-    async def stop_data_path(self) -> None:
+    async def _stop_roles(self) -> None:
         tasks = [t for t in list(getattr(self, "_reconciling", {}).values()) + list(
             getattr(self, "_role_tasks", {}).values()) if not t.done()]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await super().stop_data_path()
 
     async def _on(self, orch: str, target: str, method: str, params: dict) -> dict:
         """Apply a side message on ``target``: directly when it is ``orch``, else over the channel."""
@@ -200,13 +198,13 @@ class RoleService(GuruService):
         return str(data_path)
 
     def _drop_transfer(self, array, g) -> None:
-        st = self.states.get((array.name, g.name))
+        st = self.runner.states.get((array.name, g.name))
         if st is None:
             return
         if st.running:
             st.task.cancel()
         if st.transfer is not None:
-            self._abandon(array, g, st)
+            self.runner.abandon(array, g, st)
         st.paused = st.waiting_for_user = st.manual_requested = False
 
     async def _side_request(self, array, group: str, primary: str) -> dict:
@@ -371,7 +369,7 @@ class RoleService(GuruService):
         await asyncio.sleep(self.role_change_delay)
         if pa.group(group).role_change != "pending":
             return  # cancelled from the other array while pending
-        st = self._state(pa.name, group)
+        st = self.runner.state(pa.name, group)
         if st.running:  # the pending phase waits for the running sync
             await asyncio.gather(st.task, return_exceptions=True)
         g = pa.group(group)
@@ -389,12 +387,12 @@ class RoleService(GuruService):
             raise
         await self._on(pa.name, new_primary, "role.swap", {"group": group, "role": Role.PRIMARY.value})
         await self._on(pa.name, pa.name, "role.swap", {"group": group, "role": Role.SECONDARY.value})
-        self.states.pop((pa.name, group), None)
+        self.runner.states.pop((pa.name, group), None)
         self._role_tasks.pop(group, None)
 
     async def _final_sync(self, array, g) -> None:
         """Sync what the secondary lacks, even though the scheduler holds the group (role change)."""
-        st = self._state(array.name, g.name)
+        st = self.runner.state(array.name, g.name)
         if st.running:
             await asyncio.gather(st.task, return_exceptions=True)
         pending = any(self.hosts[(array.name, p.volume.name)].changelog.pending_regions().size
@@ -403,7 +401,7 @@ class RoleService(GuruService):
             return
         fut = asyncio.get_running_loop().create_future()
         st.waiters.append(fut)
-        self._start_sync(array, g, st)
+        self.runner.start_sync(array, g, st)
         await fut
 
     # -- forced changes ---------------------------------------------------------------------------
@@ -473,7 +471,7 @@ class RoleService(GuruService):
         local = self.get_array(pa)
         sides.create_pair_side(local, group, pv, sv, reserved_percent, incomplete=True)
         row = local.pair_of(local.volume(pv))
-        await self.on_pair_added(local, row)
+        self.runner.pair_added(local, row)
         self._set_hint(local, group, True)
         local.log(Severity.WARNING, f"{group}/{pv}", "arvmPairIncomplete",
                   f"Pair {primary} -> {secondary} created while {sa} is unreachable: incomplete until the link returns")
@@ -502,6 +500,6 @@ class RoleService(GuruService):
         for p in list(g.pairs):
             self.detach_pair_volume(array.name, p.volume.name)
         sides.delete_group_side(array, name, force=True)
-        self.states.pop((array.name, name), None)
+        self.runner.states.pop((array.name, name), None)
         self.refresh_access(array)
         self.publish("group", array.name, name)

@@ -4,17 +4,9 @@ from __future__ import annotations
 from core.channel.auth import new_salt, password_hash
 from core.domain import Severity
 from core.errors import InvalidInput
+from core.refs import split_ref
 from core.snapshots import VolumeSnapshot
 from core.units import parse_size
-
-
-def split_ref(ref: str) -> tuple[str, str]:
-    """``SiteA/db`` -> ("SiteA", "db"): volumes are addressed as ARRAY/VOLUME."""
-    parts = str(ref).split("/")
-    if len(parts) != 2 or not all(parts):
-        raise InvalidInput(f"'{ref}' is not a volume address; write it as ARRAY/VOLUME, e.g. SiteA/db",
-                           code="invalidVolumeRef")
-    return parts[0], parts[1]
 
 
 class VolumeService:
@@ -24,12 +16,8 @@ class VolumeService:
         return array.volume_snapshot(row, host_writable=self.host_writable(array, row),
                                      nbd_uri=self.nbd_uri(array.name, row.name), pairs=pairs)
 
-    # Overridden by the data path and the NBD server as they come up.
     def host_writable(self, array, row) -> bool | None:
-        return None
-
-    def nbd_uri(self, array: str, volume: str) -> str | None:
-        return None
+        return self.hosts.writable(array.name, row.name)
 
     async def volumes(self, array: str | None = None) -> list[VolumeSnapshot]:
         names = [array] if array else sorted(self.arrays)
@@ -55,7 +43,7 @@ class VolumeService:
                                   segment_size=parse_size(segment_size, "segment size"), security=security,
                                   drive_security=drive_security, data_assurance=data_assurance,
                                   resource_partitioning=resource_partitioning, owner=owner)
-        await self.on_volume_created(array, row)
+        self.hosts.open(array, row)
         self.publish("volume", a, v)
         return self.volume_snapshot(array, row)
 
@@ -71,19 +59,16 @@ class VolumeService:
                 raise InvalidInput(f"{ref} is mirrored to {sec.array}/{sec.name} ({sec.capacity} bytes); grow the "
                                    "secondary first, then the primary", code="arvmSecondaryCapacityTooSmall")
         row = array.resize_volume(v, new)
-        await self.on_volume_resized(array, row)
+        self.hosts.resized(a, row)
         self.publish("volume", a, v)
         return self.volume_snapshot(array, row)
-
-    async def on_volume_resized(self, array, row) -> None:
-        """Hook for the data path (grow its change log)."""
 
     async def delete_volume(self, ref: str) -> None:
         a, v = split_ref(ref)
         array = self.get_array(a)
         row = array.volume(v)
         if array.pair_of(row) is None:
-            await self.on_volume_deleting(array, row)
+            self.hosts.close(a, v)
         array.delete_volume(v)
         self.publish("volume", a, v)
 

@@ -12,7 +12,7 @@ import argparse
 from core.cli.common import Result, command
 from core.errors import InvalidInput, NotFound
 from core.lab import LabNotUp, LabState, array_dirs
-from core.service_volumes import split_ref
+from core.refs import split_ref
 
 
 def register(sub) -> None:

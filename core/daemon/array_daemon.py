@@ -105,7 +105,7 @@ class ArrayDaemon:
 
     def describe(self) -> dict:
         array = self.engine.get_array(self.name)
-        nbd = self.engine.nbd_servers.get(self.name)
+        nbd = self.engine.nbd.servers.get(self.name)
         return {"name": self.name, "wwn": array.row.wwn, "pid": os.getpid(), "restUrl": self.rest_url,
                 "channelAddress": array.channel_address,
                 "nbdAddress": f"{advertised_host(self.listen)}:{nbd.port}" if nbd is not None else "",

@@ -221,7 +221,7 @@ class ChangeLog:
 
         ``durable=False`` skips the fdatasync of new bits: the log then survives a
         process crash (the page cache) but not a power loss or OS crash; its user
-        must not trust it after a reboot (see ``core.service_sync`` boot id).
+        must not trust it after a reboot (see ``core.replication.sync_runner`` boot id).
         """
         if region_size <= 0 or region_size % 512:
             raise InvalidInput(f"region size {region_size} must be a positive multiple of 512 bytes")

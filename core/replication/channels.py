@@ -14,7 +14,9 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from core.channel.bandwidth import LinkScheduler
 from core.channel.connect import ChannelClient, ChannelServer
@@ -22,6 +24,9 @@ from core.channel.session import Session
 from core.domain import Severity
 from core.errors import CommunicationError
 from core.replication.refusals import RefusalLog
+
+if TYPE_CHECKING:
+    from core.endpoint import ArrayEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -34,25 +39,43 @@ class _ArrayHandler:
         self.array = array
 
     async def handle_call(self, peer: str, method: str, params: dict) -> dict:
-        return await self.hub.engine.endpoints[self.array].handle_call(peer, method, params)
+        return await self.hub.endpoints[self.array].handle_call(peer, method, params)
 
     async def handle_region(self, peer, transfer, volume, offset, length, data) -> None:
-        self.hub.engine.receiver.regions(self.array, transfer, volume, [(offset, length, data)])
+        self.hub.regions(self.array, transfer, volume, [(offset, length, data)])
 
     async def handle_regions(self, peer, transfer, volume, regions) -> None:
-        self.hub.engine.receiver.regions(self.array, transfer, volume, regions)
+        self.hub.regions(self.array, transfer, volume, regions)
+
+
+class Dialer(Protocol):
+    """Where a remote array answers and with which password; the lab link's bandwidth."""
+
+    def addresses(self, local: str, remote: str) -> list[tuple[str, int]]: ...
+
+    def password(self, local: str, remote: str) -> str: ...
+
+    def link_bandwidth(self) -> int | None: ...
+
+
+Regions = Callable[[str, str, str, list], None]  # (array, transfer, volume, regions): region data received
 
 
 class ChannelHub:
     """Listeners, sessions and link schedulers for all arrays of one engine.
 
-    ``host``/``port`` are where the listener binds (an array daemon's ``--listen`` and
-    ``--channel-port``); ``server_ssl`` and ``client_ssl`` turn on TLS between daemons.
+    Calls go to each array's endpoint (its handler table), region data to ``regions``
+    (the receiver). ``host``/``port`` are where the listener binds (an array daemon's
+    ``--listen`` and ``--channel-port``); ``server_ssl`` and ``client_ssl`` turn on TLS
+    between daemons.
     """
 
-    def __init__(self, engine, host: str = "127.0.0.1", port: int = 0,
+    def __init__(self, endpoints: Mapping[str, "ArrayEndpoint"], regions: Regions, dialer: Dialer,
+                 host: str = "127.0.0.1", port: int = 0,
                  server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None):
-        self.engine = engine
+        self.endpoints = endpoints
+        self.regions = regions
+        self.dialer = dialer
         self.host = host
         self.port = port
         self.server_ssl = server_ssl
@@ -98,7 +121,7 @@ class ChannelHub:
     def scheduler(self, local: str, remote: str) -> LinkScheduler:
         key = (local, remote)
         if key not in self.schedulers:
-            self.schedulers[key] = LinkScheduler(self.engine.lab.faults.link_bandwidth)
+            self.schedulers[key] = LinkScheduler(self.dialer.link_bandwidth())
         return self.schedulers[key]
 
     def set_rate(self, rate: float | None) -> None:
@@ -117,8 +140,8 @@ class ChannelHub:
             s = self.sessions.get(key)
             if s is not None and not s.closed:
                 return s
-            addresses = self.engine.remote_addresses(local, remote)
-            password = self.engine.remote_password(local, remote)
+            addresses = self.dialer.addresses(local, remote)
+            password = self.dialer.password(local, remote)
             s = await ChannelClient.connect(addresses, local, remote, password, timeout=5.0,
                                             ssl=self.client_ssl, scheduler=self.scheduler(local, remote))
             self.sessions[key] = s

@@ -14,6 +14,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 
 import numpy as np
@@ -21,6 +22,10 @@ import numpy as np
 from core.domain import Priority
 from core.errors import ReservedCapacityFull
 from core.replication.host_volume import HostVolume
+
+if TYPE_CHECKING:
+    from core.replication.host_volumes import HostVolumes
+    from core.replication.links import Peer
 
 CHECKPOINT_BYTES = 256 << 20  # release PIT copies after this much confirmed data
 DIRECT_CHUNK_REGIONS = 16  # initial sync sends runs of up to 16 regions per frame
@@ -131,25 +136,25 @@ def runs(regions: np.ndarray, todo: np.ndarray, max_len: int) -> list[tuple[int,
     return out
 
 
-async def send(engine, array, group_row, transfer: Transfer, on_progress) -> None:
+async def send(peer: "Peer", hosts: "HostVolumes", rs: int, array, group_row, transfer: Transfer,
+               on_progress) -> None:
     """Send what the secondary does not hold yet, then commit the recovery point."""
     local, remote = array.name, group_row.remote_array
-    rs = engine.region_size
     priority = Priority(group_row.priority)
     transfer.attempts += 1
-    begin = await engine.peer_call(local, remote, "transfer.begin", {
+    begin = await peer.call(local, remote, "transfer.begin", {
         "group": group_row.name, "transfer": transfer.id, "recovery_point": transfer.recovery_point,
         "pairs": [{"volume": p.remote_volume, "direct": p.direct, "initial": p.initial} for p in transfer.pairs]})
     # What the secondary held of a transfer this one replaces is sent again: the history says so.
     transfer.bytes_resent += int(begin.get("discardedBytes", 0))
-    session = await engine.channels.session(local, remote)
+    session = await peer.session(local, remote)
     volumes = [p.remote_volume for p in transfer.pairs]
     for p in transfer.pairs:
         staged = np.asarray(begin["staged"].get(p.remote_volume, []), dtype=np.int64) // rs
         p.confirmed |= np.isin(p.regions, staged) & ~p.changed
-    pacer = _Pacer(engine, local, remote, group_row.name, transfer, volumes, priority, on_progress)
+    pacer = _Pacer(peer, hosts, local, remote, group_row.name, transfer, volumes, priority, on_progress)
     for p in transfer.pairs:
-        hv = engine.host_volume(local, p.local_volume)
+        hv = hosts.volume(local, p.local_volume)
         p.bytes_done = _confirmed_bytes(p, rs, hv.size)
         chunk = DIRECT_CHUNK_REGIONS if p.direct else 1
         batch: list[tuple[int, int, int, bytes]] = []  # (index in p.regions, count, offset, data)
@@ -167,7 +172,7 @@ async def send(engine, array, group_row, transfer: Transfer, on_progress) -> Non
                 batch, batch_bytes = [], 0
         if batch:
             await pacer.send(session, p, batch)
-    await engine.peer_call(local, remote, "transfer.commit", {
+    await peer.call(local, remote, "transfer.commit", {
         "group": group_row.name, "transfer": transfer.id, "volumes": volumes,
         "recovery_point": transfer.recovery_point}, timeout=600)
 
@@ -175,8 +180,9 @@ async def send(engine, array, group_row, transfer: Transfer, on_progress) -> Non
 class _Pacer:
     """Sends batches of one transfer: accounting, host-priority pauses and checkpoints."""
 
-    def __init__(self, engine, local, remote, group, transfer: Transfer, volumes, priority: Priority, on_progress):
-        self.engine, self.local, self.remote, self.group = engine, local, remote, group
+    def __init__(self, peer: "Peer", hosts: "HostVolumes", local, remote, group, transfer: Transfer, volumes,
+                 priority: Priority, on_progress):
+        self.peer, self.hosts, self.local, self.remote, self.group = peer, hosts, local, remote, group
         self.transfer, self.volumes, self.priority, self.on_progress = transfer, volumes, priority, on_progress
         self.unconfirmed_bytes = self.since_yield = 0
         self.last_yield = time.monotonic()
@@ -208,7 +214,7 @@ class _Pacer:
             self.last_yield = time.monotonic()
             await asyncio.sleep(HOST_PAUSE_SECONDS / self.priority.weight if busy else 0)
         if self.unconfirmed_bytes >= CHECKPOINT_BYTES:
-            await _checkpoint(self.engine, self.local, self.remote, self.group, t, self.volumes, self.pending)
+            await _checkpoint(self.peer, self.hosts, self.local, self.remote, self.group, t, self.volumes, self.pending)
             self.unconfirmed_bytes = 0
 
 
@@ -217,12 +223,12 @@ def _confirmed_bytes(p: PairTransfer, rs: int, size: int) -> int:
     return int((np.minimum((idx + 1) * rs, size) - idx * rs).sum()) if len(idx) else 0
 
 
-async def _checkpoint(engine, local, remote, group, transfer, volumes, pending) -> None:
-    await engine.peer_call(local, remote, "transfer.checkpoint",
+async def _checkpoint(peer: "Peer", hosts: "HostVolumes", local, remote, group, transfer, volumes, pending) -> None:
+    await peer.call(local, remote, "transfer.checkpoint",
                            {"group": group, "transfer": transfer.id, "volumes": volumes})
     for p, start, count in pending:
         p.confirmed[start:start + count] = True
-        hv = engine.host_volume(local, p.local_volume)
+        hv = hosts.volume(local, p.local_volume)
         for r in p.regions[start:start + count]:
             hv.pit.mark_sent(int(r))
     pending.clear()

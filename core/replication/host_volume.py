@@ -55,7 +55,7 @@ class HostVolume:
         """Open the change log, PIT store and staging journal in the reserved capacity."""
         os.makedirs(reserved_dir, exist_ok=True)
         self.changelog = ChangeLog.open(os.path.join(reserved_dir, "changes.log"), self.size, region_size)
-        # Not fsynced: only trusted after a process crash on the same boot (core.service_sync).
+        # Not fsynced: only trusted after a process crash on the same boot (core.replication.sync_runner).
         self.since_capture = ChangeLog.open(os.path.join(reserved_dir, "since_capture.log"), self.size,
                                             region_size, durable=False)
         self.pit = PitStore.open(os.path.join(reserved_dir, "pit.dat"), self._fd, region_size, budget)

@@ -6,7 +6,7 @@ makes every journal durable (each votes yes), then writes one group commit recor
 then applies the journals; after a crash the record tells :func:`recover_groups`
 to finish applying, so no secondary ever shows a mix of two recovery points.
 
-Records (the group commit record here, the sync-resume hint of ``core.service_sync``)
+Records (the group commit record here, the sync-resume hint of ``core.replication.sync_runner``)
 are versioned and checksummed: version 2 is a 20-byte header (magic, version, JSON
 length, CRC32 of the JSON) then the JSON; version 1 was bare JSON and is still read.
 A truncated record once made every command fail with a JSONDecodeError; now a

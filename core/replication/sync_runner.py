@@ -1,190 +1,94 @@
-"""The data-path part of the engine's service API: host I/O, syncs, suspend/resume, verify.
+"""Running syncs: the scheduler's decisions, capture -> send -> commit, and what a sync leaves behind.
 
-It opens every volume for host I/O, attaches the change log / PIT / staging of
-mirrored volumes from their reserved capacity, runs the channel listeners and the
-scheduler, and overrides the status hooks of the other services with live facts.
+Each primary group side has a :class:`GroupState` here (the running task, the
+captured transfer, waiters, failures, the next due time on the monotonic clock).
+A tick looks at every primary group and starts what is due; a sync captures the
+changed regions, sends them to the secondary (:mod:`core.replication.groupsync`)
+and commits the recovery point, or leaves the group paused, failing, failed or
+resynchronizing in place, with a row in the history either way.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 from sqlalchemy import select
 
-from core.domain import DEFAULT_REGION_SIZE, ResyncPolicy, Role, Severity, SyncMode
-from core.errors import CommunicationError, MirrorError, NotFound, ReservedCapacityFull
-from core.lab import LAB_PASSWORDS, LabState
-from core.replication import alerts, groupsync, receiver, resume_hint, sync_figures
-from core.replication.channels import ChannelHub
+from core.array import StorageArray
+from core.domain import ResyncPolicy, Role, Severity, SyncMode
+from core.errors import CommunicationError, MirrorError, ReservedCapacityFull
+from core.publisher import Publish
+from core.replication import alerts, groupsync, resume_hint, sync_figures
 from core.replication.clock import SchedulerClock
 from core.replication.host_volume import HostVolume
+from core.replication.host_volumes import HostVolumes
+from core.replication.links import Peer
 from core.replication.state import GroupState
 from core.snapshots import SyncStats
 from core.status import GroupRuntime, PairRuntime
-from core import remote_arrays
 from core.store.schema import SyncStatRow
 
 log = logging.getLogger(__name__)
-TICK_SECONDS = 0.25
 FAILING_AFTER = 3  # syncs failed in a row before the group says "Synchronization failing"
+Holds = Callable[[StorageArray, object], bool]
 
 
-class SyncService:
-    """Mixed into :class:`core.engine.Engine`."""
+class SyncRunner:
+    """The syncs of this process's primary group sides."""
 
-    region_size = int(os.environ.get("MIRROR_REGION_SIZE", DEFAULT_REGION_SIZE))
-
-    # -- life cycle ----------------------------------------------------------------
-    async def start_data_path(self) -> None:
-        self.hosts: dict[tuple[str, str], HostVolume] = {}
-        self._last_sync: dict[tuple[str, str], SyncStats | None] = {}
+    def __init__(self, arrays: Mapping[str, StorageArray], hosts: HostVolumes, peer: Peer, publish: Publish,
+                 region_size: int, holds: Holds):
+        self._arrays = arrays
+        self._hosts = hosts
+        self._peer = peer
+        self._publish = publish
+        self.region_size = region_size
+        self._holds = holds  # True while a group's two sides must reconcile first
         self.states: dict[tuple[str, str], GroupState] = {}
-        self.channels = ChannelHub(self, self.listen, self.channel_port, self.channel_ssl, self.peer_ssl)
-        self.receiver = Receiver_ = receiver.Receiver(self)
-        self._lab_mtime = self._lab_file_mtime()
+        self._last_sync: dict[tuple[str, str], SyncStats | None] = {}
         self.clock = SchedulerClock()
-        for array in self.arrays.values():
-            Receiver_.register(self.endpoints[array.name])
-            for row in array.volumes():
-                self._open_host(array, row)
-            receiver.recover_groups(self, array)
-            await self.channels.start_array(array)
-            self.refresh_access(array)
-        self._scheduler = asyncio.get_running_loop().create_task(self._schedule_forever(), name="scheduler")
 
-    async def stop_data_path(self) -> None:
-        sched = getattr(self, "_scheduler", None)
-        if sched is not None:
-            sched.cancel()
-            await asyncio.gather(sched, return_exceptions=True)
+    def _array(self, name: str) -> StorageArray:
+        return self._arrays[name]
+
+    async def stop(self) -> None:
         tasks = [s.task for s in self.states.values() if s.running]
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.channels.stop()
-        for hv in self.hosts.values():
-            hv.close()
-        self.hosts.clear()
 
-    def _open_host(self, array, row) -> HostVolume:
-        hv = HostVolume(array.name, row.name, str(array.volume_path(row)))
-        hv.failed = row.failed or f"{array.name}/{row.name}" in self.lab.faults.failed_volumes \
-            or array.name in self.lab.faults.stopped_arrays  # lab array stop: no host I/O
-        pair = array.pair_of(row)
-        if pair is not None:
-            self._attach(array, pair, hv)
-        hv.on_pit_full = self._on_pit_full
-        self.hosts[(array.name, row.name)] = hv
-        return hv
+    # -- pairs and groups changing ---------------------------------------------------------
+    def pair_added(self, array, pair) -> None:
+        self._hosts.attach_pair_volume(array, pair.volume.name)
+        self.state(array.name, pair.group.name).next_due = None  # planned again by the next tick
 
-    def _attach(self, array, pair, hv: HostVolume) -> None:
-        hv.reserved_capacity = pair.reserved_capacity
-        hv.attach(str(array.reserved_dir(pair)), self.region_size, lambda: self._reserved_budget(hv))
-
-    @staticmethod
-    def _reserved_budget(hv: HostVolume) -> int:
-        """Bytes the PIT store or staging journal may use: reserved capacity minus the logs.
-
-        Asked on every staged region, so it reads the capacity cached on the volume
-        (``increase_reserved_capacity`` updates it), not the database.
-        """
-        logs = sum(log.bytes_used for log in (hv.changelog, hv.since_capture) if log is not None)
-        return max(0, hv.reserved_capacity - logs)
-
-    def host_volume(self, array: str, volume: str, missing_ok: bool = False) -> HostVolume | None:
-        hv = self.hosts.get((array, volume))
-        if hv is None and not missing_ok:
-            raise NotFound(f"volume {array}/{volume} is not open on this engine", code="volumeNotFound")
-        return hv
-
-    def refresh_access(self, array) -> None:
-        """Recompute which volumes hosts may write (roles, role changes, failures)."""
-        for row in array.volumes():
-            hv = self.hosts.get((array.name, row.name))
-            if hv is None:
-                continue
-            pair = array.pair_of(row)
-            refusal = None
-            if pair is not None:
-                g = pair.group
-                if g.role == Role.SECONDARY.value:
-                    refusal = (f"it is the secondary of mirror group {g.name}; hosts write to the primary "
-                               f"({g.remote_array}), or promote the group")
-                elif g.role_change:
-                    refusal = f"mirror group {g.name} is changing roles"
-                elif g.role_conflict:
-                    refusal = f"mirror group {g.name} is in a role conflict; resolve it in the Recovery Guru"
-            hv.refusal = refusal
-
-    # -- hooks of the volume and mirror services ----------------------------------------
-    def host_writable(self, array, row) -> bool | None:
-        hv = self.hosts.get((array.name, row.name)) if hasattr(self, "hosts") else None
-        return None if hv is None else not hv.read_only
-
-    async def on_volume_created(self, array, row) -> None:
-        self._open_host(array, row)
-
-    async def on_volume_deleting(self, array, row) -> None:
-        hv = self.hosts.pop((array.name, row.name), None)
-        if hv is not None:
-            hv.close()
-
-    async def on_volume_resized(self, array, row) -> None:
-        hv = self.hosts.get((array.name, row.name))
-        if hv is not None:
-            hv.refresh_size()
-        if hv is not None and hv.changelog is not None:
-            hv.changelog.resize(row.capacity)
-            hv.since_capture.resize(row.capacity)
-
-    def attach_pair_volume(self, array, volume: str) -> None:
-        """A pair side was created on ``array``: open its reserved capacity, apply host access."""
-        from core.datapath.extents import allocated_regions
-
-        pair = array.pair_of(array.volume(volume))
-        hv = self.host_volume(array.name, volume)
-        if hv.changelog is None:
-            self._attach(array, pair, hv)
-            if pair.group.role == Role.PRIMARY.value:
-                # Initial synchronization: every region ever written, none of the holes.
-                hv.changelog.mark_all(allocated_regions(hv.path, hv.size, self.region_size))
-        self.refresh_access(array)
-
-    async def on_pair_added(self, array, pair) -> None:
-        self.attach_pair_volume(array, pair.volume.name)
-        self._state(array.name, pair.group.name).next_due = None  # planned again by the next tick
-
-    async def on_pair_removing(self, array, pair) -> None:
+    def pair_removing(self, array, pair) -> None:
         st = self.states.get((array.name, pair.group.name))
         if st is not None and st.running:
             raise MirrorError(f"group {pair.group.name} is synchronizing; suspend it or wait for the sync to finish "
                               "before removing a pair", code="arvmSyncInProgress")
         if st is not None and st.transfer is not None:
-            self._abandon(array, pair.group, st)
+            self.abandon(array, pair.group, st)
 
-    def detach_pair_volume(self, array_name: str, volume: str) -> None:
-        hv = self.hosts.get((array_name, volume))
-        if hv is not None:
-            hv.detach()
+    def settings_changed(self, array, group) -> None:
+        self.plan(group, self.state(array.name, group.name))
 
-    async def on_group_settings_changed(self, array, group) -> None:
-        self._plan(group, self._state(array.name, group.name))
-
-    def _state(self, array: str, group: str) -> GroupState:
+    def state(self, array: str, group: str) -> GroupState:
         return self.states.setdefault((array, group), GroupState())
 
-    def _primary_state(self, array, g) -> GroupState | None:
+    def primary_state(self, array, g) -> GroupState | None:
         """The sync state of the group, seen from either side (the lab has both)."""
         if g.role == Role.PRIMARY.value:
             return self.states.get((array.name, g.name))
         return self.states.get((g.remote_array, g.name))
 
     def pair_runtime(self, array, pair) -> PairRuntime:
-        hv = self.hosts.get((array.name, pair.volume.name)) if hasattr(self, "hosts") else None
-        st = self._primary_state(array, pair.group) if hasattr(self, "states") else None
+        hv = self._hosts.get((array.name, pair.volume.name))
+        st = self.primary_state(array, pair.group)
         progress = None
         syncing = False
         if st is not None and st.transfer is not None:
@@ -205,10 +109,10 @@ class SyncService:
             staging_bytes=hv.staging.bytes_used if hv is not None and hv.staging is not None else 0)
 
     def group_runtime(self, array, group) -> GroupRuntime:
-        st = self._primary_state(array, group) if hasattr(self, "states") else None
+        st = self.primary_state(array, group)
         # Just after a start the link to a remote daemon is not probed yet: unknown is not "lost".
-        reachable = self.reachable(array.name, group.remote_array) or \
-            not self.link_known(array.name, group.remote_array)
+        reachable = self._peer.reachable(array.name, group.remote_array) or \
+            not self._peer.known(array.name, group.remote_array)
         if st is None:
             return GroupRuntime(paused=not reachable)
         progress = None
@@ -234,76 +138,8 @@ class SyncService:
         array.db.add(row)
         self._last_sync.pop((array.name, row.group_name), None)
 
-    # -- remotes ---------------------------------------------------------------------------
-    def remote_addresses(self, local: str, remote: str) -> list[tuple[str, int]]:
-        if remote in self.channels.servers:
-            return [("127.0.0.1", self.channels.servers[remote].port)]
-        return remote_arrays.addresses_of(self.get_array(local), remote)
-
-    def remote_password(self, local: str, remote: str) -> str:
-        known = remote_arrays.password_of(self.get_array(local), remote)
-        return known if known is not None else LAB_PASSWORDS.get(remote, "")
-
-    # -- faults of the lab ------------------------------------------------------------------
-    def _lab_file_mtime(self) -> float:
-        try:
-            return os.stat(self.lab.path).st_mtime
-        except FileNotFoundError:
-            return 0.0
-
-    async def _reload_lab_faults(self) -> None:
-        """Another process (``mirrorctl lab link cut``) may change lab.json: follow it."""
-        mtime = self._lab_file_mtime()
-        if mtime == self._lab_mtime:
-            return
-        self._lab_mtime = mtime
-        before = self.lab.faults
-        self.lab = LabState(self.home)
-        await self._apply_faults(before)
-        await self.sync_drills()
-
-    async def _apply_faults(self, before) -> None:
-        f = self.lab.faults
-        if f.link_cut and not before.link_cut:
-            await self.channels.close_sessions()
-            self.publish("link", obj="cut")
-        elif before.link_cut and not f.link_cut:
-            self.publish("link", obj="restored")
-        if f.link_bandwidth != before.link_bandwidth:
-            self.channels.set_rate(f.link_bandwidth)
-        for (a, v), hv in self.hosts.items():
-            # a stopped array's volumes refuse host I/O (lab array stop, core/service_roles.py)
-            hv.failed = f"{a}/{v}" in f.failed_volumes or self.get_array(a).volume(v).failed \
-                or a in f.stopped_arrays
-
-    async def lab_link(self, cut: bool) -> dict:
-        """Cut or restore the link between the lab's arrays (kept in lab.json until restored)."""
-        before = self.lab.faults
-        self.lab = LabState(self.home)  # keep what other processes changed meanwhile
-        self.lab.faults.link_cut = cut
-        self.lab.save()
-        self._lab_mtime = self._lab_file_mtime()
-        await self._apply_faults(before)
-        return await self.lab_faults()
-
-    async def lab_faults(self) -> dict:
-        from dataclasses import asdict
-
-        return asdict(self.lab.faults)
-
     # -- the scheduler --------------------------------------------------------------------------
-    async def _schedule_forever(self) -> None:
-        while True:
-            try:
-                await self._reload_lab_faults()
-                self._tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("scheduler tick failed")
-            await asyncio.sleep(TICK_SECONDS)
-
-    def _plan(self, g, st: GroupState) -> None:
+    def plan(self, g, st: GroupState) -> None:
         """The next scheduled sync: an interval after the last one started, on the monotonic clock."""
         if g.sync_mode != SyncMode.SCHEDULED.value:
             st.next_due = None
@@ -316,7 +152,7 @@ class SyncService:
 
     def recovery_point_age(self, array, g) -> float | None:
         """Seconds since the group's last recovery point: monotonic when it committed in this process."""
-        st = self.states.get((array.name, g.name)) if hasattr(self, "states") else None
+        st = self.states.get((array.name, g.name))
         if st is not None and st.rp_mono is not None:
             return self.clock.mono() - st.rp_mono
         if g.last_recovery_point is None:
@@ -327,19 +163,19 @@ class SyncService:
         moved = self.clock.jump()
         if not moved:
             return
-        for array in self.arrays.values():
+        for array in self._arrays.values():
             array.log(Severity.WARNING, array.name, "systemClockChanged",
                       f"The system clock moved {'forward' if moved > 0 else 'back'} by {abs(moved) / 60:.1f} min; "
                       "synchronization schedules and recovery point ages keep following elapsed time, times are "
                       "shown on the new clock")
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
         self._notice_clock_jump()
-        for array in self.arrays.values():
+        for array in self._arrays.values():
             for g in array.groups():
                 if g.role != Role.PRIMARY.value:
                     continue
-                st = self._state(array.name, g.name)
+                st = self.state(array.name, g.name)
                 used = {p.volume.name: (rt := self.pair_runtime(array, p)).pit_bytes + rt.log_bytes + rt.staging_bytes
                         for p in g.pairs}
                 alerts.check(array, g, st, self.recovery_point_age(array, g), used)
@@ -347,13 +183,13 @@ class SyncService:
                     continue
                 if g.user_suspended or g.role_change or g.role_conflict or g.orphan:
                     continue
-                if self.role_hold(array, g):  # roles: sides not reconciled yet (core/service_roles.py)
+                if self._holds(array, g):  # roles: sides not reconciled yet (core/service_roles.py)
                     continue
                 if any(p.failed_reason or p.volume.failed for p in g.pairs):
                     continue
-                if not self.link_known(array.name, g.remote_array):
+                if not self._peer.known(array.name, g.remote_array):
                     continue  # just started: neither "lost" nor a sync until the link was probed once
-                reachable = self.reachable(array.name, g.remote_array)
+                reachable = self._peer.reachable(array.name, g.remote_array)
                 if not reachable:
                     if not st.paused:
                         self._pause(array, g, st, "the link to the remote array is down")
@@ -366,19 +202,15 @@ class SyncService:
                         st.waiting_for_user = True
                         array.log(Severity.WARNING, g.name, "arvmResyncWaitingForUser",
                                   f"Group {g.name} waits for you to resume synchronization (resync policy manual)")
-                    self.publish("group", array.name, g.name)
+                    self._publish("group", array.name, g.name)
                 if st.waiting_for_user:
                     continue
                 initial = any(not p.initial_sync_done for p in g.pairs if not p.incomplete)
                 if st.next_due is None and g.sync_mode == SyncMode.SCHEDULED.value:
-                    self._plan(g, st)
+                    self.plan(g, st)
                 due = st.next_due is not None and self.clock.mono() >= st.next_due
                 if st.transfer is not None or initial or due or st.manual_requested:
-                    self._start_sync(array, g, st)
-
-    def role_hold(self, array, g) -> bool:
-        """Hook (core/service_roles.py): True while the group's two sides must reconcile first."""
-        return False
+                    self.start_sync(array, g, st)
 
     def _pause(self, array, g, st: GroupState, why: str) -> None:
         st.paused = True
@@ -386,17 +218,22 @@ class SyncService:
                   f"Communication with {g.remote_array} lost ({why}); group {g.name} is paused and "
                   f"{'resumes by itself' if g.resync_policy == ResyncPolicy.AUTOMATIC.value else 'waits for you to resume'} "
                   "when the link returns")
-        self.publish("group", array.name, g.name)
+        self._publish("group", array.name, g.name)
 
-    def _start_sync(self, array, g, st: GroupState) -> None:
+    def start_sync(self, array, g, st: GroupState) -> None:
         st.manual_requested = False
         st.task = asyncio.get_running_loop().create_task(self._run_sync(array, g.name, st),
                                                          name=f"sync {array.name}/{g.name}")
 
     async def _run_sync(self, array, group: str, st: GroupState) -> None:
         g = array.group(group)
+        owners = {p.remote_volume: p.volume.current_owner for p in g.pairs if not (p.incomplete or p.orphan)}
+        try:  # the secondary's owner follows the primary's with the next remote write
+            await self._peer.call(array.name, g.remote_array, "volume.owner", {"owners": owners})
+        except MirrorError:
+            pass  # the sync itself reports the link
         if st.transfer is None:
-            hosts = {p.volume.name: self.host_volume(array.name, p.volume.name) for p in g.pairs}
+            hosts = {p.volume.name: self._hosts.volume(array.name, p.volume.name) for p in g.pairs}
             resume_id = resume_hint.interrupted_transfer(array, group)
             st.transfer = groupsync.capture(g, hosts, self.region_size, resume_id, in_place=st.in_place)
             resume_hint.record(array, group, st.transfer.id)
@@ -406,7 +243,7 @@ class SyncService:
                           "already holds and that did not change since are not sent again")
             g.last_sync_start = st.transfer.started_at  # committed with the event below
             st.started_mono = self.clock.mono()
-            self._plan(g, st)
+            self.plan(g, st)
             array.log(Severity.INFO, group, "arvmSyncStarted",
                       f"{st.transfer.kind.capitalize()} synchronization of {group} started "
                       f"({st.transfer.bytes_total} bytes changed)", durable=False)
@@ -417,18 +254,18 @@ class SyncService:
             now = time.monotonic()
             if now - last_publish[0] > 0.1:
                 last_publish[0] = now
-                self.publish("progress", array.name, group)
+                self._publish("progress", array.name, group)
 
-        self.publish("group", array.name, group)
+        self._publish("group", array.name, group)
         try:
-            await groupsync.send(self, array, g, t, progress)
+            await groupsync.send(self._peer, self._hosts, self.region_size, array, g, t, progress)
         except CommunicationError as e:
             st.last_error = e.message
             # The capture is kept and resumes when the link returns; the history says it was cut short.
             self._record_attempt(array, g, t, f"interrupted: {e.message}")
             if not st.paused:
                 self._pause(array, g, st, e.message)
-            self._finish_waiters(st, e)
+            self.finish_waiters(st, e)
             return
         except asyncio.CancelledError:
             raise
@@ -450,7 +287,7 @@ class SyncService:
         t = st.transfer
         resume_hint.record(array, g.name, None)
         for p in t.pairs:
-            hv = self.host_volume(array.name, p.local_volume)
+            hv = self._hosts.volume(array.name, p.local_volume)
             hv.changelog.complete()
             hv.pit.end()
         rp_time = datetime.fromisoformat(t.recovery_point["time"])
@@ -479,18 +316,18 @@ class SyncService:
             array.log(Severity.WARNING, g.name, "arvmSyncTimeAlert",
                       f"Synchronization of {g.name} took {duration / 60:.1f} min, longer than its "
                       f"{g.sync_alert_minutes} min threshold; raise the priority or the interval")
-        self.publish("group", array.name, g.name)
-        self.publish("group", g.remote_array, g.name)
-        self._finish_waiters(st, None)
+        self._publish("group", array.name, g.name)
+        self._publish("group", g.remote_array, g.name)
+        self.finish_waiters(st, None)
 
-    def _abandon(self, array, g, st: GroupState) -> None:
+    def abandon(self, array, g, st: GroupState) -> None:
         """Give up the capture: its regions go back to the dirty set for the next sync."""
         t = st.transfer
         if t is None:
             return
         resume_hint.record(array, g.name, None)
         for p in t.pairs:
-            hv = self.host_volume(array.name, p.local_volume, missing_ok=True)
+            hv = self._hosts.volume(array.name, p.local_volume, missing_ok=True)
             if hv is not None and hv.changelog is not None:
                 if hv.changelog.in_flight:
                     hv.changelog.abort()
@@ -499,22 +336,22 @@ class SyncService:
 
     def _fail_sync(self, array, g, st: GroupState, e: MirrorError) -> None:
         t = st.transfer
-        self._abandon(array, g, st)
+        self.abandon(array, g, st)
         st.last_error = e.message
         st.failures += 1
-        if self.reachable(array.name, g.remote_array):
+        if self._peer.reachable(array.name, g.remote_array):
             asyncio.get_running_loop().create_task(self._tell_abort(array.name, g, t))
         self._record_stats(array, sync_figures.history_row(g.name, t, f"failed: {e.message}"))
         array.db.commit()
         array.log(Severity.CRITICAL, g.name, e.code, f"Synchronization of {g.name} failed: {e.message}")
-        self.publish("group", array.name, g.name)
-        self._finish_waiters(st, e)
+        self._publish("group", array.name, g.name)
+        self.finish_waiters(st, e)
 
     async def _tell_abort(self, local: str, g, t) -> None:
         if t is None:
             return
         try:
-            await self.peer_call(local, g.remote_array, "transfer.abort", {
+            await self._peer.call(local, g.remote_array, "transfer.abort", {
                 "group": g.name, "transfer": t.id, "volumes": [p.remote_volume for p in t.pairs]})
         except MirrorError:
             pass  # the secondary discards it when the next transfer begins
@@ -524,7 +361,7 @@ class SyncService:
         if any(p.failed_reason for p in g.pairs):
             return {"volume": None}  # our own PIT store filled up: _on_pit_full already failed that pair
         try:
-            return await self.peer_call(array.name, g.remote_array, "transfer.failure", {"transfer": t.id})
+            return await self._peer.call(array.name, g.remote_array, "transfer.failure", {"transfer": t.id})
         except MirrorError:
             return {"volume": None}  # the link is gone: the pair is failed when it is known
 
@@ -544,7 +381,7 @@ class SyncService:
             return False
         self._record_attempt(array, g, t, f"abandoned: the delta does not fit {g.remote_array}/{volume}'s reserved "
                                           "capacity; resynchronizing it in place")
-        self._abandon(array, g, st)  # its regions go back to the change log: the next capture sends them
+        self.abandon(array, g, st)  # its regions go back to the change log: the next capture sends them
         await self._tell_abort(array.name, g, t)
         st.in_place.add(volume)
         st.manual_requested = True
@@ -554,7 +391,7 @@ class SyncService:
                   f"The changes of {g.name} do not fit the reserved capacity of {g.remote_array}/{volume} ({why}): "
                   "it is resynchronized in place without a recovery point, and a new recovery point is taken at "
                   "the end")
-        self.publish("group", array.name, g.name)
+        self._publish("group", array.name, g.name)
         return True
 
     def _record_attempt(self, array, g, t, outcome: str) -> None:
@@ -576,10 +413,10 @@ class SyncService:
                 array.log(Severity.CRITICAL, f"{g.name}/{p.volume.name}", "arvmRepositoryFull",
                           f"Reserved capacity of secondary {g.remote_array}/{volume} is full; pair failed. "
                           "Increase its reserved capacity, then resume the group")
-                self.publish("pair", array.name, f"{g.name}/{p.volume.name}")
+                self._publish("pair", array.name, f"{g.name}/{p.volume.name}")
 
-    def _on_pit_full(self, hv: HostVolume, err: ReservedCapacityFull) -> None:
-        array = self.get_array(hv.array)
+    def pit_full(self, hv: HostVolume, err: ReservedCapacityFull) -> None:
+        array = self._array(hv.array)
         pair = array.pair_of(array.volume(hv.name))
         if pair is None:
             return
@@ -590,9 +427,9 @@ class SyncService:
         array.log(Severity.CRITICAL, f"{pair.group.name}/{hv.name}", "arvmRepositoryFull",
                   f"Reserved capacity of {hv.array}/{hv.name} is full; pair failed, recovery point image "
                   "unavailable. Increase its reserved capacity, then resume the group")
-        self.publish("pair", hv.array, f"{pair.group.name}/{hv.name}")
+        self._publish("pair", hv.array, f"{pair.group.name}/{hv.name}")
 
-    def _finish_waiters(self, st: GroupState, error: MirrorError | None) -> None:
+    def finish_waiters(self, st: GroupState, error: MirrorError | None) -> None:
         for fut in st.waiters:
             if not fut.done():
                 fut.set_exception(error) if error is not None else fut.set_result(None)
