@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from PySide6.QtCore import QRect, Qt
-from PySide6.QtWidgets import (QApplication, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QScrollArea,
+from PySide6.QtWidgets import (QApplication, QBoxLayout, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QScrollArea,
                                QSizePolicy, QSplitter,
                                QStyle, QStyledItemDelegate, QStyleOptionProgressBar, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
@@ -17,6 +17,7 @@ from gui.table_columns import ColumnFitter
 from gui.theme import role_icon, status_icon, status_label
 
 PROGRESS_ROLE = Qt.UserRole + 5
+SIDE_BY_SIDE = 900  # px of the details panel from which State and Settings stand side by side
 
 
 class ProgressDelegate(QStyledItemDelegate):
@@ -77,7 +78,7 @@ class DetailsPanel(QWidget):
         self.top = top = QWidget()
         # State above Settings, each the full width: side by side they left ~250 px per form in a
         # 1280 px window and cut "Synchronizing (initial sync)" (seen in the docs screenshot).
-        boxes = QVBoxLayout(top)
+        self._boxes = boxes = QVBoxLayout(top)  # side by side from SIDE_BY_SIDE px (see resizeEvent)
         boxes.setContentsMargins(0, 0, 0, 0)
         boxes.addWidget(self.right_box)
         boxes.addWidget(self.left_box)
@@ -189,6 +190,15 @@ class DetailsPanel(QWidget):
 
     def resizeEvent(self, e):
         super().resizeEvent(e)
+        # Wide enough, State and Settings sit side by side (about half the height); narrow, stacked, each
+        # the full width (side by side in 1280 px they cut "Synchronizing (initial sync)").
+        wide = self.width() >= SIDE_BY_SIDE
+        direction = QBoxLayout.LeftToRight if wide else QBoxLayout.TopToBottom
+        if self._boxes.direction() != direction:
+            self._boxes.setDirection(direction)
+            self._boxes.setStretch(0, 1 if wide else 0)
+            self._boxes.setStretch(1, 1 if wide else 0)
+            self._boxes.setStretch(2, 0 if wide else 1)
         self._fit_top()
 
     def _fill(self, form: QFormLayout, rows, side: str) -> bool:

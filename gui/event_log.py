@@ -1,8 +1,24 @@
-"""Event log view: time, severity, array, object, message — loaded once, then appended live."""
+"""Event log view: time, severity, array, object, code, message — loaded once, then appended live.
+
+A details pane shows the selected event whole; Copy (Ctrl+C) puts the selected rows on the
+clipboard as tab-separated text and Export CSV writes the rows shown (filtered) to a
+file, on a worker thread (the UI thread never does I/O).
+
+A synchronization that finds nothing changed logs two records (the engine's "started
+(0 bytes changed)" and "committed: 0 bytes"): with a schedule every few minutes they
+filled the log with pairs of lines saying nothing happened. Such a pair is shown as
+one row, the committed one, its details pane listing both records.
+"""
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QTableView, QVBoxLayout, QWidget
+import csv
+import re
+from html import escape
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QSortFilterProxyModel, Qt, QThreadPool, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu,
+                               QPushButton, QSplitter, QTableView, QTextBrowser, QVBoxLayout, QWidget)
 
 from gui import formatting as fmt
 from gui.bridge import EngineBridge
@@ -10,18 +26,37 @@ from gui.theme import status_icon
 
 HEADERS = ("Time", "Severity", "Array", "Object", "Code", "Message")
 MAX_ROWS = 5000
+LOAD_LIMIT = 2000  # events read per array when the console starts
+FOLD_LOOKBACK = 50  # rows searched back for the "started" record of a sync that sent nothing
+NOTHING_CHANGED = " \u2014 nothing had changed since the last recovery point"
+_ZERO_BYTES = re.compile(r"(?<![\d.,])0 bytes")
+
+
+def _is_empty_start(r) -> bool:
+    return r.code == "arvmSyncStarted" and _ZERO_BYTES.search(r.message) is not None
+
+
+def _is_empty_commit(r) -> bool:
+    return r.code == "arvmSyncCompleted" and _ZERO_BYTES.search(r.message) is not None
 
 
 class EventModel(QAbstractTableModel):
-    """Append-only list of :class:`core.snapshots.EventRecord` (deduplicated by array and id)."""
+    """Rows of :class:`core.snapshots.EventRecord` (deduplicated by array and id).
+
+    A row holds one record, or the two records of a sync that sent nothing (folded).
+    """
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.records: list = []
+        self.rows: list[tuple] = []  # each: (record,) or (started, completed)
         self._seen: set[tuple[str, int]] = set()
 
+    @property
+    def records(self) -> list:
+        return [r for row in self.rows for r in row]
+
     def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.records)
+        return 0 if parent.isValid() else len(self.rows)
 
     def columnCount(self, parent=QModelIndex()):
         return len(HEADERS)
@@ -31,34 +66,88 @@ class EventModel(QAbstractTableModel):
             return HEADERS[section]
         return None
 
+    def cells(self, row: int) -> tuple[str, ...]:
+        """What row ``row`` shows, as text (the copy and the CSV export write the same)."""
+        records = self.rows[row]
+        e = records[-1]
+        message = e.message + (NOTHING_CHANGED if len(records) == 2 else "")
+        return (fmt.timestamp(e.time), str(e.severity).capitalize(), e.array, e.object, e.code, message)
+
     def data(self, index, role=Qt.DisplayRole):
-        e = self.records[index.row()]
-        col = index.column()
+        row, col = index.row(), index.column()
         if role == Qt.DisplayRole:
-            return (fmt.timestamp(e.time), str(e.severity).capitalize(), e.array, e.object, e.code, e.message)[col]
+            return self.cells(row)[col]
         if role == Qt.DecorationRole and col == 1:
-            return status_icon(str(e.severity))
-        if role == Qt.ToolTipRole and col == 5:
-            return e.message
+            return status_icon(str(self.rows[row][-1].severity))
+        if role == Qt.ToolTipRole and col in (3, 5):
+            return self.cells(row)[col]
         return None
 
     def add(self, records) -> None:
         new = [r for r in records if (r.array, r.id) not in self._seen]
         if not new:
             return
-        self.beginInsertRows(QModelIndex(), len(self.records), len(self.records) + len(new) - 1)
-        self.records.extend(new)
         self._seen.update((r.array, r.id) for r in new)
-        self.endInsertRows()
-        if len(self.records) > MAX_ROWS:
-            drop = len(self.records) - MAX_ROWS
+        appended = []
+        for r in new:
+            if _is_empty_commit(r) and self._fold(r, appended):
+                continue
+            appended.append((r,))
+        if appended:
+            self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(appended) - 1)
+            self.rows.extend(appended)
+            self.endInsertRows()
+        if len(self.rows) > MAX_ROWS:
+            drop = len(self.rows) - MAX_ROWS
             self.beginRemoveRows(QModelIndex(), 0, drop - 1)
-            del self.records[:drop]
+            del self.rows[:drop]
             self.endRemoveRows()
+
+    def _fold(self, done, pending: list) -> bool:
+        """Join ``done`` to the empty "started" record of its sync (in ``pending`` or shown); False if none."""
+        for i in range(len(pending) - 1, max(-1, len(pending) - 1 - FOLD_LOOKBACK), -1):
+            row = pending[i]
+            if row[-1].array == done.array and row[-1].object == done.object:
+                if len(row) == 1 and _is_empty_start(row[0]):
+                    pending[i] = (row[0], done)
+                    return True
+                return False
+        for i in range(len(self.rows) - 1, max(-1, len(self.rows) - 1 - FOLD_LOOKBACK), -1):
+            row = self.rows[i]
+            if row[-1].array == done.array and row[-1].object == done.object:
+                if len(row) == 1 and _is_empty_start(row[0]):
+                    self.rows[i] = (row[0], done)
+                    self.dataChanged.emit(self.index(i, 0), self.index(i, len(HEADERS) - 1))
+                    return True
+                return False
+        return False
+
+
+class _CsvWriter(QObject):
+    """Writes rows to a CSV file on a pool thread; says how it went on the GUI thread."""
+
+    sig_done = Signal(str, str)
+    """(path, error message or "") once the file is written."""
+
+    def write(self, path: str, rows: list[tuple[str, ...]]) -> None:
+        def run():
+            try:
+                with open(path, "w", newline="", encoding="utf-8") as f:
+                    out = csv.writer(f)
+                    out.writerow(HEADERS)
+                    out.writerows(rows)
+            except OSError as e:
+                self.sig_done.emit(path, e.strerror or str(e))
+            else:
+                self.sig_done.emit(path, "")
+        QThreadPool.globalInstance().start(run)
 
 
 class EventLogPanel(QWidget):
-    """The persistent event log of every array, newest at the bottom, with a filter."""
+    """The persistent event log of every array, newest at the bottom, with a filter and a details pane."""
+
+    sig_exported = Signal(str, str)
+    """(path, error or "") after Export CSV."""
 
     def __init__(self, bridge: EngineBridge, parent: QWidget | None = None):
         super().__init__(parent)
@@ -68,29 +157,60 @@ class EventLogPanel(QWidget):
         self.proxy.setSourceModel(self.model)
         self.proxy.setFilterKeyColumn(-1)
         self.proxy.setFilterCaseSensitivity(Qt.CaseInsensitive)
-        self.view = QTableView()
+        self.view = QTableView(objectName="eventLogTable")  # named: its column widths are remembered
         self.view.setModel(self.proxy)
         self.view.verticalHeader().setVisible(False)
+        # Compact rows: more events in the dock's height.
+        self.view.verticalHeader().setDefaultSectionSize(self.view.fontMetrics().height() + 6)
         self.view.setAlternatingRowColors(True)
         self.view.setSelectionBehavior(QTableView.SelectRows)
+        self.view.setWordWrap(False)
         self.view.horizontalHeader().setStretchLastSection(True)
         for col, width in enumerate((150, 90, 70, 140, 200)):
             self.view.horizontalHeader().resizeSection(col, width)
         self.view.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        self.view.selectionModel().selectionChanged.connect(lambda *_: self._show_details())
+        self.details = QTextBrowser(objectName="eventDetails")
+        self.details.setMinimumWidth(160)
+        self.copy_action = QAction("Copy", self.view, shortcut=QKeySequence.Copy)
+        self.copy_action.setShortcutContext(Qt.WidgetWithChildrenShortcut)
+        self.copy_action.triggered.connect(self.copy_selected)
+        self.view.addAction(self.copy_action)
+        self.view.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._context_menu)
         self.filter = QLineEdit(placeholderText="Filter events\u2026", clearButtonEnabled=True)
         self.filter.textChanged.connect(self.proxy.setFilterFixedString)
         self.severity = QComboBox()
         self.severity.addItems(["All severities", "Critical", "Warning", "Info"])
         self.severity.currentTextChanged.connect(self._on_severity)
+        self.copy_button = QPushButton("Copy")
+        self.copy_button.setToolTip("Copy the selected events (Ctrl+C), tab-separated")
+        self.copy_button.clicked.connect(self.copy_selected)
+        self.export_button = QPushButton("Export CSV\u2026")
+        self.export_button.setToolTip("Write the events shown (as filtered) to a CSV file")
+        self.export_button.clicked.connect(lambda: self.export_csv())
+        self.status = QLabel("", objectName="hint")
         top = QHBoxLayout()
         top.addWidget(QLabel("Events"))
         top.addWidget(self.filter, 1)
         top.addWidget(self.severity)
+        top.addWidget(self.copy_button)
+        top.addWidget(self.export_button)
+        split = QSplitter(Qt.Horizontal, objectName="eventLogSplit")
+        split.addWidget(self.view)
+        split.addWidget(self.details)
+        split.setStretchFactor(0, 1)
+        split.setSizes([900, 300])
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
-        lay.addWidget(self.view)
-        bridge.sig_ready.connect(lambda: bridge.call("events", limit=500, on_done=self._loaded))
+        lay.addWidget(split, 1)
+        lay.addWidget(self.status)
+        self.status.setVisible(False)
+        self._writer = _CsvWriter(self)
+        self._writer.sig_done.connect(self._exported)
+        self._show_details()
+        bridge.sig_ready.connect(lambda: bridge.call("events", limit=LOAD_LIMIT, on_done=self._loaded))
         bridge.sig_engine_event.connect(self._on_event)
 
     def _loaded(self, records) -> None:
@@ -111,6 +231,59 @@ class EventLogPanel(QWidget):
         else:
             self.proxy.setFilterKeyColumn(1)
             self.proxy.setFilterFixedString(text)
+
+    # -- details, copy, export -----------------------------------------------------------------
+    def selected_rows(self) -> list[int]:
+        """Model rows selected, in the order shown."""
+        rows = {self.proxy.mapToSource(i).row() for i in self.view.selectionModel().selectedRows()}
+        return sorted(rows, key=lambda r: self.proxy.mapFromSource(self.model.index(r, 0)).row())
+
+    def _show_details(self) -> None:
+        rows = self.selected_rows()
+        if not rows:
+            self.details.setHtml("<p style='color:#5a6b7d'>Select an event to read it whole.</p>")
+            return
+        parts = []
+        for record in self.model.rows[rows[-1]]:
+            fields = (("Time", fmt.timestamp(record.time)), ("Severity", str(record.severity).capitalize()),
+                      ("Array", record.array), ("Object", record.object), ("Code", record.code))
+            parts.append("".join(f"<b>{k}:</b> {escape(str(v))}<br>" for k, v in fields)
+                         + f"<p>{escape(record.message)}</p>")
+        if len(parts) == 2:
+            parts.insert(0, "<p><i>One synchronization that found nothing to send: its two records.</i></p>")
+        self.details.setHtml("<hr>".join(parts))
+
+    def copy_selected(self) -> str:
+        """Put the selected rows on the clipboard, tab-separated (what a spreadsheet pastes as columns)."""
+        text = "\n".join("\t".join(self.model.cells(r)) for r in self.selected_rows())
+        if text:
+            QGuiApplication.clipboard().setText(text)
+        return text
+
+    def shown_rows(self) -> list[tuple[str, ...]]:
+        return [self.model.cells(self.proxy.mapToSource(self.proxy.index(r, 0)).row())
+                for r in range(self.proxy.rowCount())]
+
+    def export_csv(self, path: str | None = None) -> None:
+        """Ask where (unless ``path``), then write the rows shown on a worker thread."""
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export events", "events.csv", "CSV files (*.csv)")
+        if not path:
+            return
+        self.export_button.setEnabled(False)
+        self._writer.write(path, self.shown_rows())
+
+    def _exported(self, path: str, error: str) -> None:
+        self.export_button.setEnabled(True)
+        self.status.setVisible(True)
+        self.status.setText(f"Could not write {path}: {error}" if error else f"Events exported to {path}")
+        self.sig_exported.emit(path, error)
+
+    def _context_menu(self, pos) -> None:
+        menu = QMenu(self)
+        menu.addAction(self.copy_action)
+        menu.addAction("Export CSV\u2026", lambda: self.export_csv())
+        menu.popup(self.view.viewport().mapToGlobal(pos))
 
     def messages(self) -> list[str]:
         return [r.message for r in self.model.records]

@@ -100,7 +100,7 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         self.quit_action = file_menu.addAction("&Quit", self.close)
-        self.quit_action.setShortcut(QKeySequence.Quit)
+        self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))  # QKeySequence.Quit is empty on some Linux desktops
         self.quit_action.setShortcutContext(Qt.ApplicationShortcut)
         self.quit_action.setMenuRole(self.quit_action.MenuRole.QuitRole)
         self.mirror_menu = bar.addMenu("&Mirroring")

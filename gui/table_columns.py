@@ -3,15 +3,16 @@
 Sized to contents alone, the details' tables needed horizontal scrolling even in a
 1600 px window: one long group name or "Last recovery point" pushed the progress bars
 out of sight. Here every column first gets its content's width; when they do not fit,
-the widest columns give back space (never below their header or ``MIN_COLUMN``), and
-their text is elided with the whole value in the cell's tooltip. Refitted when the
+the widest columns give back space (never below ``READABLE`` px or their whole text when
+shorter), their text and header are elided, and a cut cell shows its whole text as its
+tooltip; the table scrolls only below that. Refitted when the
 table is resized or its rows change, unless the administrator has dragged a column
 (then their widths are theirs).
 """
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, Qt
-from PySide6.QtWidgets import QHeaderView, QTableView
+from PySide6.QtWidgets import QHeaderView, QTableView, QToolTip
 
 MIN_COLUMN = 48
 READABLE = 110
@@ -43,7 +44,20 @@ class ColumnFitter(QObject):
     def eventFilter(self, obj, event):
         if event.type() == QEvent.Resize and not self.user_sized:
             self.fit()
+        elif event.type() == QEvent.ToolTip:
+            return self._tooltip(event)
         return False
+
+    def _tooltip(self, event) -> bool:
+        """A cell cut short shows its whole text (a cell's own tooltip, e.g. a failure reason, comes first)."""
+        index = self.table.indexAt(event.pos())
+        text = index.data() if index.isValid() else None
+        if not text or index.data(Qt.ToolTipRole):
+            return False
+        if self.table.fontMetrics().horizontalAdvance(str(text)) + 12 <= self.table.columnWidth(index.column()):
+            return False
+        QToolTip.showText(event.globalPos(), str(text), self.table.viewport())
+        return True
 
     def fit(self, force: bool = False) -> None:
         """Size the columns to their contents and squeeze the widest until they fit the viewport."""
@@ -64,10 +78,10 @@ class ColumnFitter(QObject):
                 content = t.sizeHintForColumn(c)
                 head = header.sectionSizeHint(c)
                 wanted.append(max(content, head, MIN_COLUMN, self.minimums.get(c, 0)))
-                # Squeezed, a column keeps its header and up to READABLE px of its text; below that the
+                # Squeezed, a column keeps up to READABLE px of its text or header; below that the
                 # table scrolls sideways (a narrow window) rather than show "P\u2026d".
-                floors.append(max(MIN_COLUMN, head, min(content, READABLE), self.minimums.get(c, 0)))
-            widths = _squeeze(wanted, t.viewport().width(), floors)
+                floors.append(max(MIN_COLUMN, min(max(content, head), READABLE), self.minimums.get(c, 0)))
+            widths = _squeeze(wanted, t.viewport().width() - t.frameWidth(), floors)
             for c, w in enumerate(widths):
                 if not header.isSectionHidden(c):
                     header.resizeSection(c, w)

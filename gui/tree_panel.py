@@ -89,7 +89,7 @@ class TreePanel(QWidget):
         self.proxy.setFilterKeyColumn(-1)
         self.filter = QLineEdit(placeholderText="Filter arrays, groups, pairs, volumes\u2026", clearButtonEnabled=True)
         self.filter.textChanged.connect(self._on_filter)
-        self.view = QTreeView()
+        self.view = QTreeView(objectName="arrayTree")  # named: its column widths are remembered
         self.view.setModel(self.proxy)
         self.view.setUniformRowHeights(True)  # keeps layout O(visible rows) at 1,000 pairs
         self.view.setSelectionMode(QAbstractItemView.SingleSelection)

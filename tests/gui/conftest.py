@@ -1,7 +1,9 @@
 """GUI fixtures: a real console on a fresh lab, its engine always stopped at the end."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QSettings
@@ -10,6 +12,11 @@ from PySide6.QtWidgets import QApplication
 from gui.app import build_console
 
 START_TIMEOUT_MS = 15000
+
+# The offscreen platform's screen is 800x800 by default: a restored window geometry was clamped to it.
+# Tests run on a 1920x1080 desktop, the size the console is laid out for.
+if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+    os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={Path(__file__).with_name('offscreen_screen.json')}"
 
 
 @pytest.fixture(autouse=True)
