@@ -32,6 +32,16 @@ def timestamp(when: datetime | None) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def when(value) -> str:
+    """A time that may come as an ISO string (REST answers, drill results) spelled like every other time."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value  # not a time: shown as the engine said it
+    return timestamp(value)
+
+
 def rate(bytes_per_s: float | None) -> str:
     if not bytes_per_s:
         return "\u2014"

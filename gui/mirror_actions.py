@@ -12,6 +12,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu, QMessageBox, QWidget
 
+from gui import formatting as fmt
 from gui.bridge import EngineBridge
 from gui.console_state import ConsoleState
 from gui.dialogs.reserved_capacity import IncreaseReservedCapacityDialog
@@ -298,7 +299,7 @@ class MirrorActions(QObject):
                           for ref, uri in sorted(exports.items()))
         box = QMessageBox(QMessageBox.Information, "DR drill started",
                           f"DR drill of {result['group']} is running on {result.get('array', '?')} at the recovery "
-                          f"point of {result.get('recoveryPoint', '?')}.\n\nAttach test hosts to:\n{lines}\n\n"
+                          f"point of {fmt.when(result.get('recoveryPoint'))}.\n\nAttach test hosts to:\n{lines}\n\n"
                           "Writes to these exports are discarded when the drill stops; mirroring continues.",
                           QMessageBox.Ok, self.window)
         box.setObjectName("drillStartedBox")

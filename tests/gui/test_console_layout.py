@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from importlib import metadata
 
 import numpy as np
@@ -128,7 +129,12 @@ def test_tree_name_marks_a_running_dr_drill(qtbot, console, engine):
     _mirror(qtbot, window, engine, group="erp")
     _synced(qtbot, window, "erp")
     window.tree.select(("group", "SiteA", "erp"))
-    window.mirror_actions.drill_start.trigger()
+    with qtbot.waitSignal(window.mirror_actions.sig_dialog_opened, timeout=10000) as opened:
+        window.mirror_actions.drill_start.trigger()
+    box = opened.args[0]
+    assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:", box.text()), box.text()  # times as everywhere, not ISO
+    assert re.search(r"recovery point of \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", box.text()), box.text()
+    box.close()
     qtbot.waitUntil(lambda: "[DR drill]" in (window.tree.text_of(("group", "SiteB", "erp")) or ""), timeout=10000)
     assert window.tree.text_of(("group", "SiteA", "erp")) == "erp"  # the drill runs on the secondary's array
     window.tree.select(("group", "SiteB", "erp"))
