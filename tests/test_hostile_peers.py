@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import time
 
 import pytest
@@ -240,3 +241,90 @@ def test_a_failing_callback_does_not_break_the_server():
             await server.stop()
 
     asyncio.run(main())
+
+
+# -- what an unauthenticated peer can make the array hold ----------------------------------------------
+
+def _flood_measured(monkeypatch, tmp_path, tls: bool, seconds: float = 1.0) -> tuple[int, int]:
+    """A peer that sends and never reads, while the server waits before its handshake (a slowed address).
+
+    Returns (most bytes any channel reader held at once, bytes the flooder got out of its own process).
+    """
+    peaks: dict[int, int] = {}
+    feed = asyncio.StreamReader.feed_data
+
+    def measured(self, data):
+        feed(self, data)
+        peaks[id(self)] = max(peaks.get(id(self), 0), len(self._buffer))
+
+    monkeypatch.setattr(asyncio.StreamReader, "feed_data", measured)
+    server_ssl = client_ssl = None
+    if tls:
+        from core.rest.tls import ensure_certificate, server_context
+
+        server_ssl = server_context(*ensure_certificate(tmp_path, "B"))
+        client_ssl = ssl.create_default_context()
+        client_ssl.check_hostname, client_ssl.verify_mode = False, ssl.CERT_NONE
+
+    async def main():
+        throttle = LoginThrottle(free_failures=1, first_delay=seconds + 1, max_delay=seconds + 1)
+        async with server_with([], throttle=throttle, ssl=server_ssl) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=client_ssl,
+                                                          local_addr=(GUESSER, 0))
+            writer.write(b"not a frame header")  # one failure from this address: its next login waits
+            await reader.read()
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=client_ssl,
+                                                          local_addr=(GUESSER, 0))
+            chunk, queued = os.urandom(1024 * 1024), 0
+            start = time.monotonic()
+            while time.monotonic() - start < seconds:
+                writer.write(chunk)
+                queued += len(chunk)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(writer.drain(), 0.05)
+            out = queued - writer.transport.get_write_buffer_size()
+            writer.transport.abort()
+            return out
+
+    flushed = asyncio.run(main())
+    return max(peaks.values()), flushed
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_before_login_a_peer_cannot_make_the_array_buffer_more_than_a_few_frames(monkeypatch, tmp_path, tls):
+    """Was 8 MiB per connection (twice the session's 4 MiB reader limit) before any frame was checked."""
+    from core.channel.stream import PRE_AUTH_FRAME
+
+    peak, flushed = _flood_measured(monkeypatch, tmp_path, tls)
+    print(f"{'TLS' if tls else 'TCP'}: flooder got {flushed / 1024:.0f} KiB out, "
+          f"the most a reader held: {peak / 1024:.0f} KiB")
+    assert flushed > 4 * PRE_AUTH_FRAME  # it sent far more than the array keeps
+    assert peak <= 3 * PRE_AUTH_FRAME, peak
+
+
+def test_after_login_the_session_reads_whole_regions_again():
+    """The pre-login bounds are lifted at login: a 4 MiB region arrives without the reader pausing per frame."""
+    class Keep(Handler):
+        got: list = []
+
+        async def handle_region(self, peer, transfer, volume, offset, length, data):
+            self.got.append(len(data))
+
+    async def main():
+        salt = new_salt()
+        server = ChannelServer("B", salt, password_hash(PASSWORD, salt), Keep())
+        await server.start()
+        try:
+            session = await ChannelClient.connect([("127.0.0.1", server.port)], "A", "B", PASSWORD, timeout=5)
+            assert session._reader._limit == 4 * 1024 * 1024
+            await session.send_region("t", "v", 0, os.urandom(4 * 1024 * 1024))
+            await session.call("done")
+            (live,) = server.sessions
+            assert live._reader._limit == 4 * 1024 * 1024
+            await session.close()
+        finally:
+            await server.stop()
+        return Keep.got
+
+    assert asyncio.run(main()) == [4 * 1024 * 1024]

@@ -15,7 +15,8 @@ from typing import Callable
 from core.channel import auth, frames
 from core.channel.bandwidth import LinkScheduler
 from core.channel.frames import ChannelError, FrameType
-from core.channel.session import STREAM_LIMIT, ChannelHandler, Session
+from core.channel.session import ChannelHandler, Session
+from core.channel.stream import open_channel_connection, start_channel_server
 from core.errors import CommunicationError, MirrorError
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,11 @@ class ChannelClient:
             writer = None
             try:
                 async with asyncio.timeout(timeout):
-                    reader, writer = await asyncio.open_connection(
-                        host, port, ssl=ssl, limit=STREAM_LIMIT,
-                        server_hostname=host if ssl is not None else None)
+                    reader, writer = await open_channel_connection(
+                        host, port, ssl=ssl, server_hostname=host if ssl is not None else None)
                     await auth.client_handshake(reader, writer, local_name, remote_name,
                                                 remote_password, peer)
+                    reader.logged_in()
             except (OSError, asyncio.IncompleteReadError, TimeoutError, _ssl.SSLError) as exc:
                 if writer is not None:
                     writer.close()
@@ -118,9 +119,8 @@ class ChannelServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._on_connect, self.host, self._requested_port, ssl=self._ssl,
-            limit=STREAM_LIMIT)
+        self._server = await start_channel_server(
+            self._on_connect, self.host, self._requested_port, ssl=self._ssl)
 
     async def stop(self) -> None:
         """Stop listening and close every session."""
@@ -155,6 +155,7 @@ class ChannelServer:
             async with asyncio.timeout(self._handshake_timeout):
                 name = await auth.server_handshake(reader, writer, self.local_name,
                                                    self._salt, self._hash, peer)
+            reader.logged_in()
             verdict = True
         except MirrorError as exc:
             verdict = False

@@ -24,10 +24,10 @@ from core.channel import frames
 from core.channel.bandwidth import LinkScheduler
 from core.channel.codec import CodecStats, RegionDecoder, RegionEncoder
 from core.channel.frames import ChannelError, FrameType
+from core.channel.stream import STREAM_LIMIT  # noqa: F401  (the session's reader limit, after login)
 from core.domain import Priority
 from core.errors import CommunicationError, MirrorError
 
-STREAM_LIMIT = 4 * 1024 * 1024       # reader buffer: whole regions without pausing
 WRITE_HIGH_WATER = 4 * 1024 * 1024    # a few regions queue while the next is encoded
                                       # (measured: 64 KiB halves loopback throughput)
 SMALL_FRAME = 64 * 1024               # below this, join header and body in one write
@@ -468,6 +468,8 @@ class Session:
         elif ftype == FrameType.PING:
             self._write(frames.raw_frame(FrameType.PONG, payload))
         elif ftype == FrameType.PONG:
+            if len(payload) != _PING.size:
+                raise ChannelError(f"{label} sent a PONG of {len(payload)} bytes; a PONG carries {_PING.size}.")
             (rid,) = _PING.unpack(payload)
             fut = self._pending.get(rid)
             if fut is not None and not fut.done():
