@@ -18,6 +18,7 @@ from gui.guru_panel import GuruPanel
 from gui.lab_menu import LabMenu
 from gui.lro_dialog import LongRunningOperationsPanel
 from gui.mirror_actions import MirrorActions
+from gui.storage_arrays import install_storage_arrays
 from gui.theme import icon
 from gui.tree_panel import TreePanel
 from gui.workload_indicator import WorkloadIndicator
@@ -110,6 +111,7 @@ class MainWindow(QMainWindow):
         view.addAction(self.guru_dock.toggleViewAction())
         view.addAction(self.events_dock.toggleViewAction())
         view.addAction(self.lro_dock.toggleViewAction())
+        view.addAction(install_storage_arrays(self).toggleViewAction())  # Unified Manager side: gui/storage_arrays.py
         help_menu = bar.addMenu("&Help")
         self.about_action = help_menu.addAction("&About Async Mirror Console", self.show_about)
         tb = QToolBar("Main", objectName="mainToolbar")

@@ -33,3 +33,10 @@ def no_engine_thread_left():
     yield
     leaked = [t for t in threading.enumerate() if t.name.startswith("mirror-engine") and t.is_alive()]
     assert not leaked, f"test left engine threads running: {leaked}"
+
+
+@pytest.fixture(autouse=True)
+def console_config_home(tmp_path, monkeypatch):
+    """The console's managed-arrays store and passwords in the test's directory: never the user's config or keyring."""
+    monkeypatch.setenv("MIRROR_CONSOLE_HOME", str(tmp_path / "console-config"))
+    monkeypatch.setenv("MIRROR_CONSOLE_PASSWORDS", "file")

@@ -63,6 +63,18 @@ def fleet_factory(args) -> Callable | None:
     return lab_fleet_factory(status["arrays"])
 
 
+def console_fleet_factory(with_lab: bool = True) -> Callable:
+    """The console's engine: the lab's daemons (brought up) and the saved arrays; without the lab, only those."""
+    if with_lab:
+        return lab_fleet_factory()
+    from core.client.fleet import Fleet
+    from core.client.managed import ManagedArrayStore
+
+    def saved(home, purpose, nbd_port=None):
+        return Fleet({}, store=ManagedArrayStore(), stale_groups=True)
+    return saved
+
+
 def managed_fleet_factory(names: list[str]) -> Callable:
     """The fleet of the saved arrays ``names`` (core.client.managed), each certificate checked on every connection."""
     from core.client.contact import client_for
@@ -82,17 +94,22 @@ def lab_fleet_factory(arrays: list[dict] | None = None) -> Callable:
     """An engine factory (for EngineLoop): the fleet of the lab's daemons, as ``lab status`` lists them.
 
     Without ``arrays`` the fleet brings the lab up itself when it starts (the console:
-    its window shows first, the daemons start behind it).
+    its window shows first, the daemons start behind it), and manages the saved arrays
+    of the console's store too (``mirrorctl array add``, the Storage arrays page); an array
+    that stops answering keeps its groups' last known state.
     """
     from core.client.fleet import Fleet, lab_clients
     from core.client.lab import LabLink
+    from core.client.managed import ManagedArrayStore
 
     known = arrays or []
     stopped = {a["name"]: f"start it with 'mirrorctl lab array start {a['name']}'" for a in known if not a["running"]}
 
     def lab(home, purpose, nbd_port=None):
+        console = arrays is None
         return Fleet(lab_clients([a for a in known if a["running"]]), lab=LabLink(home),
-                     bring_lab_up=arrays is None, stopped=stopped)
+                     bring_lab_up=console, stopped=stopped, store=ManagedArrayStore() if console else None,
+                     stale_groups=console)
     return lab
 
 

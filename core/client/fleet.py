@@ -21,6 +21,7 @@ from typing import Callable
 from core.client.rest import API_ROOT, ArrayClient
 from core.client.events import follow_events
 from core.client.lab import LabLink
+from core.client.fleet_arrays import ManagedArrays
 from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
 from core.guru import GuruAction, Problem
 from core.rest import models
@@ -43,6 +44,14 @@ def split_ref(ref: str) -> tuple[str, str]:
     if not sep or not array or not volume:
         raise InvalidInput(f"'{ref}' is not ARRAY/VOLUME (for example SiteA/db)", code="invalidVolumeRef")
     return array, volume
+
+
+UNREACHABLE_CODES = frozenset({"arrayUnreachable", "certificateMismatch", "certificateUntrusted"})
+
+
+def unreachable(e: MirrorError) -> bool:
+    """The array did not answer, or presented a certificate that is not trusted: no answer to use."""
+    return isinstance(e, CommunicationError) or e.code in UNREACHABLE_CODES
 
 
 def lab_clients(arrays: list[dict]) -> dict[str, ArrayClient]:
@@ -70,13 +79,18 @@ class Fleet:
     """Arrays by name -> their REST clients; the engine's service API across all of them."""
 
     def __init__(self, clients: dict[str, ArrayClient], discover: bool = False, lab: LabLink | None = None,
-                 bring_lab_up: bool = False, stopped: dict[str, str] | None = None):
+                 bring_lab_up: bool = False, stopped: dict[str, str] | None = None, store=None,
+                 stale_groups: bool = False):
         """``discover``: the keys are provisional; ``start`` names each array as its ``about`` page does.
 
         ``lab``: the embedded lab's link relay, for ``lab_link`` (None for real arrays);
         ``bring_lab_up``: ``start`` starts the lab's daemons first and manages those.
         ``stopped``: managed arrays known not to run (name -> how to start them): calls to
         them fail as unreachable, and they are listed offline.
+        ``store``: a :class:`core.client.managed.ManagedArrayStore`: its saved arrays are
+        managed too, and arrays can be added and removed while the fleet runs (the console).
+        ``stale_groups``: an array that stops answering keeps its groups' last known sides in
+        ``groups()`` and its volumes in ``volumes()`` (the console greys them; mirrorctl does not want them).
         """
         self.stopped = dict(stopped or {})
         self.clients = dict(clients)
@@ -86,17 +100,25 @@ class Fleet:
         self._last_known: dict[str, ArraySnapshot] = {}
         self._subscribers: list[Subscriber] = []
         self._streams: dict[str, asyncio.Task] = {}
+        self.stale_groups = stale_groups
+        self._last_groups: dict[str, list[GroupSnapshot]] = {}
+        self._last_volumes: dict[str, list[VolumeSnapshot]] = {}
+        self._lab_names: set[str] = set(self.clients) if lab is not None else set()
+        self.managed = ManagedArrays(store, self, lambda: self._lab_names) if store is not None else None
 
     # -- life cycle (what EngineLoop expects of an engine) --------------------------
     async def start(self) -> None:
         """Each client connects on its first call; arrays given by address are asked their name first."""
         if self.bring_lab_up and self.lab is not None:
             self.clients = lab_clients(await self.lab.bring_up())
+            self._lab_names = set(self.clients)
         if self.discover:
             named = {}
             for client in self.clients.values():
                 named[(await client.about())["arrayName"]] = client
             self.clients = named
+        if self.managed is not None:
+            self.managed.load()
 
     async def stop(self) -> None:
         for task in self._streams.values():
@@ -105,6 +127,77 @@ class Fleet:
         self._streams.clear()
         for c in self.clients.values():
             await c.close()
+
+    # -- arrays joining and leaving at run time (core.client.fleet_arrays.FleetHooks) ------------
+    def follow(self, name: str) -> None:
+        """Follow a newly managed array's event stream (when anyone listens)."""
+        if self._subscribers and name not in self._streams:
+            self._streams[name] = asyncio.get_running_loop().create_task(self._follow(name))
+
+    async def forget(self, name: str) -> None:
+        """Stop managing ``name``: its stream, its client, what was last known of it."""
+        task = self._streams.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        client = self.clients.pop(name, None)
+        if client is not None:
+            await client.close()
+        for known in (self._last_known, self._last_groups, self._last_volumes):
+            known.pop(name, None)
+
+    def changed(self, name: str) -> None:
+        """An array joined, left or came back: its listing and its volumes are to be read again."""
+        self._publish(name, "array", {"object": name})
+        self._publish(name, "volume", {"object": name})
+
+    def _managed(self) -> ManagedArrays:
+        if self.managed is None:
+            raise MirrorError("this fleet has no managed-arrays store (the console's does)", code="notImplemented")
+        return self.managed
+
+    # -- the Storage arrays page and the Certificates view (core.client.fleet_arrays) ------------
+    async def managed_arrays(self):
+        return tuple(self._managed().states())
+
+    async def passwords_stored_in(self) -> str:
+        return self._managed().password_location
+
+    async def inspect_array(self, address: str, port: int | None = None):
+        return await self._managed().inspect(address, port)
+
+    async def add_managed_array(self, name: str, address: str, password: str, port: int | None = None,
+                                fingerprint: str | None = None, ca_file: str | None = None):
+        return await self._managed().add(name, address, password, port, fingerprint, ca_file)
+
+    async def remove_managed_array(self, name: str) -> None:
+        await self._managed().remove(name)
+
+    async def rename_managed_array(self, name: str, new_name: str) -> None:
+        await self._managed().rename(name, new_name)
+
+    async def test_connection(self, name: str) -> dict:
+        return await self._managed().test(name)
+
+    async def discover_arrays(self, targets: str, ports: str | int | None = None):
+        return tuple(await self._managed().discover(targets, ports))
+
+    async def read_certificate_file(self, path: str):
+        return await self._managed().read_certificate_file(path)
+
+    async def array_certificates(self):
+        return tuple(await self._managed().certificates())
+
+    async def _answers(self, path: str, **params) -> list[tuple[str, object]]:
+        """``(array, answer)`` for every managed array that answers ``GET path``; the others are skipped."""
+        out = []
+        for name in sorted(self.clients):
+            try:
+                out.append((name, await self.client(name).get(path, **params)))
+            except MirrorError as e:
+                if not unreachable(e):
+                    raise
+        return out
 
     def client(self, array: str) -> ArrayClient:
         c = self.clients.get(array)
@@ -129,7 +222,8 @@ class Fleet:
         last_id, pause = None, 0.5
         while True:
             try:
-                async for kind, event_id, data in follow_events(self.client(name), last_id):
+                async for kind, event_id, data in follow_events(self.client(name), last_id,
+                                                                on_open=lambda: self.changed(name)):
                     pause = 0.5
                     last_id = event_id or last_id
                     self._publish(name, kind, data)
@@ -158,7 +252,9 @@ class Fleet:
         for name in sorted(set(self.clients) | set(self.stopped)):
             try:
                 out.append(await self.array(name))
-            except CommunicationError:
+            except MirrorError as e:
+                if not unreachable(e):
+                    raise
                 known = self._last_known.get(name)
                 out.append(dataclasses.replace(known, online=False) if known is not None else ArraySnapshot(
                     name=name, wwn="", model="", firmware="", controllers=(), host_ports=(), pools=(),
@@ -171,9 +267,16 @@ class Fleet:
         return snap
 
     async def volumes(self, array: str | None = None) -> list[VolumeSnapshot]:
+        if array:
+            return [models.volume_from_ws(v) for v in await self.client(array).get("volumes")]
         out = []
-        for name in [array] if array else sorted(self.clients):
-            out.extend(models.volume_from_ws(v) for v in await self.client(name).get("volumes"))
+        for name in sorted(self.clients):
+            try:
+                self._last_volumes[name] = [models.volume_from_ws(v) for v in await self.client(name).get("volumes")]
+            except MirrorError as e:
+                if not (self.stale_groups and unreachable(e)):
+                    raise  # mirrorctl lists every array's volumes or says why it cannot
+            out.extend(self._last_volumes.get(name, ()))
         return out
 
     async def volume(self, ref: str) -> VolumeSnapshot:
@@ -250,6 +353,9 @@ class Fleet:
                 found.append(models.group_from_ws(await self.client(array).get(f"async-mirrors/{name}")))
             except NotFound:
                 continue
+            except MirrorError as e:  # an array that does not answer cannot hold the side asked for
+                if not unreachable(e):
+                    raise
         if not found:
             raise NotFound(f"no mirror consistency group named '{name}'; see 'mirrorctl group list'",
                            code="arvmGroupNotFound")
@@ -268,9 +374,14 @@ class Fleet:
         out = []
         for name in sorted(self.clients):
             try:
-                out.extend(models.group_from_ws(g) for g in await self.client(name).get("async-mirrors"))
-            except CommunicationError:
-                continue
+                self._last_groups[name] = [models.group_from_ws(g)
+                                           for g in await self.client(name).get("async-mirrors")]
+            except MirrorError as e:
+                if not self.stale_groups and isinstance(e, CommunicationError):
+                    continue  # mirrorctl: an unreachable array has no groups to show
+                if not (self.stale_groups and unreachable(e)):
+                    raise  # a certificate that changed is never passed over in silence
+            out.extend(self._last_groups.get(name, ()))
         return out
 
     async def group(self, name: str, array: str | None = None) -> GroupSnapshot:
@@ -350,8 +461,8 @@ class Fleet:
 
     async def long_running_operations(self) -> list[dict]:
         out = []
-        for name in sorted(self.clients):
-            out.extend(await self.client(name).get("long-running-operations"))
+        for _, operations in await self._answers("long-running-operations"):
+            out.extend(operations)
         return out
 
     async def test_communication(self, local: str, remote: str) -> dict:
@@ -405,8 +516,8 @@ class Fleet:
     async def guru(self) -> list[Problem]:
         """Every managed array's problems; in the lab, a lost link also offers to restore the lab link."""
         seen: dict[str, Problem] = {}
-        for name in sorted(self.clients):
-            for p in await self.client(name).get("guru"):
+        for _, problems in await self._answers("guru"):
+            for p in problems:
                 problem = models.problem_from_ws(p)
                 seen.setdefault(problem.id, problem)
         if self.lab is not None and any(i.startswith("communication-lost:") for i in seen):
@@ -421,15 +532,17 @@ class Fleet:
         if action_id == RESTORE_LINK and self.lab is not None:  # the lab's link is the lab's, not an array's
             await self.lab.set(cut=False)
             return {"problem": problem_id, "action": action_id, "done": True}
-        for name in sorted(self.clients):
-            if any(p["id"] == problem_id for p in await self.client(name).get("guru")):
+        for name, problems in await self._answers("guru"):
+            if any(p["id"] == problem_id for p in problems):
                 return await self.client(name).post(f"guru/{problem_id}/actions/{action_id}", {})
         raise NotFound(f"no current problem '{problem_id}'; see 'mirrorctl guru'", code="guruProblemNotFound")
 
     async def events(self, array: str | None = None, limit: int = 200) -> list[EventRecord]:
         out: list[EventRecord] = []
-        for name in [array] if array else sorted(self.clients):
-            out.extend(models.event_from_ws(e) for e in await self.client(name).get("events", limit=limit))
+        answers = [(array, await self.client(array).get("events", limit=limit))] if array else \
+            await self._answers("events", limit=limit)
+        for _, records in answers:
+            out.extend(models.event_from_ws(e) for e in records)
         out.sort(key=lambda e: (e.time, e.array, e.id))
         return out[-limit:]
 
@@ -466,8 +579,8 @@ class Fleet:
 
     async def stop_workload(self) -> dict | None:
         stopped = {}
-        for name in sorted(self.clients):
-            if (await self.client(name).get("lab/workload")).get("running"):
+        for name, state in await self._answers("lab/workload"):
+            if state.get("running"):
                 stopped[name] = await self.client(name).delete("lab/workload")
         return stopped or None
 

@@ -222,18 +222,20 @@ class ManagedArrayStore:
 
     # -- reading -----------------------------------------------------------------------------
     def list(self) -> list[ManagedArray]:
+        if self._engine is None and not self.db_path.exists():
+            return []  # reading creates nothing: a console that manages no saved array leaves no file behind
         with Session(self._db()) as s:
             return [r.snapshot() for r in s.scalars(select(_ManagedArrayRow).order_by(_ManagedArrayRow.name))]
 
     def get(self, name: str) -> ManagedArray:
-        with Session(self._db()) as s:
-            row = s.scalars(select(_ManagedArrayRow).where(_ManagedArrayRow.name == name)).first()
-            if row is None:
-                known = ", ".join(r.name for r in s.scalars(select(_ManagedArrayRow))) or "none"
-                raise NotFound(f"no managed array named '{name}' (managed: {known}); add it with "
-                               "'mirrorctl array add NAME --url https://HOST:PORT --password ...'",
-                               code="managedArrayNotFound")
-            return row.snapshot()
+        entries = self.list()
+        match = next((e for e in entries if e.name == name), None)
+        if match is None:
+            known = ", ".join(e.name for e in entries) or "none"
+            raise NotFound(f"no managed array named '{name}' (managed: {known}); add it with "
+                           "'mirrorctl array add NAME --url https://HOST:PORT --password ...'",
+                           code="managedArrayNotFound")
+        return match
 
     def password(self, entry: ManagedArray) -> str:
         password = self.vault.get(entry.id)

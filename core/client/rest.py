@@ -67,6 +67,7 @@ class ArrayClient:
         # The header is built here: aiohttp's BasicAuth helper is deprecated from 3.14 on.
         self._auth = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{password}".encode()).decode("ascii")}
         self._ssl = _ssl_for(self.base_url, cafile, fingerprint)
+        self.pinned_sha256 = normalise_fingerprint(fingerprint).hex() if fingerprint else None
         self._cafile = cafile
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
@@ -74,6 +75,7 @@ class ArrayClient:
         # (time.time()), and why the last call could not reach it (None once it answers again).
         self.last_answered: float | None = None
         self.last_error: str | None = None
+        self.presented_sha256: str | None = None  # set when the array presented another certificate than the pin
 
     @classmethod
     def for_daemon(cls, info: dict, password: str, **kwargs) -> "ArrayClient":
@@ -114,10 +116,24 @@ class ArrayClient:
         self.answered()
         return result
 
+    def certificate_changed(self, e: aiohttp.ServerFingerprintMismatch) -> MirrorError:
+        """The array presented another certificate than the pinned one: refused, both fingerprints in one line."""
+        self.presented_sha256 = e.got.hex()
+        if self.saved_as:
+            message = (f"the certificate of array '{self.saved_as}' changed: {self.base_url} now presents SHA-256 "
+                       f"{e.got.hex()}, the accepted one is {e.expected.hex()}; if it was replaced on purpose, check "
+                       f"it and add the array again ('mirrorctl array remove {self.saved_as}', then 'array add')")
+        else:
+            message = (f"the array at {self.base_url} presented certificate SHA-256 {e.got.hex()}, not the pinned "
+                       f"{e.expected.hex()}; if its certificate was replaced on purpose, pin the new one")
+        self.last_error = message
+        return MirrorError(message, code="certificateMismatch")
+
     def answered(self) -> None:
         """The array answered (a call, or its event stream): reachable now."""
         self.last_answered = time.time()
         self.last_error = None
+        self.presented_sha256 = None
 
     async def _request(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
                        data: bytes | None = None, headers: dict | None = None, raw: bool = False,
@@ -140,16 +156,7 @@ class ArrayClient:
                     return await resp.json()
                 return body.decode("utf-8", "replace")
         except aiohttp.ServerFingerprintMismatch as e:
-            if self.saved_as:
-                raise MirrorError(
-                    f"the certificate of array '{self.saved_as}' changed: {self.base_url} now presents SHA-256 "
-                    f"{e.got.hex()}, the accepted one is {e.expected.hex()}; if it was replaced on purpose, check it "
-                    f"and add the array again ('mirrorctl array remove {self.saved_as}', then 'array add')",
-                    code="certificateMismatch") from None
-            raise MirrorError(
-                f"the array at {self.base_url} presented certificate SHA-256 {e.got.hex()}, not the pinned "
-                f"{e.expected.hex()}; if its certificate was replaced on purpose, pin the new one",
-                code="certificateMismatch") from None
+            raise self.certificate_changed(e) from None
         except aiohttp.ClientConnectorCertificateError as e:
             trusted = f"the certificate in {self._cafile}" if self._cafile else "this system's CAs"
             raise MirrorError(f"the array at {self.base_url} presented a certificate that {trusted} does not "
