@@ -270,3 +270,37 @@ def test_discover_finds_the_daemons_on_loopback(capsys, daemons, console_home):
     assert refused(capsys, "array", "discover", "10.0.0.0/8").endswith("[invalidRange]")
     assert refused(capsys, "array", "discover", "10.0.0.9-10.0.0.1").endswith("[invalidRange]")
     assert refused(capsys, "array", "discover", "127.0.0.1", "--port", "http").endswith("[invalidPort]")
+
+
+# -- a lab of four sites ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_lab_of_four_arrays_links_every_pair_and_mirrors_between_any_two(capsys, tmp_path):
+    home = tmp_path / "lab4"
+
+    def cli(*args):
+        code = main(["--home", str(home), "--json", *args])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return json.loads(out) if out.strip() else {}
+
+    created = main(["--home", str(home), "lab", "init", "--arrays", "4"])
+    out, _ = capsys.readouterr()
+    assert created == 0 and out.strip() == (f"Lab created in {home}: SiteA, SiteB, SiteC and SiteD (primary volumes "
+                                            "on SiteA, SiteC; their DR volumes on SiteB, SiteD)")
+    assert refused(capsys, "lab", "init", "--arrays", "9").endswith("a lab has 2 to 8 arrays, not 9 [invalidInput]")
+    try:
+        status = cli("lab", "up")
+        assert [(a["name"], a["running"]) for a in status["arrays"]] == [
+            ("SiteA", True), ("SiteB", True), ("SiteC", True), ("SiteD", True)]
+        assert status["linksDown"] == [] and set(status["link"]["routes"]) == {"SiteA", "SiteB", "SiteC", "SiteD"}
+        remotes = cli("array", "remote", "list", "SiteD")
+        assert sorted((r["name"], r["reachable"]) for r in remotes) == [("SiteA", True), ("SiteB", True),
+                                                                          ("SiteC", True)]
+        cli("group", "create", "GCD", "--primary-array", "SiteC", "--secondary-array", "SiteD", "--manual")
+        cli("pair", "add", "--group", "GCD", "--primary", "SiteC/db", "--secondary", "SiteD/db_dr")
+        cli("sync", "GCD", "--wait")
+        sides = {g["array"]: g["status"] for g in cli("group", "list") if g["name"] == "GCD"}
+        assert sides == {"SiteC": "optimal", "SiteD": "optimal"}
+    finally:
+        main(["--home", str(home), "lab", "down"])
+        capsys.readouterr()

@@ -23,6 +23,8 @@ def register(sub) -> None:
     lsub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
     p = lsub.add_parser("init", help="create SiteA (primary site) and SiteB (DR site) with ready volumes")
     p.add_argument("--if-missing", action="store_true", help="do nothing when the lab exists")
+    p.add_argument("--arrays", type=int, default=2, metavar="N",
+                   help="how many arrays: SiteA, SiteB, ... (2 to 8, default 2); 'lab up' links every pair")
     p.add_argument("--password", help="admin password of every lab array (sets it on an existing lab; "
                                       "default: the built-in lab passwords)")
     p.set_defaults(run=_init)
@@ -44,19 +46,19 @@ def register(sub) -> None:
 
 
 def _init(args) -> Result:
+    sites = _sites(args.arrays)
     if args.password is None:
-        created = init_lab(args.home, if_missing=args.if_missing)
-        msg = (f"Lab created in {args.home}: SiteA (primary site) and SiteB (DR site)" if created
-               else f"Lab already present in {args.home}")
+        created = init_lab(args.home, if_missing=args.if_missing, arrays=args.arrays)
+        msg = (f"Lab created in {args.home}: {sites}" if created else f"Lab already present in {args.home}")
         return Result({"home": str(args.home), "created": created}, msg)
     from core.lab.passwords import check_password_text, record_passwords, set_lab_password
 
     check_password_text(args.password)
-    created = init_lab(args.home, if_missing=True, password=args.password)
+    created = init_lab(args.home, if_missing=True, password=args.password, arrays=args.arrays)
     if created:
         names = [d.name for d in array_dirs(args.home)]
         record_passwords(args.home, {n: args.password for n in names})
-        msg = f"Lab created in {args.home}: SiteA (primary site) and SiteB (DR site), with the given password"
+        msg = f"Lab created in {args.home}: {sites}, with the given password"
     else:
         try:
             names = set_lab_password(args.home, args.password)
@@ -65,6 +67,16 @@ def _init(args) -> Result:
                                 "set the password, then 'mirrorctl lab up'") from None
         msg = f"Lab in {args.home}: admin password of {', '.join(names)} changed (takes effect at 'lab up')"
     return Result({"home": str(args.home), "created": created, "passwordSet": names}, msg)
+
+
+def _sites(count: int) -> str:
+    from core.lab.home import lab_array_names
+
+    names = lab_array_names(count)
+    if count == 2:
+        return "SiteA (primary site) and SiteB (DR site)"
+    return f"{', '.join(names[:-1])} and {names[-1]} (primary volumes on {', '.join(names[0::2])}; " \
+           f"their DR volumes on {', '.join(names[1::2])})"
 
 
 def _up(args) -> Result:

@@ -23,6 +23,19 @@ LAB_FILE = "lab.json"
 ARRAYS_DIR = "arrays"
 # The lab's array passwords; an administrator types them in when adding a remote array.
 LAB_PASSWORDS = {"SiteA": "siteA-admin", "SiteB": "siteB-admin"}
+MAX_LAB_ARRAYS = 8  # SiteA..SiteH: every pair is a relay route, so n*(n-1) remote entries
+
+
+def lab_array_names(count: int = 2) -> list[str]:
+    """``SiteA``, ``SiteB``, ... for a lab of ``count`` arrays (2 to 8)."""
+    if not isinstance(count, int) or not 2 <= count <= MAX_LAB_ARRAYS:
+        raise MirrorError(f"a lab has 2 to {MAX_LAB_ARRAYS} arrays, not {count}", code="invalidInput")
+    return [f"Site{chr(ord('A') + i)}" for i in range(count)]
+
+
+def default_password(name: str) -> str:
+    """The built-in password of lab array ``name`` (``siteC-admin`` for SiteC, as for SiteA and SiteB)."""
+    return LAB_PASSWORDS.get(name) or (f"site{name[4:]}-admin" if name.startswith("Site") else "")
 
 
 def default_home() -> Path:
@@ -66,36 +79,39 @@ class LabNotUp(MirrorError):
         super().__init__(message)
 
 
-def lab_specs(password: str | None = None) -> list[ArraySpec]:
+def lab_specs(password: str | None = None, arrays: int = 2) -> list[ArraySpec]:
     """The lab's arrays; ``password`` replaces the default lab passwords (``lab init --password``)."""
     pools = (PoolSpec("nvme_pool", DriveType.NVME, 4 * TiB), PoolSpec("sas_pool", DriveType.SAS, 16 * TiB))
     return [ArraySpec(name=n, model=Model.E5700, firmware="08.74.00.01",
-                      password=LAB_PASSWORDS[n] if password is None else password, pools=pools)
-            for n in ("SiteA", "SiteB")]
+                      password=default_password(n) if password is None else password, pools=pools)
+            for n in lab_array_names(arrays)]
 
 
 # Ready volumes on SiteA with suitable DR volumes on SiteB: (name, capacity, drive type).
 LAB_VOLUMES = [("db", 4 * GiB, "nvme"), ("logs", 2 * GiB, "nvme"), ("files", 8 * GiB, "sas")]
 
 
-def init_lab(home: Path, if_missing: bool = False, password: str | None = None) -> bool:
+def init_lab(home: Path, if_missing: bool = False, password: str | None = None, arrays: int = 2) -> bool:
     """Create the lab in ``home``; returns False when it exists and ``if_missing``.
 
     ``password`` gives every array that admin password instead of the default lab
     passwords; the caller records it (:func:`core.lab.passwords.record_passwords`).
+    ``arrays``: SiteA..; the sites alternate primary volumes (SiteA, SiteC, ...) and their
+    DR volumes (``db_dr`` on SiteB, SiteD, ...), so SiteA->SiteB and SiteC->SiteD mirror at once.
     """
     home = Path(home)
-    arrays = home / ARRAYS_DIR
-    if arrays.exists() and any(arrays.iterdir()):
+    arrays_dir = home / ARRAYS_DIR
+    lab_array_names(arrays)  # refused before anything is made
+    if arrays_dir.exists() and any(arrays_dir.iterdir()):
         if if_missing:
             return False
         raise MirrorError(f"a lab already exists in {home}; use it, or give another --home", code="labExists")
-    arrays.mkdir(parents=True, exist_ok=True)
-    for spec in lab_specs(password):
-        array = StorageArray.create(arrays / spec.name, spec)
+    arrays_dir.mkdir(parents=True, exist_ok=True)
+    for index, spec in enumerate(lab_specs(password, arrays)):
+        array = StorageArray.create(arrays_dir / spec.name, spec)
         try:
             for name, cap, dtype in LAB_VOLUMES:
-                vname = name if spec.name == "SiteA" else f"{name}_dr"
+                vname = name if index % 2 == 0 else f"{name}_dr"
                 array.create_volume(vname, cap, drive_type=dtype)
         finally:
             array.close()

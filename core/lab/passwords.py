@@ -16,7 +16,7 @@ from core.array import StorageArray
 from core.channel.auth import new_salt, password_hash
 from core.domain import Severity
 from core.errors import InvalidInput
-from core.lab.home import LAB_PASSWORDS, array_dirs
+from core.lab.home import LAB_PASSWORDS, array_dirs, default_password
 
 PASSWORDS_FILE = "passwords.json"
 
@@ -28,7 +28,7 @@ def lab_passwords(home: Path) -> dict[str, str]:
     if path.exists():
         recorded = json.loads(path.read_text() or "{}").get("passwords", {})
     names = [d.name for d in array_dirs(home)] or list(LAB_PASSWORDS)
-    return {n: recorded.get(n, LAB_PASSWORDS.get(n, "")) for n in names}
+    return {n: recorded.get(n, default_password(n)) for n in names}
 
 
 def record_passwords(home: Path, passwords: dict[str, str]) -> None:
