@@ -50,7 +50,7 @@ def _done(_result) -> dict:
 
 def _digest(array, volume: str, size: int, exclude: list[int]) -> dict:
     """Digests of a secondary's committed recovery point, for ``verify``."""
-    from core.service_operations import volume_digests
+    from core.replication.verify import volume_digests
     from core.domain import REGION_SIZE
 
     row = array.volume(volume)

@@ -1,10 +1,19 @@
-"""The engine: owns the running arrays and everything they do, on one asyncio loop.
+"""The engine: the composition root of the arrays this process runs, on one asyncio loop.
 
-The CLI, the tests and the console all drive this one service API. Every public
-method is a coroutine that must run on the engine's loop (see ``core.runtime`` for
-calling it from another thread); results are immutable snapshots, and changes are
-published to subscribers as :class:`EngineEvent`. Nothing outside the engine
-touches an array's database session.
+An array daemon runs one array; the in-process lab runs all arrays of a lab home.
+The engine opens them and builds their collaborators, each owning one piece of
+state and given only what it needs:
+
+- :class:`HostVolumes` — every volume open for host I/O (NBD, the Python API);
+- :class:`Links` — reaching the remote arrays over the mirroring channel (the ``Peer``);
+- :class:`SyncRunner` — the scheduler and running syncs; :class:`Receiver` — a secondary's side;
+- :class:`RoleCoordinator` and :class:`Reconciler` — role changes, and settling both sides;
+- :class:`Drills`, :class:`NbdExports`, :class:`Workload`, the lab's fault record;
+- the commands (volumes, mirrors, sync, lab faults) that make up the service API.
+
+The CLI, the REST API and the console drive that one service API. Every public
+method is a coroutine that must run on the engine's loop (see ``core.runtime``);
+results are immutable snapshots, and changes go to subscribers as ``EngineEvent``.
 """
 from __future__ import annotations
 
@@ -14,26 +23,27 @@ import ssl
 from pathlib import Path
 
 from core.array import StorageArray
+from core.commands.lab_faults import LabFaultCommands
+from core.commands.mirrors import MirrorCommands
+from core.commands.preserved import PreservedData
+from core.commands.sync import SyncCommands
+from core.commands.volumes import VolumeCommands
+from core.domain import REGION_SIZE
 from core.drills import Drills
 from core.endpoint import ArrayEndpoint
-from core import remote_arrays
-from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
-from core.lab import open_arrays
+from core.errors import InvalidInput
+from core.guru import Guru
+from core.lab import LabFaults, open_arrays
 from core.lab_faults import LabFaultFile
 from core.nbd.exports import NbdExports
-from core.publisher import Publisher, Subscriber
-from core.domain import REGION_SIZE
+from core.publisher import Publisher
 from core.replication import receiver
 from core.replication.channels import ChannelHub
 from core.replication.host_volumes import HostVolumes
 from core.replication.links import Links
 from core.replication.sync_runner import SyncRunner
-from core.service_faults import FaultService
-from core.service_mirrors import MirrorService
-from core.service_operations import OperationsService
-from core.service_reconcile import ReconcileService
-from core.service_roles import RoleService  # roles, failover, Recovery Guru (first: it wraps the others)
-from core.service_volumes import VolumeService
+from core.roles.coordinator import RoleCoordinator
+from core.roles.reconciler import Reconciler
 from core.snapshots import ArraySnapshot, EventRecord
 from core.workload import Workload
 
@@ -41,14 +51,30 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
 
 
-class Engine(FaultService, ReconcileService, RoleService, OperationsService, VolumeService, MirrorService):
+class _AnsweredBy:
+    """A method of the service API answered by one collaborator: ``create_group = _AnsweredBy("mirrors")``."""
+
+    def __init__(self, collaborator: str, method: str | None = None):
+        self.collaborator = collaborator
+        self.method = method
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.method = self.method or name
+
+    def __get__(self, engine, owner=None):
+        if engine is None:
+            return self
+        return getattr(getattr(engine, self.collaborator), self.method)
+
+
+class Engine:
     """The arrays run by this process: all arrays of a lab home, or the one array of a daemon.
 
     ``data_dirs`` names the arrays to open (an array daemon passes its own); without it
     every array under ``home/arrays`` is opened (the in-process lab). A remote array
     that is not opened here is reached only over the mirroring channel, at the address
-    its remote-array entry gives. ``listen``/``channel_port``/``nbd_host`` are where the
-    listeners bind; ``channel_ssl``/``peer_ssl`` turn on TLS between array daemons.
+    its remote-array entry gives. ``listen``/``channel_port`` are where the listeners
+    bind; ``channel_ssl``/``peer_ssl`` turn on TLS between array daemons.
     """
 
     region_size = REGION_SIZE
@@ -57,26 +83,106 @@ class Engine(FaultService, ReconcileService, RoleService, OperationsService, Vol
                  data_dirs: list[Path] | None = None, listen: str = "127.0.0.1", channel_port: int = 0,
                  channel_ssl: ssl.SSLContext | None = None, peer_ssl: ssl.SSLContext | None = None):
         self.home = Path(home)
-        self.nbd_port = nbd_port
         self.purpose = purpose
         self.data_dirs = data_dirs
         self.listen = listen
         self.channel_port = channel_port
         self.channel_ssl = channel_ssl
         self.peer_ssl = peer_ssl
-        self.lab = LabFaultFile(self.home)
         self.arrays: dict[str, StorageArray] = {}
         self.endpoints: dict[str, ArrayEndpoint] = {}
+        self.lab = LabFaultFile(self.home)
         self.publisher = Publisher()
-        self.publish = self.publisher.publish
+        publish = self.publish = self.publisher.publish
         self.subscribe = self.publisher.subscribe
-        self.hosts = HostVolumes(self.lab, self.region_size, lambda hv, err: self.runner.pit_full(hv, err))
+        rs = self.region_size
+        self.hosts = HostVolumes(self.lab, rs, lambda hv, err: self.runner.pit_full(hv, err))
         self.links = Links(self.arrays, self.lab)
-        self.runner = SyncRunner(self.arrays, self.hosts, self.links, self.publish, self.region_size, self.role_hold)
-        self.drills = Drills(self.arrays, self.lab, self.publish, self.nbd_uri, self.region_size)
+        self.reconciler: Reconciler | None = None
+        self.runner = SyncRunner(self.arrays, self.hosts, self.links, publish, rs,
+                                 lambda array, g: self.reconciler.holds(array, g))
+        self.drills = Drills(self.arrays, self.lab, publish, lambda a, v: self.nbd.uri(a, v), rs)
         self.nbd = NbdExports(self.hosts, self.drills, self.lab, listen, nbd_port)
-        self.workload_runner = Workload(self.get_array, self.hosts, self.publish)
+        self.workload_runner = Workload(self.get_array, self.hosts, publish)
+        self.storage = VolumeCommands(self.arrays, self.hosts, self.nbd, self.links, publish)
+        self.mirrors = MirrorCommands(self.arrays, self.storage, self.hosts, self.runner, self.links, publish,
+                                      self._array_snapshot)
+        self.sync = SyncCommands(self.storage, self.hosts, self.runner, self.links, publish, self.mirrors.group_home)
+        self.faults = LabFaultCommands(self.storage, self.lab, self.runner, self.links, publish, self._apply_faults)
+        self.roles = RoleCoordinator(self.arrays, self.endpoints, self.hosts, self.runner, self.links, publish,
+                                     self.lab, self.mirrors.group_home)
+        self.reconciler = Reconciler(self.arrays, self.links, self.roles, publish)
+        self.recovery_guru = Guru(self.arrays, self.lab, self.links, self.runner, self.mirrors, self.roles,
+                                  self.reconciler, self)
+        self.preserved = PreservedData(self.arrays, self.hosts, publish)
+        self.receiver = receiver.Receiver(self.hosts, self.drills, publish, self.mirrors.remove_local_pair_side)
         self.started = False
+
+    # -- the service API, answered by the collaborators ----------------------------
+    volumes = _AnsweredBy("storage")
+    volume = _AnsweredBy("storage")
+    create_volume = _AnsweredBy("storage")
+    resize_volume = _AnsweredBy("storage")
+    delete_volume = _AnsweredBy("storage")
+    change_password = _AnsweredBy("storage")
+    remote_volumes = _AnsweredBy("storage")
+
+    remote_array = _AnsweredBy("mirrors")
+    candidates = _AnsweredBy("mirrors")
+    create_group = _AnsweredBy("mirrors")
+    update_group = _AnsweredBy("mirrors")
+    delete_group = _AnsweredBy("mirrors")
+    groups = _AnsweredBy("mirrors")
+    group = _AnsweredBy("mirrors")
+    add_pair = _AnsweredBy("mirrors")
+    remove_pair = _AnsweredBy("mirrors")
+    pairs = _AnsweredBy("mirrors")
+    pair = _AnsweredBy("mirrors")
+    group_snapshot = _AnsweredBy("mirrors")
+
+    host_write = _AnsweredBy("sync")
+    host_read = _AnsweredBy("sync")
+    host_flush = _AnsweredBy("sync")
+    host_trim = _AnsweredBy("sync")
+    sync_now = _AnsweredBy("sync")
+    suspend = _AnsweredBy("sync")
+    resume = _AnsweredBy("sync")
+    sync_history = _AnsweredBy("sync")
+    increase_reserved_capacity = _AnsweredBy("sync")
+    long_running_operations = _AnsweredBy("sync")
+    verify = _AnsweredBy("sync")
+    online_verify = _AnsweredBy("sync")
+
+    role_change = _AnsweredBy("roles")
+    promote = _AnsweredBy("roles")
+    demote = _AnsweredBy("roles")
+    role_cancel = _AnsweredBy("roles")
+    resolve_role_conflict = _AnsweredBy("roles")
+    forced_promotion_refusal = _AnsweredBy("roles")
+    reconcile = _AnsweredBy("reconciler")
+
+    set_volume_owner = _AnsweredBy("faults")
+    volume_fail = _AnsweredBy("faults")
+    volume_repair = _AnsweredBy("faults")
+    controller_reset = _AnsweredBy("faults")
+    controller_restore = _AnsweredBy("faults")
+    array_stop = _AnsweredBy("faults")
+    array_start = _AnsweredBy("faults")
+
+    guru = _AnsweredBy("recovery_guru")
+    guru_fix = _AnsweredBy("recovery_guru")
+    guru_problems = _AnsweredBy("recovery_guru")
+
+    preserved_data = _AnsweredBy("preserved", "list")
+    preserved_read = _AnsweredBy("preserved", "read")
+    preserved_export = _AnsweredBy("preserved", "export")
+    preserved_restore = _AnsweredBy("preserved", "restore")
+    preserved_delete = _AnsweredBy("preserved", "delete")
+
+    drill_start = _AnsweredBy("drills", "start")
+    drill_stop = _AnsweredBy("drills", "stop")
+    start_workload = _AnsweredBy("workload_runner", "start")
+    stop_workload = _AnsweredBy("workload_runner", "stop")
 
     # -- life cycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -85,23 +191,29 @@ class Engine(FaultService, ReconcileService, RoleService, OperationsService, Vol
         for array in opened:
             array.on_event = self.publisher.array_event
             self.arrays[array.name] = array
-            self.endpoints[array.name] = ArrayEndpoint(array)
+            self.endpoints[array.name] = self._handler_table(array)
         self.channels = self.links.channels = ChannelHub(
-            self.endpoints, lambda *a: self.receiver.regions(*a), self.links,
+            self.endpoints, lambda *region_data: self.receiver.regions(*region_data), self.links,
             self.listen, self.channel_port, self.channel_ssl, self.peer_ssl)
-        self.receiver = receiver.Receiver(self)
         for array in self.arrays.values():
-            self.receiver.register(self.endpoints[array.name])
             self.hosts.open_array(array)
-            receiver.recover_groups(self, array)
+            receiver.recover_groups(self.receiver, array)
             await self.channels.start_array(array)
             self.hosts.refresh_access(array)
-        self._start_roles()
         self._scheduler = asyncio.get_running_loop().create_task(self._schedule_forever(), name="scheduler")
         self.links.watch_remotes()
         await self.nbd.start(list(self.arrays))
         self.started = True
         await self.drills.follow_lab()
+
+    def _handler_table(self, array: StorageArray) -> ArrayEndpoint:
+        """Every message array ``array`` answers over the mirroring channel, in one table."""
+        endpoint = ArrayEndpoint(array)
+        self.receiver.register(endpoint)
+        for table in (self.roles.handlers(array), self.reconciler.handlers(array)):
+            for method, handler in table.items():
+                endpoint.register(method, handler)
+        return endpoint
 
     async def stop(self) -> None:
         if self.started:
@@ -110,7 +222,8 @@ class Engine(FaultService, ReconcileService, RoleService, OperationsService, Vol
             await self.nbd.stop()
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
-            await self._stop_roles()
+            await self.reconciler.stop()
+            await self.roles.stop()
             await self.runner.stop()
             await self.channels.stop()
             self.hosts.close_all()
@@ -125,7 +238,7 @@ class Engine(FaultService, ReconcileService, RoleService, OperationsService, Vol
         while True:
             try:
                 await self._follow_lab_faults()
-                self._watch_links()
+                self.reconciler.watch_links()
                 self.runner.tick()
             except asyncio.CancelledError:
                 raise
@@ -141,7 +254,7 @@ class Engine(FaultService, ReconcileService, RoleService, OperationsService, Vol
         await self._apply_faults(before)
         await self.drills.follow_lab()
 
-    async def _apply_faults(self, before) -> None:
+    async def _apply_faults(self, before: LabFaults) -> None:
         f = self.lab.faults
         if f.link_cut and not before.link_cut:
             await self.channels.close_sessions()
@@ -163,43 +276,18 @@ class Engine(FaultService, ReconcileService, RoleService, OperationsService, Vol
     async def lab_faults(self) -> dict:
         return self.lab.as_dict()
 
-    # -- host access -----------------------------------------------------------------
+    # -- what lower layers ask of the arrays' data path -----------------------------
     def host_volume(self, array: str, volume: str, missing_ok: bool = False):
         return self.hosts.volume(array, volume, missing_ok)
 
-    def refresh_access(self, array: StorageArray) -> None:
-        self.hosts.refresh_access(array)
+    def peer_call(self, local: str, remote: str, method: str, params: dict, timeout: float = 60.0):
+        return self.links.call(local, remote, method, params, timeout=timeout)
 
-    def attach_pair_volume(self, array: StorageArray, volume: str) -> None:
-        self.hosts.attach_pair_volume(array, volume)
-
-    def detach_pair_volume(self, array: str, volume: str) -> None:
-        self.hosts.detach_pair_volume(array, volume)
-
-    def nbd_uri(self, array: str, volume: str) -> str | None:
-        return self.nbd.uri(array, volume)
+    def reachable(self, local: str, remote: str) -> bool:
+        return self.links.reachable(local, remote)
 
     async def nbd_uris(self) -> dict[str, str]:
         return self.nbd.uris()
-
-    def drill_clone(self, array: str, name: str):
-        return self.drills.clone(array, name)
-
-    def preserve_for_drills(self, array: str, volume: str, offsets) -> None:
-        self.drills.preserve(array, volume, offsets)
-
-    async def drill_start(self, group: str) -> dict:
-        return await self.drills.start(group)
-
-    async def drill_stop(self, group: str) -> None:
-        await self.drills.stop(group)
-
-    # -- lab tools ----------------------------------------------------------------------
-    async def start_workload(self, refs: list[str], rate_mib: float, pattern: str = "random") -> dict:
-        return await self.workload_runner.start(refs, rate_mib, pattern)
-
-    async def stop_workload(self) -> dict | None:
-        return await self.workload_runner.stop()
 
     async def workload(self) -> dict | None:
         return self.workload_runner.info()
@@ -207,40 +295,11 @@ class Engine(FaultService, ReconcileService, RoleService, OperationsService, Vol
     async def test_communication(self, local: str, remote: str) -> dict:
         """Connectivity, round-trip latency and bandwidth of the mirroring channel."""
         self.get_array(local)
-        result = {"local": local, "remote": remote, "connected": False, "latency_ms": None,
-                  "bandwidth_mib_s": None, "message": ""}
-        try:
-            if not await self.can_reach(local, remote):
-                raise MirrorError(f"the link between {local} and {remote} is down")
-            session = await self.channels.session(local, remote)
-            pings = [await session.ping() for _ in range(5)]
-            result["connected"] = True
-            result["latency_ms"] = round(1000 * sorted(pings)[len(pings) // 2], 3)
-            result["bandwidth_mib_s"] = round(await session.measure_bandwidth(8 << 20) / (1 << 20), 1)
-            result["message"] = f"{remote} reachable over the mirroring channel"
-        except MirrorError as e:
-            result["message"] = e.message
-        return result
+        return await self.links.test(local, remote)
 
     # -- arrays ------------------------------------------------------------------
     def get_array(self, name: str) -> StorageArray:
-        array = self.arrays.get(name)
-        if array is None:
-            known = ", ".join(sorted(self.arrays)) or "none"
-            raise NotFound(f"no array named '{name}' here (arrays: {known})", code="arrayNotFound")
-        return array
-
-    def reachable(self, local: str, remote: str) -> bool:
-        return self.links.reachable(local, remote)
-
-    async def can_reach(self, local: str, remote: str) -> bool:
-        return await self.links.can_reach(local, remote)
-
-    def link_known(self, local: str, remote: str) -> bool:
-        return self.links.known(local, remote)
-
-    async def peer_call(self, local: str, remote: str, method: str, params: dict, timeout: float = 60.0) -> dict:
-        return await self.links.call(local, remote, method, params, timeout=timeout)
+        return self.storage.array(name)
 
     async def arrays_list(self) -> list[ArraySnapshot]:
         return [self._array_snapshot(a) for _, a in sorted(self.arrays.items())]
@@ -251,7 +310,6 @@ class Engine(FaultService, ReconcileService, RoleService, OperationsService, Vol
     def _array_snapshot(self, array: StorageArray) -> ArraySnapshot:
         return array.snapshot(online=array.name not in self.lab.faults.stopped_arrays)
 
-    # -- remote arrays (configuration of each local array) -------------------------------
     def local_array(self, name: str | None = None) -> StorageArray:
         """``name``, or the one array this process runs (an array daemon)."""
         if name is not None:
@@ -261,41 +319,26 @@ class Engine(FaultService, ReconcileService, RoleService, OperationsService, Vol
                                code="arrayNotGiven")
         return next(iter(self.arrays.values()))
 
+    # -- remote arrays (configuration of each local array) -------------------------------
     async def remote_arrays(self, array: str | None = None) -> list[dict]:
         """The remote arrays ``array`` mirrors with, and whether each answers now."""
-        a = self.local_array(array)
-        out = []
-        for entry in remote_arrays.remote_entries(a):
-            link = self.channels.monitor.links.get((a.name, entry["name"]))
-            out.append({**entry, "reachable": self.reachable(a.name, entry["name"]),
-                        "linkReason": link.reason if link is not None else ""})
-        return out
+        return self.links.remote_arrays(self.local_array(array))
 
     async def add_remote_array(self, name: str, addresses: list[str], password: str, wwn: str = "",
                                array: str | None = None) -> dict:
         a = self.local_array(array)
-        entry = remote_arrays.set_remote(a, name, addresses, password, wwn)
-        session = self.channels.sessions.pop((a.name, name), None)
-        if session is not None:  # the next call dials the new addresses
-            await session.close()
-        if name not in self.arrays:
-            self.channels.monitor.watch(a.name, name)
+        entry = await self.links.add_remote_array(a, name, addresses, password, wwn)
         self.publish("array", a.name, name)
         return entry
 
     async def remove_remote_array(self, name: str, array: str | None = None) -> None:
         a = self.local_array(array)
-        remote_arrays.remove_remote(a, name)
-        self.channels.monitor.links.pop((a.name, name), None)
-        session = self.channels.sessions.pop((a.name, name), None)
-        if session is not None:
-            await session.close()
+        await self.links.remove_remote_array(a, name)
         self.publish("array", a.name, name)
 
     async def events(self, array: str | None = None, limit: int = 200) -> list[EventRecord]:
-        names = [array] if array else sorted(self.arrays)
         out: list[EventRecord] = []
-        for n in names:
+        for n in [array] if array else sorted(self.arrays):
             out.extend(self.get_array(n).events(limit))
         out.sort(key=lambda e: (e.time, e.array, e.id))
         return out[-limit:]

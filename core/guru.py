@@ -10,8 +10,10 @@ same service API the CLI and console use.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import select
 
@@ -21,6 +23,15 @@ from core.errors import MirrorError, NotFound
 from core.replication.sync_figures import stats as _stats
 from core.status import system_suspended
 from core.store.schema import SyncStatRow
+
+if TYPE_CHECKING:
+    from core.array import StorageArray
+    from core.commands.mirrors import MirrorCommands
+    from core.lab_faults import LabFaultFile
+    from core.replication.links import Links
+    from core.replication.sync_runner import SyncRunner
+    from core.roles.coordinator import RoleCoordinator
+    from core.roles.reconciler import Reconciler
 
 FAILED_VOLUME = re.compile(r"^volume (\S+/\S+) failed")
 HISTORY_FOR_FORECAST = 20
@@ -64,22 +75,52 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-class GuruService:
-    """Mixed into the engine through :class:`core.service_roles.RoleService`."""
+class GuruActions(Protocol):
+    """The part of the service API the Guru's fixes run (the same the CLI and the console use)."""
+
+    async def role_change(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict: ...
+    async def lab_link(self, cut: bool) -> dict: ...
+    async def array_start(self, array: str) -> None: ...
+    async def controller_restore(self, array: str, ctrl: str) -> None: ...
+    async def volume_repair(self, ref: str) -> None: ...
+    async def delete_group(self, name: str) -> None: ...
+    async def remove_pair(self, ref: str) -> None: ...
+    async def increase_reserved_capacity(self, ref: str, percent: float) -> None: ...
+    async def update_group(self, name: str, **settings): ...
+    async def resume(self, group: str, delete_recovery_point_if_necessary: bool = False) -> None: ...
+    async def sync_now(self, group: str, wait: bool = False): ...
+
+
+class Guru:
+    """The problems of this process's arrays, looked at afresh on every call, and their fixes."""
+
+    def __init__(self, arrays: Mapping[str, StorageArray], lab: LabFaultFile, links: Links, runner: SyncRunner,
+                 mirrors: MirrorCommands, roles: RoleCoordinator, reconciler: Reconciler, actions: GuruActions):
+        self._arrays = arrays
+        self._lab = lab
+        self._links = links
+        self._runner = runner
+        self._mirrors = mirrors
+        self._roles = roles
+        self._reconciler = reconciler
+        self._actions = actions
+
+    def _array(self, name: str) -> StorageArray:
+        return self._arrays[name]
 
     async def guru(self) -> list[Problem]:
         return self.guru_problems()
 
     def guru_problems(self) -> list[Problem]:
         out: dict[str, Problem] = {}
-        f = self.lab.faults
+        f = self._lab.faults
 
         def add(p: Problem) -> None:
             out.setdefault(p.id, p)
 
-        for array in self.arrays.values():
-            count, addresses = self.channels.refusals[array.name].burst() if hasattr(self, "channels") \
-                and array.name in self.channels.refusals else (0, [])
+        for array in self._arrays.values():
+            refusals = self._links.channels.refusals if self._links.channels is not None else {}
+            count, addresses = refusals[array.name].burst() if array.name in refusals else (0, [])
             if count:
                 add(Problem(f"channel-logins-refused:{array.name}", Severity.WARNING.value,
                             f"{array.name} refused {count} mirroring channel logins in the last minute",
@@ -98,14 +139,14 @@ class GuruService:
                         (GuruAction("restore-controller", f"Restore controller {key}", False,
                                     "volumes move back to their preferred owner"),)))
         now = datetime.now(timezone.utc)
-        for array in self.arrays.values():
+        for array in self._arrays.values():
             for g in array.groups():
                 self._group_problems(array, g, now, add)
         order = {Severity.CRITICAL.value: 0, Severity.WARNING.value: 1, Severity.INFO.value: 2}
         return sorted(out.values(), key=lambda p: (order.get(p.severity, 3), p.id))
 
     def _group_problems(self, array, g, now, add) -> None:
-        snap = self.group_snapshot(array, g)
+        snap = self._mirrors.group_snapshot(array, g)
         status = snap.status
         remote = g.remote_array
         link_action = self._link_action()
@@ -172,7 +213,7 @@ class GuruService:
                         (g.name,) + failed, "A mirrored pair failed; the other pairs are stopped.",
                         ("1. Fix the failed pair" + (f": repair {', '.join(failed)}." if failed else "."),
                          f"2. Resume {g.name}."), tuple(acts)))
-        st = self.runner.states.get((array.name, g.name))
+        st = self._runner.states.get((array.name, g.name))
         if st is not None and st.verify_mismatched:
             add(Problem(f"verify-mismatch:{g.name}", Severity.CRITICAL.value,
                         f"{st.verify_mismatched} region(s) of {g.name} differ on {remote}", (g.name, remote),
@@ -183,7 +224,7 @@ class GuruService:
                         (GuruAction("sync-now", f"Resynchronize {g.name} now", False,
                                     "resends only the differing regions and what changed since"),)))
         if status == GroupStatus.SYNC_FAILING.value:
-            st = self.runner.states.get((array.name, g.name))
+            st = self._runner.states.get((array.name, g.name))
             cause = st.last_error if st is not None else "synchronizations keep failing"
             add(Problem(f"sync-failing:{g.name}", Severity.CRITICAL.value,
                         f"Synchronization of {g.name} keeps failing", (g.name, array.name, remote),
@@ -192,7 +233,7 @@ class GuruService:
                          f"2. Synchronize {g.name} now; the recovery point stays the last committed one until then."),
                         (GuruAction("sync-now", f"Synchronize {g.name} now", False, "retries the synchronization"),)))
         elif status == GroupStatus.PAUSED.value:
-            reach = self.reachable(array.name, remote)
+            reach = self._links.reachable(array.name, remote)
             if not reach:
                 add(Problem(f"communication-lost:{g.name}", Severity.CRITICAL.value,
                             f"Communication lost: group {g.name} is paused", (g.name, array.name, remote),
@@ -215,7 +256,7 @@ class GuruService:
             add(Problem(f"user-suspended:{g.name}", Severity.INFO.value, f"Group {g.name} is suspended", (g.name,),
                         "Suspended by a user; changes are tracked.", (f"1. Resume {g.name}.",),
                         (self._resume_action(g, ()),)))
-        rp_age = self.runner.recovery_point_age(array, g)
+        rp_age = self._runner.recovery_point_age(array, g)
         if g.role == Role.PRIMARY.value and rp_age is not None and rp_age > g.recovery_point_alert_minutes * 60:
             age = rp_age / 60
             add(Problem(f"recovery-point-age:{g.name}", Severity.WARNING.value,
@@ -232,12 +273,12 @@ class GuruService:
     def _conflict_problem(self, array, g, add) -> None:
         # Bytes each side changed since the common recovery point; a remote array in
         # another process reported its figure when the conflict was found (None: not known here).
-        sides: dict[str, int | None] = {array.name: sum(self._changed_bytes(array, p) for p in g.pairs)}
-        other = self.arrays.get(g.remote_array)
+        sides: dict[str, int | None] = {array.name: sum(self._roles.changed_bytes(array, p) for p in g.pairs)}
+        other = self._arrays.get(g.remote_array)
         if other is not None and other.find_group(g.name) is not None:
-            sides[other.name] = sum(self._changed_bytes(other, p) for p in other.group(g.name).pairs)
+            sides[other.name] = sum(self._roles.changed_bytes(other, p) for p in other.group(g.name).pairs)
         else:
-            sides[g.remote_array] = getattr(self, "peer_changed", {}).get((array.name, g.name))
+            sides[g.remote_array] = self._reconciler.peer_changed.get((array.name, g.name))
 
         def amount(name: str) -> str:
             return _size(sides[name]) if sides[name] is not None else "an amount known to " + name
@@ -264,14 +305,14 @@ class GuruService:
         A remote array run by another process is known only through the pair's reason,
         which its failure set ("volume SiteB/db_dr failed; ...").
         """
-        faults = set(self.lab.faults.failed_volumes)
+        faults = set(self._lab.faults.failed_volumes)
         out = []
         local = f"{array.name}/{local_volume}"
         row = _volume_or_none(array, local_volume)
         if local in faults or (row is not None and row.failed):
             out.append(local)
         remote = f"{g.remote_array}/{remote_volume}"
-        other = self.arrays.get(g.remote_array)
+        other = self._arrays.get(g.remote_array)
         if other is not None:
             rrow = _volume_or_none(other, remote_volume)
             remote_failed = remote in faults or (rrow is not None and rrow.failed)
@@ -302,7 +343,7 @@ class GuruService:
     def _grow_action(self, ref: str, needed: int, percent: int | None = None) -> GuruAction:
         """Grow ``ref``'s reserved capacity to hold ``needed`` bytes (or to ``percent``), saying what it takes."""
         a, _, v = ref.partition("/")
-        arr = self.arrays.get(a)
+        arr = self._arrays.get(a)
         row = _volume_or_none(arr, v) if arr is not None else None
         pair = arr.pair_of(row) if row is not None else None
         if pair is None:  # another process runs it: the console sizes it from its own snapshots
@@ -339,10 +380,10 @@ class GuruService:
         Needs both sides' figures: the history is the primary's, the reserved capacity the
         secondary's; an engine that runs only one of them cannot tell (the fleet can).
         """
-        other = self.arrays.get(g.remote_array)
+        other = self._arrays.get(g.remote_array)
         if other is None or other.find_group(g.name) is None:
             return []
-        secondary = self.group_snapshot(other, other.group(g.name))
+        secondary = self._mirrors.group_snapshot(other, other.group(g.name))
         rows = array.db.scalars(select(SyncStatRow).where(SyncStatRow.group_name == g.name)
                                 .order_by(SyncStatRow.id.desc()).limit(HISTORY_FOR_FORECAST))
         history = [_stats(r) for r in rows]
@@ -354,9 +395,9 @@ class GuruService:
                 if fc.at_risk and fc.volume.partition("/")[2] not in failed]
 
     def _link_action(self) -> GuruAction | None:
-        if self.lab.faults.link_cut:
+        if self._lab.faults.link_cut:
             return GuruAction("restore-link", "Restore the lab link", False, "lab link restore")
-        if self.lab.faults.stopped_arrays:
+        if self._lab.faults.stopped_arrays:
             return GuruAction("start-array", "Start the stopped array", False, "lab array start")
         return None
 
@@ -379,7 +420,7 @@ class GuruService:
     def _here(self, ref: str, action: GuruAction) -> tuple[str, str]:
         """ARRAY, VOLUME of ``ref``, refused when another process runs that array."""
         a, _, v = ref.partition("/")
-        if a not in self.arrays:
+        if a not in self._arrays:
             raise MirrorError(f"{action.label}: {ref} is on {a}, which another engine runs; do it there "
                               f"(the console does it through {a}'s own API)", code="guruActionElsewhere")
         return a, v
@@ -387,39 +428,39 @@ class GuruService:
     async def _guru_run(self, kind: str, target: str, action: GuruAction) -> dict | None:
         act = action.id
         if act.startswith("keep-"):  # the kept array may run in another process: role_change finds it
-            return await self.role_change(target, act[len("keep-"):])
+            return await self._actions.role_change(target, act[len("keep-"):])
         if act == "restore-link":
-            await self.lab_link(False)
+            await self._actions.lab_link(False)
         elif act == "start-array":
-            for name in list(self.lab.faults.stopped_arrays):
+            for name in list(self._lab.faults.stopped_arrays):
                 if kind != "array-stopped" or name == target:
-                    await self.array_start(name)
+                    await self._actions.array_start(name)
         elif act == "restore-controller":
             a, _, c = target.partition("/")
-            await self.controller_restore(a, c)
+            await self._actions.controller_restore(a, c)
         elif act == "repair-volume":
             self._here(target, action)
-            await self.volume_repair(target)
+            await self._actions.volume_repair(target)
         elif act == "remove-orphan" and kind == "orphan-group":
-            await self.delete_group(target.partition("/")[2])
+            await self._actions.delete_group(target.partition("/")[2])
         elif act in ("remove-orphan", "remove-pair"):
-            await self.remove_pair(target)
+            await self._actions.remove_pair(target)
         elif act == "increase-reserved-capacity":
             a, v = self._here(target, action)
-            array = self.get_array(a)
+            array = self._array(a)
             row = array.volume(v)
             pair = array.pair_of(row)
             pct = action.value or min(100.0, 100.0 * pair.reserved_capacity / row.capacity + 20)
-            await self.increase_reserved_capacity(target, pct)
+            await self._actions.increase_reserved_capacity(target, pct)
         elif act == "sync-more-often":
-            await self.update_group(target, sync_mode="scheduled", sync_interval_minutes=int(action.value))
+            await self._actions.update_group(target, sync_mode="scheduled", sync_interval_minutes=int(action.value))
         elif act == "resume":
             group = target if action.target or kind in ("system-suspended", "waiting-resume", "user-suspended") \
-                else self.get_array(target.partition("/")[0]).pair_of(
-                    self.get_array(target.partition("/")[0]).volume(target.partition("/")[2])).group.name
-            await self.resume(group)
+                else self._array(target.partition("/")[0]).pair_of(
+                    self._array(target.partition("/")[0]).volume(target.partition("/")[2])).group.name
+            await self._actions.resume(group)
         elif act == "sync-now":
-            await self.sync_now(target)
+            await self._actions.sync_now(target)
         return None
 
 

@@ -47,7 +47,7 @@ class Workload:
             targets.append(hv)
         await self.stop()
         self._info = {"volumes": list(refs), "rateMib": float(rate_mib), "pattern": pattern,
-                      "bytesWritten": 0, "errors": 0}
+                      "bytesWritten": 0, "errors": 0, "lastError": ""}
         self._task = asyncio.get_running_loop().create_task(
             self._run(targets, float(rate_mib) * (1 << 20), pattern), name="workload")
         self._get_array(targets[0].array).log(Severity.INFO, ",".join(refs), "labWorkloadStarted",
@@ -62,8 +62,15 @@ class Workload:
             return None
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        info = self._info
+        ref = info["volumes"][0]
+        self._get_array(ref.split("/")[0]).log(
+            Severity.INFO, ",".join(info["volumes"]), "labWorkloadStopped",
+            f"Host workload stopped: {info['bytesWritten'] / (1 << 20):.1f} MiB written to "
+            f"{', '.join(info['volumes'])}, {info['errors']} write error(s)"
+            + (f" (last: {info['lastError']})" if info["lastError"] else ""))
         self._publish("workload")
-        return dict(self._info)
+        return dict(info)
 
     def info(self) -> dict | None:
         return dict(self._info) if self._task is not None and not self._task.done() else None
@@ -90,6 +97,10 @@ class Workload:
                 try:
                     hv.write(offset, block[start:start + WORKLOAD_BLOCK])
                     info["bytesWritten"] += WORKLOAD_BLOCK
-                except (MirrorError, OSError):
-                    info["errors"] += 1  # a role change or failure mid-workload: the host sees an error
+                except MirrorError as e:  # a role change or failure mid-workload: the host sees an error
+                    info["errors"] += 1
+                    info["lastError"] = e.message
+                except OSError as e:
+                    info["errors"] += 1
+                    info["lastError"] = f"{hv.array}/{hv.name}: {e.strerror or e}"
                 budget -= WORKLOAD_BLOCK

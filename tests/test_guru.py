@@ -28,7 +28,7 @@ def mirror(client):
     client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
     client.add_pair("G", "SiteA/v", "SiteB/v_dr")
     client.host_write("SiteA/v", 0, b"g" * 4096)
-    client.sync_now("G", wait=True)
+    client.sync_now("G", wait=True, after_running=True)  # the initial sync may have started by itself
     return client
 
 

@@ -78,7 +78,7 @@ def test_incremental_sync_sends_each_changed_region_once(client):
             client.host_write("SiteA/v", off, bytes([rewrite]) * 4096)
     assert client.group("G").unsynchronized_bytes == 10 * RS
     stats = client.sync_now("G", wait=True)
-    assert stats.kind == "interval" and stats.outcome == "committed"
+    assert stats.kind == "manual" and stats.outcome == "committed"  # asked for by a person, not the schedule
     assert stats.unique_changed_bytes == 10 * RS
     assert stats.bytes_payload == 10 * RS and stats.bytes_resent == 0
     assert stats.bytes_sent < stats.bytes_payload / 10  # compressible data is compressed on the wire
@@ -188,7 +188,7 @@ def test_suspend_tracks_changes_and_resume_sends_only_them(client):
     assert volume_bytes(client, "SiteB/v") == before  # nothing moves while suspended
     client.resume("G")
     stats = wait_for_commits(client, "G", 3)[-1]
-    assert stats.kind == "interval" and stats.bytes_payload == 3 * RS
+    assert stats.kind == "manual" and stats.bytes_payload == 3 * RS  # Resume resyncs at once
     assert client.group("G").status == "optimal"
     assert volume_bytes(client, "SiteB/v") == volume_bytes(client, "SiteA/v")
 
@@ -320,7 +320,7 @@ def test_sync_statistics_persist_across_a_restart(lab_home):
         last = c.group("G").last_sync
     finally:
         c.close()
-    assert [s.kind for s in before] == ["initial", "interval"]
+    assert [s.kind for s in before] == ["initial", "manual"]
     c = open_engine(lab_home)
     try:
         assert c.sync_history("G") == before

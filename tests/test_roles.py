@@ -73,7 +73,7 @@ def test_normal_role_change_is_lossless_and_tracks_new_writes(mirror):
 
 def test_pending_role_change_can_be_cancelled(mirror):
     c = mirror
-    c.engine.role_change_delay = 30
+    c.engine.roles.role_change_delay = 30
     c.role_change("G", "SiteB", wait=False)
     a, b = both(c)
     assert (a.status, b.status) == ("role_change_pending", "role_change_pending")
@@ -115,7 +115,7 @@ def test_forced_promotion_refusals_name_the_rule(client):
         c.promote("G", "SiteB", force=True)
     assert e.value.code == "arvmGroupEmpty" and "no members" in e.value.message
     c.lab_link(False)
-    c.engine.role_change_delay = 0
+    c.engine.roles.role_change_delay = 0
     c.host_write("SiteA/v", 0, b"x" * 512)
     c.add_pair("G", "SiteA/v", "SiteB/v_dr")
     c.lab_link(True)  # before the initial sync ran

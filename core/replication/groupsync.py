@@ -70,6 +70,7 @@ class Transfer:
     bytes_payload: int = 0
     bytes_resent: int = 0
     attempts: int = 0
+    manual: bool = False  # asked for by a person (Synchronize now, Resume), not the schedule
 
     @property
     def bytes_total(self) -> int:

@@ -13,7 +13,7 @@ from typing import Protocol
 from core.array import StorageArray
 from core import remote_arrays
 from core.channel.session import Session
-from core.errors import CommunicationError
+from core.errors import CommunicationError, MirrorError
 from core.lab import LAB_PASSWORDS
 from core.lab_faults import LabFaultFile
 from core.replication.channels import ChannelHub
@@ -87,9 +87,64 @@ class Links:
     def link_bandwidth(self) -> int | None:
         return self._lab.faults.link_bandwidth
 
+    def watched(self, local: str) -> list[str]:
+        """The remote arrays in other processes whose link to ``local`` is watched."""
+        return self.channels.monitor.remotes_of(local)
+
+    def watch(self, local: str, remote: str) -> None:
+        self.channels.monitor.watch(local, remote)
+
+    def forget(self, local: str, remote: str) -> None:
+        self.channels.monitor.links.pop((local, remote), None)
+
     def watch_remotes(self) -> None:
         """Watch the link to every remote array that lives in another process."""
         for array in self._arrays.values():
             remotes = {e["name"] for e in remote_arrays.remote_entries(array)} | {g.remote_array for g in array.groups()}
             for remote in sorted(remotes - set(self._arrays)):
                 self.channels.monitor.watch(array.name, remote)
+
+    # -- the remote-array entries of each local array -------------------------------------------
+    def remote_arrays(self, a: StorageArray) -> list[dict]:
+        """The remote arrays ``a`` mirrors with, and whether each answers now."""
+        out = []
+        for entry in remote_arrays.remote_entries(a):
+            link = self.channels.monitor.links.get((a.name, entry["name"]))
+            out.append({**entry, "reachable": self.reachable(a.name, entry["name"]),
+                        "linkReason": link.reason if link is not None else ""})
+        return out
+
+    async def add_remote_array(self, a: StorageArray, name: str, addresses: list[str], password: str,
+                               wwn: str = "") -> dict:
+        entry = remote_arrays.set_remote(a, name, addresses, password, wwn)
+        await self._drop_session(a.name, name)  # the next call dials the new addresses
+        if name not in self._arrays:
+            self.channels.monitor.watch(a.name, name)
+        return entry
+
+    async def remove_remote_array(self, a: StorageArray, name: str) -> None:
+        remote_arrays.remove_remote(a, name)
+        self.channels.monitor.links.pop((a.name, name), None)
+        await self._drop_session(a.name, name)
+
+    async def _drop_session(self, local: str, remote: str) -> None:
+        session = self.channels.sessions.pop((local, remote), None)
+        if session is not None:
+            await session.close()
+
+    async def test(self, local: str, remote: str) -> dict:
+        """Test communication: connectivity, round-trip latency and bandwidth of the mirroring channel."""
+        result = {"local": local, "remote": remote, "connected": False, "latency_ms": None,
+                  "bandwidth_mib_s": None, "message": ""}
+        try:
+            if not await self.can_reach(local, remote):
+                raise MirrorError(f"the link between {local} and {remote} is down")
+            session = await self.session(local, remote)
+            pings = [await session.ping() for _ in range(5)]
+            result["connected"] = True
+            result["latency_ms"] = round(1000 * sorted(pings)[len(pings) // 2], 3)
+            result["bandwidth_mib_s"] = round(await session.measure_bandwidth(8 << 20) / (1 << 20), 1)
+            result["message"] = f"{remote} reachable over the mirroring channel"
+        except MirrorError as e:
+            result["message"] = e.message
+        return result

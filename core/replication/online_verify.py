@@ -17,27 +17,33 @@ are resent anyway. A recovery point that commits during a batch compares it agai
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.domain import Severity
-from core.service_operations import DIGEST_BLOCK_REGIONS, pair_not_comparable, volume_digests
+from core.replication.verify import DIGEST_BLOCK_REGIONS, pair_not_comparable, volume_digests
+
+if TYPE_CHECKING:
+    from core.publisher import Publish
+    from core.replication.host_volumes import HostVolumes
+    from core.replication.links import Peer
 
 BATCH_BLOCKS = 16  # digest blocks per batch: 4096 regions, 256 MiB at 64 KiB regions
 PAUSE_SECONDS = 0.05  # between batches: the comparison gives way to host I/O and syncs
 ATTEMPTS = 3  # per batch, when the recovery point moves under it
 
 
-async def online_verify(engine, array, g) -> dict:
+async def online_verify(peer: "Peer", hosts: "HostVolumes", publish: "Publish", array, g) -> dict:
     """Compare every comparable pair of primary group ``g`` batch by batch; mark what differs."""
     pairs = []
     for p in g.pairs:
-        hv = engine.host_volume(array.name, p.volume.name)
+        hv = hosts.volume(array.name, p.volume.name)
         entry = {"primary": f"{array.name}/{p.volume.name}", "secondary": f"{g.remote_array}/{p.remote_volume}",
                  "regionsCompared": 0, "regionsSkipped": 0, "mismatchedBlocks": 0, "regionsMarked": 0,
                  "batches": 0, "reason": pair_not_comparable(p, hv)}
         if not entry["reason"]:
-            await _verify_pair(engine, array, g, p, hv, entry)
+            await _verify_pair(peer, hosts.region_size, array, g, p, hv, entry)
         pairs.append(entry)
     marked = sum(p["regionsMarked"] for p in pairs)
     report = {"group": g.name, "recoveryPointId": g.last_recovery_point_id,
@@ -55,12 +61,11 @@ async def online_verify(engine, array, g) -> dict:
         array.log(Severity.INFO, g.name, "arvmOnlineVerify",
                   f"Online verification of {g.name}: {report['regionsCompared']} region(s) compared, no difference"
                   f" ({report['regionsSkipped']} changed since the recovery point were skipped){skipped}")
-    engine.publish("group", array.name, g.name)
+    publish("group", array.name, g.name)
     return report
 
 
-async def _verify_pair(engine, array, g, p, hv, entry: dict) -> None:
-    rs = engine.region_size
+async def _verify_pair(peer: "Peer", rs: int, array, g, p, hv, entry: dict) -> None:
     regions = -(-hv.size // rs)
     blocks = -(-regions // DIGEST_BLOCK_REGIONS)
     for first in range(0, blocks, BATCH_BLOCKS):
@@ -68,7 +73,7 @@ async def _verify_pair(engine, array, g, p, hv, entry: dict) -> None:
         hi = min(regions, (first + BATCH_BLOCKS) * DIGEST_BLOCK_REGIONS)
         for _ in range(ATTEMPTS):
             rp_id = g.last_recovery_point_id
-            pending, differing = await _compare_batch(engine, array, g, p, hv, lo, hi)
+            pending, differing = await _compare_batch(peer, rs, array, g, p, hv, lo, hi)
             if g.last_recovery_point_id == rp_id:
                 break
         entry["batches"] += 1
@@ -84,19 +89,18 @@ async def _verify_pair(engine, array, g, p, hv, entry: dict) -> None:
         await asyncio.sleep(PAUSE_SECONDS)
 
 
-async def _compare_batch(engine, array, g, p, hv, lo: int, hi: int) -> tuple[np.ndarray, list[int]]:
+async def _compare_batch(peer: "Peer", rs: int, array, g, p, hv, lo: int, hi: int) -> tuple[np.ndarray, list[int]]:
     """Digests of regions ``lo..hi`` on both sides; returns the skipped regions and the differing blocks.
 
     The prefix before ``lo`` is excluded (tags only, nothing read) and the size ends
     at ``hi``, so each side digests just this range.
     """
-    rs = engine.region_size
     pending = hv.changelog.pending_regions()
     pending = pending[(pending >= lo) & (pending < hi)].astype(np.int64)
     exclude = np.concatenate([np.arange(lo, dtype=np.int64), pending])
     size = min(hv.size, hi * rs)
     local = await asyncio.to_thread(volume_digests, hv.path, size, rs, exclude)
-    remote = await engine.peer_call(array.name, g.remote_array, "volume.digest", {
+    remote = await peer.call(array.name, g.remote_array, "volume.digest", {
         "volume": p.remote_volume, "size": size, "exclude": exclude.tolist()})
     first = lo // DIGEST_BLOCK_REGIONS
     differing = [b for b in range(first, len(local)) if local[b] != remote["digests"][b]]

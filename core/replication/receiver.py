@@ -22,10 +22,16 @@ import struct
 import zlib
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from core.datapath.extents import create_atomically
 from core.domain import Role, Severity
 from core.errors import MirrorError, NotFound, ReservedCapacityFull
+
+if TYPE_CHECKING:
+    from core.drills import Drills
+    from core.publisher import Publish
+    from core.replication.host_volumes import HostVolumes
 
 RECORD_VERSION = 2
 _RECORD = struct.Struct("<8sIII")  # magic, version, JSON length, CRC32 of the JSON
@@ -114,10 +120,14 @@ def refuse_while_commit_record_damaged(array, g) -> None:
 
 
 class Receiver:
-    """Transfer handlers of one engine's secondary sides (registered on each endpoint)."""
+    """Transfer handlers of this process's secondary sides (registered on each array's endpoint)."""
 
-    def __init__(self, engine):
-        self.engine = engine
+    def __init__(self, hosts: "HostVolumes", drills: "Drills", publish: "Publish",
+                 remove_pair_side: Callable[..., None]):
+        self.hosts = hosts
+        self.drills = drills
+        self.publish = publish
+        self._remove_pair_side = remove_pair_side  # close a side's reserved capacity and drop its record
         self.errors: dict[str, MirrorError] = {}  # transfer -> first failure while staging
         self.error_volumes: dict[str, str] = {}  # transfer -> the secondary volume that failed
         self._settling: set[asyncio.Task] = set()
@@ -137,14 +147,14 @@ class Receiver:
 
         sides.create_pair_side(array, **params)
         if not params.get("check_only"):
-            self.engine.attach_pair_volume(array, params["volume"])
+            self.hosts.attach_pair_volume(array, params["volume"])
         return {"ok": True}
 
     def remove_pair(self, array, volume: str) -> dict:
         from core import sides
 
         group = sides.find_pair(array, volume).group.name
-        self.engine.remove_local_pair_side(array, volume, group)
+        self._remove_pair_side(array, volume, group)
         return {"ok": True}
 
     def _secondary(self, array, group: str):
@@ -161,7 +171,7 @@ class Receiver:
             pair = array.pair_of(array.volume(name))
             if pair is None or pair.group_id != g.id:
                 raise NotFound(f"{array.name}/{name} is not a secondary of group {g.name}", code="arvmPairNotFound")
-            hvs.append(self.engine.host_volume(array.name, name))
+            hvs.append(self.hosts.volume(array.name, name))
         return hvs
 
     def begin(self, array, group: str, transfer: str, recovery_point: dict, pairs: list[dict]) -> dict:
@@ -172,7 +182,7 @@ class Receiver:
         for p in pairs:
             (hv,) = self._volumes(array, g, [p["volume"]])
             if hv.staging.transfer_id not in (None, transfer):
-                discarded += sum(min(hv.size - off, self.engine.region_size) for off in hv.staging.staged())
+                discarded += sum(min(hv.size - off, self.hosts.region_size) for off in hv.staging.staged())
             # Senders before in-place resyncs sent "direct" only for the initial sync.
             in_place = bool(p["direct"]) and not p.get("initial", True)
             if in_place:
@@ -212,7 +222,7 @@ class Receiver:
 
     def _give_up_recovery_point(self, array, g, volume: str) -> None:
         """An in-place resync writes the volume directly: from now on it holds no recovery point."""
-        if self.engine.drill_clone(array.name, f"{volume}-drill") is not None:
+        if self.drills.clone(array.name, f"{volume}-drill") is not None:
             raise MirrorError(f"a DR drill of {g.name} uses the recovery point of {array.name}/{volume}; stop the "
                               "drill before resynchronizing without a recovery point", code="arvmDrillRunning")
         pair = array.pair_of(array.volume(volume))
@@ -223,14 +233,14 @@ class Receiver:
                       f"{array.name}/{volume} is resynchronized in place: the delta does not fit its reserved "
                       "capacity, so its recovery point is given up until the next one commits; forced promotion "
                       "is refused meanwhile (no recovery point image)")
-            self.engine.publish("pair", array.name, f"{g.name}/{volume}")
+            self.publish("pair", array.name, f"{g.name}/{volume}")
 
     def regions(self, array_name: str, transfer: str, volume: str, regions: list[tuple[int, int, object]]) -> None:
         """Stage ``(offset, length, data)`` regions of a transfer (data None: zeros)."""
         if transfer in self.errors:
             return  # already failed: the commit reports it
         try:
-            hv = self.engine.host_volume(array_name, volume)
+            hv = self.hosts.volume(array_name, volume)
             if hv.staging is None or hv.staging.transfer_id != transfer:
                 raise MirrorError(f"{array_name}/{volume} is not receiving transfer {transfer}",
                                   code="syncNotInProgress")
@@ -269,7 +279,7 @@ class Receiver:
             hv.staging.prepare()
         write_record(_commit_record(array, group), COMMIT_MAGIC,
                      {"transfer": transfer, "volumes": volumes, "recovery_point": recovery_point})
-        finish_commit(self.engine, array, group, transfer, volumes, recovery_point, settle_later=True)
+        finish_commit(self, array, group, transfer, volumes, recovery_point, settle_later=True)
         task = asyncio.get_running_loop().create_task(self._settle(array, group, hvs))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
@@ -303,7 +313,7 @@ def _fsync_volumes(paths: list[str]) -> None:
             os.close(fd)
 
 
-def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], recovery_point: dict,
+def finish_commit(rx: Receiver, array, group: str, transfer: str, volumes: list[str], recovery_point: dict,
                   settle_later: bool = False) -> None:
     """Apply every journal of the group's committed transfer, then record the recovery point.
 
@@ -311,9 +321,9 @@ def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], 
     the caller (:meth:`Receiver._settle`); the record keeps the commit re-appliable.
     """
     for name in volumes:
-        hv = engine.host_volume(array.name, name, missing_ok=True)
+        hv = rx.hosts.volume(array.name, name, missing_ok=True)
         if hv is not None and hv.staging is not None and hv.staging.transfer_id == transfer:
-            engine.preserve_for_drills(array.name, name, hv.staging.staged())
+            rx.drills.preserve(array.name, name, hv.staging.staged())
             # the group record is the decision
             hv.staging.commit(decided_elsewhere=True, settle_later=settle_later)
     g = array.find_group(group)
@@ -329,17 +339,17 @@ def finish_commit(engine, array, group: str, transfer: str, volumes: list[str], 
     if not settle_later:
         # not synced: a resurrected record re-applies nothing newer (see above)
         _commit_record(array, group).unlink(missing_ok=True)
-    engine.publish("group", array.name, group)
+    rx.publish("group", array.name, group)
 
 
-def recover_groups(engine, array) -> None:
+def recover_groups(rx: Receiver, array) -> None:
     """After a restart: finish any group commit whose record was written (roll forward).
 
     A damaged record is not guessed at: its group's pairs fail (System suspended),
     naming the record and the repair, and the rest of the array runs. Damage the
     change logs repaired on opening is reported here too.
     """
-    report_log_repairs(engine, array)
+    report_log_repairs(rx, array)
     d = array.data_dir / "reserved" / ".groups"
     if not d.exists():
         return
@@ -348,16 +358,16 @@ def recover_groups(engine, array) -> None:
         try:
             data = read_record(record, COMMIT_MAGIC, COMMIT_KEYS)
         except DamagedRecord as e:
-            fail_group_for_damaged_record(engine, array, group, e)
+            fail_group_for_damaged_record(rx, array, group, e)
             continue
         if data is None:
             continue
-        finish_commit(engine, array, group, data["transfer"], data["volumes"], data["recovery_point"])
+        finish_commit(rx, array, group, data["transfer"], data["volumes"], data["recovery_point"])
         array.log(Severity.INFO, group, "arvmRecoveryPointRecovered",
                   f"Recovery point {data['recovery_point']['id']} of {group} finished applying after a restart")
 
 
-def fail_group_for_damaged_record(engine, array, group: str, damage: DamagedRecord) -> None:
+def fail_group_for_damaged_record(rx: Receiver, array, group: str, damage: DamagedRecord) -> None:
     """The group's pairs fail with a reason naming the record; its journals stay for the repair."""
     reason = f"{DAMAGED_COMMIT} {damage.path} is damaged ({damage.why}): {check_fix(array)}"
     g = array.find_group(group)
@@ -366,13 +376,13 @@ def fail_group_for_damaged_record(engine, array, group: str, damage: DamagedReco
     array.db.commit()
     array.log(Severity.CRITICAL, group, "arvmCommitRecordDamaged",
               f"Group {group}: {reason}; until then the group receives no synchronization")
-    engine.publish("group", array.name, group)
+    rx.publish("group", array.name, group)
 
 
-def report_log_repairs(engine, array) -> None:
+def report_log_repairs(rx: Receiver, array) -> None:
     """An event per volume whose change logs had damage taken as changed when opened."""
     for row in array.volumes():
-        hv = engine.host_volume(array.name, row.name, missing_ok=True)
+        hv = rx.hosts.volume(array.name, row.name, missing_ok=True)
         repairs = hv.log_repairs() if hv is not None else ""
         if not repairs:
             continue

@@ -77,6 +77,17 @@ class SyncRunner:
     def settings_changed(self, array, group) -> None:
         self.plan(group, self.state(array.name, group.name))
 
+    def drop(self, array, g) -> None:
+        """The group's side changes role: stop its sync and give up its capture (regions go back to the log)."""
+        st = self.states.get((array.name, g.name))
+        if st is None:
+            return
+        if st.running:
+            st.task.cancel()
+        if st.transfer is not None:
+            self.abandon(array, g, st)
+        st.paused = st.waiting_for_user = st.manual_requested = False
+
     def state(self, array: str, group: str) -> GroupState:
         return self.states.setdefault((array, group), GroupState())
 
@@ -99,7 +110,14 @@ class SyncRunner:
                     progress = sync_figures.progress(st.transfer.kind, p.bytes_done, p.bytes_total, st.transfer)
         unsynced = 0
         if hv is not None and hv.changelog is not None and pair.group.role == Role.PRIMARY.value:
-            unsynced = hv.changelog.unsynchronized_bytes
+            sending = next((x for x in st.transfer.pairs if x.local_volume == pair.volume.name), None) \
+                if st is not None and st.transfer is not None else None
+            if sending is None:
+                unsynced = hv.changelog.unsynchronized_bytes
+            else:  # what was sent is on the secondary already, unless a host rewrote it since the capture
+                unsynced = sync_figures.unsynchronized_bytes(hv.changelog.pending_regions(),
+                                                             hv.since_capture.pending_regions(), sending,
+                                                             self.region_size, hv.size)
         elif st is not None and st.transfer is not None and progress is not None:
             unsynced = progress.bytes_total - progress.bytes_done
         return PairRuntime(
@@ -221,11 +239,11 @@ class SyncRunner:
         self._publish("group", array.name, g.name)
 
     def start_sync(self, array, g, st: GroupState) -> None:
-        st.manual_requested = False
-        st.task = asyncio.get_running_loop().create_task(self._run_sync(array, g.name, st),
+        manual, st.manual_requested = st.manual_requested, False  # asked for by a person: Sync now, Resume
+        st.task = asyncio.get_running_loop().create_task(self._run_sync(array, g.name, st, manual),
                                                          name=f"sync {array.name}/{g.name}")
 
-    async def _run_sync(self, array, group: str, st: GroupState) -> None:
+    async def _run_sync(self, array, group: str, st: GroupState, manual: bool = False) -> None:
         g = array.group(group)
         owners = {p.remote_volume: p.volume.current_owner for p in g.pairs if not (p.incomplete or p.orphan)}
         try:  # the secondary's owner follows the primary's with the next remote write
@@ -236,6 +254,7 @@ class SyncRunner:
             hosts = {p.volume.name: self._hosts.volume(array.name, p.volume.name) for p in g.pairs}
             resume_id = resume_hint.interrupted_transfer(array, group)
             st.transfer = groupsync.capture(g, hosts, self.region_size, resume_id, in_place=st.in_place)
+            st.transfer.manual = manual
             resume_hint.record(array, group, st.transfer.id)
             if resume_id:
                 array.log(Severity.INFO, group, "arvmSyncResumed",

@@ -23,7 +23,7 @@ import ssl
 from aiohttp import web
 
 from core.rest import events, routes_events, routes_extensions, routes_lab, routes_metrics, routes_mirrors
-from core.rest import routes_pairs, routes_system, routes_volumes
+from core.rest import routes_pairs, routes_preserved, routes_system, routes_volumes
 from core.rest.errors import BODY_LIMIT, error_middleware, error_response, too_large
 from core.rest.routes_context import CONTEXT, ArrayContext, context
 from core.snapshots import EngineEvent
@@ -34,7 +34,7 @@ SHUTDOWN_SECONDS = 5.0  # event streams end at shutdown; nothing else runs long
 _SLASHES = re.compile(r"/{2,}")
 # Pair routes before group routes: "async-mirrors/incomplete-pairs" must not be taken for a group id.
 ROUTE_FAMILIES = (routes_system, routes_volumes, routes_pairs, routes_mirrors, routes_extensions, routes_lab,
-                  routes_events, routes_metrics)
+                  routes_events, routes_metrics, routes_preserved)
 
 
 class Login:

@@ -8,48 +8,55 @@ interrupted remote writes from the log in reserved capacity.
 from __future__ import annotations
 
 import asyncio
-import logging
+from typing import Awaitable, Callable
 
+from core.commands.volumes import VolumeCommands
 from core.domain import Role, Severity
 from core.errors import InvalidInput, MirrorError, NotFound
+from core.lab import LabFaults
+from core.lab_faults import LabFaultFile
+from core.publisher import Publish
 from core.refs import split_ref
+from core.replication.links import Peer
+from core.replication.sync_runner import SyncRunner
 
-log = logging.getLogger(__name__)
+ApplyFaults = Callable[[LabFaults], Awaitable[None]]
 
 
-class FaultService:
-    """Mixed into :class:`core.engine.Engine`, before :class:`core.service_roles.RoleService`."""
+class LabFaultCommands:
+    def __init__(self, volumes: VolumeCommands, lab: LabFaultFile, runner: SyncRunner, peer: Peer,
+                 publish: Publish, apply_faults: ApplyFaults):
+        self._volumes = volumes
+        self._lab = lab
+        self._runner = runner
+        self._peer = peer
+        self._publish = publish
+        self._apply_faults = apply_faults  # what a changed fault record does to the running arrays
 
     # -- ownership -------------------------------------------------------------------------------------
     async def set_volume_owner(self, ref: str, ctrl: str) -> None:
         a, v = split_ref(ref)
-        array = self.get_array(a)
+        array = self._volumes.array(a)
         if ctrl not in ("A", "B"):
             raise InvalidInput(f"controller '{ctrl}' must be A or B", code="invalidController")
-        if f"{a}/{ctrl}" in self.lab.faults.offline_controllers:
+        if f"{a}/{ctrl}" in self._lab.faults.offline_controllers:
             raise MirrorError(f"controller {a}/{ctrl} is offline; restore it first", code="controllerOffline")
         row = array.volume(v)
         row.preferred_owner = row.current_owner = ctrl
         array.db.commit()
         array.log(Severity.INFO, v, "volumeOwnerChanged", f"Volume {a}/{v} now owned by controller {ctrl}")
-        self.publish("volume", a, v)
+        self._publish("volume", a, v)
 
     # -- lab faults ------------------------------------------------------------------------------------
-    def _save_faults(self) -> None:
-        self.lab.save()
-
-    def _reload(self):
-        return self.lab.reread()
-
     async def volume_fail(self, ref: str) -> None:
         """Lab: fail a volume; its pair fails and its group is system suspended."""
         a, v = split_ref(ref)
-        array = self.get_array(a)
+        array = self._volumes.array(a)
         row = array.volume(v)
-        before = self._reload()
-        if ref not in self.lab.faults.failed_volumes:
-            self.lab.faults.failed_volumes.append(ref)
-        self._save_faults()
+        before = self._lab.reread()
+        if ref not in self._lab.faults.failed_volumes:
+            self._lab.faults.failed_volumes.append(ref)
+        self._lab.save()
         row.failed = True
         array.db.commit()
         await self._apply_faults(before)
@@ -59,25 +66,25 @@ class FaultService:
             reason = f"volume {ref} failed; repair it, then resume the group"
             pair.failed_reason = reason
             array.db.commit()
-            st = self.runner.primary_state(array, pair.group)
+            st = self._runner.primary_state(array, pair.group)
             if st is not None and st.running:
                 st.task.cancel()
             try:
-                await self.peer_call(a, pair.group.remote_array, "pair.fail",
-                                     {"volume": pair.remote_volume, "reason": reason})
+                await self._peer.call(a, pair.group.remote_array, "pair.fail",
+                                      {"volume": pair.remote_volume, "reason": reason})
             except MirrorError:
                 pass
-        self.publish("volume", a, v)
+        self._publish("volume", a, v)
 
     async def volume_repair(self, ref: str) -> None:
         """Lab: repair a failed volume; the group waits for Resume, which resends only what changed."""
         a, v = split_ref(ref)
-        array = self.get_array(a)
+        array = self._volumes.array(a)
         row = array.volume(v)
-        before = self._reload()
-        if ref in self.lab.faults.failed_volumes:
-            self.lab.faults.failed_volumes.remove(ref)
-        self._save_faults()
+        before = self._lab.reread()
+        if ref in self._lab.faults.failed_volumes:
+            self._lab.faults.failed_volumes.remove(ref)
+        self._lab.save()
         row.failed = False
         array.db.commit()
         await self._apply_faults(before)
@@ -87,15 +94,15 @@ class FaultService:
                 pair.failed_reason = ""
             array.db.commit()
             try:
-                await self.peer_call(a, pair.group.remote_array, "pair.fail",
-                                     {"volume": pair.remote_volume, "reason": ""})
+                await self._peer.call(a, pair.group.remote_array, "pair.fail",
+                                      {"volume": pair.remote_volume, "reason": ""})
             except MirrorError:
                 pass
             g = pair.group
             prim = a if g.role == Role.PRIMARY.value else g.remote_array
-            self.runner.state(prim, g.name).waiting_for_user = True
+            self._runner.state(prim, g.name).waiting_for_user = True
         array.log(Severity.INFO, v, "volumeRepaired", f"Volume {ref} repaired; resume its group")
-        self.publish("volume", a, v)
+        self._publish("volume", a, v)
 
     @staticmethod
     def _controller(array, ctrl: str):
@@ -110,13 +117,13 @@ class FaultService:
 
     async def controller_reset(self, array: str, ctrl: str) -> None:
         """Lab: reset a controller; its volumes move to the other one, an interrupted sync resumes from the log."""
-        a = self.get_array(array)
+        a = self._volumes.array(array)
         controller = self._controller(a, ctrl)
         key = f"{array}/{ctrl}"
-        self._reload()
-        if key not in self.lab.faults.offline_controllers:
-            self.lab.faults.offline_controllers.append(key)
-        self._save_faults()
+        self._lab.reread()
+        if key not in self._lab.faults.offline_controllers:
+            self._lab.faults.offline_controllers.append(key)
+        self._lab.save()
         other = "B" if ctrl == "A" else "A"
         controller.status = "offline"
         moved = []
@@ -127,46 +134,47 @@ class FaultService:
         a.db.commit()
         a.log(Severity.CRITICAL, f"controller {ctrl}", "controllerOffline",
               f"Controller {key} reset; {len(moved)} volume(s) moved to controller {other}")
-        for (an, gname), st in list(self.runner.states.items()):
-            g = self.get_array(an).find_group(gname)
+        for (an, gname), st in list(self._runner.states.items()):
+            g = self._volumes.array(an).find_group(gname)
             if g is None or not st.running:
                 continue
             if an == array or g.remote_array == array:  # the remote write is interrupted mid-way
                 st.task.cancel()
                 await asyncio.gather(st.task, return_exceptions=True)
-        self.publish("array", array, key)
+        self._publish("array", array, key)
 
     async def controller_restore(self, array: str, ctrl: str) -> None:
-        a = self.get_array(array)
+        a = self._volumes.array(array)
         controller = self._controller(a, ctrl)
         key = f"{array}/{ctrl}"
-        self._reload()
-        if key in self.lab.faults.offline_controllers:
-            self.lab.faults.offline_controllers.remove(key)
-        self._save_faults()
+        self._lab.reread()
+        if key in self._lab.faults.offline_controllers:
+            self._lab.faults.offline_controllers.remove(key)
+        self._lab.save()
         controller.status = "optimal"
         for row in a.volumes():
             if row.preferred_owner == ctrl:
                 row.current_owner = ctrl
         a.db.commit()
         a.log(Severity.INFO, f"controller {ctrl}", "controllerRestored", f"Controller {key} back online")
-        self.publish("array", array, key)
+        self._publish("array", array, key)
 
     async def array_stop(self, array: str) -> None:
         """Lab: stop an array (unreachable, its volumes refuse host I/O)."""
-        self.get_array(array)
-        before = self._reload()
-        if array not in self.lab.faults.stopped_arrays:
-            self.lab.faults.stopped_arrays.append(array)
-        self._save_faults()
-        await self._apply_faults(before)
-        self.publish("array", array, "stopped")
+        await self._set_stopped(array, True)
+        self._publish("array", array, "stopped")
 
     async def array_start(self, array: str) -> None:
-        self.get_array(array)
-        before = self._reload()
-        if array in self.lab.faults.stopped_arrays:
-            self.lab.faults.stopped_arrays.remove(array)
-        self._save_faults()
+        await self._set_stopped(array, False)
+        self._publish("array", array, "started")
+
+    async def _set_stopped(self, array: str, stopped: bool) -> None:
+        self._volumes.array(array)
+        before = self._lab.reread()
+        names = self._lab.faults.stopped_arrays
+        if stopped and array not in names:
+            names.append(array)
+        elif not stopped and array in names:
+            names.remove(array)
+        self._lab.save()
         await self._apply_faults(before)
-        self.publish("array", array, "started")

@@ -1,55 +1,75 @@
-"""The volume part of the engine's service API: create, resize, delete, list."""
+"""Volumes: create, resize, delete, list, and the array's administrator password."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from core.array import StorageArray
 from core.channel.auth import new_salt, password_hash
 from core.domain import Severity
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
+from core.nbd.exports import NbdExports
+from core.publisher import Publish
 from core.refs import split_ref
-from core.snapshots import VolumeSnapshot
+from core.replication.host_volumes import HostVolumes
+from core.replication.links import Peer
+from core.snapshots import VolumeSnapshot, from_json
 from core.units import parse_size
 
 
-class VolumeService:
-    """Mixed into :class:`core.engine.Engine`."""
+class VolumeCommands:
+    def __init__(self, arrays: Mapping[str, StorageArray], hosts: HostVolumes, nbd: NbdExports, peer: Peer,
+                 publish: Publish):
+        self._arrays = arrays
+        self._hosts = hosts
+        self._nbd = nbd
+        self._peer = peer
+        self._publish = publish
 
-    def volume_snapshot(self, array, row, pairs: dict | None = None) -> VolumeSnapshot:
-        return array.volume_snapshot(row, host_writable=self.host_writable(array, row),
-                                     nbd_uri=self.nbd_uri(array.name, row.name), pairs=pairs)
+    def array(self, name: str) -> StorageArray:
+        array = self._arrays.get(name)
+        if array is None:
+            known = ", ".join(sorted(self._arrays)) or "none"
+            raise NotFound(f"no array named '{name}' here (arrays: {known})", code="arrayNotFound")
+        return array
 
-    def host_writable(self, array, row) -> bool | None:
-        return self.hosts.writable(array.name, row.name)
+    def snapshot(self, array: StorageArray, row, pairs: dict | None = None) -> VolumeSnapshot:
+        return array.volume_snapshot(row, host_writable=self._hosts.writable(array.name, row.name),
+                                     nbd_uri=self._nbd.uri(array.name, row.name), pairs=pairs)
 
     async def volumes(self, array: str | None = None) -> list[VolumeSnapshot]:
-        names = [array] if array else sorted(self.arrays)
         out = []
-        for n in names:
-            a = self.get_array(n)
+        for n in [array] if array else sorted(self._arrays):
+            a = self.array(n)
             pairs = a.pairs_by_volume()
-            out.extend(self.volume_snapshot(a, v, pairs) for v in a.volumes())
+            out.extend(self.snapshot(a, v, pairs) for v in a.volumes())
         return out
 
     async def volume(self, ref: str) -> VolumeSnapshot:
         a, v = split_ref(ref)
-        array = self.get_array(a)
-        return self.volume_snapshot(array, array.volume(v))
+        array = self.array(a)
+        return self.snapshot(array, array.volume(v))
+
+    async def remote_volumes(self, local: str, remote: str) -> list[VolumeSnapshot]:
+        data = await self._peer.call(local, remote, "volume.list", {})
+        return [from_json(VolumeSnapshot, v) for v in data["volumes"]]
 
     async def create_volume(self, ref: str, capacity, pool: str | None = None, drive_type: str | None = None,
                             security: str = "none", drive_security: bool = False, data_assurance: bool = False,
                             resource_partitioning: bool = False, raid_level: str = "6",
                             segment_size="128KiB", owner: str | None = None) -> VolumeSnapshot:
         a, v = split_ref(ref)
-        array = self.get_array(a)
+        array = self.array(a)
         row = array.create_volume(v, parse_size(capacity), pool=pool, drive_type=drive_type, raid_level=raid_level,
                                   segment_size=parse_size(segment_size, "segment size"), security=security,
                                   drive_security=drive_security, data_assurance=data_assurance,
                                   resource_partitioning=resource_partitioning, owner=owner)
-        self.hosts.open(array, row)
-        self.publish("volume", a, v)
-        return self.volume_snapshot(array, row)
+        self._hosts.open(array, row)
+        self._publish("volume", a, v)
+        return self.snapshot(array, row)
 
     async def resize_volume(self, ref: str, capacity) -> VolumeSnapshot:
         a, v = split_ref(ref)
-        array = self.get_array(a)
+        array = self.array(a)
         new = parse_size(capacity)
         pair = array.pair_of(array.volume(v))
         if pair is not None and pair.group.role == "primary" and new > array.volume(v).capacity:
@@ -59,18 +79,18 @@ class VolumeService:
                 raise InvalidInput(f"{ref} is mirrored to {sec.array}/{sec.name} ({sec.capacity} bytes); grow the "
                                    "secondary first, then the primary", code="arvmSecondaryCapacityTooSmall")
         row = array.resize_volume(v, new)
-        self.hosts.resized(a, row)
-        self.publish("volume", a, v)
-        return self.volume_snapshot(array, row)
+        self._hosts.resized(a, row)
+        self._publish("volume", a, v)
+        return self.snapshot(array, row)
 
     async def delete_volume(self, ref: str) -> None:
         a, v = split_ref(ref)
-        array = self.get_array(a)
+        array = self.array(a)
         row = array.volume(v)
         if array.pair_of(row) is None:
-            self.hosts.close(a, v)
+            self._hosts.close(a, v)
         array.delete_volume(v)
-        self.publish("volume", a, v)
+        self._publish("volume", a, v)
 
     async def change_password(self, array: str, current: str, new: str) -> None:
         """Set the array's administrator password (REST ``POST .../passwords``).
@@ -79,7 +99,7 @@ class VolumeService:
         unattended logged-in client cannot lock the administrator out. Remote arrays
         keep the old password until they are told the new one: the event says so.
         """
-        a = self.get_array(array)
+        a = self.array(array)
         if not a.check_password(current):
             raise InvalidInput(f"the current password of array {array} is wrong; give the password in use now",
                                code="invalidPassword")
@@ -92,4 +112,4 @@ class VolumeService:
         a.log(Severity.WARNING, array, "passwordChanged",
               f"Administrator password of {array} changed; remote arrays that mirror with {array} need the new "
               "password before their next connection")
-        self.publish("array", array, array)
+        self._publish("array", array, array)

@@ -1,90 +1,122 @@
-"""The mirroring part of the engine's service API: groups, pairs, eligibility."""
+"""Mirror consistency groups and mirrored pairs: create, change, delete, list, and their snapshots.
+
+Each array changes only its own side: this array creates or removes its side and
+asks the remote array, over the mirroring channel, to do the same with its own.
+While the remote is unreachable a pair is created incomplete and a deletion leaves
+an orphan there; reconciliation settles both when the arrays talk again.
+"""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Callable
+
 from core import sides
+from core.array import StorageArray
+from core.commands.volumes import VolumeCommands
 from core.domain import Role, Severity
 from core.eligibility import array_refusals, candidates
 from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
 from core.groups import GroupSettings, check_group_name
+from core.publisher import Publish
 from core.refs import split_ref
+from core.replication.host_volumes import HostVolumes
+from core.replication.links import Peer
+from core.replication.sync_runner import SyncRunner
+from core.roles import hints
 from core.snapshots import (ArraySnapshot, Candidate, GroupSnapshot, PairSnapshot, ReservedCapacitySnapshot,
-                            SyncStats, VolumeSnapshot, from_json)
-from core.status import GroupRuntime, PairRuntime, group_status, pair_status, system_suspended
+                            from_json)
+from core.status import group_status, pair_status, system_suspended
+
+Online = Callable[[StorageArray], ArraySnapshot]  # the array's own description, as its peers see it
 
 
-class MirrorService:
-    """Mixed into :class:`core.engine.Engine`."""
+class MirrorCommands:
+    def __init__(self, arrays: Mapping[str, StorageArray], volumes: VolumeCommands, hosts: HostVolumes,
+                 runner: SyncRunner, peer: Peer, publish: Publish, online: Online):
+        self._arrays = arrays
+        self._volumes = volumes
+        self._hosts = hosts
+        self._runner = runner
+        self._peer = peer
+        self._publish = publish
+        self._online = online
 
     # -- remote views ------------------------------------------------------------
     async def remote_array(self, local: str, remote: str) -> ArraySnapshot:
-        return from_json(ArraySnapshot, await self.peer_call(local, remote, "array.describe", {}))
+        return from_json(ArraySnapshot, await self._peer.call(local, remote, "array.describe", {}))
 
-    async def remote_volumes(self, local: str, remote: str) -> list[VolumeSnapshot]:
-        data = await self.peer_call(local, remote, "volume.list", {})
-        return [from_json(VolumeSnapshot, v) for v in data["volumes"]]
-
-    # -- eligibility ---------------------------------------------------------------
     async def candidates(self, primary_ref: str, remote: str, channel: str | None = None,
                          reserved_percent: float = 20) -> list[Candidate]:
         """Every volume of ``remote``: eligible as the secondary of ``primary_ref``, or why not."""
         a, v = split_ref(primary_ref)
-        local = self.get_array(a)
-        primary = self.volume_snapshot(local, local.volume(v))
-        return candidates(primary, self._array_snapshot(local), await self.remote_array(a, remote),
-                          await self.remote_volumes(a, remote), channel, reserved_percent)
+        local = self._volumes.array(a)
+        primary = self._volumes.snapshot(local, local.volume(v))
+        return candidates(primary, self._online(local), await self.remote_array(a, remote),
+                          await self._volumes.remote_volumes(a, remote), channel, reserved_percent)
 
     # -- groups ------------------------------------------------------------------
     async def create_group(self, name: str, primary_array: str, secondary_array: str, **settings) -> GroupSnapshot:
         check_group_name(name)
-        local = self.get_array(primary_array)
+        local = self._volumes.array(primary_array)
         if secondary_array == primary_array:
             raise InvalidInput("the secondary array must be another array than the primary; pick the remote array",
                                code="arvmInvalidRemoteArray")
         s = GroupSettings().updated(**settings)
         remote = await self.remote_array(primary_array, secondary_array)
-        refusals = array_refusals(self._array_snapshot(local), remote, s.channel.value)
+        refusals = array_refusals(self._online(local), remote, s.channel.value)
         if refusals:
             raise MirrorError("; ".join(r.message for r in refusals), code=refusals[0].code)
         sides.create_group_side(local, name, secondary_array, Role.PRIMARY.value, s.to_params(), check_only=True)
         params = dict(name=name, remote_array=primary_array, role=Role.SECONDARY.value, settings=s.to_params())
-        await self.peer_call(primary_array, secondary_array, "group.create", {**params, "check_only": True})
-        await self.peer_call(primary_array, secondary_array, "group.create", params)
+        await self._peer.call(primary_array, secondary_array, "group.create", {**params, "check_only": True})
+        await self._peer.call(primary_array, secondary_array, "group.create", params)
         try:
             sides.create_group_side(local, name, secondary_array, Role.PRIMARY.value, s.to_params())
         except BaseException:
-            await self.peer_call(primary_array, secondary_array, "group.delete", {"name": name})
+            await self._peer.call(primary_array, secondary_array, "group.delete", {"name": name})
             raise
-        self.publish("group", primary_array, name)
-        self.publish("group", secondary_array, name)
+        self._publish("group", primary_array, name)
+        self._publish("group", secondary_array, name)
         return await self.group(name, primary_array)
 
     async def update_group(self, name: str, **settings) -> GroupSnapshot:
         array = self.group_home(name)
         row = array.group(name)
         s = GroupSettings.from_row(row).updated(**settings)
-        await self.peer_call(array.name, row.remote_array, "group.update", {"name": name, "settings": s.to_params()})
+        await self._peer.call(array.name, row.remote_array, "group.update",
+                              {"name": name, "settings": s.to_params()})
         sides.update_group_side(array, name, s.to_params())
-        self.publish("group", array.name, name)
-        self.runner.settings_changed(array, row)
+        self._publish("group", array.name, name)
+        self._runner.settings_changed(array, row)
         return await self.group(name, array.name)
 
     async def delete_group(self, name: str) -> None:
         array = self.group_home(name)
-        row = array.group(name)
-        remote = row.remote_array
+        g = array.group(name)
+        if g.orphan:  # its partner is gone: only this side is removed
+            for p in list(g.pairs):
+                self._hosts.detach_pair_volume(array.name, p.volume.name)
+            sides.delete_group_side(array, name, force=True)
+            self._runner.states.pop((array.name, name), None)
+            self._hosts.refresh_access(array)
+            self._publish("group", array.name, name)
+            return
+        remote = g.remote_array
+        if not await self._peer.can_reach(array.name, remote):
+            hints.set_hint(array, name, True)
         sides.delete_group_side(array, name, check_only=True)
         try:
-            await self.peer_call(array.name, remote, "group.delete", {"name": name})
+            await self._peer.call(array.name, remote, "group.delete", {"name": name})
         except CommunicationError:
             array.log(Severity.WARNING, name, "arvmRemoteUnreachable",
                       f"Group {name} deleted while {remote} was unreachable; its side there will show as orphan")
         sides.delete_group_side(array, name)
-        self.publish("group", array.name, name)
-        self.publish("group", remote, name)
+        self._publish("group", array.name, name)
+        self._publish("group", remote, name)
 
-    def group_home(self, name: str):
+    def group_home(self, name: str) -> StorageArray:
         """The array from which a group is managed: its primary side, else any side."""
-        found = [a for a in self.arrays.values() if a.find_group(name) is not None]
+        found = [a for a in self._arrays.values() if a.find_group(name) is not None]
         if not found:
             raise NotFound(f"no mirror consistency group named '{name}'; see 'mirrorctl group list'",
                            code="arvmGroupNotFound")
@@ -92,19 +124,18 @@ class MirrorService:
         return (primary or found)[0]
 
     async def groups(self, array: str | None = None) -> list[GroupSnapshot]:
-        names = [array] if array else sorted(self.arrays)
         out = []
-        for n in names:
-            a = self.get_array(n)
+        for n in [array] if array else sorted(self._arrays):
+            a = self._volumes.array(n)
             out.extend(self.group_snapshot(a, g) for g in a.groups())
         return out
 
     async def group(self, name: str, array: str | None = None) -> GroupSnapshot:
-        a = self.get_array(array) if array else self.group_home(name)
+        a = self._volumes.array(array) if array else self.group_home(name)
         return self.group_snapshot(a, a.group(name))
 
-    def group_snapshot(self, array, g) -> GroupSnapshot:
-        rt = self.runner.group_runtime(array, g)
+    def group_snapshot(self, array: StorageArray, g) -> GroupSnapshot:
+        rt = self._runner.group_runtime(array, g)
         status = group_status(g, rt)
         suspended = system_suspended(g)
         pairs = tuple(self.pair_snapshot(array, p, suspended) for p in g.pairs)
@@ -115,11 +146,11 @@ class MirrorService:
             recovery_point_alert_minutes=g.recovery_point_alert_minutes,
             reserved_alert_percent=g.reserved_alert_percent, status=status.value, pairs=pairs,
             last_recovery_point=g.last_recovery_point, next_sync=rt.next_sync, progress=rt.progress,
-            last_sync=self.runner.last_sync(array, g), unsynchronized_bytes=sum(p.unsynchronized_bytes for p in pairs),
+            last_sync=self._runner.last_sync(array, g), unsynchronized_bytes=sum(p.unsynchronized_bytes for p in pairs),
             host_writable=g.role == Role.PRIMARY.value and not g.role_change)
 
-    def pair_snapshot(self, array, p, group_suspended: bool | None = None) -> PairSnapshot:
-        rt = self.runner.pair_runtime(array, p)
+    def pair_snapshot(self, array: StorageArray, p, group_suspended: bool | None = None) -> PairSnapshot:
+        rt = self._runner.pair_runtime(array, p)
         if group_suspended is None:
             group_suspended = system_suspended(p.group)
         status = pair_status(p, group_suspended, rt)
@@ -141,7 +172,7 @@ class MirrorService:
                        secondary_reserved_percent: float | None = None) -> PairSnapshot:
         pa, pv = split_ref(primary)
         sa, sv = split_ref(secondary)
-        local = self.get_array(pa)
+        local = self._volumes.array(pa)
         g = local.find_group(group)
         if g is None:
             raise NotFound(f"array {pa} has no mirror consistency group '{group}'; create it first or give the "
@@ -152,6 +183,8 @@ class MirrorService:
         if g.remote_array != sa:
             raise InvalidInput(f"group {group} mirrors {pa} to {g.remote_array}, not {sa}; pick a secondary volume "
                                f"on {g.remote_array}", code="arvmInvalidRemoteArray")
+        if not await self._peer.can_reach(pa, sa):
+            return self._add_incomplete_pair(local, group, pv, primary, secondary, reserved_percent)
         if g.role_change or g.role_conflict:
             raise MirrorError(f"group {group} is changing roles; add the pair when the role change is finished",
                               code="arvmRoleChangeInProgress")
@@ -166,41 +199,60 @@ class MirrorService:
             raise MirrorError(f"{secondary} cannot be the secondary of {primary}: " + "; ".join(match[0].reasons),
                               code=match[0].codes[0])
         params = dict(group=group, volume=sv, remote_volume=pv, reserved_percent=sec_pct)
-        await self.peer_call(pa, sa, "pair.create", {**params, "check_only": True})
-        await self.peer_call(pa, sa, "pair.create", params)
+        await self._peer.call(pa, sa, "pair.create", {**params, "check_only": True})
+        await self._peer.call(pa, sa, "pair.create", params)
         try:
             sides.create_pair_side(local, group, pv, sv, reserved_percent)
         except BaseException:
-            await self.peer_call(pa, sa, "pair.remove", {"volume": sv})
+            await self._peer.call(pa, sa, "pair.remove", {"volume": sv})
             raise
         row = local.pair_of(local.volume(pv))
-        self.runner.pair_added(local, row)
-        self.publish("pair", pa, f"{group}/{pv}")
-        self.publish("pair", sa, f"{group}/{sv}")
+        self._runner.pair_added(local, row)
+        self._publish("pair", pa, f"{group}/{pv}")
+        self._publish("pair", sa, f"{group}/{sv}")
+        return self.pair_snapshot(local, row)
+
+    def _add_incomplete_pair(self, local: StorageArray, group: str, pv: str, primary: str, secondary: str,
+                             reserved_percent: float) -> PairSnapshot:
+        """The remote is unreachable: this side only, completed there when the link returns (reconciliation)."""
+        sa, sv = split_ref(secondary)
+        sides.create_pair_side(local, group, pv, sv, reserved_percent, incomplete=True)
+        row = local.pair_of(local.volume(pv))
+        self._runner.pair_added(local, row)
+        hints.set_hint(local, group, True)
+        local.log(Severity.WARNING, f"{group}/{pv}", "arvmPairIncomplete",
+                  f"Pair {primary} -> {secondary} created while {sa} is unreachable: incomplete until the link returns")
+        self._publish("pair", local.name, f"{group}/{pv}")
         return self.pair_snapshot(local, row)
 
     async def remove_pair(self, ref: str) -> None:
         a, v = split_ref(ref)
-        array = self.get_array(a)
+        array = self._volumes.array(a)
         pair = sides.find_pair(array, v)
         group, remote, remote_vol = pair.group.name, pair.group.remote_array, pair.remote_volume
-        self.runner.pair_removing(array, pair)
+        if pair.orphan or pair.incomplete or pair.group.orphan:
+            # An orphan's partner is gone (an incomplete pair never had one): remove only this side.
+            self.remove_local_pair_side(array, v, group)
+            return
+        if not await self._peer.can_reach(a, remote):
+            hints.set_hint(array, group, True)
+        self._runner.pair_removing(array, pair)
         try:
-            await self.peer_call(a, remote, "pair.remove", {"volume": remote_vol})
+            await self._peer.call(a, remote, "pair.remove", {"volume": remote_vol})
         except CommunicationError:
             array.log(Severity.WARNING, f"{group}/{v}", "arvmRemoteUnreachable",
                       f"Pair {a}/{v} removed while {remote} was unreachable; its side there will show as orphan")
         except NotFound:
             pass  # already gone there (an orphan being cleared)
         self.remove_local_pair_side(array, v, group)
-        self.publish("pair", remote, f"{group}/{remote_vol}")
+        self._publish("pair", remote, f"{group}/{remote_vol}")
 
-    def remove_local_pair_side(self, array, volume: str, group: str) -> None:
+    def remove_local_pair_side(self, array: StorageArray, volume: str, group: str) -> None:
         """Close the volume's reserved capacity, drop this side's record, reapply host access."""
-        self.detach_pair_volume(array.name, volume)
+        self._hosts.detach_pair_volume(array.name, volume)
         sides.remove_pair_side(array, volume)
-        self.refresh_access(array)
-        self.publish("pair", array.name, f"{group}/{volume}")
+        self._hosts.refresh_access(array)
+        self._publish("pair", array.name, f"{group}/{volume}")
 
     async def pairs(self, group: str | None = None, array: str | None = None) -> list[PairSnapshot]:
         out = []
@@ -211,5 +263,5 @@ class MirrorService:
 
     async def pair(self, ref: str) -> PairSnapshot:
         a, v = split_ref(ref)
-        array = self.get_array(a)
+        array = self._volumes.array(a)
         return self.pair_snapshot(array, sides.find_pair(array, v))

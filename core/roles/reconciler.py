@@ -4,16 +4,24 @@ Each side sends its view of every group and pair; the differences become a role
 conflict (both primary: the user chooses in the Recovery Guru), a role change the
 system finishes itself (double forced change), orphans, or incomplete pairs
 completed on the remote. Until a group's sides agree the scheduler holds its syncs.
+It runs by itself each time a link comes (back) up: the array whose name sorts
+first orchestrates, the other asks it to.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 
 from core import sides
+from core.array import StorageArray
 from core.domain import Severity
 from core.errors import MirrorError
+from core.publisher import Publish
+from core.replication.links import Links
+from core.roles import hints
+from core.roles.coordinator import RoleCoordinator
 
 log = logging.getLogger(__name__)
 ORPHAN_RECHECK_SECONDS = 1.0
@@ -21,41 +29,67 @@ ORPHAN_RECHECK_SECONDS = 1.0
 RECONCILE_RETRY_SECONDS = 5.0
 
 
-class ReconcileService:
-    """Mixed into :class:`core.engine.Engine`, with :class:`core.service_roles.RoleService`."""
+class Reconciler:
+    """Settles the differences between both sides of every group, each time a link comes (back) up."""
+
+    def __init__(self, arrays: Mapping[str, StorageArray], peer: Links, roles: RoleCoordinator, publish: Publish):
+        self._arrays = arrays
+        self._peer = peer
+        self._roles = roles
+        self._publish = publish
+        self._was_reachable: dict[tuple[str, str], bool] = {}
+        self._reconcile_asked: dict[tuple[str, str], float] = {}
+        self._reconciling: dict[tuple[str, str], asyncio.Task] = {}
+        self.peer_changed: dict[tuple[str, str], int] = {}  # (local, group) -> bytes the remote changed
+
+    def _array(self, name: str) -> StorageArray:
+        return self._arrays[name]
+
+    def handlers(self, a: StorageArray) -> dict:
+        """The reconciliation messages that array ``a`` answers."""
+        return {
+            "reconcile.request": lambda peer, **p: self._side_reconcile_request(a, **p),
+            "role.unhint": lambda peer, **p: self._side_unhint(a),
+            "role.peer_changed": lambda peer, **p: self._side_peer_changed(a, **p),
+            "pair.complete": lambda peer, **p: self._complete_pair(a, **p),
+        }
+
+    async def stop(self) -> None:
+        tasks = [t for t in self._reconciling.values() if not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- reconciliation ---------------------------------------------------------------------------
-    def role_hold(self, array, g) -> bool:
+    def holds(self, array, g) -> bool:
         """Scheduler hook: do not sync a group whose sides have not reconciled yet."""
-        if not self.reachable(array.name, g.remote_array):
+        if not self._peer.reachable(array.name, g.remote_array):
             return False
-        busy = getattr(self, "_reconciling", {})
+        busy = self._reconciling
         return bool(g.forced) or (array.name, g.remote_array) in busy or (g.remote_array, array.name) in busy
 
-    def _watch_links(self) -> None:
-        if not hasattr(self, "_was_reachable"):
-            return
+    def watch_links(self) -> None:
         pairs = set()
-        for a in self.arrays.values():
-            remotes = {g.remote_array for g in a.groups()} | set(self.channels.monitor.remotes_of(a.name))
+        for a in self._arrays.values():
+            remotes = {g.remote_array for g in a.groups()} | set(self._peer.watched(a.name))
             for remote in remotes:
                 # both arrays here: one of them orchestrates
-                pairs.add(tuple(sorted((a.name, remote))) if remote in self.arrays else (a.name, remote))
+                pairs.add(tuple(sorted((a.name, remote))) if remote in self._arrays else (a.name, remote))
         for local, remote in sorted(pairs):
-            up = self.reachable(local, remote)
+            up = self._peer.reachable(local, remote)
             was = self._was_reachable.get((local, remote))
             self._was_reachable[(local, remote)] = up
             if not up or (local, remote) in self._reconciling:
                 continue
-            forced = any(g.forced for g in self.arrays[local].groups() if g.remote_array == remote)
-            if remote in self.arrays:
-                hinted = bool(self._hints(self.arrays[local])) or bool(self._hints(self.arrays[remote]))
+            forced = any(g.forced for g in self._arrays[local].groups() if g.remote_array == remote)
+            if remote in self._arrays:
+                hinted = bool(hints.hints(self._arrays[local])) or bool(hints.hints(self._arrays[remote]))
                 if was is False or hinted or forced:
                     self._start_reconcile(local, remote, self._reconcile(local, remote))
                 continue
             # The remote runs in another process: the array whose name sorts first
             # orchestrates; the other asks it to, each time the link comes (back) up.
-            again = was is not True or (forced or bool(self._hints(self.arrays[local]))) and \
+            again = was is not True or (forced or bool(hints.hints(self._arrays[local]))) and \
                 time.monotonic() - self._reconcile_asked.get((local, remote), 0.0) > RECONCILE_RETRY_SECONDS
             if not again:
                 continue
@@ -70,7 +104,7 @@ class ReconcileService:
 
     async def _ask_reconcile(self, local: str, remote: str) -> None:
         try:
-            await self.peer_call(local, remote, "reconcile.request", {"remote": local})
+            await self._peer.call(local, remote, "reconcile.request", {"remote": local})
         except MirrorError as e:
             log.info("asking %s to reconcile with %s failed: %s", remote, local, e)
 
@@ -95,7 +129,7 @@ class ReconcileService:
         except MirrorError as e:
             log.info("reconciliation %s<->%s postponed: %s", local, remote, e)
             return
-        la = self.get_array(local)
+        la = self._array(local)
         ours = {g["name"]: g for g in mine["groups"]}
         other = {g["name"]: g for g in theirs["groups"]}
         for name in sorted(set(ours) | set(other)):
@@ -103,13 +137,13 @@ class ReconcileService:
                 await self._reconcile_group(la, remote, name, ours.get(name), other.get(name))
             except MirrorError as e:
                 la.log(Severity.WARNING, name, "arvmReconcileFailed", f"Reconciling {name} failed: {e.message}")
-        for name in list(self._hints(la)):
-            self._set_hint(la, name, False)
-        await self._on(local, remote, "role.unhint", {})
+        for name in list(hints.hints(la)):
+            hints.set_hint(la, name, False)
+        await self._roles.on(local, remote, "role.unhint", {})
 
     async def _views(self, local: str, remote: str) -> tuple[dict, dict]:
-        mine = self._side_view(self.get_array(local), remote)
-        theirs = await self.peer_call(local, remote, "role.view", {"remote": local})
+        mine = self._roles.side_view(self._array(local), remote)
+        theirs = await self._peer.call(local, remote, "role.view", {"remote": local})
         return mine, theirs
 
     async def _reconcile_group(self, la, remote: str, name: str, mine: dict | None, theirs: dict | None) -> None:
@@ -117,7 +151,7 @@ class ReconcileService:
         if mine is None or theirs is None:
             side, view = (local, mine) if theirs is None else (remote, theirs)
             if not view["orphan"]:
-                await self._on(local, side, "role.mark", {"group": name, "orphan": True})
+                await self._roles.on(local, side, "role.mark", {"group": name, "orphan": True})
             return
         if mine["orphan"] or theirs["orphan"]:
             return
@@ -125,12 +159,12 @@ class ReconcileService:
         roles = (mine["role"], theirs["role"])
         if roles == ("primary", "primary"):
             self.peer_changed[(local, name)] = sum(theirs["changed"].values())
-            if remote not in self.arrays:  # tell the other side what this side changed, for its Guru
-                await self.peer_call(local, remote, "role.peer_changed",
+            if remote not in self._arrays:  # tell the other side what this side changed, for its Guru
+                await self._peer.call(local, remote, "role.peer_changed",
                                      {"group": name, "changed": sum(mine["changed"].values())})
             if not (mine["role_conflict"] and theirs["role_conflict"]):
                 for side in (local, remote):
-                    await self._on(local, side, "role.mark", {"group": name, "role_conflict": True})
+                    await self._roles.on(local, side, "role.mark", {"group": name, "role_conflict": True})
             return
         if "primary" in roles and "secondary" in roles and (mine["forced"] or theirs["forced"]):
             winner = local if mine["role"] == "primary" else remote
@@ -144,9 +178,9 @@ class ReconcileService:
                 if p["remote_volume"] in partner or p["orphan"]:
                     continue
                 if p["incomplete"]:
-                    await self._on(local, side, "pair.complete", {"group": name, "volume": p["volume"]})
+                    await self._roles.on(local, side, "pair.complete", {"group": name, "volume": p["volume"]})
                 else:
-                    await self._on(local, side, "role.mark", {"group": name, "pair": p["volume"], "orphan": True})
+                    await self._roles.on(local, side, "role.mark", {"group": name, "pair": p["volume"], "orphan": True})
 
     async def _complete_pair(self, array, group: str, volume: str) -> dict:
         """Create the remote side of a pair added while the remote was unreachable."""
@@ -154,76 +188,33 @@ class ReconcileService:
         g = pair.group
         pct = round(100.0 * pair.reserved_capacity / pair.volume.capacity, 3)
         params = dict(group=group, volume=pair.remote_volume, remote_volume=volume, reserved_percent=pct)
-        await self.peer_call(array.name, g.remote_array, "pair.create", {**params, "check_only": True})
-        await self.peer_call(array.name, g.remote_array, "pair.create", params)
+        await self._peer.call(array.name, g.remote_array, "pair.create", {**params, "check_only": True})
+        await self._peer.call(array.name, g.remote_array, "pair.create", params)
         pair.incomplete = False
         array.db.commit()
         array.log(Severity.INFO, f"{group}/{volume}", "arvmPairCompleted",
                   f"Pair {array.name}/{volume} completed on {g.remote_array}/{pair.remote_volume}")
-        self.publish("pair", array.name, f"{group}/{volume}")
+        self._publish("pair", array.name, f"{group}/{volume}")
         return {"ok": True}
 
     async def _finish_forced_change(self, local: str, remote: str, name: str, winner: str) -> None:
         """Double forced change: both sides in progress, exchange change logs, resync, back to normal."""
         loser = remote if winner == local else local
         for side in (winner, loser):
-            await self._on(local, side, "role.mark", {"group": name, "role_change": "in_progress"})
-        self.get_array(local).log(Severity.INFO, name, "arvmRoleChangeInProgress",
+            await self._roles.on(local, side, "role.mark", {"group": name, "role_change": "in_progress"})
+        self._array(local).log(Severity.INFO, name, "arvmRoleChangeInProgress",
                                   f"Group {name}: finishing the forced role change ({winner} primary)")
-        got = await self._on(local, loser, "role.yield", {"group": name, "preserve": False})
-        await self._resync_winner(local, winner, name, got["regions"])
-
-    async def _resync_winner(self, orch: str, winner: str, name: str, regions: dict) -> None:
-        """Mark the loser's changed regions dirty on the winner and sync: never a full copy."""
-        if winner not in self.arrays:  # the winner runs in another process: it resyncs by itself
-            await self.peer_call(orch, winner, "role.resync", {"group": name, "regions": regions})
-            return
-        wa = self.get_array(winner)
-        wg = wa.group(name)
-        for p in wg.pairs:
-            hv = self.host_volume(winner, p.volume.name)
-            if hv.changelog is not None and regions.get(p.volume.name):
-                hv.changelog.mark_all(regions[p.volume.name])
-        wg.role_change, wg.role_conflict, wg.forced = "", False, ""
-        wa.db.commit()
-        self._set_hint(wa, name, False)
-        self.refresh_access(wa)
-        self._drop_transfer(wa, wg)
-        wa.log(Severity.INFO, name, "arvmRoleChangeCompleted",
-               f"Group {name}: {winner} is primary; resynchronizing only the regions changed on either side")
-        self.publish("group", winner, name)
-        if wg.pairs:
-            await self._final_sync(wa, wg)
-
-    def _side_resync(self, array, group: str, regions: dict) -> dict:
-        """This array won: resync the loser in the background (the orchestrator does not wait)."""
-        task = asyncio.get_running_loop().create_task(self._resync_winner(array.name, array.name, group, regions))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        self._role_tasks[f"resync {group}"] = task
-        return {"ok": True}
+        got = await self._roles.on(local, loser, "role.yield", {"group": name, "preserve": False})
+        await self._roles.resync_winner(local, winner, name, got["regions"])
 
     def _side_peer_changed(self, array, group: str, changed: int) -> dict:
         self.peer_changed[(array.name, group)] = changed
         return {"ok": True}
 
     def _side_unhint(self, array) -> dict:
-        for name in list(self._hints(array)):
-            self._set_hint(array, name, False)
+        for name in list(hints.hints(array)):
+            hints.set_hint(array, name, False)
         return {"ok": True}
-
-    async def resolve_role_conflict(self, group: str, keep: str) -> dict:
-        """Keep ``keep`` as primary: preserve the other side's divergent writes, demote it, delta-resync it."""
-        a = self.get_array(keep)
-        g = a.group(group)
-        if not g.role_conflict:
-            raise MirrorError(f"group {group} is not in a role conflict", code="arvmNoRoleConflict")
-        loser = g.remote_array
-        if not await self.can_reach(keep, loser):
-            raise MirrorError(f"{keep} cannot reach {loser}; restore the link first",
-                              code="arvmRemoteArrayUnreachable")
-        got = await self._on(keep, loser, "role.yield", {"group": group, "preserve": True})
-        await self._resync_winner(keep, keep, group, got["regions"])
-        return {"group": group, "primary": keep, "preserved": got["preserved"]}
 
 
 

@@ -1,52 +1,65 @@
-"""Operations on running mirrors: host I/O, synchronize now, suspend/resume, verify."""
+"""Operations on running mirrors: host I/O, synchronize now, suspend/resume, history, verify."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from datetime import datetime, timezone
+from typing import Callable
 
 import numpy as np
 from sqlalchemy import select
 
 from core import sides, status
-from core.channel.codec import is_zero
-from core.datapath.extents import allocated_regions
+from core.array import StorageArray
+from core.commands.volumes import VolumeCommands
 from core.domain import Role, Severity
 from core.errors import MirrorError
-from core.replication.sync_figures import stats as _stats
+from core.publisher import Publish
 from core.refs import split_ref
+from core.replication import online_verify
+from core.replication.host_volumes import HostVolumes
+from core.replication.links import Peer
+from core.replication.sync_figures import stats as sync_stats
+from core.replication.sync_runner import SyncRunner
+from core.replication.verify import (DIGEST_BLOCK_REGIONS, VERIFY_ATTEMPTS, counts, pair_not_comparable,
+                                     region_bytes, verify_report, volume_digests)
 from core.snapshots import SyncStats
 from core.store.schema import SyncStatRow
 
-DIGEST_BLOCK_REGIONS = 256
+GroupHome = Callable[[str], StorageArray]
 
 
-class OperationsService:
-    """Mixed into :class:`core.engine.Engine`."""
+class SyncCommands:
+    def __init__(self, volumes: VolumeCommands, hosts: HostVolumes, runner: SyncRunner, peer: Peer,
+                 publish: Publish, group_home: GroupHome):
+        self._volumes = volumes
+        self._hosts = hosts
+        self._runner = runner
+        self._peer = peer
+        self._publish = publish
+        self._group_home = group_home
 
     # -- host I/O (the Python API; NBD uses the same HostVolume) ------------------------
     async def host_write(self, ref: str, offset: int, data: bytes) -> int:
         a, v = split_ref(ref)
-        self.get_array(a).volume(v)
-        self.host_volume(a, v).write(int(offset), data)
+        self._volumes.array(a).volume(v)
+        self._hosts.volume(a, v).write(int(offset), data)
         return len(data)
 
     async def host_read(self, ref: str, offset: int, length: int) -> bytes:
         a, v = split_ref(ref)
-        self.get_array(a).volume(v)
-        return self.host_volume(a, v).read(int(offset), int(length))
+        self._volumes.array(a).volume(v)
+        return self._hosts.volume(a, v).read(int(offset), int(length))
 
     async def host_flush(self, ref: str) -> None:
         a, v = split_ref(ref)
-        self.host_volume(a, v).flush()
+        self._hosts.volume(a, v).flush()
 
     async def host_trim(self, ref: str, offset: int, length: int) -> None:
         a, v = split_ref(ref)
-        self.host_volume(a, v).trim(int(offset), int(length))
+        self._hosts.volume(a, v).trim(int(offset), int(length))
 
     # -- synchronization -------------------------------------------------------------------
-    def _primary_group(self, name: str):
-        array = self.group_home(name)
+    def primary_group(self, name: str):
+        array = self._group_home(name)
         g = array.group(name)
         if g.role != Role.PRIMARY.value:
             raise MirrorError(f"group {name} has no primary side here; synchronize it from {g.remote_array}",
@@ -65,8 +78,8 @@ class OperationsService:
         there instead of failing the pair; that secondary has no recovery point until
         this sync commits.
         """
-        array, g = self._primary_group(group)
-        st = self.runner.state(array.name, group)
+        array, g = self.primary_group(group)
+        st = self._runner.state(array.name, group)
         st.delete_recovery_point_allowed |= bool(delete_recovery_point_if_necessary)
         if after_running and (st.running or st.manual_requested):
             fut = asyncio.get_running_loop().create_future()
@@ -83,35 +96,35 @@ class OperationsService:
         if any(p.failed_reason or p.volume.failed for p in g.pairs):
             raise MirrorError(f"group {group} is system suspended (a pair failed); fix the failure in the "
                               "Recovery Guru, then resume", code="arvmGroupSystemSuspended")
-        if not await self.can_reach(array.name, g.remote_array):
+        if not await self._peer.can_reach(array.name, g.remote_array):
             raise MirrorError(f"cannot reach {g.remote_array}: group {group} is paused until the link returns",
                               code="arvmRemoteArrayUnreachable")
         st.waiting_for_user = False
         fut = asyncio.get_running_loop().create_future()
         st.waiters.append(fut)
         st.manual_requested = True
-        self.runner.tick()
+        self._runner.tick()
         if not wait:
             fut.add_done_callback(lambda f: f.exception())  # nobody waits: do not warn
             return None
         await fut
-        return self.runner.last_sync(array, array.group(group))
+        return self._runner.last_sync(array, array.group(group))
 
     async def suspend(self, group: str) -> None:
-        array, g = self._primary_group(group)
+        array, g = self.primary_group(group)
         if g.user_suspended:
             raise MirrorError(f"group {group} is already suspended", code="arvmGroupAlreadySuspended")
-        st = self.runner.state(array.name, group)
+        st = self._runner.state(array.name, group)
         if st.running:
             st.task.cancel()
             await asyncio.gather(st.task, return_exceptions=True)
-        self.runner.finish_waiters(st, MirrorError(f"group {group} was suspended before its synchronization finished",
-                                             code="arvmGroupSuspended"))
+        self._runner.finish_waiters(st, MirrorError(
+            f"group {group} was suspended before its synchronization finished", code="arvmGroupSuspended"))
         g.user_suspended = True
         array.db.commit()
         array.log(Severity.WARNING, group, "arvmGroupSuspended",
                   f"Synchronization of {group} suspended by the user; changes are tracked until resumed")
-        self.publish("group", array.name, group)
+        self._publish("group", array.name, group)
 
     async def resume(self, group: str, delete_recovery_point_if_necessary: bool = False) -> None:
         """Resume a suspended or paused group; also retries pairs failed for a full reserved capacity.
@@ -119,12 +132,18 @@ class OperationsService:
         ``delete_recovery_point_if_necessary``: the retry may apply a delta that does not
         fit a secondary's reserved capacity in place (see :meth:`sync_now`).
         """
-        array, g = self._primary_group(group)
-        st = self.runner.state(array.name, group)
+        array, g = self.primary_group(group)
+        st = self._runner.state(array.name, group)
         st.delete_recovery_point_allowed |= bool(delete_recovery_point_if_necessary)
         was = g.user_suspended or st.waiting_for_user or any(p.failed_reason for p in g.pairs)
         if not was:
             raise MirrorError(f"group {group} is not suspended", code="arvmGroupNotSuspended")
+        failed = next((p for p in g.pairs if p.volume.failed or p.failed_reason.startswith("volume ")), None)
+        if failed is not None:  # resuming would only log "resumed" while the group stays System suspended
+            what = f"{array.name}/{failed.volume.name} has failed" if failed.volume.failed else \
+                failed.failed_reason.split(";")[0]
+            raise MirrorError(f"group {group} cannot resume: {what}; repair the volume first, then resume",
+                              code="arvmMemberVolumeFailed")
         g.user_suspended = False
         for p in g.pairs:
             if p.failed_reason.startswith("reserved capacity full"):
@@ -133,23 +152,23 @@ class OperationsService:
         st.waiting_for_user = False
         st.manual_requested = True  # resync now: only what changed is sent
         array.log(Severity.INFO, group, "arvmGroupResumed", f"Synchronization of {group} resumed")
-        self.publish("group", array.name, group)
+        self._publish("group", array.name, group)
 
     async def sync_history(self, group: str, limit: int = 500) -> list[SyncStats]:
-        array = self.group_home(group)
+        array = self._group_home(group)
         rows = array.db.scalars(select(SyncStatRow).where(SyncStatRow.group_name == group)
                                 .order_by(SyncStatRow.id.desc()).limit(limit))
-        return [_stats(r) for r in reversed(list(rows))]
+        return [sync_stats(r) for r in reversed(list(rows))]
 
     async def increase_reserved_capacity(self, ref: str, percent: float) -> None:
         a, v = split_ref(ref)
-        array = self.get_array(a)
-        self.host_volume(a, v).reserved_capacity = sides.increase_reserved_capacity(array, v, float(percent))
-        self.publish("pair", a, v)
+        array = self._volumes.array(a)
+        self._hosts.volume(a, v).reserved_capacity = sides.increase_reserved_capacity(array, v, float(percent))
+        self._publish("pair", a, v)
 
     async def long_running_operations(self) -> list[dict]:
         out = []
-        for (a, gname), st in self.runner.states.items():
+        for (a, gname), st in self._runner.states.items():
             if st.transfer is not None:
                 for p in st.transfer.pairs:
                     out.append({"group": gname, "array": a, "pair": f"{a}/{p.local_volume}",
@@ -168,7 +187,7 @@ class OperationsService:
         (outcome ``notVerified``). A sync committing meanwhile moves the recovery
         point under the comparison, so it is compared again.
         """
-        array, g = self._primary_group(group)
+        array, g = self.primary_group(group)
         if not g.pairs:
             raise MirrorError(f"group {group} has no mirrored pairs to verify; add a pair first",
                               code="arvmGroupEmpty")
@@ -180,7 +199,7 @@ class OperationsService:
             pairs = [await self._verify_pair(array, g, p) for p in g.pairs]
             if array.group(group).last_recovery_point_id == rp_id:
                 break
-        report = _verify_report(g, pairs, status.group_status(g, self.runner.group_runtime(array, g)).value)
+        report = verify_report(g, pairs, status.group_status(g, self._runner.group_runtime(array, g)).value)
         outcome = report["outcome"]
         severity = {"identical": Severity.INFO, "mismatch": Severity.CRITICAL}.get(outcome, Severity.WARNING)
         text = {"identical": "the secondary matches the recovery point",
@@ -193,26 +212,26 @@ class OperationsService:
 
     async def _verify_pair(self, array, g, p) -> dict:
         """One pair's comparison, or why it could not be compared."""
-        hv = self.host_volume(array.name, p.volume.name)
-        rs = self.region_size
+        hv = self._hosts.volume(array.name, p.volume.name)
+        rs = self._hosts.region_size
         regions = -(-hv.size // rs)
         base = {"primary": f"{array.name}/{p.volume.name}", "secondary": f"{g.remote_array}/{p.remote_volume}",
                 "regions": regions, "mismatchedBlocks": 0, "firstMismatchOffset": None, "reason": ""}
         why = pair_not_comparable(p, hv)
         if why:
-            return {**base, **_counts(regions, regions, hv.size, hv.size), "outcome": "notVerified", "reason": why}
+            return {**base, **counts(regions, regions, hv.size, hv.size), "outcome": "notVerified", "reason": why}
         exclude = hv.changelog.pending_regions().astype(np.int64)
-        skipped_bytes = _region_bytes(exclude, rs, hv.size)
-        counts = _counts(regions, len(exclude), skipped_bytes, hv.size)
+        skipped_bytes = region_bytes(exclude, rs, hv.size)
+        figures = counts(regions, len(exclude), skipped_bytes, hv.size)
         if len(exclude) == regions:
-            return {**base, **counts, "outcome": "notVerified",
+            return {**base, **figures, "outcome": "notVerified",
                     "reason": f"every region changed since the recovery point ({skipped_bytes} bytes not yet "
                               "replicated); synchronize, then verify again"}
         local = volume_digests(hv.path, hv.size, rs, exclude)
-        remote = await self.peer_call(array.name, g.remote_array, "volume.digest", {
+        remote = await self._peer.call(array.name, g.remote_array, "volume.digest", {
             "volume": p.remote_volume, "size": hv.size, "exclude": exclude.tolist()})
         bad = [i for i, (x, y) in enumerate(zip(local, remote["digests"])) if x != y]
-        return {**base, **counts, "outcome": "mismatch" if bad else "identical", "mismatchedBlocks": len(bad),
+        return {**base, **figures, "outcome": "mismatch" if bad else "identical", "mismatchedBlocks": len(bad),
                 "firstMismatchOffset": bad[0] * DIGEST_BLOCK_REGIONS * rs if bad else None}
 
     async def online_verify(self, group: str) -> dict:
@@ -221,104 +240,11 @@ class OperationsService:
         See :mod:`core.replication.online_verify`: batch by batch over the channel,
         with pauses; differing regions are marked changed for the next sync.
         """
-        from core.replication.online_verify import online_verify
-
-        array, g = self._primary_group(group)
+        array, g = self.primary_group(group)
         if not g.pairs or g.last_recovery_point is None:
             raise MirrorError(f"group {group} has no recovery point yet; synchronize it first",
                               code="arvmNoRecoveryPoint")
-        report = await online_verify(self, array, g)
-        st = self.runner.state(array.name, group)
+        report = await online_verify.online_verify(self._peer, self._hosts, self._publish, array, g)
+        st = self._runner.state(array.name, group)
         st.verify_mismatched = report["regionsMarked"]  # a Guru problem until a sync resends them
         return report
-
-
-VERIFY_ATTEMPTS = 3
-
-
-def pair_not_comparable(p, hv) -> str:
-    """Why a pair's secondary holds no recovery point to compare with, or ''."""
-    if p.incomplete or p.orphan:
-        return f"the pair is {'incomplete' if p.incomplete else 'an orphan'}: it has no secondary to compare"
-    if not p.initial_sync_done:
-        return "no recovery point yet: its initial synchronization has not finished"
-    if hv.failed:
-        return "the primary volume has failed: it cannot be read"
-    if hv.changelog is None:
-        return "the primary's change log is not open"
-    return ""
-
-
-def _region_bytes(regions: np.ndarray, region_size: int, size: int) -> int:
-    """Bytes of ``regions``, the last region of the volume clamped at its end."""
-    if not len(regions):
-        return 0
-    ends = np.minimum((regions + 1) * region_size, size)
-    return int((ends - regions * region_size).sum())
-
-
-def _counts(regions: int, skipped: int, skipped_bytes: int, size: int) -> dict:
-    return {"regionsCompared": regions - skipped, "regionsSkipped": skipped, "bytesCompared": size - skipped_bytes,
-            "bytesSkipped": skipped_bytes, "regionsSkippedChangedSinceRecoveryPoint": skipped}
-
-
-def _verify_report(g, pairs: list[dict], group_status: str) -> dict:
-    """The group's verdict: any mismatch wins; a pair with nothing compared is not verified."""
-    for p in pairs:
-        p["identical"] = p["outcome"] == "identical"
-    outcomes = {p["outcome"] for p in pairs}
-    outcome = "mismatch" if "mismatch" in outcomes else "notVerified" if "notVerified" in outcomes else "identical"
-    age = (datetime.now(timezone.utc) - g.last_recovery_point).total_seconds()
-    return {"group": g.name, "recoveryPoint": g.last_recovery_point.isoformat(),
-            "recoveryPointId": g.last_recovery_point_id, "recoveryPointAgeSeconds": max(0.0, age),
-            "groupStatus": group_status, "outcome": outcome, "identical": outcome == "identical",
-            "compared": {"regions": sum(p["regionsCompared"] for p in pairs),
-                         "bytes": sum(p["bytesCompared"] for p in pairs)},
-            "skipped": {"regions": sum(p["regionsSkipped"] for p in pairs),
-                        "bytes": sum(p["bytesSkipped"] for p in pairs)},
-            "pairs": pairs}
-
-
-def volume_digests(path: str, size: int, region_size: int, exclude) -> list[str]:
-    """BLAKE2b per block of regions, over the first ``size`` bytes; holes are not read.
-
-    Each region enters its block's digest as a tag: excluded, zero (a hole, or
-    written zeros: both sides must agree whichever way they hold them), or its bytes.
-    Tags keep an excluded region nearly free, so a caller may exclude a long prefix
-    to compare one range (``core.replication.online_verify``) without either side
-    reading or hashing it. Both sides of a comparison run this same function.
-    """
-    excluded = np.zeros(-(-size // region_size), dtype=bool)
-    if len(exclude):
-        excluded[np.asarray(exclude, dtype=np.int64)] = True
-    allocated = np.zeros_like(excluded)
-    allocated[allocated_regions(path, size, region_size)] = True
-    read = allocated & ~excluded
-    out = []
-    with open(path, "rb", buffering=0) as f:
-        for b in range(0, len(excluded), DIGEST_BLOCK_REGIONS):
-            h = hashlib.blake2b(digest_size=16)
-            end = min(b + DIGEST_BLOCK_REGIONS, len(excluded))
-            if not read[b:end].any():  # nothing to read: the tags alone
-                h.update(np.where(excluded[b:end], _EXCLUDED, _ZERO).astype(np.uint8).tobytes())
-                out.append(h.hexdigest())
-                continue
-            for r in range(b, end):
-                if excluded[r]:
-                    h.update(_TAG_EXCLUDED)
-                    continue
-                data = b""
-                if allocated[r]:
-                    f.seek(r * region_size)
-                    data = f.read(min((r + 1) * region_size, size) - r * region_size)
-                if not data or is_zero(data):
-                    h.update(_TAG_ZERO)
-                else:
-                    h.update(_TAG_DATA)
-                    h.update(data)
-            out.append(h.hexdigest())
-    return out
-
-
-_ZERO, _EXCLUDED, _DATA = 0, 1, 2
-_TAG_ZERO, _TAG_EXCLUDED, _TAG_DATA = bytes([_ZERO]), bytes([_EXCLUDED]), bytes([_DATA])

@@ -1,0 +1,1 @@
+"""Roles between two arrays: role changes (planned and forced), reconciliation when they talk again."""
