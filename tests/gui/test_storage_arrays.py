@@ -252,3 +252,32 @@ def test_manage_a_group_between_arrays_the_console_did_not_start_through_a_daemo
     finally:
         a.stop()
         b.stop()
+
+
+def test_test_connection_rename_and_remove_a_saved_array(qtbot, tmp_path, daemons, monkeypatch):
+    a = daemons["SiteA"]
+    save("prod", a, LAB_PASSWORDS["SiteA"])
+    with managing_console(qtbot, tmp_path) as (bridge, window, page):
+        qtbot.waitUntil(lambda: status(page, "prod") == "Reachable", timeout=TIMEOUT)
+        qtbot.waitUntil(lambda: window.tree.has(("array", "SiteA")), timeout=TIMEOUT)
+        page.buttons["test"].click()
+        assert page.error.text() == "choose an array in the list first [noSelection]"
+        page.select("prod")
+        page.buttons["test"].click()
+        qtbot.waitUntil(lambda: "answered in" in page.message.text(), timeout=TIMEOUT)
+        assert page.message.text().startswith("prod answered in ")
+        assert page.message.text().endswith(" ms (logged in as admin, certificate checked)")
+
+        monkeypatch.setattr("gui.storage_arrays.ask_new_name", lambda parent, current: "Site A (Paris)")
+        page.buttons["rename"].click()
+        qtbot.waitUntil(lambda: row(page, "Site A (Paris)") is not None, timeout=TIMEOUT)
+        assert page.message.text() == "prod is now called Site A (Paris)"
+        assert [e.name for e in ManagedArrayStore().list()] == ["Site A (Paris)"]
+
+        monkeypatch.setattr("gui.storage_arrays.confirm", lambda *a, **k: True)
+        page.select("Site A (Paris)")
+        page.buttons["remove"].click()
+        qtbot.waitUntil(lambda: page.row_texts() == [], timeout=TIMEOUT)
+        assert page.message.text() == "Site A (Paris) is no longer managed"
+        qtbot.waitUntil(lambda: not window.tree.has(("array", "SiteA")), timeout=TIMEOUT)
+        assert ManagedArrayStore().list() == []
