@@ -22,6 +22,7 @@ import logging
 import ssl
 from pathlib import Path
 
+from core.api import AnsweredBy
 from core.array import StorageArray
 from core.commands.lab_faults import LabFaultCommands
 from core.commands.mirrors import MirrorCommands
@@ -49,22 +50,6 @@ from core.workload import Workload
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
-
-
-class _AnsweredBy:
-    """A method of the service API answered by one collaborator: ``create_group = _AnsweredBy("mirrors")``."""
-
-    def __init__(self, collaborator: str, method: str | None = None):
-        self.collaborator = collaborator
-        self.method = method
-
-    def __set_name__(self, owner, name: str) -> None:
-        self.method = self.method or name
-
-    def __get__(self, engine, owner=None):
-        if engine is None:
-            return self
-        return getattr(getattr(engine, self.collaborator), self.method)
 
 
 class Engine:
@@ -119,70 +104,70 @@ class Engine:
         self.started = False
 
     # -- the service API, answered by the collaborators ----------------------------
-    volumes = _AnsweredBy("storage")
-    volume = _AnsweredBy("storage")
-    create_volume = _AnsweredBy("storage")
-    resize_volume = _AnsweredBy("storage")
-    delete_volume = _AnsweredBy("storage")
-    change_password = _AnsweredBy("storage")
-    remote_volumes = _AnsweredBy("storage")
+    volumes = AnsweredBy("storage")
+    volume = AnsweredBy("storage")
+    create_volume = AnsweredBy("storage")
+    resize_volume = AnsweredBy("storage")
+    delete_volume = AnsweredBy("storage")
+    change_password = AnsweredBy("storage")
+    remote_volumes = AnsweredBy("storage")
 
-    remote_array = _AnsweredBy("mirrors")
-    candidates = _AnsweredBy("mirrors")
-    create_group = _AnsweredBy("mirrors")
-    update_group = _AnsweredBy("mirrors")
-    delete_group = _AnsweredBy("mirrors")
-    groups = _AnsweredBy("mirrors")
-    group = _AnsweredBy("mirrors")
-    add_pair = _AnsweredBy("mirrors")
-    remove_pair = _AnsweredBy("mirrors")
-    pairs = _AnsweredBy("mirrors")
-    pair = _AnsweredBy("mirrors")
-    group_snapshot = _AnsweredBy("mirrors")
+    remote_array = AnsweredBy("mirrors")
+    candidates = AnsweredBy("mirrors")
+    create_group = AnsweredBy("mirrors")
+    update_group = AnsweredBy("mirrors")
+    delete_group = AnsweredBy("mirrors")
+    groups = AnsweredBy("mirrors")
+    group = AnsweredBy("mirrors")
+    add_pair = AnsweredBy("mirrors")
+    remove_pair = AnsweredBy("mirrors")
+    pairs = AnsweredBy("mirrors")
+    pair = AnsweredBy("mirrors")
+    group_snapshot = AnsweredBy("mirrors")
 
-    host_write = _AnsweredBy("sync")
-    host_read = _AnsweredBy("sync")
-    host_flush = _AnsweredBy("sync")
-    host_trim = _AnsweredBy("sync")
-    sync_now = _AnsweredBy("sync")
-    suspend = _AnsweredBy("sync")
-    resume = _AnsweredBy("sync")
-    sync_history = _AnsweredBy("sync")
-    increase_reserved_capacity = _AnsweredBy("sync")
-    long_running_operations = _AnsweredBy("sync")
-    verify = _AnsweredBy("sync")
-    online_verify = _AnsweredBy("sync")
+    host_write = AnsweredBy("sync")
+    host_read = AnsweredBy("sync")
+    host_flush = AnsweredBy("sync")
+    host_trim = AnsweredBy("sync")
+    sync_now = AnsweredBy("sync")
+    suspend = AnsweredBy("sync")
+    resume = AnsweredBy("sync")
+    sync_history = AnsweredBy("sync")
+    increase_reserved_capacity = AnsweredBy("sync")
+    long_running_operations = AnsweredBy("sync")
+    verify = AnsweredBy("sync")
+    online_verify = AnsweredBy("sync")
 
-    role_change = _AnsweredBy("roles")
-    promote = _AnsweredBy("roles")
-    demote = _AnsweredBy("roles")
-    role_cancel = _AnsweredBy("roles")
-    resolve_role_conflict = _AnsweredBy("roles")
-    forced_promotion_refusal = _AnsweredBy("roles")
-    reconcile = _AnsweredBy("reconciler")
+    role_change = AnsweredBy("roles")
+    promote = AnsweredBy("roles")
+    demote = AnsweredBy("roles")
+    role_cancel = AnsweredBy("roles")
+    resolve_role_conflict = AnsweredBy("roles")
+    forced_promotion_refusal = AnsweredBy("roles")
+    reconcile = AnsweredBy("reconciler")
 
-    set_volume_owner = _AnsweredBy("faults")
-    volume_fail = _AnsweredBy("faults")
-    volume_repair = _AnsweredBy("faults")
-    controller_reset = _AnsweredBy("faults")
-    controller_restore = _AnsweredBy("faults")
-    array_stop = _AnsweredBy("faults")
-    array_start = _AnsweredBy("faults")
+    set_volume_owner = AnsweredBy("faults")
+    volume_fail = AnsweredBy("faults")
+    volume_repair = AnsweredBy("faults")
+    controller_reset = AnsweredBy("faults")
+    controller_restore = AnsweredBy("faults")
+    array_stop = AnsweredBy("faults")
+    array_start = AnsweredBy("faults")
 
-    guru = _AnsweredBy("recovery_guru")
-    guru_fix = _AnsweredBy("recovery_guru")
-    guru_problems = _AnsweredBy("recovery_guru")
+    guru = AnsweredBy("recovery_guru")
+    guru_fix = AnsweredBy("recovery_guru")
+    guru_problems = AnsweredBy("recovery_guru")
 
-    preserved_data = _AnsweredBy("preserved", "list")
-    preserved_read = _AnsweredBy("preserved", "read")
-    preserved_export = _AnsweredBy("preserved", "export")
-    preserved_restore = _AnsweredBy("preserved", "restore")
-    preserved_delete = _AnsweredBy("preserved", "delete")
+    preserved_data = AnsweredBy("preserved", "list")
+    preserved_read = AnsweredBy("preserved", "read")
+    preserved_export = AnsweredBy("preserved", "export")
+    preserved_restore = AnsweredBy("preserved", "restore")
+    preserved_delete = AnsweredBy("preserved", "delete")
 
-    drill_start = _AnsweredBy("drills", "start")
-    drill_stop = _AnsweredBy("drills", "stop")
-    start_workload = _AnsweredBy("workload_runner", "start")
-    stop_workload = _AnsweredBy("workload_runner", "stop")
+    drill_start = AnsweredBy("drills", "start")
+    drill_stop = AnsweredBy("drills", "stop")
+    start_workload = AnsweredBy("workload_runner", "start")
+    stop_workload = AnsweredBy("workload_runner", "stop")
 
     # -- life cycle ---------------------------------------------------------
     async def start(self) -> None:

@@ -16,6 +16,7 @@ from gui.details_panel import DetailsPanel
 from gui.event_log import EventLogPanel
 from gui.guru_panel import GuruPanel
 from gui.lab_menu import LabMenu
+from gui.preserved_view import PreservedDataView
 from gui.lro_dialog import LongRunningOperationsPanel
 from gui.mirror_actions import MirrorActions
 from gui.storage_arrays import install_storage_arrays
@@ -97,6 +98,15 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
+    def open_preserved_data(self) -> PreservedDataView:
+        """What role-conflict losers wrote while apart (non-modal; one window, raised again)."""
+        view = getattr(self, "preserved_view", None)
+        if view is None:
+            view = self.preserved_view = PreservedDataView(self.bridge, self)
+        view.show()
+        view.raise_()
+        return view
+
     def _menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
@@ -112,6 +122,7 @@ class MainWindow(QMainWindow):
         view.addAction(self.events_dock.toggleViewAction())
         view.addAction(self.lro_dock.toggleViewAction())
         view.addAction(install_storage_arrays(self).toggleViewAction())  # Unified Manager side: gui/storage_arrays.py
+        self.preserved_action = view.addAction("&Preserved data…", self.open_preserved_data)  # gui/preserved_view.py
         help_menu = bar.addMenu("&Help")
         self.about_action = help_menu.addAction("&About Async Mirror Console", self.show_about)
         tb = QToolBar("Main", objectName="mainToolbar")

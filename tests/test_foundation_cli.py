@@ -201,6 +201,9 @@ def test_readme_dr_walkthrough_against_the_daemons(capsys, home, tmp_path):
     ok(capsys, home, "lab", "link", "cut")
     wait_for(lambda: {g["status"] for g in ok(capsys, home, "group", "list")} == {"paused"})
     ok(capsys, home, "role", "promote", "G1", "--array", "SiteB", "--force")
+    dr_write = tmp_path / "dr.bin"
+    dr_write.write_bytes(b"written at the DR site while apart" * 100)
+    ok(capsys, home, "volume", "write", "SiteB/db_dr", "--offset", "8MiB", "--file", str(dr_write))
     ok(capsys, home, "lab", "link", "restore")
     wait_for(lambda: {g["status"] for g in ok(capsys, home, "group", "list")} == {"role_conflict"}, 10,
              "a role conflict on both sides")
@@ -209,6 +212,16 @@ def test_readme_dr_walkthrough_against_the_daemons(capsys, home, tmp_path):
     ok(capsys, home, "guru", "fix", "role-conflict:G1", "--action", "keep-SiteA")
     wait_for(lambda: sorted((g["array"], g["role"], g["status"]) for g in ok(capsys, home, "group", "list"))
              == [("SiteA", "primary", "optimal"), ("SiteB", "secondary", "optimal")], timeout=20)
+    # SiteB's writes made while apart were kept before its resync: restore them into a new volume
+    (kept,) = ok(capsys, home, "preserved", "list")
+    assert (kept["array"], kept["volume"], kept["group"]) == ("SiteB", "db_dr", "G1")
+    ok(capsys, home, "preserved", "restore", kept["id"], "--volume", "db_rescued")
+    rescued = tmp_path / "rescued.bin"
+    ok(capsys, home, "volume", "read", "SiteB/db_rescued", "--offset", "8MiB",
+       "--length", str(len(dr_write.read_bytes())), "--file", str(rescued))
+    assert rescued.read_bytes() == dr_write.read_bytes()
+    ok(capsys, home, "preserved", "delete", kept["id"])
+    assert ok(capsys, home, "preserved", "list") == []
 
     drill = ok(capsys, home, "drill", "start", "--group", "G1")
     assert drill["array"] == "SiteB" and "SiteB/db_dr-drill" in drill["exports"]

@@ -10,11 +10,11 @@ import select
 import sys
 from pathlib import Path
 
-from core.cli import arrays, check, drill, groups, lab, output, pairs, status, sync, volumes
+from core.cli import arrays, check, drill, groups, lab, output, pairs, preserved, status, sync, volumes
 from core.cli import guru, labfaults, roles  # roles, failover, Recovery Guru, lab faults
 from core.errors import MirrorError
 
-COMMAND_GROUPS = [lab, arrays, check, volumes, groups, pairs, sync, drill, status,
+COMMAND_GROUPS = [lab, arrays, check, volumes, groups, pairs, sync, drill, preserved, status,
                   labfaults, roles, guru]  # labfaults extends 'lab': keep it after lab
 
 

@@ -20,12 +20,17 @@ from typing import Callable
 
 from core.client.rest import API_ROOT, ArrayClient
 from core.client.events import follow_events
+from core.api import AnsweredBy
+from core.client import fleet_forecast
 from core.client.lab import LabLink
+from core.client.fleet_lab import FleetLab
+from core.client.preserved import FleetPreserved
 from core.client.fleet_arrays import ManagedArrays
 from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
 from core.guru import GuruAction, Problem
 from core.rest import models
 from core.snapshots import ArraySnapshot, EngineEvent, EventRecord, GroupSnapshot, PairSnapshot, VolumeSnapshot
+from core.refs import split_ref
 from core.units import parse_size
 
 log = logging.getLogger(__name__)
@@ -37,13 +42,6 @@ SETTINGS_TO_WS = {"sync_interval_minutes": "syncIntervalMinutes", "priority": "p
                   "resync_policy": "resyncPolicy", "sync_alert_minutes": "syncWarnThresholdMinutes",
                   "recovery_point_alert_minutes": "recoveryWarnThresholdMinutes",
                   "reserved_alert_percent": "repoUtilizationWarnThreshold"}
-
-
-def split_ref(ref: str) -> tuple[str, str]:
-    array, sep, volume = str(ref).partition("/")
-    if not sep or not array or not volume:
-        raise InvalidInput(f"'{ref}' is not ARRAY/VOLUME (for example SiteA/db)", code="invalidVolumeRef")
-    return array, volume
 
 
 UNREACHABLE_CODES = frozenset({"arrayUnreachable", "certificateMismatch", "certificateUntrusted"})
@@ -98,6 +96,8 @@ class Fleet:
         self.lab = lab
         self.bring_lab_up = bring_lab_up
         self._last_known: dict[str, ArraySnapshot] = {}
+        self.preserved = FleetPreserved(self)
+        self.lab_tools = FleetLab(self)
         self._subscribers: list[Subscriber] = []
         self._streams: dict[str, asyncio.Task] = {}
         self.stale_groups = stale_groups
@@ -105,6 +105,24 @@ class Fleet:
         self._last_volumes: dict[str, list[VolumeSnapshot]] = {}
         self._lab_names: set[str] = set(self.clients) if lab is not None else set()
         self.managed = ManagedArrays(store, self, lambda: self._lab_names) if store is not None else None
+
+    lab_faults = AnsweredBy("lab_tools")
+    lab_link = AnsweredBy("lab_tools")
+    start_workload = AnsweredBy("lab_tools")
+    stop_workload = AnsweredBy("lab_tools")
+    workload = AnsweredBy("lab_tools")
+    volume_fail = AnsweredBy("lab_tools")
+    volume_repair = AnsweredBy("lab_tools")
+    controller_reset = AnsweredBy("lab_tools")
+    controller_restore = AnsweredBy("lab_tools")
+    drill_start = AnsweredBy("lab_tools")
+    drill_stop = AnsweredBy("lab_tools")
+
+    preserved_data = AnsweredBy("preserved", "list")
+    preserved_read = AnsweredBy("preserved", "read")
+    preserved_export = AnsweredBy("preserved", "export")
+    preserved_restore = AnsweredBy("preserved", "restore")
+    preserved_delete = AnsweredBy("preserved", "delete")
 
     # -- life cycle (what EngineLoop expects of an engine) --------------------------
     async def start(self) -> None:
@@ -526,6 +544,8 @@ class Fleet:
                 for i, p in seen.items():
                     if i.startswith("communication-lost:") and RESTORE_LINK not in {a.id for a in p.actions}:
                         seen[i] = dataclasses.replace(p, actions=(restore,) + p.actions)
+        for p in await fleet_forecast.forecast_problems(self):  # needs both sides: no daemon alone can tell
+            seen.setdefault(p.id, p)
         return list(seen.values())
 
     async def guru_fix(self, problem_id: str, action_id: str) -> dict:
@@ -535,6 +555,10 @@ class Fleet:
         for name, problems in await self._answers("guru"):
             if any(p["id"] == problem_id for p in problems):
                 return await self.client(name).post(f"guru/{problem_id}/actions/{action_id}", {})
+        if problem_id.startswith("reserved-forecast:"):
+            problem = next((p for p in await fleet_forecast.forecast_problems(self) if p.id == problem_id), None)
+            if problem is not None:
+                return await fleet_forecast.fix(self, problem, action_id)
         raise NotFound(f"no current problem '{problem_id}'; see 'mirrorctl guru'", code="guruProblemNotFound")
 
     async def events(self, array: str | None = None, limit: int = 200) -> list[EventRecord]:
@@ -545,77 +569,3 @@ class Fleet:
             out.extend(models.event_from_ws(e) for e in records)
         out.sort(key=lambda e: (e.time, e.array, e.id))
         return out[-limit:]
-
-    async def lab_faults(self) -> dict:
-        """The faults in force, as the arrays and the lab's link report them."""
-        arrays = await self.arrays_list()
-        failed = [f"{v.array}/{v.name}" for a in arrays if a.online for v in await self.volumes(a.name) if v.failed]
-        offline = [f"{a.name}/{c.label}" for a in arrays for c in a.controllers if c.status != "optimal"]
-        link = await self.lab.state() if self.lab is not None else {}
-        return {"link_cut": bool(link.get("cut")), "link_bandwidth": link.get("bandwidth"),
-                "stopped_arrays": [a.name for a in arrays if not a.online],
-                "failed_volumes": failed, "offline_controllers": offline}
-
-    async def lab_link(self, cut: bool) -> dict:
-        if self.lab is None:
-            raise MirrorError("these arrays are not a lab: there is no lab link to cut or restore", code="notALab")
-        await self.lab.set(cut=bool(cut))
-        return await self.lab_faults()
-
-    async def start_workload(self, refs: list[str], rate_mib: float, pattern: str = "random") -> dict:
-        """Hosts writing ``rate_mib`` MiB/s in total, shared by the arrays of ``refs`` in proportion."""
-        by_array: dict[str, list[str]] = {}
-        for ref in refs:
-            a, v = split_ref(ref)
-            by_array.setdefault(a, []).append(v)
-        if not by_array:
-            raise InvalidInput("choose at least one volume for the workload", code="invalidInput")
-        info = {}
-        for a, vols in by_array.items():
-            share = float(rate_mib) * len(vols) / len(refs)
-            info[a] = await self.client(a).post("lab/workload", {"volumes": vols, "rateMib": share,
-                                                                 "pattern": pattern})
-        return {"volumes": list(refs), "rate_mib": rate_mib, "pattern": pattern, "arrays": info}
-
-    async def stop_workload(self) -> dict | None:
-        stopped = {}
-        for name, state in await self._answers("lab/workload"):
-            if state.get("running"):
-                stopped[name] = await self.client(name).delete("lab/workload")
-        return stopped or None
-
-    async def workload(self) -> dict | None:
-        running = {}
-        for name in sorted(self.clients):
-            try:
-                state = await self.client(name).get("lab/workload")
-            except CommunicationError:
-                continue
-            if state.get("running"):
-                running[name] = state
-        return running or None
-
-    async def volume_fail(self, ref: str) -> None:
-        a, v = split_ref(ref)
-        await self.client(a).post(f"lab/volumes/{v}/fail", {})
-
-    async def volume_repair(self, ref: str) -> None:
-        a, v = split_ref(ref)
-        await self.client(a).post(f"lab/volumes/{v}/repair", {})
-
-    async def controller_reset(self, array: str, ctrl: str) -> None:
-        await self.client(array).post(f"lab/controllers/{ctrl}/reset", {})
-
-    async def controller_restore(self, array: str, ctrl: str) -> None:
-        await self.client(array).post(f"lab/controllers/{ctrl}/restore", {})
-
-    async def drill_start(self, group: str) -> dict:
-        sides = await self._sides(group)
-        secondary = next((g.array for g in sides if g.role == "secondary"), sides[0].array)
-        return await self.client(secondary).post(f"async-mirrors/{group}/drill", {})
-
-    async def drill_stop(self, group: str) -> None:
-        sides = await self._sides(group)
-        secondary = next((g.array for g in sides if g.role == "secondary"), sides[0].array)
-        await self.client(secondary).delete(f"async-mirrors/{group}/drill")
-

@@ -1,0 +1,54 @@
+"""The reserved-capacity forecast across two arrays, for the fleet's Recovery Guru.
+
+An array daemon's Guru sees one side only: the change history is the primary's, the
+reserved capacity that fills is the secondary's. The fleet has both, so it raises the
+forecast problem (``core.guru.reserved_forecast_problem``) for groups whose sides it
+manages; the fixes run on the array that owns the capacity (increase) or the group
+(synchronize more often).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from core import forecast
+from core.errors import MirrorError
+from core.guru import HISTORY_FOR_FORECAST, GuruAction, Problem, reserved_forecast_problem
+
+if TYPE_CHECKING:
+    from core.client.fleet import Fleet
+
+
+async def forecast_problems(fleet: "Fleet") -> list[Problem]:
+    out = []
+    for g in await fleet.groups():
+        if g.role != "primary" or not g.pairs or g.remote_array not in fleet.clients:
+            continue
+        try:
+            secondary = await fleet.group(g.name, g.remote_array)
+            history = await fleet.sync_history(g.name, HISTORY_FOR_FORECAST)
+            capacities = {f"{v.array}/{v.name}": v.capacity for v in await fleet.volumes(g.remote_array)}
+        except MirrorError:
+            continue  # the other side does not answer: nothing to forecast against
+        failed = {p.remote_volume for p in g.pairs if p.status == "failed"}
+        for fc in forecast.group_forecasts(g, secondary, history, capacities):
+            if fc.at_risk and fc.volume.partition("/")[2] not in failed:
+                grow = GuruAction("increase-reserved-capacity",
+                                  f"Increase the reserved capacity of {fc.volume} to {fc.suggested_percent} %", False,
+                                  f"on {fc.volume.partition('/')[0]}; asks before it changes", target=fc.volume,
+                                  value=float(fc.suggested_percent))
+                out.append(reserved_forecast_problem(g, fc, grow))
+    return out
+
+
+async def fix(fleet: "Fleet", problem: Problem, action_id: str) -> dict:
+    """Run a forecast problem's action on the array it concerns."""
+    action = next((a for a in problem.actions if a.id == action_id), None)
+    if action is None:
+        known = ", ".join(a.id for a in problem.actions)
+        raise MirrorError(f"problem {problem.id} has no action '{action_id}' (actions: {known})",
+                          code="guruActionNotFound")
+    if action.id == "increase-reserved-capacity":
+        await fleet.increase_reserved_capacity(action.target, action.value)
+    elif action.id == "sync-more-often":
+        await fleet.update_group(action.target, sync_mode="scheduled", sync_interval_minutes=int(action.value))
+    return {"problem": problem.id, "action": action_id, "done": True}
