@@ -28,6 +28,7 @@ from core.commands.lab_faults import LabFaultCommands
 from core.commands.mirrors import MirrorCommands
 from core.commands.preserved import PreservedData
 from core.commands.sync import SyncCommands
+from core.commands.verify_scheduling import ScheduledVerify
 from core.commands.volumes import VolumeCommands
 from core.domain import REGION_SIZE
 from core.drills import Drills
@@ -93,6 +94,7 @@ class Engine:
         self.mirrors = MirrorCommands(self.arrays, self.storage, self.hosts, self.runner, self.links, publish,
                                       self._array_snapshot)
         self.sync = SyncCommands(self.storage, self.hosts, self.runner, self.links, publish, self.mirrors.group_home)
+        self.scheduled_verify = ScheduledVerify(self.arrays, self.runner, self.links, self.sync.online_verify)
         self.faults = LabFaultCommands(self.storage, self.lab, self.runner, self.links, publish, self._apply_faults)
         self.roles = RoleCoordinator(self.arrays, self.endpoints, self.hosts, self.runner, self.links, publish,
                                      self.lab, self.mirrors.group_home)
@@ -207,6 +209,7 @@ class Engine:
             await self.nbd.stop()
             self._scheduler.cancel()
             await asyncio.gather(self._scheduler, return_exceptions=True)
+            await self.scheduled_verify.stop()
             await self.reconciler.stop()
             await self.roles.stop()
             await self.runner.stop()
@@ -225,6 +228,7 @@ class Engine:
                 await self._follow_lab_faults()
                 self.reconciler.watch_links()
                 self.runner.tick()
+                self.scheduled_verify.tick()
             except asyncio.CancelledError:
                 raise
             except Exception:

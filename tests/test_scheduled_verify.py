@@ -1,0 +1,61 @@
+"""Scheduled online verify: a primary group is verified in the background by itself, and a restart remembers when."""
+from __future__ import annotations
+
+import json
+import time
+
+from core.runtime import BlockingEngine
+
+
+def wait_until(cond, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def _every_hour_soon(c: BlockingEngine) -> None:
+    """Verify every hour, the first one within a second (the default is weekly, first within the hour)."""
+    def set_():
+        c.engine.scheduled_verify.every_hours = 1.0
+        c.engine.scheduled_verify.schedule.first_delay_hours = 0.5 / 3600
+    c.call(set_)
+
+
+def test_a_ready_group_is_verified_by_itself_and_the_time_is_kept(lab_home):
+    with BlockingEngine(lab_home, purpose="pytest") as c:
+        c.create_volume("SiteA/v", "4MiB")
+        c.create_volume("SiteB/v_dr", "4MiB")
+        c.create_group("G", "SiteA", "SiteB", sync_mode="manual")
+        c.add_pair("G", "SiteA/v", "SiteB/v_dr")
+        c.host_write("SiteA/v", 0, b"v" * 65536)
+        c.sync_now("G", wait=True, after_running=True)
+        _every_hour_soon(c)
+        wait_until(lambda: any(e.code == "arvmOnlineVerify" and e.object == "G" for e in c.events("SiteA")))
+        record = lab_home / "arrays" / "SiteA" / "verify.json"
+        wait_until(record.exists)
+        when = json.loads(record.read_text())["G"]
+        # the next one is an hour after the last, on the schedule's clock
+        next_due = c.call(lambda: c.engine.scheduled_verify.schedule.next_due("SiteA", "G"))
+        assert 3500 < next_due.timestamp() - time.time() <= 3600
+    with BlockingEngine(lab_home, purpose="pytest") as c:  # a restart does not verify again at once
+        _every_hour_soon(c)
+        time.sleep(1.5)
+        verifies = [e for e in c.events("SiteA") if e.code == "arvmOnlineVerify"]
+        assert len(verifies) == 1
+        assert json.loads(record.read_text())["G"] == when
+
+
+def test_a_group_not_ready_is_not_verified(lab_home):
+    with BlockingEngine(lab_home, purpose="pytest") as c:
+        c.create_volume("SiteA/v", "4MiB")
+        c.create_volume("SiteB/v_dr", "4MiB")
+        c.create_group("G", "SiteA", "SiteB", sync_mode="manual")
+        c.add_pair("G", "SiteA/v", "SiteB/v_dr")
+        c.sync_now("G", wait=True, after_running=True)
+        c.suspend("G")
+        _every_hour_soon(c)
+        time.sleep(1.5)
+        assert not any(e.code == "arvmOnlineVerify" for e in c.events("SiteA"))
