@@ -17,6 +17,7 @@ from gui.table_columns import ColumnFitter
 from gui.theme import role_icon, status_icon, status_label
 
 PROGRESS_ROLE = Qt.UserRole + 5
+TABLES_MIN_HEIGHT = 280  # two titled tables with a header and three rows each
 SIDE_BY_SIDE = 900  # px of the details panel from which State and Settings stand side by side
 
 
@@ -179,13 +180,13 @@ class DetailsPanel(QWidget):
         self._fill_pairs(groups)
 
     def _fit_top(self) -> None:
-        """State and Settings get the height of their rows (at most two thirds): not a 4-line scroll area."""
+        """State and Settings get the height of their rows (less what the tables need): not a 4-line scroll area."""
         total = sum(self.split.sizes())
         if total <= 0 or not self.top_scroll.isVisible():
             return
         self.top.adjustSize()
         want = self.top.sizeHint().height() + 4
-        top = min(want, total * 2 // 3)
+        top = min(want, max(total // 2, total - TABLES_MIN_HEIGHT))  # the tables keep three rows each
         self.split.setSizes([top, total - top])
 
     def resizeEvent(self, e):

@@ -194,7 +194,10 @@ class LongRunningOperationsPanel(QWidget):
             if row is None:
                 self._add_history(op, "ended (no record: the pair was removed?)", format_size(op.done))
             else:
-                self._add_history(op, row.outcome.capitalize(), format_size(row.bytes_payload),
+                # The history row is the group's; this pair's share is its own figures (all of them when
+                # committed: the pair received everything it had to).
+                data = op.total if row.outcome == "committed" and op.total else op.done
+                self._add_history(op, row.outcome.capitalize(), format_size(data),
                                   duration=row.duration_seconds, ended=row.ended)
 
     def _add_history(self, op: Operation, outcome: str, data: str, duration: float | None = None,
