@@ -101,7 +101,9 @@ class SyncCommands:
                               code="arvmRemoteArrayUnreachable")
         st.waiting_for_user = False
         fut = asyncio.get_running_loop().create_future()
-        st.waiters.append(fut)
+        # An older capture still to be sent (an interrupted sync) goes first; this request
+        # is answered by the capture after it, which holds every write made before it.
+        (st.next_capture_waiters if st.transfer is not None else st.waiters).append(fut)
         st.manual_requested = True
         self._runner.tick()
         if not wait:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from core.replication.groupsync import Transfer
 
@@ -25,6 +24,9 @@ class GroupState:
     sync_time_alerted: bool = False
     reserved_alerted: set[str] = field(default_factory=set)
     waiters: list[asyncio.Future] = field(default_factory=list)
+    # Asked for a recovery point while an older capture was still to be sent: they wait
+    # for the capture after it (a "sync --wait" answers with a point that has their writes).
+    next_capture_waiters: list[asyncio.Future] = field(default_factory=list)
     # deleteRecoveryPointIfNecessary: a delta that does not fit a secondary's reserved
     # capacity is applied in place there (no recovery point until the next commit).
     delete_recovery_point_allowed: bool = False

@@ -449,7 +449,15 @@ class SyncRunner:
         self._publish("pair", hv.array, f"{pair.group.name}/{hv.name}")
 
     def finish_waiters(self, st: GroupState, error: MirrorError | None) -> None:
-        for fut in st.waiters:
+        """A sync ended: its waiters learn how; those who asked after its capture wait for the next one."""
+        done = st.waiters + (st.next_capture_waiters if error is not None else [])
+        for fut in done:
             if not fut.done():
                 fut.set_exception(error) if error is not None else fut.set_result(None)
         st.waiters.clear()
+        if error is not None:
+            st.next_capture_waiters.clear()
+        elif st.next_capture_waiters:
+            st.waiters.extend(st.next_capture_waiters)
+            st.next_capture_waiters.clear()
+            st.manual_requested = True  # the next tick captures what they wrote

@@ -33,6 +33,7 @@ from core.replication.sync_runner import SyncRunner
 from core.roles import hints
 
 log = logging.getLogger(__name__)
+FINAL_SYNC_ROUNDS = 3  # an interrupted capture, then what changed since (host writes are stopped)
 
 
 def _clear_log(hv) -> None:
@@ -372,18 +373,26 @@ class RoleCoordinator:
         self._role_tasks.pop(group, None)
 
     async def final_sync(self, array, g) -> None:
-        """Sync what the secondary lacks, even though the scheduler holds the group (role change)."""
+        """Sync what the secondary lacks, even though the scheduler holds the group (role change).
+
+        Host writes are stopped by now. A capture left by an interrupted sync is older
+        than the last writes: it is sent first, then what changed since, so the
+        secondary that becomes primary holds every acknowledged write.
+        """
         st = self._runner.state(array.name, g.name)
         if st.running:
             await asyncio.gather(st.task, return_exceptions=True)
-        pending = any(self._hosts[(array.name, p.volume.name)].changelog.pending_regions().size
-                      for p in g.pairs if not p.incomplete and not p.orphan)
-        if not pending and st.transfer is None:
-            return
-        fut = asyncio.get_running_loop().create_future()
-        st.waiters.append(fut)
-        self._runner.start_sync(array, g, st)
-        await fut
+        for _ in range(FINAL_SYNC_ROUNDS):
+            pending = any(self._hosts[(array.name, p.volume.name)].changelog.pending_regions().size
+                          for p in g.pairs if not p.incomplete and not p.orphan)
+            if not pending and st.transfer is None:
+                return
+            fut = asyncio.get_running_loop().create_future()
+            st.waiters.append(fut)
+            self._runner.start_sync(array, g, st)
+            await fut
+        raise MirrorError(f"the last changes of {g.name} are still not on {g.remote_array} after "
+                          f"{FINAL_SYNC_ROUNDS} synchronizations; roles unchanged", code="arvmRoleChangeFailed")
 
     # -- forced changes ---------------------------------------------------------------------------
     def forced_promotion_refusal(self, array, g) -> MirrorError | None:
