@@ -12,7 +12,6 @@ one row, the committed one, its details pane listing both records.
 from __future__ import annotations
 
 import csv
-import re
 from html import escape
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QSortFilterProxyModel, Qt, QThreadPool, Signal
@@ -27,28 +26,14 @@ from gui.theme import status_icon
 HEADERS = ("Time", "Severity", "Array", "Object", "Code", "Message")
 MAX_ROWS = 5000
 LOAD_LIMIT = 2000  # events read per array when the console starts
-FOLD_LOOKBACK = 50  # rows searched back for the "started" record of a sync that sent nothing
-NOTHING_CHANGED = " \u2014 nothing had changed since the last recovery point"
-_ZERO_BYTES = re.compile(r"(?<![\d.,])0 bytes")
-
-
-def _is_empty_start(r) -> bool:
-    return r.code == "arvmSyncStarted" and _ZERO_BYTES.search(r.message) is not None
-
-
-def _is_empty_commit(r) -> bool:
-    return r.code == "arvmSyncCompleted" and _ZERO_BYTES.search(r.message) is not None
 
 
 class EventModel(QAbstractTableModel):
-    """Rows of :class:`core.snapshots.EventRecord` (deduplicated by array and id).
-
-    A row holds one record, or the two records of a sync that sent nothing (folded).
-    """
+    """Rows of :class:`core.snapshots.EventRecord` (deduplicated by array and id), one record each."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.rows: list[tuple] = []  # each: (record,) or (started, completed)
+        self.rows: list[tuple] = []  # each: (record,)
         self._seen: set[tuple[str, int]] = set()
 
     @property
@@ -68,10 +53,8 @@ class EventModel(QAbstractTableModel):
 
     def cells(self, row: int) -> tuple[str, ...]:
         """What row ``row`` shows, as text (the copy and the CSV export write the same)."""
-        records = self.rows[row]
-        e = records[-1]
-        message = e.message + (NOTHING_CHANGED if len(records) == 2 else "")
-        return (fmt.timestamp(e.time), str(e.severity).capitalize(), e.array, e.object, e.code, message)
+        e = self.rows[row][-1]
+        return (fmt.timestamp(e.time), str(e.severity).capitalize(), e.array, e.object, e.code, e.message)
 
     def data(self, index, role=Qt.DisplayRole):
         row, col = index.row(), index.column()
@@ -88,11 +71,7 @@ class EventModel(QAbstractTableModel):
         if not new:
             return
         self._seen.update((r.array, r.id) for r in new)
-        appended = []
-        for r in new:
-            if _is_empty_commit(r) and self._fold(r, appended):
-                continue
-            appended.append((r,))
+        appended = [(r,) for r in new]
         if appended:
             self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(appended) - 1)
             self.rows.extend(appended)
@@ -102,25 +81,6 @@ class EventModel(QAbstractTableModel):
             self.beginRemoveRows(QModelIndex(), 0, drop - 1)
             del self.rows[:drop]
             self.endRemoveRows()
-
-    def _fold(self, done, pending: list) -> bool:
-        """Join ``done`` to the empty "started" record of its sync (in ``pending`` or shown); False if none."""
-        for i in range(len(pending) - 1, max(-1, len(pending) - 1 - FOLD_LOOKBACK), -1):
-            row = pending[i]
-            if row[-1].array == done.array and row[-1].object == done.object:
-                if len(row) == 1 and _is_empty_start(row[0]):
-                    pending[i] = (row[0], done)
-                    return True
-                return False
-        for i in range(len(self.rows) - 1, max(-1, len(self.rows) - 1 - FOLD_LOOKBACK), -1):
-            row = self.rows[i]
-            if row[-1].array == done.array and row[-1].object == done.object:
-                if len(row) == 1 and _is_empty_start(row[0]):
-                    self.rows[i] = (row[0], done)
-                    self.dataChanged.emit(self.index(i, 0), self.index(i, len(HEADERS) - 1))
-                    return True
-                return False
-        return False
 
 
 class _CsvWriter(QObject):

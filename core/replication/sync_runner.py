@@ -263,9 +263,10 @@ class SyncRunner:
             g.last_sync_start = st.transfer.started_at  # committed with the event below
             st.started_mono = self.clock.mono()
             self.plan(g, st)
-            array.log(Severity.INFO, group, "arvmSyncStarted",
-                      f"{st.transfer.kind.capitalize()} synchronization of {group} started "
-                      f"({st.transfer.bytes_total} bytes changed)", durable=False)
+            if st.transfer.bytes_total:  # a sync with nothing to send is one event: its commit
+                array.log(Severity.INFO, group, "arvmSyncStarted",
+                          f"{sync_figures.sync_kind(st.transfer.kind, st.transfer).capitalize()} synchronization "
+                          f"of {group} started ({st.transfer.bytes_total} bytes changed)", durable=False)
         t = st.transfer
         last_publish = [0.0]
 
@@ -328,9 +329,10 @@ class SyncRunner:
         st.in_place.clear()  # every secondary holds a recovery point again
         st.delete_recovery_point_allowed = False
         # Not fsynced: after an OS crash the change log (cleared lazily) resends these regions.
+        what = f"{t.bytes_payload} bytes in {duration:.2f} s ({t.bytes_sent} on the wire)" if t.bytes_total \
+            else "nothing had changed since the last recovery point"
         array.log(Severity.INFO, g.name, "arvmSyncCompleted",
-                  f"Recovery point {t.recovery_point['id']} of {g.name} committed: {t.bytes_payload} bytes in "
-                  f"{duration:.2f} s ({t.bytes_sent} on the wire)", durable=False)
+                  f"Recovery point {t.recovery_point['id']} of {g.name} committed: {what}", durable=False)
         if duration > g.sync_alert_minutes * 60:
             array.log(Severity.WARNING, g.name, "arvmSyncTimeAlert",
                       f"Synchronization of {g.name} took {duration / 60:.1f} min, longer than its "
