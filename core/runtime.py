@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from core.engine import Engine
 
+CLOSE_SECONDS = 10.0
+
 
 class EngineLoop:
     """Owns the loop and the engine; ``run()`` blocks until ``request_stop()``."""
@@ -51,8 +53,8 @@ class EngineLoop:
         pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
         for t in pending:
             t.cancel()
-        if pending:
-            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        if pending:  # bounded: a task that does not end when cancelled must not hang whoever stops the loop
+            self.loop.run_until_complete(asyncio.wait(pending, timeout=CLOSE_SECONDS))
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
         self.stopped.set()

@@ -37,7 +37,8 @@ async def follow_events(client, last_event_id: str | None = None,
             if on_open is not None:
                 on_open()
             while True:
-                line = await asyncio.wait_for(resp.content.readline(), SILENCE_SECONDS)
+                async with asyncio.timeout(SILENCE_SECONDS):  # not wait_for: it can swallow a cancel (3.11)
+                    line = await resp.content.readline()
                 if not line:
                     return
                 answered()  # an event or a heartbeat: the array is there (the console shows when it last was)

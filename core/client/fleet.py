@@ -36,6 +36,7 @@ from core.units import parse_size
 log = logging.getLogger(__name__)
 Subscriber = Callable[[EngineEvent], None]
 RESTORE_LINK = "restore-link"
+STOP_SECONDS = 5.0  # what stopping waits for each stream and connection
 ROLE_WAIT_SECONDS, ROLE_WAIT_POLLS = 0.2, 3000  # a role change ends with a final sync: up to 10 min
 # Engine settings (core.groups.GroupSettings words) -> the Web Services body fields.
 SETTINGS_TO_WS = {"sync_interval_minutes": "syncIntervalMinutes", "priority": "priority",
@@ -100,6 +101,7 @@ class Fleet:
         self.lab_tools = FleetLab(self)
         self._subscribers: list[Subscriber] = []
         self._streams: dict[str, asyncio.Task] = {}
+        self._stopping = False
         self.stale_groups = stale_groups
         self._last_groups: dict[str, list[GroupSnapshot]] = {}
         self._last_volumes: dict[str, list[VolumeSnapshot]] = {}
@@ -139,12 +141,20 @@ class Fleet:
             self.managed.load()
 
     async def stop(self) -> None:
+        """Stop following and close the connections, in bounded time: a console never hangs on its way out."""
+        self._stopping = True
         for task in self._streams.values():
             task.cancel()
-        await asyncio.gather(*self._streams.values(), return_exceptions=True)
+        if self._streams:
+            _, stuck = await asyncio.wait(self._streams.values(), timeout=STOP_SECONDS)
+            if stuck:
+                log.warning("%d event stream(s) did not stop within %.0f s; left behind", len(stuck), STOP_SECONDS)
         self._streams.clear()
-        for c in self.clients.values():
-            await c.close()
+        for name, c in self.clients.items():
+            try:
+                await asyncio.wait_for(c.close(), STOP_SECONDS)
+            except asyncio.TimeoutError:
+                log.warning("closing the connection to %s took longer than %.0f s; left behind", name, STOP_SECONDS)
 
     # -- arrays joining and leaving at run time (core.client.fleet_arrays.FleetHooks) ------------
     def follow(self, name: str) -> None:
@@ -238,7 +248,7 @@ class Fleet:
     async def _follow(self, name: str) -> None:
         """Read the array's event stream, reconnecting with a growing pause while it does not answer."""
         last_id, pause = None, 0.5
-        while True:
+        while not self._stopping:  # a cancel lost in a race must not keep it running
             try:
                 async for kind, event_id, data in follow_events(self.client(name), last_id,
                                                                 on_open=lambda: self.changed(name)):

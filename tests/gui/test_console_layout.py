@@ -278,10 +278,6 @@ def test_quit_during_a_sync_says_it_stops_and_resumes_in_process(qtbot, slow_lin
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-@pytest.mark.skip(reason="bridge.stop() never returns in daemon mode when this console started the lab and a sync "
-                         "runs over a throttled link: the engine thread stays in engine.stop() (the GUI thread in "
-                         "QThread.wait(), so pytest-timeout cannot interrupt it). The question and the answer "
-                         "reached this point when tried; unskip once the fleet's stop is fixed.")
 def test_quit_during_a_sync_on_daemons_this_console_started_asks_once_and_mirroring_continues(
         qtbot, open_console, lab_home, slow_link, capsys):
     """Daemon mode, the console started the lab: one question decides; "keep mirroring" leaves the sync running."""
