@@ -134,9 +134,8 @@ def test_bad_cli_input(lab):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="found by the adversarial run; core/cli parses these (see KNOWN_FAILURES)")
-@pytest.mark.parametrize("argv", sorted(cli_inputs.KNOWN_FAILURES))
-def test_bad_cli_input_known_failures(lab, argv):
+@pytest.mark.parametrize("argv", sorted(cli_inputs.FOUND_BY_THE_RUN))
+def test_bad_cli_input_the_run_found(lab, argv):
     lab, _ = lab
     outcome = cli_inputs.run(lab, 1, in_process=False, only=[list(argv)])
     assert outcome.tried == 1

@@ -45,6 +45,9 @@ def fleet_factory(args) -> Callable | None:
             raise InvalidInput("give --array NAME (a saved array) or --array-url, not both", code="invalidInput")
         return managed_fleet_factory(saved)
     if url:
+        if not url.lower().startswith(("https://", "http://")):
+            raise InvalidInput(f"--array-url {url} is not an https:// address; give https://HOST:PORT of the array",
+                               code="invalidUrl")
         if not args.password:
             raise InvalidInput("give the array's password with --password (user admin)", code="passwordMissing")
         trust = {"fingerprint": args.accept_certificate} if args.accept_certificate else {"cafile": args.ca_file}

@@ -4,19 +4,30 @@ from __future__ import annotations
 from core.cli import output
 from core.cli.common import Result, command
 from core.domain import GroupStatus
+from core.errors import InvalidInput
+
+
+def _whole(what: str):
+    """An argparse type: a whole number, else one line naming the option (not argparse's usage text)."""
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise InvalidInput(f"{what} '{text}' is not a whole number; give e.g. 10", code="invalidInput") from None
+    return parse
 
 
 def _settings_args(p, create: bool) -> None:
     p.add_argument("--channel", choices=["fc", "iscsi"])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--manual", action="store_true", help="synchronize only on request")
-    mode.add_argument("--interval", type=int, metavar="MIN", help="synchronize every MIN minutes (default 10)")
+    mode.add_argument("--interval", type=_whole("--interval"), metavar="MIN", help="synchronize every MIN minutes (default 10)")
     p.add_argument("--priority", choices=["lowest", "low", "medium", "high", "highest"])
     p.add_argument("--resync", choices=["automatic", "manual"])
-    p.add_argument("--sync-alert", type=int, metavar="MIN", help="alert when a sync takes longer (default 10)")
-    p.add_argument("--recovery-point-alert", type=int, metavar="MIN",
+    p.add_argument("--sync-alert", type=_whole("--sync-alert"), metavar="MIN", help="alert when a sync takes longer (default 10)")
+    p.add_argument("--recovery-point-alert", type=_whole("--recovery-point-alert"), metavar="MIN",
                    help="alert when the recovery point is older (default 30; >= 2 x sync alert)")
-    p.add_argument("--reserved-alert", type=int, metavar="PCT", help="alert above this reserved capacity use (80)")
+    p.add_argument("--reserved-alert", type=_whole("--reserved-alert"), metavar="PCT", help="alert above this reserved capacity use (80)")
 
 
 def _settings(args) -> dict:

@@ -79,13 +79,13 @@ def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --json is accepted after the command too ("group show G1 --json"), as the README writes it.
     as_json = "--json" in argv
-    args = parser.parse_args([a for a in argv if a != "--json"])
-    args.json = as_json
-    if args.home is None:
-        from core.lab import default_home
-
-        args.home = default_home()
     try:
+        args = parser.parse_args([a for a in argv if a != "--json"])  # a bad option value: one line (MirrorError)
+        args.json = as_json
+        if args.home is None:
+            from core.lab import default_home
+
+            args.home = default_home()
         result = args.run(args)
     except MirrorError as e:
         print(f"mirrorctl: error: {e.message} [{e.code}]", file=sys.stderr)
