@@ -66,18 +66,20 @@ def main(argv: list[str] | None = None) -> int:
             # Closed during a sync, the window already asked whether the arrays keep running.
             stop = window.stop_arrays_on_exit
             if stop is None:
-                stop = not ask_leave_running()
+                from core.lab import array_dirs
+
+                stop = not ask_leave_running([d.name for d in array_dirs(home)])
             if stop:
                 from core.lab.supervisor import lab_down
 
                 lab_down(home)
 
 
-def ask_leave_running() -> bool:
+def ask_leave_running(arrays: list[str]) -> bool:
     """The console started the lab: storage arrays keep mirroring without it, unless the user stops them."""
     answer = QMessageBox.question(
         None, "Leave the arrays running?",
-        "This console started the lab's arrays (SiteA, SiteB) and their link.\n\n"
+        f"This console started the lab's arrays ({', '.join(arrays)}) and their link.\n\n"
         "Storage arrays keep running and mirroring without the console; 'mirrorctl' and a later console "
         "manage them. Leave them running?\n\n(No stops them: 'mirrorctl lab down'.)",
         QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
