@@ -8,7 +8,7 @@ ones — never a reset (a reset loses selection and expansion, and costs seconds
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
 from core.units import format_size
@@ -23,6 +23,10 @@ DRILL_MARK = "[DR drill]"
 NAME_MIN_WIDTH = 150  # what "payroll \u2192 SiteB/payroll_dr" needs three levels deep, elided in the middle
 
 
+STALE = "Last known state"  # what an array that does not answer last reported
+STALE_BRUSH = QBrush(QColor("#8a8f98"))  # its rows are greyed
+
+
 def _row_values(state: ConsoleState):
     """(key, parent key, name, icon name or None, status value, status text, role, tooltip, selection)."""
     rows = []
@@ -33,19 +37,23 @@ def _row_values(state: ConsoleState):
                      "", None))
         rows.append((("volumes", a.name), ("array", a.name), "Volumes", "folder", None, "", None, "", None))
     known = {a.name for a in state.arrays}
+    offline = {a.name for a in state.arrays if not a.online}
     drills = {name: state.drill(name) or {} for name in state.drills}
     for g in state.groups:
         if g.array not in known:
             continue
         tip = f"{g.name}: {g.role} on {g.array}, mirrors to {g.remote_array}; {status_label(g.status)}"
+        if g.array in offline:
+            tip = f"{STALE}: {g.array} does not answer\n" + tip
         name = g.name
         drill = drills.get(g.name)
         # The drill runs where its exports are (the secondary side): mark that side's row only.
         if drill is not None and drill.get("array", g.array if g.role == "secondary" else None) == g.array:
             name = f"{g.name} {DRILL_MARK}"
             tip += "\nDR drill running: " + (", ".join(sorted(drill.get("exports") or {})) or "exports on this array")
+        status_text = _short(status_label(g.status)) + (f" {g.progress.percent:.0f}%" if g.progress else "")
         rows.append((("group", g.array, g.name), ("groups", g.array), name, None, g.status,
-                     _short(status_label(g.status)) + (f" {g.progress.percent:.0f}%" if g.progress else ""),
+                     f"{status_text} (last known)" if g.array in offline else status_text,
                      g.role, tip, Selection("group", g.array, g.name)))
         for p in g.pairs:
             text = f"{p.local_volume} \u2192 {p.remote_array}/{p.remote_volume}"
@@ -134,6 +142,7 @@ class TreePanel(QWidget):
     def refresh(self, *_):
         """Bring the tree in line with the state; touches only what changed."""
         rows = _row_values(self.state)
+        offline = {a.name for a in self.state.arrays if not a.online}
         wanted = {r[0] for r in rows}
         for key in [k for k in self._items if k not in wanted]:
             self._remove(key)
@@ -150,6 +159,9 @@ class TreePanel(QWidget):
                 name_item.setData(icon_key, KEY_ROLE + 10)
                 name_item.setIcon(icon(icon_name) if icon_name else status_icon(status))
             _set(status_item, Qt.DisplayRole, status_text)
+            stale = key[0] in ("group", "pair", "volume") and key[1] in offline
+            for it in items:
+                _set(it, Qt.ForegroundRole, STALE_BRUSH if stale else None)
             status_icon_key = status if (icon_name and status) else None
             if status_item.data(KEY_ROLE + 10) != status_icon_key:
                 status_item.setData(status_icon_key, KEY_ROLE + 10)
