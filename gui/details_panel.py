@@ -54,8 +54,8 @@ def _table(headers: list[str]) -> QTableWidget:
 
 
 # Progress right after Status: at the end it was scrolled out of sight in a 1280 px window.
-GROUP_HEADERS = ["Group", "Array", "Role", "Status", "Progress", "Unsynchronized", "Mode", "Last recovery point"]
-PAIR_HEADERS = ["Primary", "Secondary", "Group", "Status", "Progress", "Unsynchronized", "Rate", "ETA",
+GROUP_HEADERS = ["Group", "Array", "Role", "Status", "Progress", "Unsynced", "Mode", "Last recovery point"]
+PAIR_HEADERS = ["Primary", "Secondary", "Group", "Status", "Progress", "Unsynced", "Rate", "ETA",
                 "Reserved used (primary / secondary)"]
 
 

@@ -91,10 +91,10 @@ class WorkloadIndicator(QWidget):
         volumes = [v for w in self.running for v in w.get("volumes") or ()]
         asked = sum(float(w.get("rateMib") or 0) for w in self.running)
         pattern = ", ".join(sorted({str(w.get("pattern") or "") for w in self.running} - {""}))
-        text = f"Host workload: {asked:g} MiB/s {pattern} on {', '.join(volumes)}"
+        text = f"Host workload: {asked:g} MiB/s {pattern} \u2192 {', '.join(volumes)}"
         if self._measured is not None:
-            text += f" \u2014 writing {format_size(self._measured)}/s"
-        text += f", {format_size(written)} written"
+            text += f" \u00b7 {format_size(self._measured)}/s"
+        text += f" \u00b7 {format_size(written)} written"
         errors = sum(int(w.get("errors") or 0) for w in self.running)
         if errors:
             refused = self._refusing(volumes)

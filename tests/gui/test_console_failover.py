@@ -287,8 +287,8 @@ def test_workload_indicator_shows_targets_errors_and_stops(qtbot, console, engin
     assert not ind.isVisible()
     engine("start_workload", ["SiteA/db"], 8)
     qtbot.waitUntil(lambda: ind.isVisible() and "written" in ind.text.text(), timeout=10000)
-    assert ind.text.text().startswith("Host workload: 8 MiB/s random on SiteA/db")
-    qtbot.waitUntil(lambda: "writing" in ind.text.text(), timeout=10000)  # the measured rate
+    assert ind.text.text().startswith("Host workload: 8 MiB/s random \u2192 SiteA/db")
+    qtbot.waitUntil(lambda: "/s \u00b7" in ind.text.text(), timeout=10000)  # the measured rate
     # After a demotion the hosts' writes fail: the indicator says so, and why.
     engine("demote", "erp", "SiteA")
     qtbot.waitUntil(lambda: "write error(s)" in ind.text.text(), timeout=30000)
