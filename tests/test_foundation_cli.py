@@ -189,6 +189,9 @@ def test_readme_dr_walkthrough_against_the_daemons(capsys, home, tmp_path):
     data = tmp_path / "some.bin"
     data.write_bytes(os.urandom(300_000))
     ok(capsys, home, "volume", "write", "SiteA/db", "--offset", "1MiB", "--file", str(data))
+    started = run(capsys, home, "sync", "G1")  # returns once started (or says a sync already runs)
+    assert started[0] == 0 and json.loads(started[1]) == {"group": "G1", "started": True} \
+        or "arvmManualSyncAlreadyInProgress" in started[2]
     stats = ok(capsys, home, "sync", "G1", "--wait")  # the write may have gone with the initial sync already
     assert stats["outcome"] == "committed"
     copy = tmp_path / "copy.bin"

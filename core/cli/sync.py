@@ -10,11 +10,11 @@ from core.errors import MirrorError
 
 
 def register(sub) -> None:
-    p = command(sub, "sync", "synchronize a group now, showing progress until its recovery point commits", _sync)
+    p = command(sub, "sync", "start synchronizing a group now (--wait: show progress until it commits)", _sync)
     p.add_argument("group")
     p.add_argument("--wait", action="store_true",
-                   help="block until the recovery point is committed (this process hosts the engine, so "
-                        "sync always runs to the end; --wait is kept for scripts)")
+                   help="show the progress and return once the recovery point is committed (a recovery point "
+                        "that holds every write made before the command)")
     command(sub, "suspend", "suspend a group's synchronization (changes keep being tracked)",
             _suspend).add_argument("group")
     p.add_argument("--delete-recovery-point-if-necessary", action="store_true",
@@ -42,6 +42,11 @@ def _bar(progress) -> str:
 
 
 def _sync(client, args) -> Result:
+    if not args.wait:  # the array runs the sync; this command only starts it
+        client.sync_now(args.group, delete_recovery_point_if_necessary=args.delete_recovery_point_if_necessary)
+        return Result({"group": args.group, "started": True},
+                      f"Synchronization of {args.group} started; 'mirrorctl sync {args.group} --wait' waits for its "
+                      f"recovery point, 'mirrorctl group show {args.group}' shows its progress")
     runner = client._runner
     fut = runner.submit(client.engine.sync_now, args.group, True, True, args.delete_recovery_point_if_necessary)
     tty = sys.stderr.isatty()
