@@ -197,8 +197,9 @@ class RoleCoordinator:
                 pos += n
         data_path.with_suffix(".json").write_text(json.dumps(index, indent=1))
         array.log(Severity.WARNING, g.name, "arvmDivergentDataPreserved",
-                  f"{pos} bytes written on {array.name}/{hv.name} since the common recovery point were kept in "
-                  f"{data_path} before the resync")
+                  f"{pos} bytes written on {array.name}/{hv.name} since the common recovery point were kept before "
+                  f"the resync as preserved data {data_path.stem} (View > Preserved data, 'mirrorctl preserved list': "
+                  "restore them into a new volume, export or delete them)")
         return str(data_path)
 
     async def _side_request(self, array, group: str, primary: str) -> dict:
