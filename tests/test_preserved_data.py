@@ -1,23 +1,15 @@
 """Preserved data: the loser's writes of a role conflict are listed, restored into a new volume, deleted."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from core.errors import MirrorError, NotFound
 from test_rest_support import rest  # noqa: F401  (fixture)
+from test_replication_support import wait_for
 
 RS = 65536
 
-
-def wait_until(cond, timeout=15.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 @pytest.fixture
@@ -34,7 +26,7 @@ def resolved(client):
     client.host_write("SiteB/v_dr", 5 * RS, b"B" * 4096)
     client.host_write("SiteA/v", 3 * RS, b"Z" * 4096)  # what SiteA wrote while apart
     client.lab_link(False)
-    wait_until(lambda: client.group("G", "SiteA").status == "role_conflict")
+    wait_for(lambda: client.group("G", "SiteA").status == "role_conflict")
     client.guru_fix("role-conflict:G", "keep-SiteB")
     return client
 

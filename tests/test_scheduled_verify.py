@@ -5,15 +5,8 @@ import json
 import time
 
 from core.runtime import BlockingEngine
+from test_replication_support import wait_for
 
-
-def wait_until(cond, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def _every_hour_soon(c: BlockingEngine) -> None:
@@ -33,9 +26,9 @@ def test_a_ready_group_is_verified_by_itself_and_the_time_is_kept(lab_home):
         c.host_write("SiteA/v", 0, b"v" * 65536)
         c.sync_now("G", wait=True, after_running=True)
         _every_hour_soon(c)
-        wait_until(lambda: any(e.code == "arvmOnlineVerify" and e.object == "G" for e in c.events("SiteA")))
+        wait_for(lambda: any(e.code == "arvmOnlineVerify" and e.object == "G" for e in c.events("SiteA")))
         record = lab_home / "arrays" / "SiteA" / "verify.json"
-        wait_until(record.exists)
+        wait_for(record.exists)
         when = json.loads(record.read_text())["G"]
         # the next one is an hour after the last, on the schedule's clock
         next_due = c.call(lambda: c.engine.scheduled_verify.schedule.next_due("SiteA", "G"))

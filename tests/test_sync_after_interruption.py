@@ -7,20 +7,12 @@ returns a recovery point without the writes the administrator just made).
 from __future__ import annotations
 
 import os
-import time
 
 from core.runtime import BlockingEngine
+from test_replication_support import wait_for
 
 MIB = 1 << 20
 
-
-def wait_until(cond, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def test_sync_now_after_an_interrupted_sync_includes_the_writes_made_since(lab_home):
@@ -33,10 +25,10 @@ def test_sync_now_after_an_interrupted_sync_includes_the_writes_made_since(lab_h
         c.call(lambda: c.engine.channels.set_rate(MIB // 2))  # slow enough to cut it mid-way
         c.host_write("SiteA/v", 0, os.urandom(2 * MIB))
         c.sync_now("G")
-        wait_until(lambda: any(op["bytesDone"] > 0 for op in c.long_running_operations()))
+        wait_for(lambda: any(op["bytesDone"] > 0 for op in c.long_running_operations()))
         c.lab_link(True)
-        wait_until(lambda: c.group("G", "SiteA").status == "paused")
-        wait_until(lambda: not any(op["running"] for op in c.long_running_operations()))
+        wait_for(lambda: c.group("G", "SiteA").status == "paused")
+        wait_for(lambda: not any(op["running"] for op in c.long_running_operations()))
         assert c.long_running_operations(), "the interrupted capture is kept"
         late = os.urandom(65536)
         c.host_write("SiteA/v", 12 * MIB, late)  # after the capture: not in it
