@@ -1,8 +1,10 @@
 """What an array answers to its peer over the mirroring channel.
 
 The engine sends a remote array configuration messages ("create your side of this
-group") and, from the data path, transfer messages. Each message names a method
-registered here; the handler runs on the receiving array's engine thread.
+group") and, from the data path, transfer messages. Each array answers from one
+handler table, built once by the engine from its collaborators' tables (this
+module's, the receiver's, the role coordinator's, the reconciler's); a message
+answered twice is refused at start. Handlers run on the receiving array's loop.
 """
 from __future__ import annotations
 
@@ -15,23 +17,11 @@ Handler = Callable[..., Awaitable[dict] | dict]
 
 
 class ArrayEndpoint:
-    """Dispatches peer calls to one array's handlers."""
+    """Dispatches peer calls to one array's handler table (built once, by the engine)."""
 
-    def __init__(self, array):
+    def __init__(self, array, handlers: dict[str, Handler]):
         self.array = array
-        self._methods: dict[str, Handler] = {}
-        a = array
-        self.register("array.describe", lambda peer: a.snapshot().to_json())
-        self.register("volume.list", lambda peer: {"volumes": [a.volume_snapshot(v).to_json() for v in a.volumes()]})
-        self.register("group.create", lambda peer, **p: _done(sides.create_group_side(a, **p)))
-        self.register("group.update", lambda peer, **p: _done(sides.update_group_side(a, **p)))
-        self.register("group.delete", lambda peer, **p: _done(sides.delete_group_side(a, **p)))
-        self.register("pair.create", lambda peer, **p: _done(sides.create_pair_side(a, **p)))
-        self.register("pair.remove", lambda peer, **p: _done(sides.remove_pair_side(a, **p)))
-        self.register("volume.digest", lambda peer, **p: _digest(a, **p))
-
-    def register(self, method: str, handler: Handler) -> None:
-        self._methods[method] = handler
+        self._methods = dict(handlers)
 
     async def handle_call(self, peer: str, method: str, params: dict) -> dict:
         handler = self._methods.get(method)
@@ -42,6 +32,29 @@ class ArrayEndpoint:
         if hasattr(result, "__await__"):
             result = await result
         return result or {}
+
+
+def array_handlers(a) -> dict[str, Handler]:
+    """The messages about the array itself and its group sides (the data path's are the receiver's)."""
+    return {
+        "array.describe": lambda peer: a.snapshot().to_json(),
+        "volume.list": lambda peer: {"volumes": [a.volume_snapshot(v).to_json() for v in a.volumes()]},
+        "group.create": lambda peer, **p: _done(sides.create_group_side(a, **p)),
+        "group.update": lambda peer, **p: _done(sides.update_group_side(a, **p)),
+        "group.delete": lambda peer, **p: _done(sides.delete_group_side(a, **p)),
+        "volume.digest": lambda peer, **p: _digest(a, **p),
+    }
+
+
+def handler_table(*tables: dict[str, Handler]) -> dict[str, Handler]:
+    """One table from each collaborator's; a message answered twice is a wiring mistake, refused at start."""
+    out: dict[str, Handler] = {}
+    for table in tables:
+        twice = sorted(set(out) & set(table))
+        if twice:
+            raise ValueError(f"channel messages answered twice: {', '.join(twice)}")
+        out.update(table)
+    return out
 
 
 def _done(_result) -> dict:

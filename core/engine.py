@@ -32,7 +32,7 @@ from core.commands.verify_scheduling import ScheduledVerify
 from core.commands.volumes import VolumeCommands
 from core.domain import REGION_SIZE
 from core.drills import Drills
-from core.endpoint import ArrayEndpoint
+from core.endpoint import ArrayEndpoint, array_handlers, handler_table
 from core.errors import InvalidInput
 from core.guru import Guru
 from core.lab import LabFaults, open_arrays
@@ -195,12 +195,8 @@ class Engine:
 
     def _handler_table(self, array: StorageArray) -> ArrayEndpoint:
         """Every message array ``array`` answers over the mirroring channel, in one table."""
-        endpoint = ArrayEndpoint(array)
-        self.receiver.register(endpoint)
-        for table in (self.roles.handlers(array), self.reconciler.handlers(array)):
-            for method, handler in table.items():
-                endpoint.register(method, handler)
-        return endpoint
+        return ArrayEndpoint(array, handler_table(array_handlers(array), self.receiver.handlers(array),
+                                                  self.roles.handlers(array), self.reconciler.handlers(array)))
 
     async def stop(self) -> None:
         if self.started:

@@ -132,15 +132,17 @@ class Receiver:
         self.error_volumes: dict[str, str] = {}  # transfer -> the secondary volume that failed
         self._settling: set[asyncio.Task] = set()
 
-    def register(self, endpoint) -> None:
-        a = endpoint.array
-        endpoint.register("transfer.begin", lambda peer, **p: self.begin(a, **p))
-        endpoint.register("transfer.checkpoint", lambda peer, **p: self.checkpoint(a, **p))
-        endpoint.register("transfer.commit", lambda peer, **p: self.commit(a, **p))
-        endpoint.register("transfer.abort", lambda peer, **p: self.abort(a, **p))
-        endpoint.register("transfer.failure", lambda peer, transfer: self.failure(a, transfer))
-        endpoint.register("pair.create", lambda peer, **p: self.create_pair(a, **p))
-        endpoint.register("pair.remove", lambda peer, **p: self.remove_pair(a, **p))
+    def handlers(self, a) -> dict:
+        """The transfer and pair messages that array ``a`` answers as a secondary."""
+        return {
+            "transfer.begin": lambda peer, **p: self.begin(a, **p),
+            "transfer.checkpoint": lambda peer, **p: self.checkpoint(a, **p),
+            "transfer.commit": lambda peer, **p: self.commit(a, **p),
+            "transfer.abort": lambda peer, **p: self.abort(a, **p),
+            "transfer.failure": lambda peer, transfer: self.failure(a, transfer),
+            "pair.create": lambda peer, **p: self.create_pair(a, **p),
+            "pair.remove": lambda peer, **p: self.remove_pair(a, **p),
+        }
 
     def create_pair(self, array, **params) -> dict:
         from core import sides
