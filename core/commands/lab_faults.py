@@ -99,8 +99,8 @@ class LabFaultCommands:
             except MirrorError:
                 pass
             g = pair.group
-            prim = a if g.role == Role.PRIMARY.value else g.remote_array
-            self._runner.state(prim, g.name).waiting_for_user = True
+            if g.role == Role.PRIMARY.value:  # the group waits for Resume; a primary elsewhere learns it from pair.fail
+                self._runner.state(a, g.name).waiting_for_user = True
         array.log(Severity.INFO, v, "volumeRepaired", f"Volume {ref} repaired; resume its group")
         self._publish("volume", a, v)
 

@@ -211,10 +211,14 @@ class RoleCoordinator:
         return {"ok": True}
 
     def _side_pair_fail(self, array, volume: str, reason: str) -> dict:
+        """The partner volume failed (``reason``) or was repaired (no reason): this side's pair follows."""
         pair = sides.find_pair(array, volume)
-        if reason or pair.failed_reason.startswith("volume "):
+        repaired = not reason and pair.failed_reason.startswith("volume ")
+        if reason or repaired:
             pair.failed_reason = reason
         array.db.commit()
+        if repaired and pair.group.role == Role.PRIMARY.value:  # the group waits for Resume, as on the primary
+            self._runner.state(array.name, pair.group.name).waiting_for_user = True
         self._publish("pair", array.name, f"{pair.group.name}/{volume}")
         return {"ok": True}
 
@@ -310,6 +314,8 @@ class RoleCoordinator:
         g = a.group(group)
         if g.role != Role.PRIMARY.value:
             raise MirrorError(f"group {group} is already secondary on {array}", code="arvmGroupAlreadySecondary")
+        if not force:  # what this side knows refuses first (an incomplete member is known only here)
+            self._check_normal(a, g)
         if not await self._peer.can_reach(array, g.remote_array):
             if not force:
                 raise MirrorError(f"{array} cannot reach {g.remote_array}; a role change needs both arrays, or "
