@@ -333,6 +333,11 @@ class StorageArray:
             self.db.commit()
             return
         raw = self.db.connection().connection.dbapi_connection
+        if raw.in_transaction:
+            # An autoflush (a query after a change) already began the SQLite transaction, and
+            # PRAGMA synchronous cannot change inside one: this commit is simply durable.
+            self.db.commit()
+            return
         raw.execute("PRAGMA synchronous=NORMAL")
         try:
             self.db.commit()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from core.channel.connect import ChannelClient
+from core.daemon.array_daemon import peer_context
 from core.errors import MirrorError
 
 
@@ -11,7 +12,8 @@ def _knock(address: tuple[str, int], attempts: int) -> int:
     """``attempts`` logins with a wrong password at once; how many were refused."""
     async def one() -> bool:
         try:
-            session = await ChannelClient.connect([address], "Intruder", "SiteA", "not-the-password", timeout=10)
+            session = await ChannelClient.connect([address], "Intruder", "SiteA", "not-the-password", timeout=10,
+                                                  ssl=peer_context())  # the daemon's channel speaks TLS
         except MirrorError:
             return True
         await session.close()

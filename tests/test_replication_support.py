@@ -26,7 +26,11 @@ def wait_for(pred, timeout: float = 20.0, what: str = "condition"):
 
 
 def set_link_bandwidth(home: Path, rate: int | None) -> None:
-    """Limit the lab link (bytes/s) in lab.json; an engine opened afterwards uses it."""
+    """Limit the lab link (bytes/s) in lab.json; an in-process engine opened afterwards uses it.
+
+    The daemons' lab has a real link relay instead: ``open_lab(home, link_bandwidth=rate)``
+    or ``client.set_link(bandwidth=rate)``.
+    """
     path = Path(home) / "lab.json"
     data = json.loads(path.read_text())
     data.setdefault("faults", {})["link_bandwidth"] = rate
@@ -38,7 +42,7 @@ def make_pair(client, size: str = "4MiB", name: str = "v", group: str = "G", res
     """Two fresh volumes, a manual group and a pair; returns when the initial sync committed."""
     client.create_volume(f"SiteA/{name}", size)
     client.create_volume(f"SiteB/{name}", size)
-    if client.engine.arrays["SiteA"].find_group(group) is None:
+    if group not in {g.name for g in client.groups("SiteA")}:
         settings.setdefault("sync_mode", "manual")
         client.create_group(group, "SiteA", "SiteB", **settings)
     client.add_pair(group, f"SiteA/{name}", f"SiteB/{name}", reserved_percent=reserved_percent,
@@ -69,4 +73,15 @@ def volume_bytes(client, ref: str) -> bytes:
 
 
 def open_engine(home: Path) -> BlockingEngine:
+    """The one-process engine opening every lab array (tests of that engine itself: crashes, restarts of it)."""
     return BlockingEngine(home, purpose="pytest").start()
+
+
+def open_lab(home: Path, **options) -> BlockingEngine:
+    """The lab in ``home`` as array daemons with a link relay, driven over REST (see tests/daemon_lab.py).
+
+    ``link_bandwidth=`` (bytes/s) throttles the lab link from the start.
+    """
+    from daemon_lab import open_lab as open_daemon_lab
+
+    return open_daemon_lab(home, **options)

@@ -90,11 +90,12 @@ def test_an_unexpected_failure_is_a_one_line_500(rest, client, caplog):
     def broken(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    client.engine.volumes = broken  # an instance attribute shadows the method for this test only
+    engine = client.engine.daemon("SiteA").engine  # SiteA's own engine, inside its daemon
+    engine.volumes = broken  # an instance attribute shadows the method for this test only
     try:
         r = rest.get("volumes")
     finally:
-        del client.engine.volumes
+        del engine.volumes
     assert r.status == 500 and r.error["retcode"] == "internalError"
     assert "RuntimeError" in r.error["errorMessage"] and "secret internal detail" not in r.body.decode()
     assert "secret internal detail" in caplog.text  # the traceback is in the server log

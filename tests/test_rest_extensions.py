@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from core.rest import models
-from test_rest_support import make_mirror, rest, wait_for  # noqa: F401  (fixture)
+from test_rest_support import make_mirror, rest, rest_of, wait_for  # noqa: F401  (fixture)
 
 
 def problem_ids(rest) -> set[str]:
@@ -58,10 +58,11 @@ def test_verify_and_sync_history(rest, client):
 
 def test_dr_drill_start_and_stop(rest, client):
     make_mirror(client, rest)
-    drill = rest.ok("POST", "async-mirrors/G/drill", status=201)
+    siteb = rest_of(client, "SiteB")  # a drill exposes the secondary's recovery point: asked of its array
+    drill = siteb.ok("POST", "async-mirrors/G/drill", status=201)
     assert drill["array"] == "SiteB" and "SiteB/v_dr-drill" in drill["exports"]
-    assert rest.delete("async-mirrors/G/drill").status == 204
-    r = rest.delete("async-mirrors/G/drill")
+    assert siteb.delete("async-mirrors/G/drill").status == 204
+    r = siteb.delete("async-mirrors/G/drill")
     assert r.status == 409 and r.error["retcode"] == "drillNotRunning"
 
 
@@ -91,8 +92,6 @@ def test_long_running_operations_are_this_arrays(rest, client):
 
 
 def test_remote_array_list(rest, client):
-    if not hasattr(client.engine, "add_remote_array"):
-        pytest.skip("the engine keeps no remote-array list yet")
     entry = rest.ok("POST", "remote-arrays", {"name": "SiteC", "addresses": ["127.0.0.1:9"], "password": "pw"},
                     status=201)
     assert entry["name"] == "SiteC"

@@ -1,7 +1,7 @@
 """Helpers shared by the REST tests: the real app on loopback HTTPS, and a blocking client of it.
 
-No tests here. The server is the lab engine's SiteA served by ``start_rest`` with a
-certificate from ``ensure_certificate``; the client verifies that certificate (never
+No tests here. The server is the lab's SiteA array daemon (its REST app over HTTPS with
+the array's own certificate); the client verifies that certificate (never
 ``verify=False``) and logs in with basic auth, as any Web Services script does.
 """
 from __future__ import annotations
@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 
 from core.lab import LAB_PASSWORDS
-from core.rest.app import start_rest, stop_rest
-from core.rest.tls import ensure_certificate, server_context
 from test_replication_support import wait_for  # noqa: F401  (the REST tests' shared helper)
 
 PASSWORD = LAB_PASSWORDS["SiteA"]
@@ -97,15 +95,17 @@ class Rest:
         return r.json() if r.body else None
 
 
+def rest_of(client, array: str) -> Rest:
+    """The lab array's daemon: its REST API over HTTPS on its loopback port, its own certificate."""
+    daemon = client.engine.daemon(array)
+    return Rest(int(daemon.rest_url.rpartition(":")[2]), Path(daemon.cert), daemon._runner,
+                password=LAB_PASSWORDS[array])
+
+
 @pytest.fixture
-def rest(client, tmp_path) -> Rest:
-    """SiteA of the lab engine served over HTTPS on a free loopback port."""
-    cert, key = ensure_certificate(tmp_path / "daemon", "SiteA")
-    runner, port = client.call(start_rest, client.engine, "SiteA", "127.0.0.1", 0, server_context(cert, key))
-    try:
-        yield Rest(port, cert, runner)
-    finally:
-        client.call(stop_rest, runner)
+def rest(client) -> Rest:
+    """SiteA's array daemon in the lab, over HTTPS."""
+    return rest_of(client, "SiteA")
 
 
 def make_mirror(client, rest: Rest, group: str = "G", size: str = "4MiB") -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import HostWriteRefused, MirrorError, VolumeFailed
+from core.errors import CommunicationError, HostWriteRefused, MirrorError, VolumeFailed
 
 RS = 65536  # the default region size
 
@@ -73,7 +73,8 @@ def test_normal_role_change_is_lossless_and_tracks_new_writes(mirror):
 
 def test_pending_role_change_can_be_cancelled(mirror):
     c = mirror
-    c.engine.roles.role_change_delay = 30
+    for site in ("SiteA", "SiteB"):  # each array's role coordinator: a pending change waits 30 s to start
+        c.engine.daemon(site).engine.roles.role_change_delay = 30
     c.role_change("G", "SiteB", wait=False)
     a, b = both(c)
     assert (a.status, b.status) == ("role_change_pending", "role_change_pending")
@@ -115,11 +116,12 @@ def test_forced_promotion_refusals_name_the_rule(client):
         c.promote("G", "SiteB", force=True)
     assert e.value.code == "arvmGroupEmpty" and "no members" in e.value.message
     c.lab_link(False)
-    c.engine.roles.role_change_delay = 0
+    for site in ("SiteA", "SiteB"):
+        c.engine.daemon(site).engine.roles.role_change_delay = 0
     c.host_write("SiteA/v", 0, b"x" * 512)
     c.add_pair("G", "SiteA/v", "SiteB/v_dr")
     c.lab_link(True)  # before the initial sync ran
-    row = c.call(lambda: c.engine.get_array("SiteB").group("G").pairs[0])
+    row = c.call(lambda: _siteb(c).get_array("SiteB").group("G").pairs[0])
     if not row.initial_sync_done:
         with pytest.raises(MirrorError) as e:
             c.promote("G", "SiteB", force=True)
@@ -133,10 +135,15 @@ def test_forced_promotion_refusals_name_the_rule(client):
     assert e.value.code == "arvmMemberVolumeFailed"
     c.volume_repair("SiteB/v_dr")
     # no recovery point image (reserved capacity was full)
-    c.call(lambda: _set_rp(c.engine, False))
+    c.call(lambda: _set_rp(_siteb(c), False))
     with pytest.raises(MirrorError) as e:
         c.promote("G", "SiteB", force=True)
     assert e.value.code == "arvmRecoveryPointUnavailable"
+
+
+def _siteb(c):
+    """SiteB's own engine, inside its daemon."""
+    return c.engine.daemon("SiteB").engine
 
 
 def _set_rp(engine, value):
@@ -234,15 +241,25 @@ def test_incomplete_pair_completes_on_reconnection(mirror):
     p = c.add_pair("G", "SiteA/w", "SiteB/w_dr")
     assert p.status == "incomplete"
     assert "incomplete-pair:SiteA/w" in {x.id for x in c.guru()}
-    with pytest.raises(MirrorError) as e:
+    with pytest.raises(MirrorError):  # which rule it names: see the test below
         c.role_change("G", "SiteB")
-    assert e.value.code == "arvmGroupHasIncompleteMember"
     c.lab_link(False)
     wait_until(lambda: c.pair("SiteA/w").status != "incomplete")
     assert c.pair("SiteB/w_dr").role == "secondary"
     c.sync_now("G", wait=True)
     assert c.host_read("SiteB/w_dr", RS, 1) == b"w"
     assert c.pair("SiteA/w").status == "optimal"
+
+
+def test_role_change_of_a_group_with_an_incomplete_member_names_it(mirror):
+    c = mirror
+    c.create_volume("SiteA/w", "16MiB")
+    c.create_volume("SiteB/w_dr", "16MiB")
+    c.lab_link(True)
+    assert c.add_pair("G", "SiteA/w", "SiteB/w_dr").status == "incomplete"
+    with pytest.raises(MirrorError) as e:
+        c.demote("G", "SiteA")  # asked of the array that holds the incomplete member
+    assert e.value.code == "arvmGroupHasIncompleteMember"
 
 
 def test_failed_secondary_volume_suspends_group_then_resyncs_delta(mirror):
@@ -284,11 +301,11 @@ def test_sync_interrupted_by_controller_reset_resumes_from_log(mirror):
     c = mirror
     size = 5 << 19  # 2.5 MiB: fits the secondary's reserved capacity (20 % of 16 MiB)
     c.host_write("SiteA/v", 0, b"r" * size)
-    c.call(lambda: c.engine.channels.set_rate(2 << 20))
+    c.pace_sender("SiteA", 2 << 20)
     c.sync_now("G", wait=False)
     time.sleep(0.5)
     c.controller_reset("SiteB", "A")
-    c.call(lambda: c.engine.channels.set_rate(None))
+    c.pace_sender("SiteA", None)
     wait_until(lambda: c.group("G", "SiteA").status == "optimal", timeout=30)
     s = c.sync_history("G")[-1]
     assert s.outcome == "committed" and s.bytes_payload < 2 * size  # resumed, not restarted from scratch
@@ -298,9 +315,10 @@ def test_sync_interrupted_by_controller_reset_resumes_from_log(mirror):
 
 def test_stopped_array_refuses_host_io(mirror):
     c = mirror
-    c.array_stop("SiteB")
-    with pytest.raises(VolumeFailed):
+    c.array_stop("SiteB")  # its daemon stops: REST, channel and NBD with it
+    with pytest.raises(CommunicationError) as e:
         c.host_read("SiteB/v_dr", 0, 1)
+    assert e.value.code == "arrayUnreachable"
     wait_until(lambda: c.group("G", "SiteA").status == "paused")
     assert "array-stopped:SiteB" in {p.id for p in c.guru()}
     c.guru_fix("array-stopped:SiteB", "start-array")

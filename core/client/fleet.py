@@ -29,6 +29,7 @@ from core.client.fleet_arrays import ManagedArrays
 from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
 from core.guru import GuruAction, Problem
 from core.rest import models
+from core.rest.routes_events import EVENT_LIMIT_MAX
 from core.snapshots import ArraySnapshot, EngineEvent, EventRecord, GroupSnapshot, PairSnapshot, VolumeSnapshot
 from core.refs import split_ref
 from core.units import parse_size
@@ -60,6 +61,9 @@ def lab_clients(arrays: list[dict]) -> dict[str, ArrayClient]:
 
 def settings_body(settings: dict) -> dict:
     body = {}
+    if settings.get("sync_interval_minutes") == 0 and settings.get("sync_mode") is None:
+        # The Web Services read a bare interval of 0 as "manual"; the service API means an interval, refused.
+        body["manualSync"] = False
     for key, value in settings.items():
         if value is None:
             continue
@@ -117,6 +121,8 @@ class Fleet:
     volume_repair = AnsweredBy("lab_tools")
     controller_reset = AnsweredBy("lab_tools")
     controller_restore = AnsweredBy("lab_tools")
+    array_stop = AnsweredBy("lab_tools")
+    array_start = AnsweredBy("lab_tools")
     drill_start = AnsweredBy("lab_tools")
     drill_stop = AnsweredBy("lab_tools")
 
@@ -226,6 +232,10 @@ class Fleet:
                 if not unreachable(e):
                     raise
         return out
+
+    def lab_array_names(self) -> set[str]:
+        """The embedded lab's arrays, running or not (none for a fleet of real arrays)."""
+        return (self._lab_names | set(self.stopped)) if self.lab is not None else set()
 
     def client(self, array: str) -> ArrayClient:
         c = self.clients.get(array)
@@ -347,6 +357,15 @@ class Fleet:
         a, v = split_ref(ref)
         return await self.client(a).get_bytes(f"volumes/{v}/data", offset=int(offset), length=int(length))
 
+    async def host_trim(self, ref: str, offset: int, length: int) -> None:
+        a, v = split_ref(ref)
+        await self.client(a).request("DELETE", f"volumes/{v}/data", params={"offset": int(offset),
+                                                                             "length": int(length)})
+
+    async def set_volume_owner(self, ref: str, ctrl: str) -> None:
+        a, v = split_ref(ref)
+        await self.client(a).post(f"volumes/{v}/ownership", {"owningControllerId": ctrl})
+
     async def host_flush(self, ref: str) -> None:
         """Writes over REST are flushed before the daemon answers."""
 
@@ -433,7 +452,16 @@ class Fleet:
     async def add_pair(self, group: str, primary: str, secondary: str, reserved_percent: float = 20,
                        secondary_reserved_percent: float | None = None) -> PairSnapshot:
         pa, pv = split_ref(primary)
-        _, sv = split_ref(secondary)
+        sa, sv = split_ref(secondary)
+        # The Web Services body names the secondary volume only: its array must be the group's remote.
+        try:
+            g = models.group_from_ws(await self.client(pa).get(f"async-mirrors/{group}"))
+        except NotFound:
+            raise NotFound(f"array {pa} has no mirror consistency group '{group}'; create it first or give the "
+                           "group's primary array", code="arvmGroupNotFound") from None
+        if g.remote_array != sa:
+            raise InvalidInput(f"group {group} mirrors {pa} to {g.remote_array}, not {sa}; pick a secondary volume "
+                               f"on {g.remote_array}", code="arvmInvalidRemoteArray")
         body = {"primaryVolumeRef": pv, "secondaryVolumeRef": sv, "percentCapacity": reserved_percent}
         if secondary_reserved_percent is not None:
             body["secondaryPercentCapacity"] = secondary_reserved_percent
@@ -556,12 +584,23 @@ class Fleet:
                         seen[i] = dataclasses.replace(p, actions=(restore,) + p.actions)
         for p in await fleet_forecast.forecast_problems(self):  # needs both sides: no daemon alone can tell
             seen.setdefault(p.id, p)
+        for p in await self.lab_tools.stopped_array_problems():
+            seen.setdefault(p.id, p)
         return list(seen.values())
 
     async def guru_fix(self, problem_id: str, action_id: str) -> dict:
         if action_id == RESTORE_LINK and self.lab is not None:  # the lab's link is the lab's, not an array's
+            problem = next((p for p in await self.guru() if p.id == problem_id), None)
+            if problem is None:
+                raise NotFound(f"no current problem '{problem_id}'; see 'mirrorctl guru'", code="guruProblemNotFound")
+            if RESTORE_LINK not in {a.id for a in problem.actions}:
+                known = ", ".join(a.id for a in problem.actions) or "none"
+                raise MirrorError(f"problem {problem_id} has no action '{action_id}' (actions: {known})",
+                                  code="guruActionNotFound")
             await self.lab.set(cut=False)
             return {"problem": problem_id, "action": action_id, "done": True}
+        if problem_id.startswith("array-stopped:") and self.lab is not None:  # no daemon runs to ask
+            return await self.lab_tools.fix_stopped_array(problem_id, action_id)
         for name, problems in await self._answers("guru"):
             if any(p["id"] == problem_id for p in problems):
                 return await self.client(name).post(f"guru/{problem_id}/actions/{action_id}", {})
@@ -572,9 +611,11 @@ class Fleet:
         raise NotFound(f"no current problem '{problem_id}'; see 'mirrorctl guru'", code="guruProblemNotFound")
 
     async def events(self, array: str | None = None, limit: int = 200) -> list[EventRecord]:
+        """The newest ``limit`` events; an array serves at most its own maximum per call (its newest)."""
         out: list[EventRecord] = []
-        answers = [(array, await self.client(array).get("events", limit=limit))] if array else \
-            await self._answers("events", limit=limit)
+        per_array = min(int(limit), EVENT_LIMIT_MAX)
+        answers = [(array, await self.client(array).get("events", limit=per_array))] if array else \
+            await self._answers("events", limit=per_array)
         for _, records in answers:
             out.extend(models.event_from_ws(e) for e in records)
         out.sort(key=lambda e: (e.time, e.array, e.id))

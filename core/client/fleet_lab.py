@@ -1,13 +1,16 @@
 """The lab's faults, host workload and DR drills, over the arrays' REST extensions (the fleet's side).
 
 Faults happen to the real thing: a volume failed or a controller reset on the array
-that owns it, the lab link cut by its relay, a workload run by each array's daemon.
+that owns it, the lab link cut by its relay, a workload run by each array's daemon, a
+stopped array a stopped daemon (which no daemon can report: the fleet does).
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from core.errors import CommunicationError, InvalidInput, MirrorError
+from core.domain import Severity
+from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
+from core.guru import GuruAction, Problem
 from core.refs import split_ref
 
 if TYPE_CHECKING:
@@ -91,3 +94,65 @@ class FleetLab:
         secondary = next((g.array for g in sides if g.role == "secondary"), sides[0].array)
         await self._fleet.client(secondary).delete(f"async-mirrors/{group}/drill")
 
+
+    # -- stopped arrays: the daemon is down, so the fleet speaks for it ---------------------------
+    async def array_stop(self, array: str) -> None:
+        """Stop the lab array's daemon (the site goes down): REST, channel and NBD with it."""
+        await self._lab().stop_array(array)
+        await self._fleet_lost(array)
+
+    async def array_start(self, array: str) -> None:
+        """Start the lab array's daemon again; the fleet reaches it at its address as the lab lists it."""
+        arrays = await self._lab().start_array(array)
+        await self._fleet_found(arrays)
+
+    def _lab(self):
+        if self._fleet.lab is None:
+            raise MirrorError("these arrays are not a lab: start and stop an array on its own machine",
+                              code="notALab")
+        return self._fleet.lab
+
+    async def _fleet_lost(self, array: str) -> None:
+        self._fleet.changed(array)
+
+    async def _fleet_found(self, arrays: list[dict]) -> None:
+        """Clients for restarted daemons whose address or certificate changed; the others keep theirs."""
+        from core.client.fleet import lab_clients
+
+        for a in arrays:
+            old = self._fleet.clients.get(a["name"])
+            if old is None or old.base_url != a["restUrl"].rstrip("/") or old.pinned_sha256 != a["certificateSha256"]:
+                if old is not None:
+                    await old.close()
+                self._fleet.clients[a["name"]] = lab_clients([a])[a["name"]]
+            self._fleet.stopped.pop(a["name"], None)
+            self._fleet.changed(a["name"])
+
+    async def stopped_array_problems(self) -> list[Problem]:
+        """A lab array whose daemon does not answer: its volumes refuse host I/O, its mirrors pause."""
+        if self._fleet.lab is None:
+            return []
+        out = []
+        for name in sorted(self._fleet.lab_array_names()):
+            try:
+                await self._fleet.client(name).about()
+                continue
+            except MirrorError as e:
+                if not isinstance(e, CommunicationError):
+                    continue  # it answered, if only to refuse: it runs
+            out.append(Problem(f"array-stopped:{name}", Severity.CRITICAL.value, f"Array {name} is stopped", (name,),
+                               f"Array {name} does not answer: its volumes refuse host I/O and its mirrors are "
+                               "paused.", ("1. Start the array.", "2. Groups resume by their resync policy."),
+                               (GuruAction("start-array", f"Start {name}", False, "lab array start"),)))
+        return out
+
+    async def fix_stopped_array(self, problem_id: str, action_id: str) -> dict:
+        problem = next((p for p in await self.stopped_array_problems() if p.id == problem_id), None)
+        if problem is None:
+            raise NotFound(f"no current problem '{problem_id}'; see 'mirrorctl guru'", code="guruProblemNotFound")
+        if action_id not in {a.id for a in problem.actions}:
+            known = ", ".join(a.id for a in problem.actions)
+            raise MirrorError(f"problem {problem_id} has no action '{action_id}' (actions: {known})",
+                              code="guruActionNotFound")
+        await self.array_start(problem_id.partition(":")[2])
+        return {"problem": problem_id, "action": action_id, "done": True}

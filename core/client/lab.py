@@ -44,3 +44,18 @@ class LabLink:
 
     async def set(self, **settings) -> dict:
         return await asyncio.to_thread(lambda: self._control().set_link(**settings))
+
+    async def stop_array(self, name: str) -> dict:
+        """Stop one array's daemon (``lab array stop``)."""
+        from core.lab.supervisor import stop_array
+
+        return await asyncio.to_thread(stop_array, self.home, name)
+
+    async def start_array(self, name: str) -> list[dict]:
+        """Start what is not running (``lab array start``); the running arrays as ``lab status`` lists them."""
+        from core.lab.supervisor import lab_status, lab_up
+
+        def up() -> list[dict]:
+            lab_up(self.home)
+            return [a for a in lab_status(self.home)["arrays"] if a["running"]]
+        return await asyncio.to_thread(up)

@@ -22,7 +22,8 @@ from typing import Any
 
 import aiohttp
 
-from core.errors import CommunicationError, MirrorError, NotFound
+from core.errors import (CommunicationError, DataDirLocked, HostWriteRefused, InvalidInput, MirrorError, NotFound,
+                         ReservedCapacityFull, VolumeFailed)
 
 API_ROOT = "/devmgr/v2/storage-systems/1/"
 ABOUT = "/devmgr/utils/about"
@@ -212,6 +213,11 @@ def _plain_params(params: dict | None) -> dict | None:
     return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items() if v is not None}
 
 
+# Refusals that callers catch by class (a host write to a secondary, a failed volume...): the same
+# class over REST as from the engine, so a refusal reads the same wherever the array runs.
+REFUSAL_CLASSES = {cls.code: cls for cls in (HostWriteRefused, VolumeFailed, ReservedCapacityFull, DataDirLocked)}
+
+
 def _http_error(base_url: str, method: str, url: str, resp: aiohttp.ClientResponse, body: bytes) -> MirrorError:
     """The array's JSON error (``errorMessage``, ``retcode``) as a MirrorError, whatever the status."""
     message = code = None
@@ -231,7 +237,11 @@ def _http_error(base_url: str, method: str, url: str, resp: aiohttp.ClientRespon
             "give that array's admin password", code=code or "authenticationFailed")
     elif resp.status == 404:
         error = NotFound(message, code=code or "notFound")
-    else:
+    elif code in REFUSAL_CLASSES:
+        error = REFUSAL_CLASSES[code](message, code=code)
+    elif resp.status == 422:
+        error = InvalidInput(message, code=code or "invalidInput")
+    else:  # 424 (a remote array of that array did not answer) stays a refusal BY the array: it answered
         error = MirrorError(message, code=code or f"http{resp.status}")
     error.http_status = resp.status
     return error

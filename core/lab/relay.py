@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 QUEUE_CHUNKS = 32  # x 256 KiB: 8 MiB in flight per direction, enough for 250 MiB/s at 30 ms
 STREAM_LIMIT = MAX_CHUNK  # reads as large as a chunk: a quarter more throughput than asyncio's 64 KiB
 CONNECT_TIMEOUT = 5.0
+# The kernel's receive buffer on the relay's side of each dialled connection. Left to
+# autotuning, loopback buffers grow to megabytes, and a throttled link would swallow a
+# whole sync at once: the sender would count it sent while it trickles through for
+# seconds. A slow link pushes back on its sender; so does a small buffer.
+RECEIVE_BUFFER = 128 * 1024
 KEEP = object()  # LinkRelay.set: leave this setting as it is
 
 _EXPECTED = (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError)
@@ -146,6 +151,20 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A bound socket whose accepted connections inherit :data:`RECEIVE_BUFFER` (set before the handshake)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class LinkRelay:
     """One listening port per array, forwarding to that array's channel address.
 
@@ -190,9 +209,10 @@ class LinkRelay:
     async def _listen(self, route: _Route) -> None:
         handler = lambda r, w: self._accept(route, r, w)  # noqa: E731
         try:
-            route.server = await asyncio.start_server(handler, self.host, route.port, limit=STREAM_LIMIT)
+            sock = _listening_socket(self.host, route.port)
         except OSError:  # the previous port is taken now: any free one will do
-            route.server = await asyncio.start_server(handler, self.host, 0, limit=STREAM_LIMIT)
+            sock = _listening_socket(self.host, 0)
+        route.server = await asyncio.start_server(handler, sock=sock, limit=STREAM_LIMIT)
         route.port = route.server.sockets[0].getsockname()[1]
 
     # -- the link's state -----------------------------------------------------

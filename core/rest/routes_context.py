@@ -62,7 +62,8 @@ class ArrayContext:
         for v in await self.engine.volumes(self.array):
             if v.name == vid or models.volume_ref(v.array, v.name) == vid.upper():
                 return v
-        raise NotFound(f"array {self.array} has no volume '{vid}' (give its id or its name)", code="volumeNotFound")
+        raise NotFound(f"array {self.array} has no volume '{vid}' (give its id or its name); see "
+                       f"'mirrorctl volume list --array {self.array}'", code="volumeNotFound")
 
     async def volume_sizes(self) -> dict[str, int]:
         return {v.name: v.capacity for v in await self.engine.volumes(self.array)}
@@ -220,7 +221,8 @@ class Body:
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise InvalidInput(f"field '{name}' must be a whole number, not {json.dumps(value)}")
+            shown = f"'{value}'" if isinstance(value, str) else json.dumps(value)  # as query parameters quote it
+            raise InvalidInput(f"field '{name}' must be a whole number, not {shown}")
         return int(value)
 
     def number(self, name: str, default: float | None = None) -> float | None:

@@ -137,6 +137,26 @@ async def write_data(request: web.Request) -> web.Response:
     return reply({"volume": v.name, "offset": offset, "bytesWritten": pos - offset})
 
 
+async def trim_data(request: web.Request) -> web.Response:
+    """``DELETE volumes/{vol}/data?offset=N&length=L``: hosts discard those bytes (NBD TRIM); they read as zeros."""
+    ctx = context(request)
+    v = await ctx.volume(request.match_info["vol"])
+    offset = query_int(request, "offset", 0)
+    length = query_int(request, "length", max(0, v.capacity - offset))
+    _check_range(v, offset, length)
+    await ctx.engine.host_trim(ctx.ref(v.name), offset, length)
+    return reply({"volume": v.name, "offset": offset, "bytesTrimmed": length})
+
+
+async def set_ownership(request: web.Request) -> web.Response:
+    """``POST volumes/{vol}/ownership {"owningControllerId": "A"|"B"}``: the volume's preferred owner."""
+    ctx = context(request)
+    v = await ctx.volume(request.match_info["vol"])
+    body = await Body.read(request, ("owningControllerId",), required=("owningControllerId",))
+    await ctx.engine.set_volume_owner(ctx.ref(v.name), body.choice("owningControllerId", ("A", "B")))
+    return reply(models.volume_to_ws(await ctx.volume(v.name)))
+
+
 def streams_data(handler) -> bool:
     """The routes whose body is volume data, not JSON: exempt from the body limit."""
     return handler in (read_data, write_data)
@@ -151,4 +171,6 @@ def routes() -> list[web.RouteDef]:
         web.post(f"{V2}/volumes/{{vol}}/expand", expand_volume),
         web.get(f"{V2}/volumes/{{vol}}/data", read_data),
         web.put(f"{V2}/volumes/{{vol}}/data", write_data),
+        web.delete(f"{V2}/volumes/{{vol}}/data", trim_data),
+        web.post(f"{V2}/volumes/{{vol}}/ownership", set_ownership),
     ]
