@@ -19,6 +19,7 @@ array's internals.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ from core.daemon.array_daemon import ArrayDaemon, array_name
 from core.errors import MirrorError, NotFound
 from core.lab import array_dirs
 from core.lab.passwords import lab_passwords
+from core.lab.processes import write_atomic
 from core.lab.relay import LinkRelay
+from core.lab.relay_service import PORTS_FILE as LINK_PORTS_FILE, remembered_ports
 from core.rest import tls
 from core.runtime import BlockingEngine
 
@@ -115,8 +118,12 @@ class DaemonLab:
         try:
             for name in self.dirs:
                 await self._start_daemon(name)
-            self.relay = LinkRelay({n: d.engine.get_array(n).channel_address for n, d in self.daemons.items()})
+            # The relay's ports of the last run when free, as the lab's relay process keeps them: the
+            # arrays' remote-array entries stay valid across a restart.
+            self.relay = LinkRelay({n: d.engine.get_array(n).channel_address for n, d in self.daemons.items()},
+                                   remembered_ports(self.home))
             await self.relay.start()
+            write_atomic(self.home / LINK_PORTS_FILE, json.dumps({"ports": self.relay.ports()}))
             self.relay.set(bandwidth=self.link_bandwidth)
             if self.link_cut:
                 self.relay.cut()
@@ -175,13 +182,17 @@ class DaemonLab:
 
     async def _configure_remotes(self, name: str) -> None:
         """``name``'s entry for every other array: the relay's port for it, its password and WWN."""
-        for other in self.dirs:
-            if other == name:
-                continue
-            wwn = self.daemons[other].describe()["wwn"] if other in self.daemons else ""
-            async with _client(self.daemons[name], self.passwords[name]) as client:
-                await client.post("remote-arrays", {"name": other, "addresses": [self.relay.address(other)],
-                                                    "password": self.passwords.get(other, ""), "wwn": wwn})
+        async with _client(self.daemons[name], self.passwords[name]) as client:
+            existing = {e["name"]: e for e in await client.get("remote-arrays")}
+            for other in self.dirs:
+                if other == name:
+                    continue
+                wwn = self.daemons[other].describe()["wwn"] if other in self.daemons else ""
+                want = {"name": other, "addresses": [self.relay.address(other)],
+                        "password": self.passwords.get(other, ""), "wwn": wwn}
+                have = existing.get(other) or {}
+                if have.get("addresses") != want["addresses"] or have.get("wwn") != wwn:  # as lab up does
+                    await client.post("remote-arrays", want)
 
     async def wait_for_links(self, timeout: float = LINK_TIMEOUT) -> None:
         """Until every running array reaches every other running one over the relay."""
@@ -244,6 +255,11 @@ def daemon_lab_factory(**options):
     return factory
 
 
+def lab_engine(home: Path, timeout: float | None = 120, **options) -> BlockingEngine:
+    """The lab in ``home`` as daemons behind a blocking fleet, not started: ``with lab_engine(home) as c:``."""
+    return BlockingEngine(home, purpose="pytest", timeout=timeout, engine_factory=daemon_lab_factory(**options))
+
+
 def open_lab(home: Path, timeout: float | None = 120, **options) -> BlockingEngine:
-    """The lab in ``home`` as daemons behind a blocking fleet; close it to stop them."""
-    return BlockingEngine(home, purpose="pytest", timeout=timeout, engine_factory=daemon_lab_factory(**options)).start()
+    """The lab in ``home`` as daemons behind a blocking fleet, started; close it to stop them."""
+    return lab_engine(home, timeout, **options).start()

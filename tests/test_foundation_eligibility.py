@@ -9,7 +9,9 @@ import pytest
 
 from core.array import PoolSpec
 from core.domain import DriveType, Model
+from core.lab.passwords import lab_passwords, record_passwords
 from core.runtime import BlockingEngine
+from daemon_lab import daemon_lab_factory
 from core.units import GiB, MiB, TiB
 from test_foundation_support import make_array, pool_free, refused
 
@@ -175,9 +177,13 @@ def test_unknown_secondary_volume_is_refused(client, group):
 # -- array-level rules: arrays of other models / firmware -------------------------------------------
 
 def _engine_with(lab_home, *arrays):
+    """The lab with more arrays, each with its admin password recorded: all served by their daemons."""
+    passwords = lab_passwords(lab_home)
     for name, vols, spec in arrays:
+        passwords[name] = spec.setdefault("password", f"{name}-admin")
         make_array(lab_home, name, vols, **spec)
-    return BlockingEngine(lab_home, purpose="pytest")
+    record_passwords(lab_home, passwords)
+    return BlockingEngine(lab_home, purpose="pytest", timeout=120, engine_factory=daemon_lab_factory())
 
 
 NV4 = ("vol", 4 * GiB, {"drive_type": "nvme"})

@@ -11,17 +11,18 @@ from core.errors import MirrorError
 from core.runtime import BlockingEngine
 from core.store.database import SCHEMA_VERSION
 from test_foundation_support import config_events, remove_pair, world
+from daemon_lab import lab_engine
 
 
 def test_state_survives_a_restart(lab_home):
-    with BlockingEngine(lab_home, purpose="pytest") as c:
+    with lab_engine(lab_home) as c:
         c.create_volume("SiteA/extra", "1GiB", security="fips", drive_security=True, raid_level="10")
         c.create_group("g1", "SiteA", "SiteB", sync_interval_minutes=7, priority="high", sync_alert_minutes=4,
                        recovery_point_alert_minutes=8, reserved_alert_percent=70)
         c.add_pair("g1", "SiteA/db", "SiteB/db_dr", reserved_percent=25)
         before = world(c)
         events_before = [(e.array, e.id, e.time, e.severity, e.object, e.code, e.message) for e in config_events(c)]
-    with BlockingEngine(lab_home, purpose="pytest") as c:
+    with lab_engine(lab_home) as c:  # both arrays' daemons started again
         after = world(c)
         assert after == before
         events_after = [(e.array, e.id, e.time, e.severity, e.object, e.code, e.message) for e in config_events(c)]
@@ -63,10 +64,10 @@ def test_pair_events_name_group_and_volume(client):
 
 
 def test_events_persist_across_restart(lab_home):
-    with BlockingEngine(lab_home, purpose="pytest") as c:
+    with lab_engine(lab_home) as c:
         c.create_group("g1", "SiteA", "SiteB")
         n = len(c.events(limit=1_000_000))
-    with BlockingEngine(lab_home, purpose="pytest") as c:
+    with lab_engine(lab_home) as c:
         events = c.events(limit=1_000_000)
         assert len(events) >= n
         assert any(e.code == "arvmGroupCreated" and e.array == "SiteB" for e in events)
