@@ -78,10 +78,14 @@ class Drills:
             clone.preserve(offsets)
 
     async def _open(self, group: str) -> dict:
-        secondary = [a for a in self._arrays.values() if (g := a.find_group(group)) is not None
-                     and g.role == "secondary"]
+        sides = [a for a in self._arrays.values() if a.find_group(group) is not None]
+        secondary = [a for a in sides if a.group(group).role == "secondary"]
         if not secondary:
-            raise MirrorError(f"group {group} has no secondary side on this engine", code="arvmGroupNotFound")
+            if sides:  # the primary's array: the drill runs where the recovery point is
+                remote = sides[0].group(group).remote_array
+                raise MirrorError(f"group {group} is primary on {sides[0].name}; its DR drill runs on the secondary "
+                                  f"array {remote}: start it there", code="drillOnSecondary")
+            raise MirrorError(f"no mirror consistency group named '{group}' here", code="arvmGroupNotFound")
         array = secondary[0]
         g = array.group(group)
         if g.last_recovery_point is None or not all(p.recovery_point_available for p in g.pairs):

@@ -42,3 +42,26 @@ def test_sync_now_after_an_interrupted_sync_includes_the_writes_made_since(lab_h
         assert c.host_read("SiteB/v_dr", 12 * MIB, 65536) == late
         kinds = [s.outcome for s in c.sync_history("G")]
         assert kinds.count("committed") >= 3  # the initial, the interrupted capture, then the new one
+
+
+def test_a_sync_that_dies_of_an_unexpected_error_answers_its_waiter(lab_home):
+    """'sync --wait' never hangs: a sync task that dies (a bug, a database error) fails its waiters."""
+    import pytest
+
+    from core.errors import MirrorError
+
+    with BlockingEngine(lab_home, purpose="pytest", timeout=60) as c:
+        c.create_volume("SiteA/v", "4MiB")
+        c.create_volume("SiteB/v_dr", "4MiB")
+        c.create_group("G", "SiteA", "SiteB", sync_mode="manual")
+        c.add_pair("G", "SiteA/v", "SiteB/v_dr")
+        c.sync_now("G", wait=True, after_running=True)
+        runner = c.engine.runner
+
+        def broken(*args):
+            raise RuntimeError("database is locked")
+        c.call(lambda: setattr(runner, "_commit_primary", broken))
+        c.host_write("SiteA/v", 0, b"x" * 65536)
+        with pytest.raises(MirrorError) as e:
+            c.sync_now("G", wait=True)
+        assert e.value.code == "arvmSyncFailed" and "database is locked" in e.value.message

@@ -242,6 +242,18 @@ class SyncRunner:
         manual, st.manual_requested = st.manual_requested, False  # asked for by a person: Sync now, Resume
         st.task = asyncio.get_running_loop().create_task(self._run_sync(array, g.name, st, manual),
                                                          name=f"sync {array.name}/{g.name}")
+        st.task.add_done_callback(lambda task: self._ended(array, g.name, st, task))
+
+    def _ended(self, array, group: str, st: GroupState, task: asyncio.Task) -> None:
+        """A sync task that died of an unexpected error still answers whoever waits for it (never a hang)."""
+        if task.cancelled() or task.exception() is None:
+            return  # cancelled: the capture is kept and the next sync answers its waiters
+        e = task.exception()
+        log.error("sync of %s/%s died", array.name, group, exc_info=e)
+        st.last_error = f"synchronization failed: {e}"
+        st.failures += 1
+        self.finish_waiters(st, MirrorError(st.last_error, code="arvmSyncFailed"))
+        self._publish("group", array.name, group)
 
     async def _run_sync(self, array, group: str, st: GroupState, manual: bool = False) -> None:
         g = array.group(group)

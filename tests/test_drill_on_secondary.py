@@ -1,0 +1,17 @@
+"""A DR drill asked of the primary's array says where it runs (the secondary's), in Web Services' error shape."""
+from __future__ import annotations
+
+from test_rest_support import rest  # noqa: F401  (fixture)
+
+
+def test_drill_asked_of_the_primary_names_the_secondary_array(client, rest):  # noqa: F811
+    client.create_volume("SiteA/v", "4MiB")
+    client.create_volume("SiteB/v_dr", "4MiB")
+    client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
+    client.add_pair("G", "SiteA/v", "SiteB/v_dr")
+    client.sync_now("G", wait=True, after_running=True)
+    r = rest.post("async-mirrors/G/drill", {})
+    assert r.status >= 400
+    assert r.error["retcode"] == "drillOnSecondary" and "secondary array SiteB" in r.error["errorMessage"]
+    assert client.drill_start("G")["array"] == "SiteB"  # the fleet asks the right array
+    client.drill_stop("G")
