@@ -19,6 +19,7 @@ from gui.dialogs.reserved_capacity import IncreaseReservedCapacityDialog
 from gui.dialogs.role_change import RoleChangeDialog
 from gui.dialogs.sync_settings import SyncSettingsDialog
 from gui.dialogs.test_communication import TestCommunicationDialog
+from gui.dialogs.verify import VerifyDialog
 from gui.messages import confirm, error_handler
 from gui.selection import Selection
 from gui.theme import icon, status_label
@@ -48,7 +49,7 @@ class MirrorActions(QObject):
                           "status_synchronizing")
         self.suspend = a("Suspend", lambda: self._group_call("suspend", "Suspend"), "status_suspended")
         self.resume = a("Resume", lambda: self._group_call("resume", "Resume"), "status_optimal")
-        self.verify = a("Verify consistency", lambda: self._group_call("verify", "Verify consistency"))
+        self.verify = a("Verify consistency", self.open_verify)
         self.settings = a("Synchronization settings\u2026", self.open_settings)
         self.promote = a("Promote to primary\u2026", self.open_role_change, "role_primary")
         self.demote = a("Demote to secondary\u2026", self.open_role_change, "role_secondary")
@@ -211,6 +212,10 @@ class MirrorActions(QObject):
         g = self.group()
         if g is not None:
             self.bridge.call(method, g.name, on_error=error_handler(self.window, title))
+
+    def open_verify(self) -> VerifyDialog | None:
+        g = self.group()
+        return self._open(VerifyDialog(self.bridge, g.name, self.window)) if g is not None else None
 
     def open_settings(self) -> None:
         g = self.group()
