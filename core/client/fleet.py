@@ -24,6 +24,7 @@ from core.api import AnsweredBy
 from core.client import fleet_forecast
 from core.client.lab import LabLink
 from core.client.fleet_lab import FleetLab
+from core.client.fleet_roles import FleetRoles
 from core.client.preserved import FleetPreserved
 from core.client.fleet_arrays import ManagedArrays
 from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[EngineEvent], None]
 RESTORE_LINK = "restore-link"
 STOP_SECONDS = 5.0  # what stopping waits for each stream and connection
-ROLE_WAIT_SECONDS, ROLE_WAIT_POLLS = 0.2, 3000  # a role change ends with a final sync: up to 10 min
 # Engine settings (core.groups.GroupSettings words) -> the Web Services body fields.
 SETTINGS_TO_WS = {"sync_interval_minutes": "syncIntervalMinutes", "priority": "priority",
                   "resync_policy": "resyncPolicy", "sync_alert_minutes": "syncWarnThresholdMinutes",
@@ -103,6 +103,7 @@ class Fleet:
         self._last_known: dict[str, ArraySnapshot] = {}
         self.preserved = FleetPreserved(self)
         self.lab_tools = FleetLab(self)
+        self.roles = FleetRoles(self)
         self._subscribers: list[Subscriber] = []
         self._streams: dict[str, asyncio.Task] = {}
         self._stopping = False
@@ -111,6 +112,11 @@ class Fleet:
         self._last_volumes: dict[str, list[VolumeSnapshot]] = {}
         self._lab_names: set[str] = set(self.clients) if lab is not None else set()
         self.managed = ManagedArrays(store, self, lambda: self._lab_names) if store is not None else None
+
+    promote = AnsweredBy("roles")
+    demote = AnsweredBy("roles")
+    role_change = AnsweredBy("roles")
+    role_cancel = AnsweredBy("roles")
 
     lab_faults = AnsweredBy("lab_tools")
     lab_link = AnsweredBy("lab_tools")
@@ -534,39 +540,6 @@ class Fleet:
                                           {"requestedTestType": "linkBandwidthTest"})
         return {"local": local, "remote": remote, "connected": r["connected"], "latency_ms": r["latencyMilliseconds"],
                 "bandwidth_mib_s": r["bandwidthMiBPerSecond"], "message": r["message"]}
-
-    # -- roles ------------------------------------------------------------------------------
-    async def _role(self, group: str, array: str, role: str, force: bool, wait: bool) -> dict:
-        """Ask ``array`` to take ``role``; ``wait`` until it has it (a normal change finishes in the background)."""
-        await self.client(array).post(f"async-mirrors/{group}/role", {"role": role, "force": bool(force)})
-        if wait and not force:
-            for _ in range(ROLE_WAIT_POLLS):
-                g = await self.group(group, array)
-                if g.role == role and g.status not in ("role_change_pending", "role_change_in_progress"):
-                    break
-                if g.role != role and g.status not in ("role_change_pending", "role_change_in_progress",
-                                                       "role_conflict"):
-                    raise MirrorError(f"the role change of {group} did not complete: {array} is still {g.role}; "
-                                      "see 'mirrorctl events'", code="arvmRoleChangeFailed")
-                await asyncio.sleep(ROLE_WAIT_SECONDS)
-            else:
-                raise MirrorError(f"the role change of {group} is still running after "
-                                  f"{ROLE_WAIT_POLLS * ROLE_WAIT_SECONDS:.0f} s; check 'mirrorctl group show {group}'",
-                                  code="arvmRoleChangeInProgress")
-        return {"group": group, "array": array, "role": role, "state": "forced" if force else
-                ("done" if wait else "requested")}
-
-    async def promote(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
-        return await self._role(group, array, "primary", force, wait)
-
-    async def demote(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
-        return await self._role(group, array, "secondary", force, wait)
-
-    async def role_change(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict:
-        return await self.promote(group, array, force, wait)
-
-    async def role_cancel(self, group: str) -> None:
-        await self.client(await self.group_home(group)).delete(f"async-mirrors/{group}/role")
 
     # -- Recovery Guru, events, lab faults, drills --------------------------------------------
     async def guru(self) -> list[Problem]:
