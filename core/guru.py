@@ -286,7 +286,7 @@ class Guru:
         acts = []
         for keep in sorted(sides):
             lose = [n for n in sides if n != keep]
-            lost = f"; {amount(lose[0])} written on {lose[0]} is preserved in an export, then overwritten" \
+            lost = f"; {amount(lose[0])} written on {lose[0]} is kept as preserved data, then overwritten" \
                 if lose else ""
             acts.append(GuruAction(f"keep-{keep}", f"Keep {keep} as primary", True,
                                    f"{amount(keep)} changed on {keep} since the common recovery point{lost}"))
@@ -295,7 +295,8 @@ class Guru:
                     (g.name,) + tuple(sorted(sides)),
                     f"Both arrays claim primary for {g.name} (changed since the common recovery point: {changed}).",
                     ("1. Choose the array that stays primary.",
-                     "2. The other array's divergent writes are exported to its preserved/ directory.",
+                     "2. The other array's divergent writes are kept as preserved data (View > Preserved data, "
+                     "'mirrorctl preserved list'): restore them into a new volume, export or delete them.",
                      "3. It becomes secondary and is resynchronized with only the changed regions."), tuple(acts)))
 
     # -- what a cause names, and the fixes that act on it ---------------------------------------
