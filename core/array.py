@@ -379,7 +379,7 @@ class StorageArray:
             data_dir=str(self.data_dir), channel_address=self.channel_address, online=online)
 
     def volume_snapshot(self, row: VolumeRow, host_writable: bool | None = None, nbd_uri: str | None = None,
-                        pairs: dict | None = None) -> VolumeSnapshot:
+                        pairs: dict | None = None, host_bytes_written: int = 0) -> VolumeSnapshot:
         """``pairs`` (volume id -> pair, from :meth:`pairs_by_volume`) saves a query per volume."""
         pair = pairs.get(row.id) if pairs is not None else self.pair_of(row)
         role = pair.group.role if pair is not None else None
@@ -392,7 +392,7 @@ class StorageArray:
             resource_partitioning=row.resource_partitioning, preferred_owner=row.preferred_owner,
             current_owner=row.current_owner, path=str(self.volume_path(row)), failed=row.failed,
             mirror_group=pair.group.name if pair is not None else None, role=role,
-            host_writable=host_writable, nbd_uri=nbd_uri)
+            host_writable=host_writable, nbd_uri=nbd_uri, host_bytes_written=host_bytes_written)
 
 
 def _new_wwn() -> str:

@@ -135,6 +135,7 @@ class VolumeSnapshot(Snapshot):
     role: str | None  # primary/secondary when mirrored
     host_writable: bool
     nbd_uri: str | None = None
+    host_bytes_written: int = 0  # by hosts (NBD, the Python API, the lab workload) since the array started
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,9 @@ Time axes are ``DateAxisItem`` (tick spacing follows the width); each chart has 
 and a readout of the values under the mouse; y-axes fit what is in view, so a burst an
 hour ago does not flatten the last five minutes.
 
-Host write throughput: the engine reports host writes only for the lab's workload
-(``workload()``: bytes written in total to its volumes), not per volume, and not what
-NBD clients write. The chart shows the workload's rate, shared evenly among its volumes
-(the workload spreads its writes evenly), summed over the group's primary volumes.
+Host write throughput: every volume snapshot carries the bytes hosts wrote to it (NBD
+clients, the Python API, the lab workload alike); the chart polls ``volumes()`` each
+second and shows the rate summed over the group's primary volumes.
 """
 from __future__ import annotations
 
@@ -38,7 +37,7 @@ WORKLOAD_POLL_MS = 1000
 KEEP_SECONDS = 3600
 MiB = 1 << 20
 BLUE, ORANGE, RED, GREEN, PURPLE = "#1f6fd1", "#e07a10", "#d13438", "#2e7d32", "#7b3fa0"
-HOST_WRITES = "Host writes (lab workload)"
+HOST_WRITES = "Host writes"
 
 
 class _Series:
@@ -90,29 +89,17 @@ def _plot(title: str, units: str) -> pg.PlotWidget:
     return w
 
 
-def host_write_rates(previous: dict, workloads, now: float) -> tuple[dict, dict[str, float]]:
-    """(new memory, bytes/s per volume ref) from ``workload()``'s answer(s) and what was seen last time.
-
-    ``workload()`` answers one dict (in-process) or one per array (daemons); each says which
-    volumes it writes and how many bytes it has written so far. A volume's rate is its
-    workload's rate shared evenly among the workload's volumes.
-    """
-    infos = []
-    if isinstance(workloads, dict):
-        infos = [workloads] if "bytesWritten" in workloads else [w for w in workloads.values() if isinstance(w, dict)]
+def host_write_rates(previous: dict, volumes, now: float) -> tuple[dict, dict[str, float]]:
+    """(new memory, bytes/s per "ARRAY/VOLUME") from ``volumes()``' byte counters and what was seen last time."""
     memory, rates = {}, {}
-    for info in infos:
-        refs = tuple(sorted(str(v) for v in info.get("volumes") or ()))
-        if not refs:
-            continue
-        written = int(info.get("bytesWritten") or 0)
-        memory[refs] = (now, written)
-        seen = previous.get(refs)
+    for v in volumes or ():
+        ref = f"{v.array}/{v.name}"
+        written = int(getattr(v, "host_bytes_written", 0) or 0)
+        memory[ref] = (now, written)
+        seen = previous.get(ref)
         if seen is None or now <= seen[0] or written < seen[1]:
-            continue  # first sight, or a new workload on the same volumes: a rate needs two readings
-        share = (written - seen[1]) / (now - seen[0]) / len(refs)
-        for ref in refs:
-            rates[ref] = rates.get(ref, 0.0) + share
+            continue  # first sight, or the array restarted (its counter too): a rate needs two readings
+        rates[ref] = (written - seen[1]) / (now - seen[0])
     return memory, rates
 
 
@@ -237,11 +224,11 @@ class ChartsPanel(QWidget):
         if self._workload_in_flight:
             return
         self._workload_in_flight = True
-        self.bridge.call("workload", on_done=self._workload_answer, on_error=self._workload_unknown)
+        self.bridge.call("volumes", on_done=self._workload_answer, on_error=self._workload_unknown)
 
-    def _workload_answer(self, info) -> None:
+    def _workload_answer(self, volumes) -> None:
         self._workload_in_flight = False
-        self._workload_seen, self.host_rates = host_write_rates(self._workload_seen, info or {}, time.time())
+        self._workload_seen, self.host_rates = host_write_rates(self._workload_seen, volumes, time.time())
 
     def _workload_unknown(self, _err) -> None:
         self._workload_in_flight = False

@@ -33,8 +33,10 @@ class VolumeCommands:
         return array
 
     def snapshot(self, array: StorageArray, row, pairs: dict | None = None) -> VolumeSnapshot:
+        hv = self._hosts.get((array.name, row.name))
         return array.volume_snapshot(row, host_writable=self._hosts.writable(array.name, row.name),
-                                     nbd_uri=self._nbd.uri(array.name, row.name), pairs=pairs)
+                                     nbd_uri=self._nbd.uri(array.name, row.name), pairs=pairs,
+                                     host_bytes_written=hv.bytes_written if hv is not None else 0)
 
     async def volumes(self, array: str | None = None) -> list[VolumeSnapshot]:
         out = []

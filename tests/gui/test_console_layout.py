@@ -172,7 +172,7 @@ def test_chart_readout_legend_and_host_writes_beside_sync_throughput(qtbot, cons
     window.tabs.setCurrentWidget(charts)
     engine("start_workload", ["SiteA/db"], 4)
     try:
-        # The workload's rate shows up as the group's host writes (read from workload() each second).
+        # The workload's rate shows up as the group's host writes (the volumes' byte counters, each second).
         def host_rate():
             s = charts.series.get("erp")
             recent = [v for v in list(s.host)[-5:] if np.isfinite(v)] if s else []
@@ -181,7 +181,7 @@ def test_chart_readout_legend_and_host_writes_beside_sync_throughput(qtbot, cons
     finally:
         engine("stop_workload")
     legend = [label.text for _, label in charts.p_rate.getPlotItem().legend.items]
-    assert legend[:2] == ["Synchronization", "Host writes (lab workload)"]
+    assert legend[:2] == ["Synchronization", "Host writes"]
     assert [label.text for _, label in charts.p_reserved.getPlotItem().legend.items] == ["Primary side",
                                                                                         "Secondary side"]
     # The mouse over the throughput chart reads the values at that time.
@@ -193,7 +193,7 @@ def test_chart_readout_legend_and_host_writes_beside_sync_throughput(qtbot, cons
     view_pos = plot.mapFromScene(scene_pos)
     QTest.mouseMove(plot.viewport(), QPoint(int(view_pos.x()), int(view_pos.y()) - 10))
     readout = charts.readouts[plot]
-    qtbot.waitUntil(lambda: "Host writes (lab workload):" in readout.text, timeout=3000)
+    qtbot.waitUntil(lambda: "Host writes:" in readout.text, timeout=3000)
     first, *values = readout.text.splitlines()
     assert len(first) == 19 and first[4] == "-" and first[10] == " "  # 2026-11-29 12:41:30, as everywhere
     assert any(v.startswith("Synchronization: ") and v.endswith(" MiB/s") for v in values)
