@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.figures import Log, PageCache, finish, machine, ratio, spread, target  # noqa: E402
+from harness.figures import Log, PageCache, add_run_options, finish, machine, ratio, spread, target  # noqa: E402
 from harness.lab import DaemonLab  # noqa: E402
 
 MiB = 1 << 20
@@ -197,9 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-gib", type=float, default=2, help="volume size (default 2; e.g. 0.25 for a quick run)")
     ap.add_argument("--changed-pct", type=float, default=1.0, help="share of the 64 KiB regions changed (default 1)")
     ap.add_argument("--rounds", type=int, default=3, help="change + sync + rsync rounds (default 3)")
-    ap.add_argument("--keep-page-cache", action="store_true", help="do not drop the page cache before timed runs")
-    ap.add_argument("--workdir", help="directory for the lab and rsync's copy (default: a temp dir)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object with every figure")
+    add_run_options(ap, "the lab and rsync's copy")
     args = ap.parse_args(argv)
     started, meta = time.monotonic(), machine()
     log, cache = Log(args.json), PageCache(not args.keep_page_cache)

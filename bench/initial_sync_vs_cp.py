@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.figures import Log, PageCache, finish, machine, ratio, spread, target  # noqa: E402
+from harness.figures import Log, PageCache, add_run_options, finish, machine, ratio, spread, target  # noqa: E402
 from harness.lab import DaemonLab  # noqa: E402
 
 MiB = 1 << 20
@@ -192,9 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sparse-capacity-gib", type=int, default=16, help="the sparse volume's capacity (default 16)")
     ap.add_argument("--sparse-written-mib", type=int, default=256, help="written into it, and the full volume's size")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of ours / cp+sync / nbdcopy (default 3)")
-    ap.add_argument("--keep-page-cache", action="store_true", help="do not drop the page cache before timed runs")
-    ap.add_argument("--workdir", help="directory for the lab and the copies (default: a temp dir)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object with every figure")
+    add_run_options(ap, "the lab and the copies")
     args = ap.parse_args(argv)
     started, meta = time.monotonic(), machine()
     log, cache = Log(args.json), PageCache(not args.keep_page_cache)

@@ -40,7 +40,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.figures import Log, PageCache, finish, machine, ratio, spread, target  # noqa: E402
+from harness.figures import Log, PageCache, add_run_options, finish, machine, ratio, spread, target  # noqa: E402
 from harness.lab import DaemonLab  # noqa: E402
 
 from core.errors import MirrorError  # noqa: E402
@@ -290,9 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-mib", type=int, default=1024, help="export size (default 1024)")
     ap.add_argument("--runtime", type=int, default=5, help="fio seconds per run (default 5)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every target, medians reported (default 3)")
-    ap.add_argument("--keep-page-cache", action="store_true", help="do not drop the page cache before timed runs")
-    ap.add_argument("--workdir", help="directory for the image files and the lab (default: a temp dir)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object with every figure")
+    add_run_options(ap, "the image files and the lab")
     args = ap.parse_args(argv)
     missing = [b for b in ("qemu-nbd", "nbdcopy", "nbdinfo", "fio") if shutil.which(b) is None]
     if missing:

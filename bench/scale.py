@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.figures import Log, PageCache, finish, machine, ratio, spread, target  # noqa: E402
+from harness.figures import Log, PageCache, add_run_options, finish, machine, ratio, spread, target  # noqa: E402
 from harness.lab import DaemonLab, rss_bytes  # noqa: E402
 
 from core.client.rest import BlockingArrayClient  # noqa: E402
@@ -286,9 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rss-sizes-gib", default="4,16", help="volume sizes of the memory part (default 4,16)")
     ap.add_argument("--rss-written-mib", type=int, default=256, help="written into the volume at every size")
     ap.add_argument("--only", choices=("scale", "memory"), default=None)
-    ap.add_argument("--keep-page-cache", action="store_true", help="do not drop the page cache before timed runs")
-    ap.add_argument("--workdir", help="directory for the labs (default: a temp dir)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object with every figure")
+    add_run_options(ap, "the labs")
     args = ap.parse_args(argv)
     args.rss_sizes_gib = sorted({int(x) for x in args.rss_sizes_gib.split(",") if x.strip()})
     started, meta = time.monotonic(), machine()

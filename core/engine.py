@@ -8,7 +8,8 @@ state and given only what it needs:
 - :class:`Links` — reaching the remote arrays over the mirroring channel (the ``Peer``);
 - :class:`SyncRunner` — the scheduler and running syncs; :class:`Receiver` — a secondary's side;
 - :class:`RoleCoordinator` and :class:`Reconciler` — role changes, and settling both sides;
-- :class:`Drills`, :class:`NbdExports`, :class:`Workload`, the lab's fault record;
+- :class:`Guru`, :class:`Drills`, :class:`NbdExports`, :class:`Workload`, :class:`PreservedData`,
+  :class:`ScheduledVerify` (online verify by itself), the lab's fault record;
 - the commands (volumes, mirrors, sync, lab faults) that make up the service API.
 
 The CLI, the REST API and the console drive that one service API. Every public
@@ -264,12 +265,6 @@ class Engine:
     # -- what lower layers ask of the arrays' data path -----------------------------
     def host_volume(self, array: str, volume: str, missing_ok: bool = False):
         return self.hosts.volume(array, volume, missing_ok)
-
-    def peer_call(self, local: str, remote: str, method: str, params: dict, timeout: float = 60.0):
-        return self.links.call(local, remote, method, params, timeout=timeout)
-
-    def reachable(self, local: str, remote: str) -> bool:
-        return self.links.reachable(local, remote)
 
     async def nbd_uris(self) -> dict[str, str]:
         return self.nbd.uris()

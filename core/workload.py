@@ -63,8 +63,7 @@ class Workload:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         info = self._info
-        ref = info["volumes"][0]
-        self._get_array(ref.split("/")[0]).log(
+        self._get_array(split_ref(info["volumes"][0])[0]).log(
             Severity.INFO, ",".join(info["volumes"]), "labWorkloadStopped",
             f"Host workload stopped: {info['bytesWritten'] / (1 << 20):.1f} MiB written to "
             f"{', '.join(info['volumes'])}, {info['errors']} write error(s)"

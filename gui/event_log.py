@@ -3,11 +3,6 @@
 A details pane shows the selected event whole; Copy (Ctrl+C) puts the selected rows on the
 clipboard as tab-separated text and Export CSV writes the rows shown (filtered) to a
 file, on a worker thread (the UI thread never does I/O).
-
-A synchronization that finds nothing changed logs two records (the engine's "started
-(0 bytes changed)" and "committed: 0 bytes"): with a schedule every few minutes they
-filled the log with pairs of lines saying nothing happened. Such a pair is shown as
-one row, the committed one, its details pane listing both records.
 """
 from __future__ import annotations
 
@@ -33,15 +28,11 @@ class EventModel(QAbstractTableModel):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.rows: list[tuple] = []  # each: (record,)
+        self.records: list = []  # one row each
         self._seen: set[tuple[str, int]] = set()
 
-    @property
-    def records(self) -> list:
-        return [r for row in self.rows for r in row]
-
     def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.rows)
+        return 0 if parent.isValid() else len(self.records)
 
     def columnCount(self, parent=QModelIndex()):
         return len(HEADERS)
@@ -53,7 +44,7 @@ class EventModel(QAbstractTableModel):
 
     def cells(self, row: int) -> tuple[str, ...]:
         """What row ``row`` shows, as text (the copy and the CSV export write the same)."""
-        e = self.rows[row][-1]
+        e = self.records[row]
         return (fmt.timestamp(e.time), str(e.severity).capitalize(), e.array, e.object, e.code, e.message)
 
     def data(self, index, role=Qt.DisplayRole):
@@ -61,7 +52,7 @@ class EventModel(QAbstractTableModel):
         if role == Qt.DisplayRole:
             return self.cells(row)[col]
         if role == Qt.DecorationRole and col == 1:
-            return status_icon(str(self.rows[row][-1].severity))
+            return status_icon(str(self.records[row].severity))
         if role == Qt.ToolTipRole and col in (3, 5):
             return self.cells(row)[col]
         return None
@@ -71,15 +62,13 @@ class EventModel(QAbstractTableModel):
         if not new:
             return
         self._seen.update((r.array, r.id) for r in new)
-        appended = [(r,) for r in new]
-        if appended:
-            self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(appended) - 1)
-            self.rows.extend(appended)
-            self.endInsertRows()
-        if len(self.rows) > MAX_ROWS:
-            drop = len(self.rows) - MAX_ROWS
+        self.beginInsertRows(QModelIndex(), len(self.records), len(self.records) + len(new) - 1)
+        self.records.extend(new)
+        self.endInsertRows()
+        if len(self.records) > MAX_ROWS:
+            drop = len(self.records) - MAX_ROWS
             self.beginRemoveRows(QModelIndex(), 0, drop - 1)
-            del self.rows[:drop]
+            del self.records[:drop]
             self.endRemoveRows()
 
 
@@ -203,15 +192,11 @@ class EventLogPanel(QWidget):
         if not rows:
             self.details.setHtml("<p style='color:#5a6b7d'>Select an event to read it whole.</p>")
             return
-        parts = []
-        for record in self.model.rows[rows[-1]]:
-            fields = (("Time", fmt.timestamp(record.time)), ("Severity", str(record.severity).capitalize()),
-                      ("Array", record.array), ("Object", record.object), ("Code", record.code))
-            parts.append("".join(f"<b>{k}:</b> {escape(str(v))}<br>" for k, v in fields)
-                         + f"<p>{escape(record.message)}</p>")
-        if len(parts) == 2:
-            parts.insert(0, "<p><i>One synchronization that found nothing to send: its two records.</i></p>")
-        self.details.setHtml("<hr>".join(parts))
+        record = self.model.records[rows[-1]]
+        fields = (("Time", fmt.timestamp(record.time)), ("Severity", str(record.severity).capitalize()),
+                  ("Array", record.array), ("Object", record.object), ("Code", record.code))
+        self.details.setHtml("".join(f"<b>{k}:</b> {escape(str(v))}<br>" for k, v in fields)
+                             + f"<p>{escape(record.message)}</p>")
 
     def copy_selected(self) -> str:
         """Put the selected rows on the clipboard, tab-separated (what a spreadsheet pastes as columns)."""

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from core.lab import init_lab
 from core.lab.processes import mirrorctl_command
 from core.rest.tls import ensure_certificate
 
@@ -79,6 +80,20 @@ class Daemon:
                 self.proc.wait()
         self.proc = None
 
+
+
+def lab_array_daemons(tmp_path_factory):
+    """SiteA and SiteB of a fresh lab, each served by its own daemon (no lab supervisor, no relay); a fixture body."""
+    home = tmp_path_factory.mktemp("arrays") / "lab"
+    init_lab(home)
+    started = {name: Daemon(home / "arrays" / name) for name in ("SiteA", "SiteB")}
+    try:
+        for d in started.values():
+            d.start()
+        yield started
+    finally:
+        for d in started.values():
+            d.stop()
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

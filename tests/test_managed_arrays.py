@@ -19,7 +19,8 @@ import pytest
 from core.cli.main import main
 from core.client.managed import HOME_ENV, PASSWORDS_ENV, ManagedArrayStore
 from core.lab import LAB_PASSWORDS, init_lab
-from managed_support import Daemon, ca_signed_certificate, https_server_that_is_not_an_array, plain_http_server
+from managed_support import (Daemon, ca_signed_certificate, https_server_that_is_not_an_array, lab_array_daemons,
+                             plain_http_server)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,16 +28,7 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def daemons(tmp_path_factory):
     """SiteA and SiteB of a fresh lab, each served by its own daemon (no lab supervisor, no relay)."""
-    home = tmp_path_factory.mktemp("arrays") / "lab"
-    init_lab(home)
-    started = {name: Daemon(home / "arrays" / name) for name in ("SiteA", "SiteB")}
-    try:
-        for d in started.values():
-            d.start()
-        yield started
-    finally:
-        for d in started.values():
-            d.stop()
+    yield from lab_array_daemons(tmp_path_factory)
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,13 @@ from pathlib import Path
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 
 
+def add_run_options(ap, workdir: str) -> None:
+    """The options every bench has: --keep-page-cache, --workdir (what goes there: ``workdir``), --json."""
+    ap.add_argument("--keep-page-cache", action="store_true", help="do not drop the page cache before timed runs")
+    ap.add_argument("--workdir", help=f"directory for {workdir} (default: a temp dir)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object with every figure")
+
+
 class PageCache:
     """Drops the page cache before a timed round when it can (root), and remembers whether it could."""
 

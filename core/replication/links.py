@@ -91,12 +91,6 @@ class Links:
         """The remote arrays in other processes whose link to ``local`` is watched."""
         return self.channels.monitor.remotes_of(local)
 
-    def watch(self, local: str, remote: str) -> None:
-        self.channels.monitor.watch(local, remote)
-
-    def forget(self, local: str, remote: str) -> None:
-        self.channels.monitor.links.pop((local, remote), None)
-
     def watch_remotes(self) -> None:
         """Watch the link to every remote array that lives in another process."""
         for array in self._arrays.values():

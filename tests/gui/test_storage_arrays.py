@@ -21,7 +21,7 @@ from core.client.contact import add_array
 from core.client.managed import ManagedArrayStore
 from core.lab import LAB_PASSWORDS, init_lab
 from gui.app import build_console
-from managed_support import Daemon, https_server_that_is_not_an_array, plain_http_server
+from managed_support import Daemon, https_server_that_is_not_an_array, lab_array_daemons, plain_http_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 TIMEOUT = 20000
@@ -30,16 +30,7 @@ TIMEOUT = 20000
 @pytest.fixture(scope="module")
 def daemons(tmp_path_factory):
     """SiteA and SiteB, each served by its own daemon (started here, not by the console or a lab)."""
-    home = tmp_path_factory.mktemp("arrays") / "lab"
-    init_lab(home)
-    started = {name: Daemon(home / "arrays" / name) for name in ("SiteA", "SiteB")}
-    try:
-        for d in started.values():
-            d.start()
-        yield started
-    finally:
-        for d in started.values():
-            d.stop()
+    yield from lab_array_daemons(tmp_path_factory)
 
 
 @contextmanager
