@@ -121,9 +121,10 @@ class Reconciler:
     async def _reconcile(self, local: str, remote: str) -> None:
         try:
             mine, theirs = await self._views(local, remote)
-            if _unpartnered(mine, theirs):
+            if _unpartnered(mine, theirs) or _mid_swap(mine, theirs):
                 # A group or pair being created or removed right now exists on one side
-                # only for a moment: look again before calling anything an orphan.
+                # only for a moment, and a planned role change has both sides primary
+                # between its two swaps: look again before calling it an orphan or a conflict.
                 await asyncio.sleep(ORPHAN_RECHECK_SECONDS)
                 mine, theirs = await self._views(local, remote)
         except MirrorError as e:
@@ -216,6 +217,13 @@ class Reconciler:
             hints.set_hint(array, name, False)
         return {"ok": True}
 
+
+
+def _mid_swap(mine: dict, theirs: dict) -> bool:
+    """Whether a group is primary on both sides while one of them says its role change is in progress."""
+    other = {g["name"]: g for g in theirs["groups"]}
+    return any(g["role"] == "primary" and (t := other.get(g["name"])) is not None and t["role"] == "primary"
+               and "in_progress" in (g["role_change"], t["role_change"]) for g in mine["groups"])
 
 
 def _unpartnered(mine: dict, theirs: dict) -> bool:
