@@ -87,7 +87,8 @@ class Engine:
         self.links = Links(self.arrays, self.lab)
         self.reconciler: Reconciler | None = None
         self.runner = SyncRunner(self.arrays, self.hosts, self.links, publish, rs,
-                                 lambda array, g: self.reconciler.holds(array, g))
+                                 lambda array, g: self.reconciler.holds(array, g),
+                                 lambda array, group: self.receiver.incoming(array, group))
         self.drills = Drills(self.arrays, self.lab, publish, lambda a, v: self.nbd.uri(a, v), rs)
         self.nbd = NbdExports(self.hosts, self.drills, self.lab, listen, nbd_port)
         self.workload_runner = Workload(self.get_array, self.hosts, publish)

@@ -148,6 +148,29 @@ def test_host_writes_during_a_sync_go_to_the_next_recovery_point(throttled):
     assert read_file(c.volume("SiteB/v").path, 0, 64 * RS) == second
 
 
+def test_the_secondary_shows_its_own_progress_while_it_receives(throttled):
+    """SiteB's daemon counts what it receives: its side shows the sync and its progress, not a stale "optimal"."""
+    c = throttled
+    make_pair(c, "16MiB")
+    c.host_write("SiteA/v", 0, _rand(64 * RS, 13))  # 4 MiB at 2 MiB/s: two seconds on the link
+    c.set_link(bandwidth=2 << 20)
+    c.sync_now("G")
+
+    def receiving():
+        side = next(g for g in c.groups("SiteB") if g.name == "G")
+        pair = next(p for p in c.pairs() if p.array == "SiteB")
+        return side.status == "synchronizing" and side.progress is not None and 0 < side.progress.bytes_done \
+            < side.progress.bytes_total and (side, pair)
+    side, pair = wait_for(receiving, 10, "SiteB to show the sync it receives")
+    assert side.progress.bytes_total == 64 * RS
+    assert side.progress.kind == "manual"
+    assert pair.progress is not None and pair.progress.bytes_total == 64 * RS
+    assert pair.unsynchronized_bytes == pair.progress.bytes_total - pair.progress.bytes_done
+    wait_for_commits(c, "G", 2)
+    side = next(g for g in c.groups("SiteB") if g.name == "G")
+    assert side.status == "optimal" and side.progress is None
+
+
 def test_zero_writes_and_trims_are_replicated_as_zeros(client):
     make_pair(client, "4MiB")
     data = _rand(8 * RS, 12)

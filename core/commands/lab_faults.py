@@ -66,7 +66,7 @@ class LabFaultCommands:
             reason = f"volume {ref} failed; repair it, then resume the group"
             pair.failed_reason = reason
             array.db.commit()
-            st = self._runner.primary_state(array, pair.group)
+            st = self._runner.sending_state(array, pair.group)
             if st is not None and st.running:
                 st.task.cancel()
             try:

@@ -21,6 +21,7 @@ import numpy as np
 
 from core.domain import Priority
 from core.errors import ReservedCapacityFull
+from core.replication import sync_figures
 from core.replication.host_volume import HostVolume
 
 if TYPE_CHECKING:
@@ -145,7 +146,9 @@ async def send(peer: "Peer", hosts: "HostVolumes", rs: int, array, group_row, tr
     transfer.attempts += 1
     begin = await peer.call(local, remote, "transfer.begin", {
         "group": group_row.name, "transfer": transfer.id, "recovery_point": transfer.recovery_point,
-        "pairs": [{"volume": p.remote_volume, "direct": p.direct, "initial": p.initial} for p in transfer.pairs]})
+        "kind": sync_figures.sync_kind(transfer.kind, transfer),
+        "pairs": [{"volume": p.remote_volume, "direct": p.direct, "initial": p.initial, "bytes": p.bytes_total}
+                  for p in transfer.pairs]})
     # What the secondary held of a transfer this one replaces is sent again: the history says so.
     transfer.bytes_resent += int(begin.get("discardedBytes", 0))
     session = await peer.session(local, remote)

@@ -19,8 +19,10 @@ import asyncio
 import json
 import os
 import struct
+import time
 import zlib
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -119,6 +121,26 @@ def refuse_while_commit_record_damaged(array, g) -> None:
                           code="arvmCommitRecordDamaged")
 
 
+RECEIVING_SECONDS = 10.0  # a transfer with nothing received for this long is not "synchronizing" any more
+
+
+@dataclass
+class Incoming:
+    """A transfer a secondary group side is receiving: its own progress figures (the primary's are in another array)."""
+
+    id: str
+    kind: str  # as the primary labels it: "initial", "interval" or "manual"
+    totals: dict[str, int]  # secondary volume -> bytes the transfer sends (absent: a sender that did not say)
+    received: dict[str, int]  # secondary volume -> bytes staged so far
+    started: float = field(default_factory=time.monotonic)
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    last_data: float = field(default_factory=time.monotonic)
+
+    @property
+    def receiving(self) -> bool:
+        return time.monotonic() - self.last_data < RECEIVING_SECONDS
+
+
 class Receiver:
     """Transfer handlers of this process's secondary sides (registered on each array's endpoint)."""
 
@@ -131,6 +153,17 @@ class Receiver:
         self.errors: dict[str, MirrorError] = {}  # transfer -> first failure while staging
         self.error_volumes: dict[str, str] = {}  # transfer -> the secondary volume that failed
         self._settling: set[asyncio.Task] = set()
+        self._incoming: dict[tuple[str, str], Incoming] = {}  # (array, group) -> the open transfer
+        self._incoming_of: dict[tuple[str, str], tuple[str, str]] = {}  # (array, volume) -> (array, group)
+
+    def incoming(self, array: str, group: str) -> Incoming | None:
+        """The transfer group ``group`` of ``array`` is receiving (None between syncs)."""
+        return self._incoming.get((array, group))
+
+    def _close_incoming(self, array: str, group: str) -> None:
+        self._incoming.pop((array, group), None)
+        for key in [k for k, v in self._incoming_of.items() if v == (array, group)]:
+            del self._incoming_of[key]
 
     def handlers(self, a) -> dict:
         """The transfer and pair messages that array ``a`` answers as a secondary."""
@@ -176,9 +209,16 @@ class Receiver:
             hvs.append(self.hosts.volume(array.name, name))
         return hvs
 
-    def begin(self, array, group: str, transfer: str, recovery_point: dict, pairs: list[dict]) -> dict:
+    def begin(self, array, group: str, transfer: str, recovery_point: dict, pairs: list[dict],
+              kind: str = "interval") -> dict:
         g = self._secondary(array, group)
         self.errors.pop(transfer, None)
+        incoming = self._incoming.get((array.name, group))
+        if incoming is None or incoming.id != transfer:  # a resumed transfer keeps its start
+            self._close_incoming(array.name, group)
+            incoming = self._incoming[(array.name, group)] = Incoming(
+                transfer, kind, {p["volume"]: int(p["bytes"]) for p in pairs if "bytes" in p}, {})
+        incoming.last_data = time.monotonic()
         staged = {}
         discarded = 0  # staged for another transfer (one a crash or reboot made the primary give up): sent again
         for p in pairs:
@@ -197,6 +237,9 @@ class Receiver:
 
                 punch_hole(hv.fileno(), 0, hv.size)
             staged[p["volume"]] = sorted(hv.staging.staged())
+            incoming.received[p["volume"]] = sum(min(hv.size - off, self.hosts.region_size)
+                                                 for off in staged[p["volume"]])
+            self._incoming_of[(array.name, p["volume"])] = (array.name, group)
         return {"staged": staged, "discardedBytes": discarded}
 
     def abort(self, array, group: str, transfer: str, volumes: list[str]) -> dict:
@@ -209,6 +252,9 @@ class Receiver:
         for hv in self._volumes(array, g, [v for v in volumes if array.find_group(group) is not None]):
             if hv.staging is not None and hv.staging.transfer_id == transfer:
                 hv.staging.discard()
+        incoming = self._incoming.get((array.name, group))
+        if incoming is not None and incoming.id == transfer:
+            self._close_incoming(array.name, group)
         self.errors.pop(transfer, None)
         self.error_volumes.pop(transfer, None)
         return {"ok": True}
@@ -249,6 +295,7 @@ class Receiver:
             if hv.failed:
                 raise MirrorError(f"secondary volume {array_name}/{volume} has failed", code="volumeFailed")
             hv.staging.put_many(regions)
+            self._count_received(array_name, volume, regions)
         except ReservedCapacityFull as e:
             self.errors[transfer] = ReservedCapacityFull(
                 f"the reserved capacity of secondary volume {array_name}/{volume} is full ({e.message})")
@@ -257,6 +304,13 @@ class Receiver:
             self.errors[transfer] = e
         except OSError as e:
             self.errors[transfer] = MirrorError(f"writing {array_name}/{volume} failed: {e}", code="volumeFailed")
+
+    def _count_received(self, array: str, volume: str, regions: list[tuple[int, int, object]]) -> None:
+        incoming = self._incoming.get(self._incoming_of.get((array, volume), ("", "")))
+        if incoming is not None:
+            incoming.received[volume] = incoming.received.get(volume, 0) + sum(
+                len(data) if data is not None else length for _, length, data in regions)
+            incoming.last_data = time.monotonic()
 
     def _raise_error(self, transfer: str) -> None:
         if transfer in self.errors:
@@ -281,6 +335,7 @@ class Receiver:
             hv.staging.prepare()
         write_record(_commit_record(array, group), COMMIT_MAGIC,
                      {"transfer": transfer, "volumes": volumes, "recovery_point": recovery_point})
+        self._close_incoming(array.name, group)
         finish_commit(self, array, group, transfer, volumes, recovery_point, settle_later=True)
         task = asyncio.get_running_loop().create_task(self._settle(array, group, hvs))
         self._settling.add(task)

@@ -22,7 +22,7 @@ from core.array import StorageArray
 from core.domain import ResyncPolicy, Role, Severity, SyncMode
 from core.errors import CommunicationError, MirrorError, ReservedCapacityFull
 from core.publisher import Publish
-from core.replication import alerts, groupsync, resume_hint, sync_figures
+from core.replication import alerts, groupsync, receiver, resume_hint, sync_figures
 from core.replication.clock import SchedulerClock
 from core.replication.host_volume import HostVolume
 from core.replication.host_volumes import HostVolumes
@@ -35,19 +35,21 @@ from core.store.schema import SyncStatRow
 log = logging.getLogger(__name__)
 FAILING_AFTER = 3  # syncs failed in a row before the group says "Synchronization failing"
 Holds = Callable[[StorageArray, object], bool]
+Incoming = Callable[[str, str], "receiver.Incoming | None"]  # (array, group) -> the transfer a secondary receives
 
 
 class SyncRunner:
     """The syncs of this process's primary group sides."""
 
     def __init__(self, arrays: Mapping[str, StorageArray], hosts: HostVolumes, peer: Peer, publish: Publish,
-                 region_size: int, holds: Holds):
+                 region_size: int, holds: Holds, incoming: Incoming):
         self._arrays = arrays
         self._hosts = hosts
         self._peer = peer
         self._publish = publish
         self.region_size = region_size
         self._holds = holds  # True while a group's two sides must reconcile first
+        self._incoming = incoming  # a secondary side's figures come from what it receives
         self.states: dict[tuple[str, str], GroupState] = {}
         self._last_sync: dict[tuple[str, str], SyncStats | None] = {}
         self.clock = SchedulerClock()
@@ -91,35 +93,41 @@ class SyncRunner:
     def state(self, array: str, group: str) -> GroupState:
         return self.states.setdefault((array, group), GroupState())
 
-    def primary_state(self, array, g) -> GroupState | None:
-        """The sync state of the group, seen from either side (the lab has both)."""
-        if g.role == Role.PRIMARY.value:
-            return self.states.get((array.name, g.name))
-        return self.states.get((g.remote_array, g.name))
+    def sending_state(self, array, g) -> GroupState | None:
+        """The sync state of a primary group side (None for a secondary: it receives, see ``incoming``)."""
+        return self.states.get((array.name, g.name)) if g.role == Role.PRIMARY.value else None
+
+    def _received(self, array, g) -> "receiver.Incoming | None":
+        return self._incoming(array.name, g.name) if g.role == Role.SECONDARY.value else None
 
     def pair_runtime(self, array, pair) -> PairRuntime:
         hv = self._hosts.get((array.name, pair.volume.name))
-        st = self.primary_state(array, pair.group)
+        st = self.sending_state(array, pair.group)
         progress = None
         syncing = False
-        if st is not None and st.transfer is not None:
-            name = pair.volume.name if pair.group.role == Role.PRIMARY.value else pair.remote_volume
-            for p in st.transfer.pairs:
-                if p.local_volume == name:
-                    syncing = st.running
-                    progress = sync_figures.progress(st.transfer.kind, p.bytes_done, p.bytes_total, st.transfer)
         unsynced = 0
+        if st is not None and st.transfer is not None:
+            sending = next((p for p in st.transfer.pairs if p.local_volume == pair.volume.name), None)
+            if sending is not None:
+                syncing = st.running
+                progress = sync_figures.progress(st.transfer.kind, sending.bytes_done, sending.bytes_total,
+                                                 st.transfer)
+        else:
+            sending = None
         if hv is not None and hv.changelog is not None and pair.group.role == Role.PRIMARY.value:
-            sending = next((x for x in st.transfer.pairs if x.local_volume == pair.volume.name), None) \
-                if st is not None and st.transfer is not None else None
             if sending is None:
                 unsynced = hv.changelog.unsynchronized_bytes
             else:  # what was sent is on the secondary already, unless a host rewrote it since the capture
                 unsynced = sync_figures.unsynchronized_bytes(hv.changelog.pending_regions(),
                                                              hv.since_capture.pending_regions(), sending,
                                                              self.region_size, hv.size)
-        elif st is not None and st.transfer is not None and progress is not None:
-            unsynced = progress.bytes_total - progress.bytes_done
+        incoming = self._received(array, pair.group)
+        if incoming is not None and pair.volume.name in incoming.totals:
+            total = incoming.totals[pair.volume.name]
+            done = min(total, incoming.received.get(pair.volume.name, 0))
+            syncing = incoming.receiving
+            progress = sync_figures.progress(incoming.kind, done, total, incoming)
+            unsynced = total - done
         return PairRuntime(
             syncing=syncing, progress=progress, unsynchronized_bytes=unsynced,
             pit_bytes=hv.pit.bytes_used if hv is not None and hv.pit is not None else 0,
@@ -127,10 +135,17 @@ class SyncRunner:
             staging_bytes=hv.staging.bytes_used if hv is not None and hv.staging is not None else 0)
 
     def group_runtime(self, array, group) -> GroupRuntime:
-        st = self.primary_state(array, group)
+        st = self.sending_state(array, group)
         # Just after a start the link to a remote daemon is not probed yet: unknown is not "lost".
         reachable = self._peer.reachable(array.name, group.remote_array) or \
             not self._peer.known(array.name, group.remote_array)
+        incoming = self._received(array, group)
+        if incoming is not None:
+            done = sum(min(t, incoming.received.get(v, 0)) for v, t in incoming.totals.items())
+            return GroupRuntime(syncing=incoming.receiving and reachable,
+                                progress=sync_figures.progress(incoming.kind, done, sum(incoming.totals.values()),
+                                                               incoming) if incoming.totals else None,
+                                paused=not reachable)
         if st is None:
             return GroupRuntime(paused=not reachable)
         progress = None
