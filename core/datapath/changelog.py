@@ -13,6 +13,13 @@ A write to a region already in P costs no I/O, which keeps ``mark`` at about a
 microsecond on the host write path. Clearing (after a commit) is lazy: a stale bit
 only costs a resend.
 
+Dirty blocks (issue 14): in memory only, each region of D and S also has a mask of
+the blocks (4 KiB for 64 KiB regions, at most 64 per region) written in it, so a
+sync sends those blocks instead of the whole region. A mask of 0 means *the whole
+region*: regions dirty after an open (a restart), from :meth:`ChangeLog.mark_all`
+(the peer's log, online verify, a repair) or damage have no mask, which is the
+safe default. A mask only ever over-approximates what was written.
+
 File layout (version 2): a 512-byte header sector (magic, version, region size,
 volume size, region count, block size, CRC32 of the header), then the bitmap in
 512-byte blocks, each 508 bytes of bits (4064 regions; bit ``i`` of byte ``i // 8``,
@@ -49,6 +56,46 @@ _V1_HEADER = struct.Struct("<8sIIQQ")  # version 1: no block size
 V1_HEADER_SIZE = 64
 _CRC = struct.Struct("<I")
 CONTIGUOUS_BLOCKS = 32  # blocks this close are rewritten in one write
+DIRTY_BLOCK = 4096  # the host block the in-memory masks track (larger when a region holds more than 64)
+MAX_MASK_BLOCKS = 64
+
+
+def dirty_block_size(region_size: int) -> int:
+    """The block size of a region's dirty mask; ``region_size`` itself when blocks cannot be tracked."""
+    n = min(MAX_MASK_BLOCKS, max(1, region_size // DIRTY_BLOCK))
+    if region_size % n or (region_size // n) % 512:
+        return region_size
+    return region_size // n
+
+
+def _mask_dtype(blocks: int):
+    return next(t for t, bits in ((np.uint8, 8), (np.uint16, 16), (np.uint32, 32), (np.uint64, 64))
+                if blocks <= bits)
+
+
+def block_runs(mask: int, block: int, start: int, end: int) -> list[tuple[int, int]]:
+    """The ``(offset, length)`` runs of set bits of ``mask`` in the region ``[start, end)``.
+
+    Bit ``i`` is the block at ``start + i * block``; runs are clipped at ``end`` (the
+    volume's end in its last region). A mask of 0 is the whole region.
+    """
+    if not mask:
+        return [(start, end - start)]
+    out = []
+    i = 0
+    while mask:
+        if not mask & 1:
+            low = (mask & -mask).bit_length() - 1  # skip to the next set bit
+            mask >>= low
+            i += low
+            continue
+        run = (~mask & (mask + 1)).bit_length() - 1  # length of the run of ones at the bottom
+        a, b = start + i * block, min(end, start + (i + run) * block)
+        if a < b:
+            out.append((a, b - a))
+        mask >>= run
+        i += run
+    return out
 
 
 def _header(region_size: int, volume_size: int, regions: int) -> bytes:
@@ -195,7 +242,8 @@ class ChangeLog:
 
     durable = True
 
-    def __init__(self, path, fd: int, volume_size: int, region_size: int, persisted: np.ndarray):
+    def __init__(self, path, fd: int, volume_size: int, region_size: int, persisted: np.ndarray,
+                 track_blocks: bool = True):
         self.path = os.fspath(path)
         self._fd = fd
         self._region_size = region_size
@@ -205,6 +253,13 @@ class ChangeLog:
         self._dirty = persisted.copy()  # after (re)open every persisted bit is dirty
         self._inflight = np.zeros_like(persisted)
         self._capturing = False
+        # Dirty-block masks of D and S (0: the whole region); none when blocks are not tracked.
+        self._block = dirty_block_size(region_size) if track_blocks else region_size
+        blocks = region_size // self._block
+        self._full_mask = (1 << blocks) - 1
+        dtype = _mask_dtype(blocks)
+        self._masks = np.zeros(persisted.size if blocks > 1 else 0, dtype=dtype)
+        self._inflight_masks = np.zeros_like(self._masks)
         self.repaired_blocks = 0
         self.repaired_regions = 0
         self.rebuilt = False
@@ -213,7 +268,7 @@ class ChangeLog:
     # -- lifecycle ---------------------------------------------------------------
     @classmethod
     def open(cls, path, volume_size: int, region_size: int = DEFAULT_REGION_SIZE,
-             durable: bool = True) -> "ChangeLog":
+             durable: bool = True, track_blocks: bool = True) -> "ChangeLog":
         """Create the log, or reopen it: every bit set on disk is then dirty.
 
         A block that fails its checksum comes back all dirty and is rewritten; a
@@ -222,6 +277,7 @@ class ChangeLog:
         ``durable=False`` skips the fdatasync of new bits: the log then survives a
         process crash (the page cache) but not a power loss or OS crash; its user
         must not trust it after a reboot (see ``core.replication.sync_runner`` boot id).
+        ``track_blocks=False``: no dirty-block masks (every region is whole).
         """
         if region_size <= 0 or region_size % 512:
             raise InvalidInput(f"region size {region_size} must be a positive multiple of 512 bytes")
@@ -250,7 +306,7 @@ class ChangeLog:
             if fd >= 0:
                 os.close(fd)
             raise
-        log = cls(path, fd, image.volume_size, region_size, image.bits)
+        log = cls(path, fd, image.volume_size, region_size, image.bits, track_blocks)
         log.durable = durable
         log.repaired_blocks = len(image.damaged_blocks)
         log.repaired_regions = image.repaired_regions
@@ -276,6 +332,10 @@ class ChangeLog:
             pad = (new_blocks - old_blocks) * BLOCK_REGIONS
             for name in ("_persisted", "_dirty", "_inflight"):
                 setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=bool)]))
+            if self._masks.size:
+                for name in ("_masks", "_inflight_masks"):
+                    old = getattr(self, name)
+                    setattr(self, name, np.concatenate([old, np.zeros(pad, dtype=old.dtype)]))
             os.pwrite(self._fd, _encode_blocks(self._persisted, old_blocks, new_blocks - 1),
                       HEADER_SIZE + old_blocks * BLOCK_SIZE)
             os.fdatasync(self._fd)
@@ -296,6 +356,8 @@ class ChangeLog:
         last = (offset + length - 1) // rs
         if offset < 0 or last >= self._regions:
             raise InvalidInput(f"write [{offset}, {offset + length}) is outside the {self._volume_size}-byte volume")
+        if self._masks.size:
+            self._note_blocks(offset, length, first, last)
         if first == last:
             self._dirty[first] = True
             if self._persisted[first]:
@@ -306,6 +368,25 @@ class ChangeLog:
                 return
         self._persisted[first : last + 1] = True
         self._persist_range(first, last, durable=self.durable)
+
+    def _note_blocks(self, offset: int, length: int, first: int, last: int) -> None:
+        """Add the blocks of a write to the masks of regions ``first..last``, setting them dirty.
+
+        A region new to D starts with this write's blocks; one already in D with a
+        mask gains them; one already whole (mask 0) stays whole.
+        """
+        rs, block, masks, dirty = self._region_size, self._block, self._masks, self._dirty
+        end = offset + length
+        for r in range(first, last + 1):
+            base = r * rs
+            b0 = (max(offset, base) - base) // block
+            b1 = (min(end, base + rs) - 1 - base) // block
+            bits = ((1 << (b1 + 1)) - 1) ^ ((1 << b0) - 1)
+            if not dirty[r]:
+                masks[r] = bits
+                dirty[r] = True
+            elif masks[r]:
+                masks[r] = int(masks[r]) | bits
 
     def mark_many(self, ranges) -> None:
         """:meth:`mark` for a batch of writes, with at most one durable log update.
@@ -323,6 +404,9 @@ class ChangeLog:
         last = (offset + length - 1) // rs
         ok = (length > 0) & (offset >= 0) & (last < self._regions)
         first, last = first[ok], last[ok]
+        if self._masks.size:  # in order: a region new in this batch keeps every write's blocks
+            for o, n, a, b in zip(offset[ok].tolist(), length[ok].tolist(), first.tolist(), last.tolist()):
+                self._note_blocks(o, n, a, b)
         single = first == last  # the common case (small writes): one vectorized pass
         idx = first[single]
         self._dirty[idx] = True
@@ -346,6 +430,8 @@ class ChangeLog:
             return
         if idx.min() < 0 or idx.max() >= self._regions:
             raise InvalidInput(f"region index out of range 0..{self._regions - 1}")
+        if self._masks.size:
+            self._masks[idx] = 0  # which blocks changed is not known: the whole region
         self._dirty[idx] = True
         if self._persisted[idx].all():
             return
@@ -389,6 +475,7 @@ class ChangeLog:
                 code="syncInProgress",
             )
         self._inflight, self._dirty = self._dirty, np.zeros_like(self._dirty)
+        self._inflight_masks, self._masks = self._masks, np.zeros_like(self._masks)
         self._capturing = True
         return np.flatnonzero(self._inflight).astype(np.int64)
 
@@ -397,6 +484,7 @@ class ChangeLog:
         if not self._capturing:
             raise MirrorError(f"{self.path}: no sync in flight to complete", code="syncNotInProgress")
         self._inflight[:] = False
+        self._inflight_masks[:] = 0
         self._capturing = False
         changed = np.flatnonzero(self._persisted != self._dirty)
         self._persisted = self._dirty.copy()
@@ -408,6 +496,7 @@ class ChangeLog:
         if self._capturing:
             raise MirrorError(f"{self.path}: a sync is in flight; complete or abort it first", code="syncInProgress")
         self._dirty[:] = False
+        self._masks[:] = 0
         changed = np.flatnonzero(self._persisted)
         self._persisted[:] = False
         if changed.size:
@@ -417,6 +506,12 @@ class ChangeLog:
         """The sync failed: its regions become dirty again. No-op when nothing is in flight."""
         if not self._capturing:
             return
+        if self._masks.size:  # a region also written since the capture needs both writes' blocks
+            both = np.flatnonzero(self._dirty & self._inflight)
+            a, b = self._masks[both], self._inflight_masks[both]
+            merged = np.where(self._inflight, self._inflight_masks, self._masks)
+            merged[both] = np.where((a == 0) | (b == 0), 0, a | b)
+            self._masks, self._inflight_masks = merged, np.zeros_like(merged)
         self._dirty |= self._inflight
         self._inflight[:] = False
         self._capturing = False
@@ -433,6 +528,18 @@ class ChangeLog:
     @property
     def region_count(self) -> int:
         return self._regions
+
+    @property
+    def block_size(self) -> int:
+        """The block of the dirty masks (the region size when blocks are not tracked)."""
+        return self._block
+
+    def inflight_blocks(self, regions) -> np.ndarray:
+        """The dirty-block masks (uint64; 0: the whole region) of captured ``regions``."""
+        idx = np.asarray(regions, dtype=np.int64)
+        if not self._masks.size:
+            return np.zeros(idx.size, dtype=np.uint64)
+        return self._inflight_masks[idx].astype(np.uint64)
 
     @property
     def in_flight(self) -> bool:

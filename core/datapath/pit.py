@@ -3,7 +3,7 @@
 Host writes continue during a transfer (SPEC §2 "The write path", step 4), so the
 regions captured for the sync are protected copy-on-write: before a host write
 lands on a captured region that has not been sent yet, its old content is copied
-into the PIT store in reserved capacity. The sender reads :meth:`PitStore.read_region`
+into the PIT store in reserved capacity. The sender reads :meth:`PitStore.read_region` (or a piece of one)
 and always gets the bytes of the capture instant.
 
 The PIT lives until :meth:`PitStore.end`, so a sender whose link dropped resumes
@@ -165,6 +165,28 @@ class PitStore:
         if slot >= 0:
             return os.pread(self._fd, want, HEADER_SIZE + slot * rs)
         return os.pread(self._base, want, index * rs).ljust(want, b"\0")
+
+    def read_piece(self, index: int, offset: int, length: int) -> bytes:
+        """``length`` bytes at volume ``offset`` inside region ``index``, as at the PIT instant.
+
+        The sender reads only a region's dirty blocks this way (issue 14); the copy-on-write
+        stays per region, so the piece comes from the region's copy when it has one.
+        """
+        rs = self._region_size
+        if not (index * rs <= offset and offset + length <= (index + 1) * rs):
+            raise InvalidInput(f"[{offset}, +{length}) is not inside region {index}")
+        if not self._active:
+            raise MirrorError(f"{self.path}: no point-in-time image is active", code="syncNotInProgress")
+        if index < 0 or index >= self._protected.size or not self._protected[index]:
+            raise InvalidInput(
+                f"region {index} is not held by this point-in-time image (not captured, or already "
+                "released by mark_sent); restart the sync"
+            )
+        length = max(0, min(length, self._size - offset))
+        slot = int(self._slot[index])
+        if slot >= 0:
+            return os.pread(self._fd, length, HEADER_SIZE + slot * rs + offset - index * rs).ljust(length, b"\0")
+        return os.pread(self._base, length, offset).ljust(length, b"\0")
 
     def read_run(self, first: int, count: int) -> bytes:
         """Regions ``first .. first+count-1`` as at the PIT instant, in one read where possible."""

@@ -14,6 +14,15 @@ sync resumes without resending them.
 
 The last committed recovery point lives in ``<journal>.rp`` (replaced atomically).
 
+*Pieces* (issue 14): a primary sends only the dirty blocks of a region. Staging
+stays per whole region: :meth:`Staging.put_many` completes a region it gets pieces
+of with the rest of the region as this secondary holds it for the transfer (its
+recovery point in the volume, overlaid by what the transfer staged of that region
+before, e.g. before a resend) and stages the whole region. So ``staged`` offsets
+are always whole regions, and a resumed transfer never takes half a region as held.
+All pieces of one region must come in one call (one frame): a region completed from
+some of its pieces would be reported staged without the others.
+
 Journal layout: a 16-byte header (magic, version) then records of a 32-byte header
 (record magic, type, flags, offset, length, CRC32 of payload, CRC32 of the header)
 followed by the payload: BEGIN (JSON: transfer id, recovery point, direct), DATA
@@ -103,6 +112,7 @@ class Staging:
         self._direct = False
         self._records: list[tuple[int, int, bool, int]] = []  # offset, length, zero, payload pos
         self._staged: set[int] = set()
+        self._touched: set[int] = set()  # regions any journal record covers (a completion reads them)
         self._end = HEADER_SIZE
         self._progress = np.zeros(0, dtype=bool)
         self._progress_fd = -1
@@ -182,8 +192,13 @@ class Staging:
         """Stage ``length`` bytes at ``offset``; ``data`` None means a zero region."""
         self.put_many([(offset, length, data)])
 
-    def put_many(self, regions: list[tuple[int, int | None, object]]) -> None:
-        """Stage ``(offset, length, data)`` regions in one write (``data`` None: zeros)."""
+    def put_many(self, regions: list[tuple[int, int | None, object]]) -> int:
+        """Stage ``(offset, length, data)`` regions in one write (``data`` None: zeros).
+
+        A tuple that is not whole regions (pieces of a region's dirty blocks) is
+        completed into its whole region first (see the module docstring). Returns the
+        bytes staged: the whole regions' lengths.
+        """
         if self._transfer_id is None:
             raise MirrorError(f"{self.path}: no transfer begun on this secondary", code="syncNotInProgress")
         size = os.fstat(self._base).st_size
@@ -198,11 +213,12 @@ class Staging:
             if offset + length > size:
                 raise InvalidInput(f"region [{offset}, {offset + length}) is beyond the {size}-byte secondary volume")
             checked.append((offset, length, data, data is None or is_zero(data)))
+        checked = self._whole_regions(checked, size)
         self._prepared = False
         if self._direct:
             for offset, length, data, zero in checked:
                 self._put_direct(offset, data, length, zero, size)
-            return
+            return sum(r[1] for r in checked)
         parts, records, pos = [], [], self._end
         for offset, length, data, zero in checked:
             payload = b"" if zero else data
@@ -228,7 +244,70 @@ class Staging:
             self._end += want
         start_writeback(self._fd, first, self._end - first)
         self._records.extend(records)
-        self._staged.update(r[0] for r in records)
+        for offset, length, _, _ in records:
+            self._note_record(offset, length)
+        return sum(r[1] for r in records)
+
+    def _note_record(self, offset: int, length: int) -> None:
+        rs = self._region_size
+        self._staged.add(offset)
+        self._touched.update(range(offset // rs, (offset + length - 1) // rs + 1))
+
+    def _whole_regions(self, items: list[tuple], size: int) -> list[tuple]:
+        """``items`` with every partly covered region replaced by its whole region, completed.
+
+        A completed region is what the secondary holds of it for this transfer with
+        every item of this call that touches it laid over, in order; it goes after the
+        whole-region items, so it is the region's final content.
+        """
+        rs = self._region_size
+        spans = [range(offset // rs, (offset + length - 1) // rs + 1) for offset, length, _, _ in items]
+        partial: set[int] = set()
+        for (offset, length, _, _), span in zip(items, spans):
+            if offset % rs or ((offset + length) % rs and offset + length != size):
+                partial.update(span)
+        if not partial:
+            return items
+        grown = True
+        while grown:  # an item across a completed region is laid over it, never staged on its own too
+            grown = False
+            for span in spans:
+                if not partial.issuperset(span) and not partial.isdisjoint(span):
+                    partial.update(span)
+                    grown = True
+        out = [item for item, span in zip(items, spans) if partial.isdisjoint(span)]
+        touching: dict[int, list[int]] = {r: [] for r in partial}
+        for i, span in enumerate(spans):
+            for r in span:
+                if r in touching:
+                    touching[r].append(i)
+        for r in sorted(partial):
+            start, end = r * rs, min((r + 1) * rs, size)
+            buf = bytearray(self._held(start, end - start))
+            for i in touching[r]:
+                offset, length, data, zero = items[i]
+                a, b = max(offset, start), min(offset + length, end)
+                buf[a - start:b - start] = bytes(b - a) if zero else data[a - offset:b - offset]
+            out.append((start, end - start, bytes(buf), is_zero(buf)))
+        return out
+
+    def _held(self, offset: int, length: int) -> bytes:
+        """What this secondary holds at ``[offset, +length)`` for the current transfer.
+
+        The volume (its recovery point; in direct mode what the transfer wrote in
+        place), overlaid by the journal records of the transfer that touch it.
+        """
+        data = os.pread(self._base, length, offset).ljust(length, b"\0")
+        rs = self._region_size
+        if self._direct or not any(r in self._touched for r in range(offset // rs, (offset + length - 1) // rs + 1)):
+            return data
+        buf = bytearray(data)
+        end = offset + length
+        for rec_off, rec_len, zero, pos in self._records:
+            a, b = max(offset, rec_off), min(end, rec_off + rec_len)
+            if a < b:
+                buf[a - offset:b - offset] = bytes(b - a) if zero else os.pread(self._fd, b - a, pos + a - rec_off)
+        return bytes(buf)
 
     def _put_direct(self, offset: int, data, length: int, zero: bool, size: int) -> None:
         rs = self._region_size
@@ -377,7 +456,7 @@ class Staging:
                 self._direct = bool(meta["direct"])
             elif kind == DATA:
                 self._records.append((offset, length, bool(flags & ZERO), pos + REC_SIZE))
-                self._staged.add(offset)
+                self._note_record(offset, length)
             pos += REC_SIZE + plen
             if kind == COMMIT:
                 committed = True

@@ -3,9 +3,10 @@
 At one instant every primary volume of the group is captured: its changed regions
 move from the change log's dirty set to the in-flight set and a PIT image starts
 over them (host writes that land later copy the old data aside first). Only those
-regions cross the channel; the secondary stages them and the group commits as one
-recovery point. A dropped link keeps the capture and its PIT, so the transfer
-resumes where the secondary's journals say it stopped; regions are released from
+regions cross the channel (of a region whose written blocks the change log knows,
+only those blocks, as pieces: issue 14); the secondary stages them and the group
+commits as one recovery point. A dropped link keeps the capture and its PIT, so the
+transfer resumes where the secondary's journals say it stopped; regions are released from
 the PIT only after the secondary confirmed them durable (a checkpoint).
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from core.channel import frames
+from core.datapath.changelog import block_runs
 from core.domain import Priority
 from core.errors import ReservedCapacityFull
 from core.replication import sync_figures
@@ -47,9 +50,19 @@ class PairTransfer:
     confirmed: np.ndarray  # bool per captured region: durable on the secondary
     sent: np.ndarray  # bool per captured region: handed to the channel at least once
     changed: np.ndarray  # bool per captured region: written since the capture a resumed transfer began
-    bytes_total: int
-    bytes_done: int = 0
+    bytes_total: int  # bytes of the captured regions: what the secondary brings up to date
+    bytes_done: int = 0  # of bytes_total, the regions handed to the channel
     initial: bool = False  # the initial synchronization: the secondary starts from holes
+    # Dirty-block mask per captured region (0: the whole region; see ChangeLog), in blocks of block_size.
+    blocks: np.ndarray | None = None
+    block_size: int = 0
+
+    def pieces(self, region_size: int) -> np.ndarray:
+        """Bool per captured region: only its dirty blocks are sent (not the whole region)."""
+        if self.blocks is None or not self.block_size or self.block_size >= region_size:
+            return np.zeros(len(self.regions), dtype=bool)
+        full = (1 << (region_size // self.block_size)) - 1
+        return (self.blocks != 0) & (self.blocks != full)
 
     @property
     def in_place(self) -> bool:
@@ -116,14 +129,19 @@ def capture(group_row, hosts: dict, region_size: int, resume_id: str | None = No
                                   np.zeros(len(regions), dtype=bool),
                                   np.zeros(len(regions), dtype=bool),
                                   np.isin(regions, written) if resume_id else np.zeros(len(regions), dtype=bool),
-                                  total, initial=first))
+                                  total, initial=first, blocks=hv.changelog.inflight_blocks(regions),
+                                  block_size=hv.changelog.block_size))
     return Transfer(id=resume_id or f"{group_row.name}-{rp_id}-{uuid.uuid4().hex[:8]}",
                     recovery_point={"id": rp_id, "time": now.isoformat()},
                     kind="initial" if initial else "interval", pairs=pairs)
 
 
-def runs(regions: np.ndarray, todo: np.ndarray, max_len: int) -> list[tuple[int, int, int]]:
-    """Group consecutive regions still to send into (first index in ``regions``, count, first region)."""
+def runs(regions: np.ndarray, todo: np.ndarray, max_len: int,
+         alone: np.ndarray | None = None) -> list[tuple[int, int, int]]:
+    """Group consecutive regions still to send into (first index in ``regions``, count, first region).
+
+    A region marked in ``alone`` (sent as pieces) is a run of its own.
+    """
     out = []
     i, n = 0, len(regions)
     while i < n:
@@ -131,8 +149,10 @@ def runs(regions: np.ndarray, todo: np.ndarray, max_len: int) -> list[tuple[int,
             i += 1
             continue
         j = i + 1
-        while j < n and j - i < max_len and todo[j] and regions[j] == regions[j - 1] + 1:
-            j += 1
+        if alone is None or not alone[i]:
+            while j < n and j - i < max_len and todo[j] and regions[j] == regions[j - 1] + 1 and \
+                    (alone is None or not alone[j]):
+                j += 1
         out.append((i, j - i, int(regions[i])))
         i = j
     return out
@@ -152,6 +172,9 @@ async def send(peer: "Peer", hosts: "HostVolumes", rs: int, array, group_row, tr
     # What the secondary held of a transfer this one replaces is sent again: the history says so.
     transfer.bytes_resent += int(begin.get("discardedBytes", 0))
     session = await peer.session(local, remote)
+    # Only dirty blocks of a region cross when the secondary completes regions from pieces, and
+    # a region's pieces share one REGIONS frame (a peer before 1.1 gets a frame per piece).
+    partial_ok = bool(begin.get("partialRegions")) and session.peer_minor >= frames.REGIONS_MINOR
     volumes = [p.remote_volume for p in transfer.pairs]
     for p in transfer.pairs:
         staged = np.asarray(begin["staged"].get(p.remote_volume, []), dtype=np.int64) // rs
@@ -161,24 +184,49 @@ async def send(peer: "Peer", hosts: "HostVolumes", rs: int, array, group_row, tr
         hv = hosts.volume(local, p.local_volume)
         p.bytes_done = _confirmed_bytes(p, rs, hv.size)
         chunk = DIRECT_CHUNK_REGIONS if p.direct else 1
-        batch: list[tuple[int, int, int, bytes]] = []  # (index in p.regions, count, offset, data)
-        batch_bytes = 0
-        for start, count, first in runs(p.regions, ~p.confirmed, chunk):
+        partial = p.pieces(rs) if partial_ok else np.zeros(len(p.regions), dtype=bool)
+        batch: list[Run] = []
+        batch_bytes = segments = 0
+        for start, count, first in runs(p.regions, ~p.confirmed, chunk, partial):
             if not hv.pit.active:
                 raise ReservedCapacityFull(
                     f"the reserved capacity of {local}/{p.local_volume} filled up during the synchronization; "
                     "its recovery point image is unavailable: increase the reserved capacity, then resume")
-            data = hv.pit.read_run(first, count)
-            batch.append((start, count, first * rs, data))
-            batch_bytes += len(data)
+            span = min((first + count) * rs, hv.size) - first * rs
+            if partial[start]:
+                pieces = [(off, hv.pit.read_piece(first, off, n))
+                          for off, n in block_runs(int(p.blocks[start]), p.block_size, first * rs, first * rs + span)]
+                pieces = [(off, data) for off, data in pieces if data]
+            if not partial[start] or not pieces:
+                pieces = [(first * rs, hv.pit.read_run(first, count))]
+            if segments + len(pieces) > frames.MAX_SEGMENTS:  # a region's pieces never straddle frames
+                await pacer.send(session, p, batch)
+                batch, batch_bytes, segments = [], 0, 0
+            batch.append(Run(start, count, pieces, span))
+            batch_bytes += sum(len(data) for _, data in pieces)
+            segments += len(pieces)
             if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_REGIONS:
                 await pacer.send(session, p, batch)
-                batch, batch_bytes = [], 0
+                batch, batch_bytes, segments = [], 0, 0
         if batch:
             await pacer.send(session, p, batch)
     await peer.call(local, remote, "transfer.commit", {
         "group": group_row.name, "transfer": transfer.id, "volumes": volumes,
         "recovery_point": transfer.recovery_point}, timeout=600)
+
+
+@dataclass
+class Run:
+    """Regions of one batch entry: whole (one piece) or one region's dirty-block pieces."""
+
+    start: int  # index in PairTransfer.regions
+    count: int
+    pieces: list[tuple[int, bytes]]  # (volume offset, data)
+    span: int  # bytes of the regions (what bytes_done counts)
+
+    @property
+    def payload(self) -> int:
+        return sum(len(data) for _, data in self.pieces)
 
 
 class _Pacer:
@@ -192,22 +240,23 @@ class _Pacer:
         self.last_yield = time.monotonic()
         self.pending: list[tuple[PairTransfer, int, int]] = []
 
-    async def send(self, session, p: PairTransfer, batch: list[tuple[int, int, int, bytes]]) -> None:
+    async def send(self, session, p: PairTransfer, batch: list[Run]) -> None:
         t = self.transfer
-        t.bytes_sent += await session.send_regions(t.id, p.remote_volume, [(off, data) for _, _, off, data in batch],
-                                                   self.priority)
-        size = 0
-        for start, count, _, data in batch:
-            if p.sent[start:start + count].any():  # lost with a dropped link: sent again
-                t.bytes_resent += len(data)
-            p.sent[start:start + count] = True
-            self.pending.append((p, start, count))
-            size += len(data)
-        t.bytes_payload += size
+        t.bytes_sent += await session.send_regions(t.id, p.remote_volume,
+                                                   [piece for run in batch for piece in run.pieces], self.priority)
+        size = payload = 0
+        for run in batch:
+            if p.sent[run.start:run.start + run.count].any():  # lost with a dropped link: sent again
+                t.bytes_resent += run.payload
+            p.sent[run.start:run.start + run.count] = True
+            self.pending.append((p, run.start, run.count))
+            size += run.span
+            payload += run.payload
+        t.bytes_payload += payload
         p.bytes_done += size
-        self.unconfirmed_bytes += size
+        self.unconfirmed_bytes += size  # the secondary stages whole regions
         self.on_progress()
-        self.since_yield += size
+        self.since_yield += payload
         if self.since_yield >= YIELD_BYTES:
             # Host I/O comes first, as on an array: while hosts are writing, a sync
             # pauses after each MiB for a time set by its priority (SPEC: sync priority

@@ -3,7 +3,8 @@
 Every host write — from the Python API, the CLI or an NBD client — comes through
 :class:`HostVolume`, in this order (SPEC §2 "The write path"):
 1. refuse it if the volume may not be written (secondary role, failed, role change);
-2. record the change in the write-intent log (durable only on a region's first write);
+2. record the change in the write-intent log (durable only on a region's first write;
+   the blocks written are kept in memory, so a sync sends only those);
 3. if a sync is capturing this volume, copy the old data into the PIT store;
 4. write, and acknowledge — replication never waits in the write path.
 It also serves as the NBD server's export backend (``core.nbd.backend``).
@@ -57,7 +58,7 @@ class HostVolume:
         self.changelog = ChangeLog.open(os.path.join(reserved_dir, "changes.log"), self.size, region_size)
         # Not fsynced: only trusted after a process crash on the same boot (core.replication.sync_runner).
         self.since_capture = ChangeLog.open(os.path.join(reserved_dir, "since_capture.log"), self.size,
-                                            region_size, durable=False)
+                                            region_size, durable=False, track_blocks=False)
         self.pit = PitStore.open(os.path.join(reserved_dir, "pit.dat"), self._fd, region_size, budget)
         self.staging = Staging.open(os.path.join(reserved_dir, "staging.dat"), self.path, budget, region_size)
 

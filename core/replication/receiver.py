@@ -240,7 +240,8 @@ class Receiver:
             incoming.received[p["volume"]] = sum(min(hv.size - off, self.hosts.region_size)
                                                  for off in staged[p["volume"]])
             self._incoming_of[(array.name, p["volume"])] = (array.name, group)
-        return {"staged": staged, "discardedBytes": discarded}
+        # partialRegions: this side completes regions sent as pieces of dirty blocks (issue 14).
+        return {"staged": staged, "discardedBytes": discarded, "partialRegions": True}
 
     def abort(self, array, group: str, transfer: str, volumes: list[str]) -> dict:
         """The primary gave up this transfer: release its staging space now (a full disk must not stay full).
@@ -284,7 +285,12 @@ class Receiver:
             self.publish("pair", array.name, f"{g.name}/{volume}")
 
     def regions(self, array_name: str, transfer: str, volume: str, regions: list[tuple[int, int, object]]) -> None:
-        """Stage ``(offset, length, data)`` regions of a transfer (data None: zeros)."""
+        """Stage ``(offset, length, data)`` regions of a transfer (data None: zeros).
+
+        A primary that was told ``partialRegions`` at begin sends only the dirty blocks
+        of a region, as pieces, all pieces of a region in one frame (one call here);
+        staging completes each such region from what this side holds (``Staging.put_many``).
+        """
         if transfer in self.errors:
             return  # already failed: the commit reports it
         try:
@@ -294,8 +300,7 @@ class Receiver:
                                   code="syncNotInProgress")
             if hv.failed:
                 raise MirrorError(f"secondary volume {array_name}/{volume} has failed", code="volumeFailed")
-            hv.staging.put_many(regions)
-            self._count_received(array_name, volume, regions)
+            self._count_received(array_name, volume, hv.staging.put_many(regions))
         except ReservedCapacityFull as e:
             self.errors[transfer] = ReservedCapacityFull(
                 f"the reserved capacity of secondary volume {array_name}/{volume} is full ({e.message})")
@@ -305,11 +310,15 @@ class Receiver:
         except OSError as e:
             self.errors[transfer] = MirrorError(f"writing {array_name}/{volume} failed: {e}", code="volumeFailed")
 
-    def _count_received(self, array: str, volume: str, regions: list[tuple[int, int, object]]) -> None:
+    def _count_received(self, array: str, volume: str, staged: int) -> None:
+        """``staged`` bytes of whole regions arrived (a short last region counts its own length).
+
+        Counted per region brought up to date, like the transfer's announced bytes,
+        whether the primary sent a region whole or only its dirty blocks.
+        """
         incoming = self._incoming.get(self._incoming_of.get((array, volume), ("", "")))
         if incoming is not None:
-            incoming.received[volume] = incoming.received.get(volume, 0) + sum(
-                len(data) if data is not None else length for _, length, data in regions)
+            incoming.received[volume] = incoming.received.get(volume, 0) + staged
             incoming.last_data = time.monotonic()
 
     def _raise_error(self, transfer: str) -> None:

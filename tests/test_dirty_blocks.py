@@ -1,0 +1,192 @@
+"""Dirty blocks inside regions (issue 14): the change log's in-memory masks and the pieces a secondary completes.
+
+A 4 KiB host write sends its 4 KiB block, not its 64 KiB region; staging on the
+secondary stays per whole region, so a resumed transfer never takes half a region as
+held. Unit tests of the on-disk mechanisms; tests/test_dirty_blocks_sync.py runs syncs.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from core.datapath import ChangeLog, PitStore, Staging
+from core.datapath.changelog import block_runs, dirty_block_size
+
+RS = 64 * 1024
+B = 4096
+
+
+def masks(log: ChangeLog) -> dict[int, int]:
+    regions = log.capture()
+    return dict(zip(regions.tolist(), (int(m) for m in log.inflight_blocks(regions))))
+
+
+def bits(*blocks: int) -> int:
+    return sum(1 << b for b in blocks)
+
+
+def test_block_size_follows_the_region_size():
+    assert dirty_block_size(RS) == B
+    assert dirty_block_size(1 << 20) == 16 * 1024  # at most 64 blocks a region
+    assert dirty_block_size(4096) == 4096  # one block: whole regions only
+    assert dirty_block_size(96 * 1024) == B  # 24 blocks
+    assert dirty_block_size(1536) == 1536  # less than a block: whole regions only
+
+
+def test_marks_keep_the_blocks_written_per_region(tmp_path):
+    log = ChangeLog.open(tmp_path / "cl", 10 * RS + 5000, RS)
+    log.mark(100, 10)
+    log.mark(RS + 3 * B, 2 * B)
+    log.mark(2 * RS - 10, 20)  # straddles regions 1 and 2
+    log.mark_many([(3 * RS + 5, 1), (3 * RS + 40000, 1), (3 * RS + 9 * B, B)])
+    log.mark(4 * RS, 3 * RS)  # region 5 is covered whole, 4 and 6 too
+    log.mark(10 * RS, 5000)  # the short last region
+    assert masks(log) == {0: bits(0), 1: bits(3, 4, 15), 2: bits(0), 3: bits(0, 9), 4: 0xFFFF, 5: 0xFFFF,
+                          6: 0xFFFF, 10: bits(0, 1)}
+    log.complete()
+
+
+def test_regions_of_unknown_blocks_are_whole(tmp_path):
+    log = ChangeLog.open(tmp_path / "cl", 10 * RS, RS)
+    log.mark(RS + 5, 1)
+    log.mark_all([1, 2])  # the peer's log, online verify, a repair: which blocks is not known
+    log.mark(2 * RS, 1)  # a whole region stays whole
+    assert masks(log) == {1: 0, 2: 0}
+    log.complete()
+    log.mark(3 * RS, 1)
+    log.close()
+    again = ChangeLog.open(tmp_path / "cl", 10 * RS, RS)  # a restart: the durable log knows regions only
+    again.mark(3 * RS + B, 1)
+    assert masks(again) == {3: 0}
+
+
+def test_an_aborted_capture_gives_its_blocks_back(tmp_path):
+    log = ChangeLog.open(tmp_path / "cl", 10 * RS, RS)
+    log.mark(0, 1)
+    log.mark(RS + 2 * B, 1)
+    log.mark(3 * RS, 1)
+    log.mark_all([3])
+    log.capture()
+    log.mark(RS + 5 * B, 1)  # written during the capture: both writes' blocks are pending now
+    log.mark(2 * RS + 7 * B, 1)
+    log.mark(3 * RS + B, 1)  # whole before: stays whole
+    log.abort()
+    assert masks(log) == {0: bits(0), 1: bits(2, 5), 2: bits(7), 3: 0}
+
+
+def test_the_since_capture_log_tracks_no_blocks(tmp_path):
+    log = ChangeLog.open(tmp_path / "cl", 10 * RS, RS, durable=False, track_blocks=False)
+    log.mark(5, 1)
+    assert log.block_size == RS and masks(log) == {0: 0}
+
+
+def test_block_runs_coalesce_and_clip():
+    assert block_runs(0, B, 0, RS) == [(0, RS)]
+    assert block_runs(bits(0, 1, 2, 5, 15), B, RS, 2 * RS) == [(RS, 3 * B), (RS + 5 * B, B), (RS + 15 * B, B)]
+    assert block_runs(bits(0, 1), B, 0, 5000) == [(0, 5000)]
+    assert block_runs(0xFFFF, B, 0, RS) == [(0, RS)]
+
+
+def test_pit_pieces_come_from_the_copy_of_a_rewritten_region(tmp_path):
+    vol = tmp_path / "v"
+    vol.write_bytes(b"a" * RS + b"b" * RS)
+    fd = os.open(vol, os.O_RDWR)
+    pit = PitStore.open(tmp_path / "pit", fd, RS, lambda: 1 << 30)
+    pit.begin([0, 1])
+    pit.before_write(B, 10)
+    os.pwrite(fd, b"X" * 10, B)
+    assert pit.read_piece(0, B, B) == b"a" * B  # the capture instant, from the copy
+    assert pit.read_piece(1, RS + 2 * B, B) == b"b" * B  # from the volume
+    with pytest.raises(Exception):
+        pit.read_piece(0, RS - 10, 20)  # not inside region 0
+    pit.close()
+    os.close(fd)
+
+
+def staging(tmp_path, old: bytes, size: int | None = None) -> Staging:
+    vol = tmp_path / "sec"
+    vol.write_bytes(old)
+    if size is not None:
+        os.truncate(vol, size)
+    return Staging.open(tmp_path / "stage", vol, region_size=RS)
+
+
+def test_pieces_are_completed_into_whole_regions_from_the_recovery_point(tmp_path):
+    old = os.urandom(4 * RS)
+    st = staging(tmp_path, old)
+    st.begin("t", {"id": 2})
+    new = bytearray(old)
+    pieces = [(B, 100, os.urandom(100)), (RS - B, B, None), (2 * RS + 3 * B, 2 * B, os.urandom(2 * B))]
+    for off, n, data in pieces:
+        new[off:off + n] = data if data is not None else bytes(n)
+    assert st.put_many(pieces) == 2 * RS  # the whole regions staged
+    assert st.staged() == {0, 2 * RS}
+    assert (tmp_path / "sec").read_bytes() == old  # the recovery point is intact until the commit
+    st.commit()
+    assert (tmp_path / "sec").read_bytes() == bytes(new)
+
+
+def test_a_resent_piece_is_laid_over_what_the_transfer_staged(tmp_path):
+    old = os.urandom(2 * RS)
+    st = staging(tmp_path, old)
+    st.begin("t", {"id": 2})
+    first = os.urandom(RS)
+    st.put(0, first)  # the region, whole, from a sender without pieces
+    st.put_many([(5 * B, B, os.urandom(B))])
+    piece = os.urandom(B)
+    st.put_many([(5 * B, B, piece)])  # sent again (a resend): the staged copy is completed, not the volume
+    st.close()
+    st = Staging.open(tmp_path / "stage", tmp_path / "sec", region_size=RS)  # and after a restart
+    assert st.recovery.action == "resumable" and st.staged() == {0}
+    tail = os.urandom(B)
+    st.begin("t", {"id": 2})
+    st.put_many([(RS - B, B, tail)])
+    st.commit()
+    assert (tmp_path / "sec").read_bytes() == first[:5 * B] + piece + first[6 * B:RS - B] + tail + old[RS:]
+
+
+def test_pieces_of_a_zeroed_region_stage_a_zero_record(tmp_path):
+    st = staging(tmp_path, b"\x01" * B + bytes(RS - B))
+    st.begin("t", {"id": 2})
+    st.put_many([(0, B, None)])
+    assert st.bytes_used < 200  # no payload: a zero record
+    st.commit()
+    assert (tmp_path / "sec").read_bytes() == bytes(RS)
+
+
+def test_a_secondary_larger_than_its_primary_keeps_its_tail(tmp_path):
+    """The primary's short last region is a piece of the secondary's region: completed, not refused."""
+    old = os.urandom(2 * RS)
+    st = staging(tmp_path, old)
+    st.begin("init", {"id": 1}, direct=True)
+    data = os.urandom(100)
+    st.put(RS, data)  # a primary of RS + 100 bytes
+    st.commit()
+    assert (tmp_path / "sec").read_bytes() == old[:RS] + data + old[RS + 100:]
+
+
+def test_direct_mode_writes_completed_regions_in_place(tmp_path):
+    old = os.urandom(3 * RS)
+    st = staging(tmp_path, old)
+    st.begin("resync", {"id": 3}, direct=True)
+    a, b = os.urandom(B), os.urandom(3 * B)
+    st.put_many([(RS + B, B, a), (RS + 8 * B, 3 * B, b)])
+    assert st.staged() == {RS}
+    expect = bytearray(old)
+    expect[RS + B:RS + 2 * B] = a
+    expect[RS + 8 * B:RS + 11 * B] = b
+    assert (tmp_path / "sec").read_bytes() == bytes(expect)
+    st.commit()
+    assert (tmp_path / "sec").read_bytes() == bytes(expect)
+
+
+def test_masks_survive_a_grown_volume(tmp_path):
+    log = ChangeLog.open(tmp_path / "cl", 2 * RS, RS)
+    log.mark(B, 1)
+    log.resize(5000 * RS)
+    log.mark(4999 * RS + 2 * B, 1)
+    got = masks(log)
+    assert got == {0: bits(1), 4999: bits(2)}
+    assert np.all(log.inflight_blocks([0, 4999]) == [bits(1), bits(2)])
