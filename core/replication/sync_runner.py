@@ -320,15 +320,34 @@ class SyncRunner:
             if isinstance(e, ReservedCapacityFull):
                 info = await self._secondary_failure(array, g, t)
                 if await self._resync_in_place(array, g, st, t, info):
+                    await self._forget_transfer(array, g, t)
                     return
                 self._mark_secondary_full(array, g, info)
             self._fail_sync(array, g, st, e)
+            await self._forget_transfer(array, g, t)
             return
         except Exception as e:  # an unexpected failure must not leave the group stuck
             log.exception("sync of %s failed", group)
             self._fail_sync(array, g, st, MirrorError(f"synchronization failed: {e}", code="arvmSyncFailed"))
+            await self._forget_transfer(array, g, t)
             return
         self._commit_primary(array, g, st)
+        await self._forget_transfer(array, g, t)
+
+    async def _forget_transfer(self, array, g, t) -> None:
+        """The channel session keeps an encoder (a zstd context) per transfer: drop it once the transfer ended.
+
+        Nothing dropped them, so a daemon's memory grew with every sync (issue 14: +1 encoder
+        and +1 pacing record per sync, about 70 KiB each). A transfer cut by the link lost its
+        session, and those with it; one that resumes later simply gets a new encoder.
+        """
+        if not self._peer.reachable(array.name, g.remote_array):
+            return  # no session to dial for this: a dead link's session went with its encoders
+        try:
+            session = await self._peer.session(array.name, g.remote_array)
+        except MirrorError:
+            return
+        session.forget_transfer(t.id)
 
     def _commit_primary(self, array, g, st: GroupState) -> None:
         t = st.transfer
