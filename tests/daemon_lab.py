@@ -94,8 +94,10 @@ class DaemonLab:
     """The lab's array daemons, their link relay and a fleet over their REST APIs; an engine for EngineLoop."""
 
     def __init__(self, home: Path, purpose: str = "", nbd_port: int | None = None, link_bandwidth: int | None = None,
-                 link_cut: bool = False, wait_for_links: bool = True):
+                 link_cut: bool = False, wait_for_links: bool = True, fleet_options: dict | None = None):
+        """``fleet_options``: more keywords for the :class:`Fleet` (the console's: ``store``, ``stale_groups``)."""
         self.home = Path(home)
+        self.fleet_options = dict(fleet_options or {})
         self.purpose = purpose
         self.link_bandwidth = link_bandwidth
         self.link_cut = link_cut
@@ -129,7 +131,7 @@ class DaemonLab:
                 self.relay.cut()
             for name in self.daemons:
                 await self._configure_remotes(name)
-            self.fleet = Fleet(lab_clients(self.arrays_status()), lab=self.link)
+            self.fleet = Fleet(lab_clients(self.arrays_status()), lab=self.link, **self.fleet_options)
             await self.fleet.start()
             if self.wait_links and not self.link_cut:
                 await self.wait_for_links()
@@ -232,6 +234,10 @@ class DaemonLab:
         captured regions still unsent while hosts overwrite them paces the sender itself.
         """
         self.daemon(array).engine.channels.set_rate(rate)
+
+    def publish(self, kind: str, array: str, obj: str = "") -> None:
+        """A change told by ``array``'s own engine: subscribers get it over the array's event stream."""
+        self.daemon(array).engine.publish(kind, array, obj)
 
     async def set_link(self, **settings) -> dict:
         """``cut``, ``bandwidth`` (bytes/s, None unlimited), ``latency`` (s) of the lab link."""

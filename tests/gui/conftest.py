@@ -1,4 +1,9 @@
-"""GUI fixtures: a real console on a fresh lab, its engine always stopped at the end."""
+"""GUI fixtures: a real console on a fresh lab of array daemons, always stopped at the end.
+
+The console manages the lab as a user has it: an array daemon per array (HTTPS REST,
+the TLS channel, NBD on real sockets) joined by a link relay, driven over REST by the
+fleet (tests/daemon_lab.py), all on the console's engine thread.
+"""
 from __future__ import annotations
 
 import os
@@ -9,6 +14,8 @@ import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
+from core.client.managed import ManagedArrayStore
+from daemon_lab import daemon_lab_factory
 from gui.app import build_console
 
 START_TIMEOUT_MS = 15000
@@ -27,10 +34,16 @@ def isolated_settings(tmp_path_factory):
     yield path
 
 
+def console_lab_factory():
+    """The lab's daemons behind a fleet set up as ``mirror-console``'s (``lab_fleet_factory``): it manages the
+    saved arrays too, and an array that stops answering keeps its groups' last known state."""
+    return daemon_lab_factory(fleet_options={"store": ManagedArrayStore(), "stale_groups": True})
+
+
 @contextmanager
-def running_console(qtbot, home, **options):
+def running_console(qtbot, home, engine_factory, **options):
     """(bridge, main window) on ``home``: ready, the tree showing both arrays; stopped at the end."""
-    bridge, window = build_console(home, poll_hz=10, **options)
+    bridge, window = build_console(home, engine_factory=engine_factory, poll_hz=10, **options)
     qtbot.addWidget(window)
     try:
         with qtbot.waitSignal(bridge.sig_ready, timeout=START_TIMEOUT_MS):
@@ -48,14 +61,19 @@ def running_console(qtbot, home, **options):
 
 @pytest.fixture
 def open_console(qtbot):
-    """``with open_console(home, **build_console_options) as (bridge, window)``."""
-    return lambda home, **options: running_console(qtbot, home, **options)
+    """``with open_console(home, engine_factory=None, **build_console_options) as (bridge, window)``.
+
+    Without ``engine_factory``, the lab in ``home`` as in-process array daemons (:func:`console_lab_factory`).
+    """
+    def open_(home, engine_factory=None, **options):
+        return running_console(qtbot, home, engine_factory or console_lab_factory(), **options)
+    return open_
 
 
 @pytest.fixture
-def console(qtbot, lab_home):
-    """(bridge, main window) on a fresh lab whose arrays run in the console's engine."""
-    with running_console(qtbot, lab_home, purpose="pytest-gui") as c:
+def console(open_console, lab_home):
+    """(bridge, main window) on a fresh lab: its array daemons and link relay, managed over REST."""
+    with open_console(lab_home, purpose="pytest-gui") as c:
         yield c
 
 

@@ -1,4 +1,4 @@
-"""The console driven as an administrator would: real widgets, a real engine on a fresh lab."""
+"""The console driven as an administrator would: real widgets, real array daemons on a fresh lab."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,8 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
 from core.errors import MirrorError
-from core.lab import init_lab
-from core.runtime import BlockingEngine
+from daemon_lab import daemon_lab_factory, lab_engine
 from gui.bridge import EngineBridge
 from gui.console_state import ConsoleState
 from gui.tree_panel import TreePanel
@@ -42,7 +41,7 @@ def test_console_shows_the_lab(console):
     for key in (("array", "SiteA"), ("array", "SiteB"), ("volume", "SiteA", "db"), ("volume", "SiteB", "db_dr")):
         assert tree.has(key)
     assert tree.text_of(("array", "SiteA"), 1) == "Online"
-    assert window.engine_label.text() == "Engine running"
+    assert window.engine_label.text() == "Managing the array daemons over HTTPS"
     # Nothing selected: no mirror action applies except creating a group.
     assert window.mirror_actions.new_group.isEnabled()
     assert not window.mirror_actions.resume.isEnabled()
@@ -174,38 +173,37 @@ def test_engine_events_are_coalesced(qtbot, console, engine):
     bridge, window = console
     seen = []
     bridge.sig_engine_event.connect(lambda ev: seen.append(ev) if ev.kind == "progress" else None)
+    # 301 changes told by SiteA's own engine, streamed to the console over its event stream.
     for _ in range(300):
         bridge.call("publish", "progress", "SiteA", "burst")
     engine("publish", "progress", "SiteA", "burst")
     qtbot.waitUntil(lambda: bool(seen), timeout=5000)
-    qtbot.wait(150)  # two more flush periods: nothing left behind
+    qtbot.wait(300)  # the stream's tail and two more flush periods: nothing left behind
     assert 1 <= len(seen) < 50
 
 
 def test_stop_releases_the_arrays(qtbot, lab_home):
-    bridge = EngineBridge(lab_home, purpose="pytest-gui")
+    bridge = EngineBridge(lab_home, engine_factory=daemon_lab_factory(), purpose="pytest-gui")
     with qtbot.waitSignal(bridge.sig_ready, timeout=15000):
         bridge.start()
     bridge.stop()
     assert not bridge.running
-    with BlockingEngine(lab_home, purpose="after-console") as c:  # the locks are free again
+    with lab_engine(lab_home) as c:  # the arrays' locks and ports are free again: their daemons start
         assert [a.name for a in c.arrays_list()] == ["SiteA", "SiteB"]
 
 
-def test_tree_of_1000_pairs_updates_quickly(qtbot, tmp_path):
+def test_tree_of_1000_pairs_updates_quickly(qtbot, lab_home, client):
     """SPEC §5: a tree of 1,000 pairs updates in <= 100 ms (measured; asserted loosely for slow CI)."""
-    home = tmp_path / "lab"
-    init_lab(home)
-    with BlockingEngine(home, purpose="fabricate") as c:
-        arrays = c.arrays_list()
-        volumes = c.volumes()
-        c.create_group("big", "SiteA", "SiteB", sync_mode="manual")
-        c.add_pair("big", "SiteA/db", "SiteB/db_dr")
-        g = c.group("big", "SiteA")
+    arrays = client.arrays_list()
+    volumes = client.volumes()
+    client.create_group("big", "SiteA", "SiteB", sync_mode="manual")
+    client.add_pair("big", "SiteA/db", "SiteB/db_dr")
+    g = client.group("big", "SiteA")
     p0 = g.pairs[0]
     pairs = tuple(dataclasses.replace(p0, local_volume=f"vol{i:04d}", remote_volume=f"vol{i:04d}_dr")
                   for i in range(1000))
-    bridge = EngineBridge(home, purpose="unused")  # never started: the tree only needs the state
+    # Never started: the tree only needs the state.
+    bridge = EngineBridge(lab_home, engine_factory=daemon_lab_factory(), purpose="unused")
     state = ConsoleState(bridge)
     tree = TreePanel(state)
     qtbot.addWidget(tree)

@@ -12,8 +12,6 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QMessageBox
 
-from core.lab import LabState
-
 pytestmark = pytest.mark.timeout(90)
 MIB = 1 << 20
 LONG = "payroll_quarterly_ledger_2026"  # 29 characters: the longest group names an administrator gives
@@ -36,10 +34,9 @@ def _synced(qtbot, window, group):
 
 
 @pytest.fixture
-def slow_link(lab_home):
-    lab = LabState(lab_home)
-    lab.faults.link_bandwidth = 16 * MIB
-    lab.save()
+def slow_link(engine):
+    """Throttle the lab link (its relay) so an initial sync takes a moment."""
+    engine("set_link", bandwidth=16 * MIB)
 
 
 @pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
@@ -254,7 +251,8 @@ def test_quit_is_ctrl_q_and_about_shows_the_version(qtbot, console):
     assert not window.isVisible()
 
 
-def test_quit_during_a_sync_says_it_stops_and_resumes_in_process(qtbot, slow_link, console, engine):
+def test_quit_during_a_sync_on_daemons_says_mirroring_continues(qtbot, slow_link, console, engine):
+    """The console did not start the arrays: one question, Cancel keeps it open; after Close the sync goes on."""
     bridge, window = console
     engine("create_group", "erp", "SiteA", "SiteB", sync_mode="manual")
     engine("host_write", "SiteA/db", 0, os.urandom(48 * MIB))
@@ -265,23 +263,26 @@ def test_quit_during_a_sync_says_it_stops_and_resumes_in_process(qtbot, slow_lin
         window.quit_action.trigger()
     box: QMessageBox = asked.args[0]
     text = box.text() + " " + box.informativeText()
-    assert "erp (" in text and "stops" in text and "resumes where it stopped" in text
+    assert "erp (" in text and "run on the array daemons" in text and "Mirroring continues" in text
+    assert "this console started" not in text  # nothing to stop: the console did not start them
     assert window.isVisible()
     box.button(QMessageBox.Cancel).click()
     qtbot.wait(50)
     assert window.isVisible()  # Cancel keeps the console (and the sync) running
     with qtbot.waitSignal(window.close_guard.sig_question, timeout=3000) as asked:
         window.close()
-    close = next(b for b in asked.args[0].buttons() if b.text().startswith("Close"))
-    close.click()
+    assert [b.text() for b in asked.args[0].buttons() if b.text() != "Cancel"] == ["Close"]
+    next(b for b in asked.args[0].buttons() if b.text() == "Close").click()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=3000)
-    assert window.stop_arrays_on_exit is None  # in-process: nothing else to decide
+    assert window.stop_arrays_on_exit is None  # nothing else to decide
+    # The window is gone; the arrays finish the initial synchronization by themselves.
+    qtbot.waitUntil(lambda: engine("group", "erp", "SiteA").last_recovery_point is not None, timeout=30000)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_quit_during_a_sync_on_daemons_this_console_started_asks_once_and_mirroring_continues(
-        qtbot, open_console, lab_home, slow_link, capsys):
+        qtbot, open_console, lab_home, capsys):
     """Daemon mode, the console started the lab: one question decides; "keep mirroring" leaves the sync running."""
     import json
 
@@ -289,13 +290,17 @@ def test_quit_during_a_sync_on_daemons_this_console_started_asks_once_and_mirror
     from core.cli.main import main
     from core.lab.supervisor import lab_down
 
-    def group_show():
-        assert main(["--home", str(lab_home), "--json", "group", "show", "erp", "--array", "SiteA"]) == 0
+    def mirrorctl(*args):
+        assert main(["--home", str(lab_home), "--json", *args]) == 0
         return json.loads(capsys.readouterr()[0])
+
+    def group_show():
+        return mirrorctl("group", "show", "erp", "--array", "SiteA")
     try:
         with open_console(lab_home, purpose="pytest-gui-daemons", engine_factory=lab_fleet_factory()) as (bridge,
                                                                                                           window):
             assert window.close_guard.lab_started_here()
+            mirrorctl("lab", "link", "set", "--bandwidth", "16MiB")  # the relay it started: the sync takes a while
 
             def call(method, *args, **kwargs):
                 box = {}

@@ -36,7 +36,7 @@ def daemons(tmp_path_factory):
 @contextmanager
 def managing_console(qtbot, home):
     """The console managing only the saved arrays (no lab), its Storage arrays dock shown."""
-    bridge, window = build_console(home, poll_hz=5, nbd_port=None,
+    bridge, window = build_console(home, poll_hz=5,
                                    engine_factory=console_fleet_factory(with_lab=False))
     qtbot.addWidget(window)
     try:
