@@ -1,13 +1,16 @@
-"""``mirror-console [--home DIR]``: the window first, the engine behind it.
+"""``mirror-console [--home DIR]``: the window first, the array daemons behind it.
 
-The window is shown before the engine has opened the arrays (SPEC §5: first window
-in <= 1.5 s); panels fill in when the bridge reports ready.
+The console manages array daemons over their REST APIs (the lab's, which it brings up
+when they are not running, and the saved arrays). The window is shown before the
+daemons answer (SPEC §5: first window in <= 1.5 s); panels fill in when the bridge
+reports ready.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -28,33 +31,25 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def build_console(home: Path | str, purpose: str = "console", poll_hz: float = 5.0,
-                  nbd_port: int | None = 0, engine_factory=None,
+def build_console(home: Path | str, engine_factory: Callable, purpose: str = "console", poll_hz: float = 5.0,
                   restore_layout: bool = True) -> tuple[EngineBridge, MainWindow]:
     """The bridge (not started) and the main window around it; the caller starts and stops the bridge.
 
-    With ``engine_factory`` (the lab's fleet) the console manages array daemons over REST;
-    without it, the arrays of ``home`` run in this process and its engine serves their
-    volumes over NBD (``nbd_port=0``: free ports; ``None`` serves nothing).
+    ``engine_factory`` makes what answers the console's calls: the fleet of array daemons
+    (:func:`core.cli.common.lab_fleet_factory` for the lab in ``home``).
     """
-    bridge = EngineBridge(home, purpose=purpose, poll_hz=poll_hz, nbd_port=nbd_port, engine_factory=engine_factory)
+    bridge = EngineBridge(home, engine_factory, purpose=purpose, poll_hz=poll_hz)
     return bridge, MainWindow(bridge, restore_layout=restore_layout)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mirror-console", description="Async Mirror Console")
     parser.add_argument("--home", type=Path, default=None, help="lab home directory (default: the user's lab)")
-    parser.add_argument("--nbd-port", type=int, default=0, metavar="N",
-                        help="serve the arrays' volumes over NBD on ports N, N+1, ... (default 0: free ports)")
-    parser.add_argument("--no-nbd", action="store_true", help="do not serve the volumes over NBD")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run the lab's arrays inside the console instead of as array daemons")
     args = parser.parse_args(argv)
     home = args.home or default_home()
     init_lab(home, if_missing=True)
     app = make_app()
-    factory = None if args.in_process else lab_fleet_factory()
-    bridge, window = build_console(home, nbd_port=None if args.no_nbd else args.nbd_port, engine_factory=factory)
+    bridge, window = build_console(home, lab_fleet_factory())
     window.show()
     bridge.start()
     try:

@@ -84,21 +84,14 @@ class EngineBridge(QObject):
 
     _sig_result = Signal(int, bool, object)  # internal: (call id, ok, result or exception)
 
-    def __init__(self, home: Path | str, purpose: str = "console", event_hz: float = 15.0,
-                 poll_hz: float = 5.0, nbd_port: int | None = None, parent: QObject | None = None,
-                 engine_factory: Callable | None = None):
-        """``nbd_port``: None serves no NBD; 0 serves each array on a free port; N serves N, N+1, ...
-
-        ``engine_factory``: what answers the calls; by default the arrays of ``home`` run
-        in-process, with :func:`core.cli.common.lab_fleet_factory` they are the lab's
-        array daemons, reached over REST.
+    def __init__(self, home: Path | str, engine_factory: Callable, purpose: str = "console", event_hz: float = 15.0,
+                 poll_hz: float = 5.0, parent: QObject | None = None):
+        """``engine_factory(home, purpose)`` makes what answers the calls: a fleet of array daemons
+        reached over REST (:func:`core.cli.common.lab_fleet_factory` for the lab in ``home``).
         """
         super().__init__(parent)
         self.home = Path(home)
-        self.nbd_port = nbd_port
-        options = {"engine_factory": engine_factory} if engine_factory is not None else {}
-        self.remote = engine_factory is not None  # the arrays run as daemons, reached over HTTPS
-        self._runner = EngineLoop(self.home, purpose, nbd_port=nbd_port, **options)
+        self._runner = EngineLoop(self.home, purpose, engine_factory=engine_factory)
         self._thread = _EngineThread(self._runner, self._subscribe_on_engine_thread)
         self._thread.sig_started.connect(self._on_started, Qt.QueuedConnection)
         self._sig_result.connect(self._deliver, Qt.QueuedConnection)

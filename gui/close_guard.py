@@ -1,11 +1,9 @@
 """Closing the console while a synchronization runs: say what happens to it, then close or not.
 
-What happens depends on where the engine runs (SPEC §1): with array daemons the
-mirroring goes on without the console; in-process the synchronization stops with the
-console and resumes from where it stopped (changed regions only, never a full copy)
-the next time the arrays are opened. When this console started the lab's daemons, the
-same question decides whether they keep running, so ``mirror-console`` does not ask
-twice (see :func:`gui.app.main`). The question is a non-modal box: no nested event loop.
+The arrays are daemons (SPEC §1): the mirroring goes on without the console. When this
+console started the lab's daemons, the same question decides whether they keep running,
+so ``mirror-console`` does not ask twice (see :func:`gui.app.main`). The question is a
+non-modal box: no nested event loop.
 """
 from __future__ import annotations
 
@@ -61,7 +59,7 @@ class CloseGuard(QObject):
         box = QMessageBox(QMessageBox.Question, "A synchronization is running", "", QMessageBox.NoButton,
                           self.window)
         box.setObjectName("closeDuringSyncBox")
-        if self.bridge.remote and self.lab_started_here():
+        if self.lab_started_here():
             box.setText(f"{noun} of {what} run on the array daemons this console started.")
             box.setInformativeText(
                 "Leave the arrays running and mirroring continues without the console; 'mirrorctl' and a later "
@@ -71,20 +69,12 @@ class CloseGuard(QObject):
             stop = box.addButton("Close and stop the arrays", QMessageBox.DestructiveRole)
             box.setDefaultButton(keep)
             answers = {keep: False, stop: True}
-        elif self.bridge.remote:
+        else:
             box.setText(f"{noun} of {what} run on the array daemons.")
             box.setInformativeText("Mirroring continues after the console closes; 'mirrorctl' and a later console "
                                    "show its progress.")
             close = box.addButton("Close", QMessageBox.AcceptRole)
             box.setDefaultButton(close)
-            answers = {close: None}
-        else:
-            box.setText(f"{noun} of {what} run inside this console.")
-            box.setInformativeText(
-                "Closing stops it. The secondary keeps its last recovery point, and the synchronization resumes "
-                "where it stopped (only the changed regions, not a full copy) the next time the console or "
-                "'mirrorctl' opens these arrays.")
-            close = box.addButton("Close and stop the synchronization", QMessageBox.DestructiveRole)
             answers = {close: None}
         cancel = box.addButton(QMessageBox.Cancel)
         box.setEscapeButton(cancel)

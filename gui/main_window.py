@@ -87,8 +87,7 @@ class MainWindow(QMainWindow):
         self.guru.sig_problem_count.connect(self._problem_count)
         self.guru.sig_problems_changed.connect(self.mirror_actions.set_guru_problems)  # Resume follows the Guru
         self.guru.sig_console_action.connect(self.mirror_actions.on_guru_action)  # capacity: the dialog asks
-        bridge.sig_ready.connect(lambda: self.engine_label.setText(
-            "Managing the array daemons over HTTPS" if bridge.remote else "Engine running"))
+        bridge.sig_ready.connect(lambda: self.engine_label.setText("Managing the array daemons over HTTPS"))
         bridge.sig_start_failed.connect(self._start_failed)
 
     def _dock(self, title, widget, area) -> QDockWidget:
@@ -143,7 +142,7 @@ class MainWindow(QMainWindow):
     def about_text(self) -> str:
         return (f"<h3>Async Mirror Console {version()}</h3>"
                 "<p>Asynchronous volume mirroring between storage arrays: console and embedded lab.</p>"
-                f"<p>Arrays: {'array daemons, managed over HTTPS' if self.bridge.remote else 'in this process'}"
+                "<p>Arrays: array daemons, managed over HTTPS"
                 f"<br>Lab home: {self.bridge.home}</p>")
 
     def show_about(self) -> QMessageBox:

@@ -299,8 +299,7 @@ class StorageArraysPage(QWidget):
         def failed(err):
             self._in_flight = False
             self.error.setText(error_text(err) if getattr(err, "code", "") != "notImplemented" else
-                               "This console runs the arrays in its own process: it manages no arrays over the "
-                               "network (start it without --in-process).")
+                               "This console manages only the lab's arrays: it keeps no saved arrays to add to.")
         self.bridge.call("managed_arrays", on_done=self._show, on_error=failed)
 
     def _show(self, states) -> None:

@@ -7,8 +7,7 @@ rate measured, bytes written), its write errors with the reason the console can 
 (a target that hosts may no longer write), and a Stop button.
 
 It asks ``workload()`` once a second and on the engine's "workload" events; the
-in-process engine answers one dict, the fleet one dict per array (each with
-``running``): both are read.
+fleet answers one dict per array (each with ``running``).
 """
 from __future__ import annotations
 
@@ -26,11 +25,9 @@ POLL_MS = 1000
 
 
 def workloads(answer) -> list[dict]:
-    """The running workloads in ``workload()``'s answer (engine: one dict; fleet: {array: dict})."""
+    """The running workloads in ``workload()``'s answer ({array: dict})."""
     if not answer:
         return []
-    if "volumes" in answer:
-        return [answer]
     return [w for w in answer.values() if isinstance(w, dict) and w.get("running", True) and w.get("volumes")]
 
 
