@@ -7,21 +7,44 @@ dataclasses of plain values so they can cross the engine/GUI thread bridge safel
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
 
+@functools.lru_cache(maxsize=None)  # field names only: a bounded set
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
+@functools.lru_cache(maxsize=None)  # one entry per dataclass
+def _names(cls) -> tuple[tuple[str, str], ...]:
+    """``(attribute, camelCase key)`` of each field of a dataclass, worked out once per class.
+
+    ``to_json`` runs for every pair of every group a REST listing returns (512 pairs at
+    issue 14's scale): ``dataclasses.fields`` and the name conversion per call were
+    most of a ``GET async-mirrors``.
+    """
+    return tuple((f.name, _camel(f.name)) for f in dataclasses.fields(cls))
+
+
 def _fields(value) -> dict:
-    return {_camel(f.name): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return {key: _plain(getattr(value, name)) for name, key in _names(type(value))}
+
+
+def fields_json(value, leave_out: str) -> dict:
+    """``value.to_json()`` without one field (a REST listing converts a group's pairs on their own)."""
+    return {key: _plain(getattr(value, name)) for name, key in _names(type(value)) if name != leave_out}
+
+
+_SCALARS = (str, int, float, bool, type(None))
 
 
 def _plain(value):
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, Snapshot):
         return value.to_json()
     if dataclasses.is_dataclass(value):
@@ -184,6 +207,7 @@ class PairSnapshot(Snapshot):
     progress: SyncProgress | None
     reserved_capacity: ReservedCapacitySnapshot
     reason: str = ""  # why Failed / Incomplete / Orphan, in words
+    volume_capacity: int = 0  # of the local volume, bytes (0 when not known, as in older answers)
 
     @property
     def primary_ref(self) -> str:

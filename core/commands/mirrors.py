@@ -165,7 +165,7 @@ class MirrorCommands:
                 array=array.name, volume=p.volume.name, pool=p.reserved_pool,
                 drive_type=array.drive_type_of(p.reserved_pool), capacity=p.reserved_capacity,
                 pit_bytes=rt.pit_bytes, log_bytes=rt.log_bytes, staging_bytes=rt.staging_bytes),
-            reason=reason)
+            reason=reason, volume_capacity=p.volume.capacity)
 
     # -- pairs -------------------------------------------------------------------
     async def add_pair(self, group: str, primary: str, secondary: str, reserved_percent: float = 20,

@@ -53,6 +53,7 @@ without a schema change and every array computes its peer's refs alike; a group'
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 from datetime import datetime
@@ -60,7 +61,8 @@ from enum import Enum
 
 from core.guru import GuruAction, Problem
 from core.snapshots import (ArraySnapshot, Candidate, EventRecord, GroupSnapshot, PairSnapshot, PoolSnapshot,
-                            ReservedCapacitySnapshot, SyncProgress, SyncStats, VolumeSnapshot, _camel, from_json)
+                            ReservedCapacitySnapshot, SyncProgress, SyncStats, VolumeSnapshot, _camel, fields_json,
+                            from_json)
 
 SYSTEM_ID = "1"  # the embedded Web Services call their own array "1"
 _VOLUME, _POOL, _GROUP, _PAIR = "02", "04", "37", "3B"
@@ -68,6 +70,7 @@ _WS_RAID = {"0": "raid0", "1": "raid1", "5": "raid5", "6": "raid6", "10": "raid1
 
 
 # -- ids ------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1 << 16)  # a listing asks the same few refs per pair at every GET
 def object_ref(prefix: str, *parts: str) -> str:
     """A stable Web Services ref: ``prefix`` + hex digest of the parts (40 characters)."""
     digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest().upper()
@@ -187,7 +190,22 @@ def sync_activity(g: GroupSnapshot) -> str:
 
 
 def group_to_ws(g: GroupSnapshot, remote_wwn: str = "", volume_sizes: dict[str, int] | None = None) -> dict:
-    """``volume_sizes`` (local volume name -> capacity) fills each pair's ``totalSizeInBytes``."""
+    """``volume_sizes`` (local volume name -> capacity) fills each pair's ``totalSizeInBytes``.
+
+    Without it each pair's own ``volume_capacity`` does (when known).
+    """
+    return {**group_head_to_ws(g, remote_wwn),
+            "pairs": [pair_to_ws(p, _size(p, volume_sizes)) for p in g.pairs]}
+
+
+def _size(p: PairSnapshot, volume_sizes: dict[str, int] | None) -> int | None:
+    if volume_sizes is not None and p.local_volume in volume_sizes:
+        return volume_sizes[p.local_volume]
+    return p.volume_capacity or None
+
+
+def group_head_to_ws(g: GroupSnapshot, remote_wwn: str = "") -> dict:
+    """A group's JSON without its ``pairs`` (a listing converts each pair on its own, see core.rest.listing)."""
     ref = group_ref(g.array, g.name)
     other = "secondary" if g.role == "primary" else "primary"
     ws = {"id": ref, "groupRef": ref, "label": g.name, "worldWideName": group_wwn(g.name),
@@ -202,10 +220,8 @@ def group_to_ws(g: GroupSnapshot, remote_wwn: str = "", volume_sizes: dict[str, 
           "recoveryPointAgeAlertThresholdMinutes": g.recovery_point_alert_minutes,
           "repositoryUtilizationWarnThreshold": g.reserved_alert_percent, "connectionType": g.channel,
           "remoteTargetName": g.remote_array, "remoteTargetWwn": remote_wwn, "remoteTargetId": g.remote_array}
-    sizes = volume_sizes or {}
-    out = {**g.to_json(), **ws}
-    out["pairs"] = [pair_to_ws(p, sizes.get(p.local_volume)) for p in g.pairs]
-    return out
+    # Not g.to_json(): it would convert every pair once more only for the caller to replace them.
+    return {**fields_json(g, "pairs"), **ws}
 
 
 def group_from_ws(ws: dict) -> GroupSnapshot:

@@ -17,7 +17,7 @@ from typing import Iterable
 from aiohttp import web
 
 from core.errors import InvalidInput, NotFound
-from core.rest import models
+from core.rest import listing, models
 from core.snapshots import GroupSnapshot, PairSnapshot, VolumeSnapshot
 
 V2 = "/devmgr/v2/storage-systems/{system}"
@@ -31,6 +31,7 @@ class ArrayContext:
         self.engine = engine
         self.array = array
         self._wwns: dict[str, str] = {}  # array name -> WWN, learnt once (a WWN never changes)
+        self.pair_texts = listing.PairTexts()  # GET async-mirrors: each pair's JSON while unchanged
 
     def ref(self, name: str) -> str:
         """The engine's ARRAY/VOLUME address of one of this array's volumes."""
@@ -65,9 +66,6 @@ class ArrayContext:
         raise NotFound(f"array {self.array} has no volume '{vid}' (give its id or its name); see "
                        f"'mirrorctl volume list --array {self.array}'", code="volumeNotFound")
 
-    async def volume_sizes(self) -> dict[str, int]:
-        return {v.name: v.capacity for v in await self.engine.volumes(self.array)}
-
     async def group(self, gid: str) -> GroupSnapshot:
         for g in await self.engine.groups(self.array):
             if g.name == gid or models.group_ref(g.array, g.name) == gid.upper():
@@ -84,12 +82,17 @@ class ArrayContext:
         raise NotFound(f"{where} has no mirrored pair '{pid}' (give its id or its local volume's name)",
                        code="arvmPairNotFound")
 
-    async def group_json(self, g: GroupSnapshot, volume_sizes: dict[str, int] | None = None) -> dict:
-        sizes = volume_sizes if volume_sizes is not None else await self.volume_sizes()
-        return models.group_to_ws(g, await self.wwn(g.remote_array), sizes)
+    async def group_json(self, g: GroupSnapshot) -> dict:
+        """Each pair's ``totalSizeInBytes`` is its snapshot's volume capacity (no listing of every volume)."""
+        return models.group_to_ws(g, await self.wwn(g.remote_array))
+
+    async def groups_text(self, groups: list[GroupSnapshot]) -> str:
+        """The JSON of ``groups`` as :meth:`group_json` gives each, for a listing (see core.rest.listing)."""
+        wwns = {name: await self.wwn(name) for name in {g.remote_array for g in groups}}
+        return listing.groups_text(groups, wwns, self.pair_texts)
 
     async def pair_json(self, p: PairSnapshot) -> dict:
-        return models.pair_to_ws(p, (await self.volume_sizes()).get(p.local_volume))
+        return models.pair_to_ws(p, p.volume_capacity or None)
 
     # -- remote arrays -----------------------------------------------------------------------------
     def for_this_array(self, method_name: str):
@@ -138,7 +141,12 @@ def context(request: web.Request) -> ArrayContext:
 
 # -- responses ---------------------------------------------------------------------------------------
 def reply(data, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, default=str))
+    return web.json_response(data, status=status, dumps=listing.dumps)
+
+
+def reply_text(text: str, status: int = 200) -> web.Response:
+    """A reply whose JSON is already text (as :func:`reply` would have encoded it)."""
+    return web.json_response(text=text, status=status)
 
 
 def group_command(method: str):

@@ -15,7 +15,7 @@ from aiohttp import web
 from core.eligibility import array_refusals
 from core.errors import InvalidInput, MirrorError
 from core.rest import models
-from core.rest.routes_context import V2, Body, context, group_command, no_content, query_flag, reply
+from core.rest.routes_context import V2, Body, context, group_command, no_content, query_flag, reply, reply_text
 
 GROUPS = f"{V2}/async-mirrors"
 GROUP = f"{GROUPS}/{{gid}}"
@@ -54,8 +54,7 @@ def accepts(method, keyword: str) -> bool:
 
 async def list_groups(request: web.Request) -> web.Response:
     ctx = context(request)
-    sizes = await ctx.volume_sizes()
-    return reply([await ctx.group_json(g, sizes) for g in await ctx.engine.groups(ctx.array)])
+    return reply_text(await ctx.groups_text(await ctx.engine.groups(ctx.array)))
 
 
 async def create_group(request: web.Request) -> web.Response:
