@@ -1,0 +1,63 @@
+"""``GET async-mirrors`` at scale (issue 14): work that does not grow with the groups, answers that stay current."""
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import event
+
+from test_rest_support import rest, wait_for  # noqa: F401  (fixture)
+
+
+def add_groups(client, first: int, count: int) -> None:
+    for i in range(first, first + count):
+        client.create_volume(f"SiteA/v{i}", "1MiB")
+        client.create_volume(f"SiteB/v{i}d", "1MiB")
+        client.create_group(f"G{i}", "SiteA", "SiteB", sync_mode="manual")
+        client.add_pair(f"G{i}", f"SiteA/v{i}", f"SiteB/v{i}d")
+    wait_for(lambda: all(g.status == "optimal" for g in client.groups("SiteA")), 60, "initial syncs")
+
+
+def statements_of_a_listing(rest, database) -> int:
+    """SQL statements SiteA's daemon runs to answer one GET (not those of its scheduler meanwhile)."""
+    rest.ok("GET", "async-mirrors")  # what is read once (a group's last sync) is read by now
+    count = 0
+
+    def counted(*_):
+        nonlocal count
+        task = asyncio.current_task()
+        if task is not None and "RequestHandler" in task.get_coro().__qualname__:
+            count += 1
+
+    event.listen(database, "before_cursor_execute", counted)
+    try:
+        listing = rest.ok("GET", "async-mirrors")
+    finally:
+        event.remove(database, "before_cursor_execute", counted)
+    assert all(len(g["pairs"]) == 1 for g in listing)
+    return count
+
+
+def test_a_listing_issues_as_many_statements_for_eight_groups_as_for_one(rest, client, daemon_lab):
+    database = daemon_lab.daemon("SiteA").engine.get_array("SiteA")._engine
+    add_groups(client, 0, 1)
+    one = statements_of_a_listing(rest, database)
+    add_groups(client, 1, 7)
+    assert statements_of_a_listing(rest, database) == one <= 2
+
+
+def test_the_next_listing_shows_a_change_and_a_pair_that_is_gone(rest, client):
+    """Pair JSON is reused only while its snapshot is unchanged: a write, a suspension, a removal show at once."""
+    add_groups(client, 0, 2)
+    before = {g["label"]: g for g in rest.ok("GET", "async-mirrors")}
+    assert [p["unsynchronizedBytes"] for p in before["G0"]["pairs"]] == [0]
+    assert before["G0"]["pairs"][0]["totalSizeInBytes"] == str(1 << 20)
+    client.host_write("SiteA/v0", 0, b"x" * 4096)
+    client.suspend("G1")
+    after = {g["label"]: g for g in rest.ok("GET", "async-mirrors")}
+    assert after["G0"]["pairs"][0]["unsynchronizedBytes"] > 0
+    assert after["G1"]["syncActivity"] == "userSuspended" and after["G1"]["status"] == "user_suspended"
+    assert after["G1"]["pairs"] == before["G1"]["pairs"]
+    client.resume("G1")
+    client.remove_pair("SiteA/v1")
+    last = {g["label"]: g for g in rest.ok("GET", "async-mirrors")}
+    assert last["G1"]["pairs"] == [] and len(last["G0"]["pairs"]) == 1
