@@ -129,7 +129,9 @@ def capture(group_row, hosts: dict, region_size: int, resume_id: str | None = No
                                   np.zeros(len(regions), dtype=bool),
                                   np.zeros(len(regions), dtype=bool),
                                   np.isin(regions, written) if resume_id else np.zeros(len(regions), dtype=bool),
-                                  total, initial=first, blocks=hv.changelog.inflight_blocks(regions),
+                                  total, initial=first,
+                                  # The initial sync sends whole regions: its secondary starts from holes.
+                                  blocks=None if first else hv.changelog.inflight_blocks(regions),
                                   block_size=hv.changelog.block_size))
     return Transfer(id=resume_id or f"{group_row.name}-{rp_id}-{uuid.uuid4().hex[:8]}",
                     recovery_point={"id": rp_id, "time": now.isoformat()},
@@ -222,7 +224,7 @@ class Run:
     start: int  # index in PairTransfer.regions
     count: int
     pieces: list[tuple[int, bytes]]  # (volume offset, data)
-    span: int  # bytes of the regions (what bytes_done counts)
+    span: int  # bytes of the regions (what bytes_done and bytes_payload count)
 
     @property
     def payload(self) -> int:
@@ -244,15 +246,17 @@ class _Pacer:
         t = self.transfer
         t.bytes_sent += await session.send_regions(t.id, p.remote_volume,
                                                    [piece for run in batch for piece in run.pieces], self.priority)
+        # The payload counts the regions brought up to date, as for a zero region: like zero
+        # markers and compression, sending only the dirty blocks shows in the wire bytes.
         size = payload = 0
         for run in batch:
             if p.sent[run.start:run.start + run.count].any():  # lost with a dropped link: sent again
-                t.bytes_resent += run.payload
+                t.bytes_resent += run.span
             p.sent[run.start:run.start + run.count] = True
             self.pending.append((p, run.start, run.count))
             size += run.span
             payload += run.payload
-        t.bytes_payload += payload
+        t.bytes_payload += size
         p.bytes_done += size
         self.unconfirmed_bytes += size  # the secondary stages whole regions
         self.on_progress()
