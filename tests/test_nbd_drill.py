@@ -6,7 +6,6 @@ import subprocess
 
 import pytest
 
-from core.runtime import BlockingEngine
 from test_nbd_volumes import EPERM, RawNbd  # the raw client lives with the volume tests
 
 pytestmark = [
@@ -20,12 +19,12 @@ DRILL = "SiteB/logs_dr-drill"
 
 
 @pytest.fixture
-def served(lab_home):
-    with BlockingEngine(lab_home, purpose="pytest nbd drill", nbd_port=0) as c:
-        c.create_group("G", "SiteA", "SiteB", sync_mode="manual")
-        c.add_pair("G", "SiteA/logs", "SiteB/logs_dr")
-        c.sync_now("G", wait=True, after_running=True)
-        yield c
+def served(client):
+    """Group G: SiteA/logs -> SiteB/logs_dr, initial sync done; the drill runs on SiteB's daemon."""
+    client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
+    client.add_pair("G", "SiteA/logs", "SiteB/logs_dr")
+    client.sync_now("G", wait=True, after_running=True)
+    return client
 
 
 def qemu_io(uri: str, *commands: str) -> str:

@@ -1,4 +1,8 @@
-"""Real NBD clients against the lab's volumes: bytes written by a host reach the secondary."""
+"""Real NBD clients against the lab's volumes: bytes written by a host reach the secondary.
+
+Each array daemon serves its own volumes over NBD (tests/daemon_lab.py); the hosts here
+connect to the export URIs the arrays' REST APIs list.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -11,18 +15,16 @@ from urllib.parse import unquote
 
 import pytest
 
-from core.runtime import BlockingEngine
-
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def served(lab_home):
-    with BlockingEngine(lab_home, purpose="pytest nbd", nbd_port=0) as c:
-        c.create_group("G", "SiteA", "SiteB", sync_mode="manual")
-        c.add_pair("G", "SiteA/logs", "SiteB/logs_dr")
-        c.sync_now("G", wait=True, after_running=True)
-        yield c
+def served(client):
+    """Group G: SiteA/logs (2 GiB) -> SiteB/logs_dr, initial sync done; each array serves its volumes over NBD."""
+    client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
+    client.add_pair("G", "SiteA/logs", "SiteB/logs_dr")
+    client.sync_now("G", wait=True, after_running=True)
+    return client
 
 
 @pytest.mark.skipif(shutil.which("nbdcopy") is None, reason="nbdcopy (libnbd-bin) not installed")
