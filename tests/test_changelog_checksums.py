@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from core.datapath import ChangeLog, FormatMismatch
 from core.datapath import changelog as cl
-from test_replication_support import RS as ENGINE_RS, make_pair, open_engine, volume_bytes
+from test_replication_support import RS as ENGINE_RS, make_pair, open_lab, volume_bytes
 
 RS = 4096
 
@@ -154,12 +154,13 @@ def test_property_a_damaged_block_never_reads_clean(tmp_path_factory, marks, blo
 
 
 def _changes_log(client, array: str, volume: str) -> str:
-    return client.host_volume(array, volume).changelog.path
+    """The change log of ``array``'s volume, as that array's daemon has it open."""
+    return client.call(lambda: client.engine.daemon(array).engine.host_volume(array, volume).changelog.path)
 
 
 def test_a_zeroed_change_log_resends_its_regions_and_says_so(lab_home):
-    """Writes made before a restart whose log was zeroed still reach the secondary."""
-    c = open_engine(lab_home)
+    """Writes made before a restart of the arrays' daemons whose log was zeroed still reach the secondary."""
+    c = open_lab(lab_home)
     try:
         make_pair(c, "4MiB")
         data = os.urandom(3 * ENGINE_RS)
@@ -169,7 +170,7 @@ def test_a_zeroed_change_log_resends_its_regions_and_says_so(lab_home):
         c.close()
     size = os.path.getsize(path)
     _damage(path, cl.HEADER_SIZE, bytes(size - cl.HEADER_SIZE))  # the bitmap, zeroed while the array was down
-    c = open_engine(lab_home)
+    c = open_lab(lab_home)
     try:
         stats = c.sync_now("G", wait=True)
         assert stats.unique_changed_bytes >= 3 * ENGINE_RS

@@ -4,6 +4,9 @@ A truncated group commit record once made every command fail with a
 JSONDecodeError, and a damaged config.db gave a SQLAlchemy traceback. Records are
 now versioned and checksummed; ``mirrorctl array check`` finds (and with
 ``--repair`` fixes) what can be fixed while the array is stopped.
+
+The lab runs as array daemons (tests/daemon_lab.py); a damaged file is written while
+they are stopped, and what the restarted daemons report is what a user sees.
 """
 from __future__ import annotations
 
@@ -21,22 +24,29 @@ from core.datapath import changelog as cl
 from core.errors import MirrorError
 from core.replication import receiver
 from core.store.database import read_array_name
-from test_replication_support import RS, make_pair, open_engine, volume_bytes
+from test_replication_support import RS, make_pair, open_lab, volume_bytes
 
 GROUPS = Path("reserved") / ".groups"
 
 
 @pytest.fixture
-def mirrored(lab_home):
-    """A lab whose group G (SiteA/v -> SiteB/v) committed its initial sync; the engine is stopped."""
-    c = open_engine(lab_home)
+def mirrored_at(lab_home):
+    """(home, G's recovery point id on SiteB): SiteA/v -> SiteB/v synced twice, the daemons stopped."""
+    c = open_lab(lab_home)
     try:
         make_pair(c, "4MiB")
         c.host_write("SiteA/v", 3 * RS, os.urandom(RS))
         c.sync_now("G", wait=True)
+        rp_id = c.call(lambda: c.engine.daemon("SiteB").engine.arrays["SiteB"].group("G").last_recovery_point_id)
     finally:
         c.close()
-    return lab_home
+    return lab_home, rp_id
+
+
+@pytest.fixture
+def mirrored(mirrored_at):
+    """The home of ``mirrored_at``."""
+    return mirrored_at[0]
 
 
 def site(home, name: str) -> Path:
@@ -81,7 +91,7 @@ def test_array_check_reports_a_damaged_database(capsys, lab_home):
 def test_a_truncated_commit_record_fails_only_its_group(mirrored):
     record = site(mirrored, "SiteB") / GROUPS / "G.commit"
     record.write_bytes(b'{"transfer": "G-2-ab')  # what a crash of the disk, not of the engine, leaves
-    c = open_engine(mirrored)
+    c = open_lab(mirrored)
     try:
         pair = next(p for p in c.pairs() if p.array == "SiteB")
         assert pair.status == "failed"
@@ -116,7 +126,7 @@ def test_a_version_1_commit_record_is_still_read():
 def test_a_damaged_sync_hint_is_removed_with_an_event_and_the_sync_runs(mirrored):
     hint = site(mirrored, "SiteA") / GROUPS / "G.inflight"
     hint.write_bytes(b"\x00\x01garbage")
-    c = open_engine(mirrored)
+    c = open_lab(mirrored)
     try:
         c.host_write("SiteA/v", 9 * RS, os.urandom(RS))
         stats = c.sync_now("G", wait=True)
@@ -130,7 +140,7 @@ def test_a_damaged_sync_hint_is_removed_with_an_event_and_the_sync_runs(mirrored
 
 # -- mirrorctl array check ----------------------------------------------------------------------
 def test_array_check_refuses_while_the_array_runs(capsys, lab_home):
-    c = open_engine(lab_home)
+    c = open_lab(lab_home)
     try:
         code, out, err = run_cli(capsys, lab_home, "array", "check", "SiteB")
     finally:
@@ -147,14 +157,17 @@ def test_array_check_finds_nothing_in_a_healthy_array(capsys, mirrored):
 def test_repair_sets_a_damaged_commit_record_aside_and_the_group_syncs_again(capsys, mirrored):
     record = site(mirrored, "SiteB") / GROUPS / "G.commit"
     record.write_bytes(b"\x00" * 7)
-    c = open_engine(mirrored)  # the group fails on start
-    c.close()
+    c = open_lab(mirrored)  # SiteB's daemon starts, the group fails on it
+    try:
+        assert next(p for p in c.pairs() if p.array == "SiteB").status == "failed"
+    finally:
+        c.close()
     code, out, err = run_cli(capsys, mirrored, "array", "check", "SiteB")
     assert code == 3 and str(record) in out
     code, out, err = run_cli(capsys, mirrored, "array", "check", "SiteB", "--repair")
     assert code == 0, out + err
     assert not record.exists() and list(record.parent.glob("G.commit.damaged*"))
-    c = open_engine(mirrored)
+    c = open_lab(mirrored)
     try:
         assert all(p.status != "failed" for p in c.pairs())
         c.host_write("SiteA/v", 11 * RS, os.urandom(RS))
@@ -177,11 +190,9 @@ def _stage(home, transfer: str, rp_id: int, offset: int, data: bytes) -> None:
     st.close()
 
 
-def test_repair_re_applies_the_journal_of_the_recorded_recovery_point(mirrored):
+def test_repair_re_applies_the_journal_of_the_recorded_recovery_point(mirrored_at):
     """The database already names the journal's recovery point: the commit was decided, roll it forward."""
-    c = open_engine(mirrored)
-    rp_id = c.engine.arrays["SiteB"].group("G").last_recovery_point_id
-    c.close()
+    mirrored, rp_id = mirrored_at
     data = os.urandom(RS)
     _stage(mirrored, "G-x", rp_id, 20 * RS, data)
     (site(mirrored, "SiteB") / GROUPS / "G.commit").write_bytes(b"{")
@@ -193,10 +204,8 @@ def test_repair_re_applies_the_journal_of_the_recorded_recovery_point(mirrored):
         assert f.read(RS) == data
 
 
-def test_repair_keeps_a_newer_transfer_for_the_primary_to_resume(mirrored):
-    c = open_engine(mirrored)
-    rp_id = c.engine.arrays["SiteB"].group("G").last_recovery_point_id
-    c.close()
+def test_repair_keeps_a_newer_transfer_for_the_primary_to_resume(mirrored_at):
+    mirrored, rp_id = mirrored_at
     before = (site(mirrored, "SiteB") / "volumes" / "v.img").read_bytes()
     _stage(mirrored, "G-y", rp_id + 1, 20 * RS, os.urandom(RS))
     (site(mirrored, "SiteB") / GROUPS / "G.commit").write_bytes(b"{")
@@ -250,7 +259,7 @@ def test_repair_moves_a_foreign_change_log_aside_and_rebuilds_it(capsys, mirrore
     code, out, err = run_cli(capsys, mirrored, "array", "check", str(d), "--repair")
     assert code == 0, out
     assert cl.inspect(log, 4 << 20, RS).bits[:64].all() and list(log.parent.glob("changes.log.damaged-*"))
-    c = open_engine(mirrored)  # the array starts, and resends every region once
+    c = open_lab(mirrored)  # the array's daemon starts, and resends every region once
     try:
         assert c.sync_now("G", wait=True).unique_changed_bytes == 4 << 20
         assert volume_bytes(c, "SiteB/v") == volume_bytes(c, "SiteA/v")
