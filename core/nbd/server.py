@@ -7,6 +7,12 @@ payloads are received directly into a per-connection payload buffer, and all
 replies produced by one receive are sent with a single ``transport.write``.
 Backend calls are synchronous on the loop thread, in request order.
 
+A backend may be told about writes before they run (``intend_writes``, optional): a
+mirrored volume then makes its write-intent bits durable first. When it answers
+with an awaitable, the connection holds its requests (stops reading, keeps order)
+until that is done, and the loop serves everyone else meanwhile; a large write is
+announced as soon as its header arrives, so the wait overlaps its payload.
+
 A misbehaving client (bad magic, garbage, oversize payload, disconnect mid-request)
 only ever loses its own connection. Greedy or idle ones cannot pile up either: a
 client has ``handshake_timeout`` seconds to choose an export, connections are capped
@@ -150,6 +156,8 @@ class _NbdConnection(asyncio.BufferedProtocol):
         self._peer = None
         self._blocked = False  # requests wait in the buffer until replies drain
         self._handshake_timer: asyncio.TimerHandle | None = None
+        self._held: asyncio.Future | None = None  # requests wait for the backend (intend_writes)
+        self._payload_wait: asyncio.Future | None = None  # what the write being received waits for
 
     @property
     def export_name(self) -> str | None:
@@ -186,6 +194,9 @@ class _NbdConnection(asyncio.BufferedProtocol):
         self._server._connections.discard(self)
         self._backend = None
         self._pending = None
+        for wait in (self._held, self._payload_wait):
+            if wait is not None and not wait.done():
+                wait.add_done_callback(_consume)  # nobody waits any more: no "never retrieved" noise
 
     def pause_writing(self) -> None:
         # The client is not reading its replies: stop reading its requests.
@@ -200,7 +211,8 @@ class _NbdConnection(asyncio.BufferedProtocol):
             self.buffer_updated(0)  # answer the requests left waiting
             if self._blocked or self._state == _S_CLOSED:
                 return
-        self._transport.resume_reading()
+        if self._held is None:
+            self._transport.resume_reading()
 
     def get_buffer(self, sizehint: int):
         if self._state == _S_PAYLOAD:
@@ -213,6 +225,12 @@ class _NbdConnection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._state == _S_CLOSED:
+            return
+        if self._held is not None:  # bytes read before the pause took effect: they wait too
+            if self._state == _S_PAYLOAD:
+                self._payload_fill += nbytes
+            else:
+                self._end += nbytes
             return
         try:
             if self._state == _S_PAYLOAD:
@@ -235,6 +253,34 @@ class _NbdConnection(asyncio.BufferedProtocol):
 
     def eof_received(self):
         return False  # close our side too
+
+    # -- waiting for the backend (intend_writes) ------------------------------
+    def _hold(self, wait) -> None:
+        """Stop handling requests until ``wait`` is done; order is kept (nothing else runs first)."""
+        self._held = wait
+        self._transport.pause_reading()
+        wait.add_done_callback(self._release)
+
+    def _release(self, wait) -> None:
+        self._held = None
+        # A failure shows in the writes themselves: run them unannounced, each marks the
+        # log on its own and reports the error (announcing again would retry forever).
+        failed = _consume(wait)
+        if self._state == _S_CLOSED or self._transport is None:
+            return
+        try:
+            if self._pending is not None and self._state == _S_PAYLOAD:
+                self._finish_payload_write()
+            if self._held is None and self._state == _S_TRANSMISSION:
+                self._process_requests(announce=not failed)
+        except Exception:
+            log.exception("NBD connection from %s failed; closing it", self._peer)
+            self._out.clear()
+            self.abort()
+            return
+        self._flush_out()
+        if self._held is None and not self._blocked and self._state != _S_CLOSED:
+            self._transport.resume_reading()
 
     # -- helpers ------------------------------------------------------------
     def _handshake_timed_out(self) -> None:
@@ -395,7 +441,7 @@ class _NbdConnection(asyncio.BufferedProtocol):
             self._start, self._end = 0, len(pending)
 
     # -- transmission -------------------------------------------------------
-    def _process_requests(self) -> None:
+    def _process_requests(self, announce: bool = True) -> None:
         """Handle every complete request in the buffer (the hot path)."""
         buf = self._buf
         view = self._view
@@ -407,9 +453,11 @@ class _NbdConnection(asyncio.BufferedProtocol):
         backend = self._backend
         size = backend.size
         start, end = self._start, self._end
-        intend = getattr(backend, "intend_writes", None)
+        intend = getattr(backend, "intend_writes", None) if announce else None
         if intend is not None:
-            self._announce_writes(intend, start, end)
+            wait = self._announce_writes(intend, start, end)
+            if wait is not None:
+                return self._hold(wait)
         queued = 0
         while end - start >= 28:
             magic, flags, cmd, cookie, offset, length = unpack(buf, start)
@@ -478,11 +526,12 @@ class _NbdConnection(asyncio.BufferedProtocol):
         if start == end:
             self._start = self._end = 0
 
-    def _announce_writes(self, intend, start: int, end: int) -> None:
+    def _announce_writes(self, intend, start: int, end: int) -> asyncio.Future | None:
         """Tell the backend every complete write-like request of the buffer before any runs.
 
         A mirrored volume then makes its change log durable once for the batch
         (ExportBackend.intend_writes is optional; see core.replication.host_volume).
+        Returns what to wait for before running them, if anything.
         """
         buf, unpack = self._buf, P.REQUEST.unpack_from
         ranges = []
@@ -498,11 +547,7 @@ class _NbdConnection(asyncio.BufferedProtocol):
                 start += 28
             if cmd in (1, 4, 6):  # WRITE, TRIM, WRITE_ZEROES
                 ranges.append((offset, length))
-        if len(ranges) > 1:
-            try:
-                intend(ranges)
-            except Exception:  # the writes themselves report any error
-                log.exception("announcing writes to %s failed", self._peer)
+        return _intend(intend, ranges, self._peer) if ranges else None
 
     def _other_command(self, cmd: int, flags: int, offset: int, length: int) -> int:
         """FLUSH, TRIM, WRITE_ZEROES and unknown commands; returns the error value."""
@@ -553,8 +598,14 @@ class _NbdConnection(asyncio.BufferedProtocol):
         self._pending = (flags, cookie, offset, length)
         self._start = self._end = 0
         self._state = _S_PAYLOAD
+        intend = getattr(self._backend, "intend_writes", None)
+        if intend is not None and not flags & ~P.CMD_FLAG_FUA and offset + length <= self._backend.size:
+            self._payload_wait = _intend(intend, [(offset, length)], self._peer)  # overlaps the payload
 
     def _finish_payload_write(self) -> None:
+        wait, self._payload_wait = self._payload_wait, None
+        if wait is not None and not wait.done():
+            return self._hold(wait)  # _release comes back here
         flags, cookie, offset, length = self._pending
         self._pending = None
         self._state = _S_TRANSMISSION
@@ -575,3 +626,20 @@ class _NbdConnection(asyncio.BufferedProtocol):
                 err = P.error_code(exc)
         self._out.append(P.SIMPLE_REPLY.pack(P.SIMPLE_REPLY_MAGIC, err, cookie))
 
+
+
+def _intend(intend, ranges, peer) -> asyncio.Future | None:
+    """Announce writes to a backend; a future to wait for when it asks for one."""
+    try:
+        wait = intend(ranges)
+    except Exception:  # the writes themselves report any error
+        log.exception("announcing writes to %s failed", peer)
+        return None
+    if wait is None:
+        return None
+    return asyncio.ensure_future(wait)
+
+
+def _consume(wait: asyncio.Future) -> bool:
+    """Retrieve a finished wait's outcome (no 'never retrieved' warning); True if it failed."""
+    return wait.cancelled() or wait.exception() is not None

@@ -3,24 +3,33 @@
 Every host write — from the Python API, the CLI or an NBD client — comes through
 :class:`HostVolume`, in this order (SPEC §2 "The write path"):
 1. refuse it if the volume may not be written (secondary role, failed, role change);
-2. record the change in the write-intent log (durable only on a region's first write;
-   the blocks written are kept in memory, so a sync sends only those);
+2. record the change in the write-intent log (durable only on a region's first write
+   since the regions it keeps set, its activity log; the blocks written are kept in
+   memory, so a sync sends only those). The NBD server announces a batch first
+   (:meth:`HostVolume.intend_writes`) and waits, off the event loop and sharing one
+   fdatasync with the batches of other connections, before it writes;
 3. if a sync is capturing this volume, copy the old data into the PIT store;
 4. write, and acknowledge — replication never waits in the write path.
 It also serves as the NBD server's export backend (``core.nbd.backend``).
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 from core.datapath.changelog import ChangeLog
 from core.datapath.extents import punch_hole
 from core.datapath.pit import PitStore
 from core.datapath.staging import Staging
 from core.errors import HostWriteRefused, ReservedCapacityFull, VolumeFailed
+
+# The change log's activity log (issue 14): regions being rewritten keep their bit set across
+# commits, so their next write needs no durable update. It bounds what a crash adds to a
+# resync: at most this many bytes of such regions beyond the changes since the recovery point.
+ACTIVITY_LOG_BYTES = 1 << 30
 
 
 class HostVolume:
@@ -55,7 +64,8 @@ class HostVolume:
     def attach(self, reserved_dir: str, region_size: int, budget: Callable[[], int]) -> None:
         """Open the change log, PIT store and staging journal in the reserved capacity."""
         os.makedirs(reserved_dir, exist_ok=True)
-        self.changelog = ChangeLog.open(os.path.join(reserved_dir, "changes.log"), self.size, region_size)
+        self.changelog = ChangeLog.open(os.path.join(reserved_dir, "changes.log"), self.size, region_size,
+                                        hot_regions=max(1, ACTIVITY_LOG_BYTES // region_size))
         # Not fsynced: only trusted after a process crash on the same boot (core.replication.sync_runner).
         self.since_capture = ChangeLog.open(os.path.join(reserved_dir, "since_capture.log"), self.size,
                                             region_size, durable=False, track_blocks=False)
@@ -126,12 +136,24 @@ class HostVolume:
     def trim(self, offset: int, length: int) -> None:
         self.write_zeroes(offset, length)
 
-    def intend_writes(self, ranges) -> None:
-        """A batch of host writes is coming: make their change-log bits durable at once."""
+    def intend_writes(self, ranges) -> Awaitable[None] | None:
+        """A batch of host writes is coming: their change-log bits, durable at once.
+
+        On an event loop (the NBD server): None when the bits are durable already, else
+        an awaitable; the caller writes once it is done (group commit: the fdatasync runs
+        off the loop and serves every batch queued meanwhile). Each write still marks
+        the log itself, which costs nothing once the bits are durable.
+        """
         if self.changelog is None or self.refusal is not None or self.failed:
-            return
-        self.changelog.mark_many(ranges)
-        self.since_capture.mark_many(ranges)
+            return None
+        self.since_capture.mark_many(ranges)  # not fsynced (see attach): no wait
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self.changelog.mark_many(ranges)
+            return None
+        ticket = self.changelog.queue_intents(ranges)
+        return None if ticket is None else self.changelog.make_durable(ticket)
 
     def flush(self) -> None:
         if self.failed:
