@@ -1,22 +1,23 @@
 """Property: every committed recovery point is the primary's image at its sync instant (SPEC §2, §5).
 
 Random sequences of host writes (random data, zeros, fill patterns), trims, syncs,
-link cuts/restores and engine restarts run against a small mirrored pair. A model
-keeps the primary's bytes; at every committed recovery point the secondary must
-hold exactly the model's bytes of that instant, a restart must leave it on the last
-recovery point (never a mix), and no sync — after a restart included — may send
-more than the regions changed since the last committed recovery point.
+link cuts/restores (the lab's link relay) and restarts of both array daemons run
+against a small mirrored pair. A model keeps the primary's bytes; at every committed
+recovery point the secondary must hold exactly the model's bytes of that instant, a
+restart must leave it on the last recovery point (never a mix), and no sync — after a
+restart included — may send more than the regions changed since the last committed
+recovery point. (kill -9 of a daemon process: tests/test_replication_crash.py.)
 """
 from __future__ import annotations
 
 import random
+import subprocess
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import MirrorError
-from core.lab import init_lab
-from test_replication_support import RS, open_engine, read_file, wait_for
+from test_replication_support import RS, open_lab, read_file, wait_for
 
 SIZE = 2 << 20  # 32 regions
 REGIONS = SIZE // RS
@@ -44,11 +45,11 @@ def _regions(offset: int, length: int) -> set[int]:
 
 
 class Run:
-    """The engine under test and the model of what each side must hold."""
+    """The lab's daemons under test and the model of what each side must hold."""
 
     def __init__(self, home):
         self.home = home
-        self.client = open_engine(home)
+        self.client = open_lab(home)
         self.primary = bytearray(SIZE)  # the model of the primary volume, always current
         self.recovery_point = bytes(SIZE)  # the model at the last committed recovery point
         self.changed: set[int] = set()  # regions written since the last committed recovery point
@@ -77,8 +78,8 @@ class Run:
             c.lab_link(False)
             self.link_cut = False
         elif kind == "crash":
-            c.close()  # the page cache survives, as after kill -9 of the engine
-            self.client = open_engine(self.home)
+            c.close()  # both arrays' daemons stop and start again; the page cache survives, as after kill -9
+            self.client = open_lab(self.home, link_cut=self.link_cut)
             self.restarted = True
             self.check_secondary_holds_the_recovery_point()
 
@@ -120,9 +121,9 @@ class Run:
 @settings(max_examples=25, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(pre=pre_writes, steps=ops)
-def test_every_recovery_point_matches_the_primary_at_its_instant(tmp_path_factory, pre, steps):
+def test_every_recovery_point_matches_the_primary_at_its_instant(tmp_path_factory, lab_template, pre, steps):
     home = tmp_path_factory.mktemp("prop") / "lab"
-    init_lab(home)
+    subprocess.run(["cp", "-a", "--sparse=always", str(lab_template), str(home)], check=True)
     run = Run(home)
     try:
         c = run.client
