@@ -2,8 +2,7 @@
 
 ``client`` is the lab as the product runs it: an array daemon per array (in this
 process, on real sockets), a link relay between their channels, and the fleet over
-their REST APIs (tests/daemon_lab.py). ``inprocess_client`` is the one-process
-engine opening every array, only for tests of that engine itself.
+their REST APIs (tests/daemon_lab.py).
 """
 from __future__ import annotations
 
@@ -56,13 +55,6 @@ def client(lab_home):
 def daemon_lab(client):
     """The :class:`daemon_lab.DaemonLab` behind ``client``: ``daemon_lab.daemon("SiteB").engine`` is SiteB's engine."""
     return client.engine
-
-
-@pytest.fixture
-def inprocess_client(lab_home):
-    """The one-process engine opening both lab arrays (only for tests of that engine itself)."""
-    with BlockingEngine(lab_home, purpose="pytest") as c:
-        yield c
 
 
 @pytest.fixture(autouse=True)

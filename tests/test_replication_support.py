@@ -4,7 +4,6 @@ No tests here: small volumes, a throttled lab link, waiting on outcomes a user s
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -23,18 +22,6 @@ def wait_for(pred, timeout: float = 20.0, what: str = "condition"):
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
-
-
-def set_link_bandwidth(home: Path, rate: int | None) -> None:
-    """Limit the lab link (bytes/s) in lab.json; an in-process engine opened afterwards uses it.
-
-    The daemons' lab has a real link relay instead: ``open_lab(home, link_bandwidth=rate)``
-    or ``client.set_link(bandwidth=rate)``.
-    """
-    path = Path(home) / "lab.json"
-    data = json.loads(path.read_text())
-    data.setdefault("faults", {})["link_bandwidth"] = rate
-    path.write_text(json.dumps(data))
 
 
 def make_pair(client, size: str = "4MiB", name: str = "v", group: str = "G", reserved_percent: float = 100,
@@ -72,15 +59,10 @@ def volume_bytes(client, ref: str) -> bytes:
     return read_file(client.volume(ref).path)
 
 
-def open_engine(home: Path) -> BlockingEngine:
-    """The one-process engine opening every lab array (tests of that engine itself: crashes, restarts of it)."""
-    return BlockingEngine(home, purpose="pytest").start()
-
-
 def open_lab(home: Path, **options) -> BlockingEngine:
     """The lab in ``home`` as array daemons with a link relay, driven over REST (see tests/daemon_lab.py).
 
-    ``link_bandwidth=`` (bytes/s) throttles the lab link from the start.
+    ``link_bandwidth=`` (bytes/s) throttles the lab link from the start; ``link_cut=True`` starts it cut.
     """
     from daemon_lab import open_lab as open_daemon_lab
 
