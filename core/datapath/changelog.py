@@ -16,14 +16,15 @@ only costs a resend.
 Activity log (issue 14): clearing a region's bit at every commit made its next write
 pay a durable update again (an fdatasync: 29 % of a daemon's loop under a light
 workload). With ``hot_regions`` > 0 a commit keeps the bits of regions being
-*rewritten* (a DRBD-style activity log): a region written at least twice in the two
-sync intervals before the commit (a per-region write counter, halved at each commit)
-stays set on disk, so its next write costs no I/O; at most ``hot_regions`` of them,
-the most written first. A region written once (a copy, a restore) clears as before,
-and a clean :meth:`close` clears them all. The crash bound this keeps: after a kill
-or a power loss a resync sends the regions changed since the last recovery point,
-plus at most ``hot_regions`` regions that were being rewritten before it, never a
-full copy of a larger volume.
+*rewritten* (a DRBD-style activity log): a region written at least twice lately (a
+per-region write counter, halved every ``HEAT_HALF_LIFE`` seconds, not per commit:
+back-to-back syncs must not cool a busy region) stays set on disk, so its next write
+costs no I/O; at most ``hot_regions`` of them, the most written first. A region
+written once (a copy, a restore, one rewrite per interval) clears as before, and a
+clean :meth:`close` clears them all. The crash bound this keeps: after a kill or a
+power loss a resync sends the regions changed since the last recovery point, plus at
+most ``hot_regions`` regions written at least twice in the minutes before it, never
+a full copy of a larger volume.
 
 Group commit (issue 14): :meth:`queue_intents` records a batch of writes and says
 whether their bits are durable already; if not, :meth:`make_durable` writes the new
@@ -56,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import time
 import zlib
 from dataclasses import dataclass
 
@@ -78,6 +80,7 @@ _CRC = struct.Struct("<I")
 CONTIGUOUS_BLOCKS = 32  # blocks this close are rewritten in one write
 DIRTY_BLOCK = 4096  # the host block the in-memory masks track (larger when a region holds more than 64)
 MAX_MASK_BLOCKS = 64
+HEAT_HALF_LIFE = 60.0  # seconds: the activity log's write counters halve this often
 
 
 def dirty_block_size(region_size: int) -> int:
@@ -286,6 +289,7 @@ class ChangeLog:
         # Activity log: writes per region since about two commits (saturating), when enabled.
         self.hot_regions = max(0, int(hot_regions))
         self._heat = np.zeros(persisted.size, dtype=np.uint8) if self.hot_regions else None
+        self._heat_at = time.monotonic()  # when the counters last halved
         self._dirty = persisted.copy()  # after (re)open every persisted bit is dirty
         self._inflight = np.zeros_like(persisted)
         self._capturing = False
@@ -466,17 +470,20 @@ class ChangeLog:
             self._persisted[new] = True
             self._intent[new] = False
 
-    def _note_many(self, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-        """Set regions ``first[i]..last[i]`` dirty; the regions among them not yet in P (nor I)."""
+    def _note_many(self, first: np.ndarray, last: np.ndarray, dirty: bool = True) -> np.ndarray:
+        """Set regions ``first[i]..last[i]`` dirty (if ``dirty``); those not yet in P (nor I)."""
         single = first == last  # the common case (small writes): one vectorized pass
         idx = first[single]
-        self._dirty[idx] = True
+        if dirty:
+            self._dirty[idx] = True
         new = [idx[~(self._persisted[idx] | self._intent[idx])]]
         for a, b in zip(first[~single].tolist(), last[~single].tolist()):
-            self._dirty[a : b + 1] = True
+            if dirty:
+                self._dirty[a : b + 1] = True
             span = np.arange(a, b + 1)
             new.append(span[~(self._persisted[a : b + 1] | self._intent[a : b + 1])])
-        return np.unique(np.concatenate(new)) if len(new) > 1 else np.unique(new[0])
+        new = np.concatenate(new) if len(new) > 1 else new[0]
+        return np.unique(new) if new.size > 1 else new
 
     # -- group commit (the NBD server's batches) ---------------------------------
     def queue_intents(self, ranges) -> int | None:
@@ -495,10 +502,7 @@ class ChangeLog:
         last = (offset + length - 1) // self._region_size
         ok = (length > 0) & (offset >= 0) & (last < self._regions)
         first, last = first[ok], last[ok]
-        if self._masks.size:
-            for o, n, a, b in zip(offset[ok].tolist(), length[ok].tolist(), first.tolist(), last.tolist()):
-                self._note_blocks(o, n, a, b)
-        new = self._note_many(first, last)
+        new = self._note_many(first, last, dirty=False)  # each write's mark sets D and its blocks
         if not new.size:
             single = first == last
             waiting = np.concatenate([first[single]] + [np.arange(a, b + 1) for a, b in
@@ -625,11 +629,14 @@ class ChangeLog:
         keep = self._dirty.copy()
         heat = self._heat
         if heat is not None:  # the activity log: regions being rewritten stay set (see the module)
+            halvings = int((time.monotonic() - self._heat_at) // HEAT_HALF_LIFE)
+            if halvings:
+                heat >>= min(halvings, 8)
+                self._heat_at += halvings * HEAT_HALF_LIFE
             hot = np.flatnonzero((heat >= 2) & self._persisted & ~keep)
             if hot.size > self.hot_regions:
                 hot = hot[np.argpartition(heat[hot], hot.size - self.hot_regions)[hot.size - self.hot_regions:]]
             keep[hot] = True
-            heat >>= 1
         self._retain(keep)
 
     def _retain(self, keep: np.ndarray) -> None:

@@ -142,15 +142,16 @@ class HostVolume:
         On an event loop (the NBD server): None when the bits are durable already, else
         an awaitable; the caller writes once it is done (group commit: the fdatasync runs
         off the loop and serves every batch queued meanwhile). Each write still marks
-        the log itself, which costs nothing once the bits are durable.
+        both logs itself: free for the change log once its bits are durable, a page-cache
+        write at most for the since-capture log (never fsynced).
         """
         if self.changelog is None or self.refusal is not None or self.failed:
             return None
-        self.since_capture.mark_many(ranges)  # not fsynced (see attach): no wait
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             self.changelog.mark_many(ranges)
+            self.since_capture.mark_many(ranges)
             return None
         ticket = self.changelog.queue_intents(ranges)
         return None if ticket is None else self.changelog.make_durable(ticket)
