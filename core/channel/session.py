@@ -31,6 +31,9 @@ from core.errors import CommunicationError, MirrorError
 WRITE_HIGH_WATER = 4 * 1024 * 1024    # a few regions queue while the next is encoded
                                       # (measured: 64 KiB halves loopback throughput)
 SMALL_FRAME = 64 * 1024               # below this, join header and body in one write
+# A REGIONS frame with at least this much data is encoded (zstd, CRC32) on a worker thread:
+# both release the GIL, and on the loop they made mirrored host writes wait (issue 14).
+OFFLOAD_BYTES = 256 * 1024
 DEFAULT_CALL_TIMEOUT = 60.0
 REMOTE_INTERNAL = "arvmRemoteInternalError"
 BANDWIDTH_SENDER = "(bandwidth test)"
@@ -237,14 +240,12 @@ class Session:
             raise self._failed_out[transfer]
         wire = 0
         for start in range(0, len(regions), frames.MAX_SEGMENTS):
-            encoder = self._encoder(transfer)
-            segments = []
-            for offset, data in regions[start:start + frames.MAX_SEGMENTS]:
-                enc = encoder.encode(data)
-                body = bytes(enc.body) if self._tls and isinstance(enc.body, (memoryview, bytearray)) else enc.body
-                segments.append((offset, enc.raw_size, int(enc.flags), body))
-            prefix = frames.regions_prefix(transfer.encode(), volume.encode(), segments)
-            bodies = [body for *_, body in segments if len(body)]
+            encoder = self._encoder(transfer)  # one sender per transfer: never used by two threads at once
+            chunk = regions[start:start + frames.MAX_SEGMENTS]
+            if sum(len(data) for _, data in chunk) >= OFFLOAD_BYTES:
+                prefix, bodies = await asyncio.to_thread(self._encode_frame, encoder, transfer, volume, chunk)
+            else:
+                prefix, bodies = self._encode_frame(encoder, transfer, volume, chunk)
             size = len(prefix) + sum(len(b) for b in bodies)
             async with self.scheduler.transmit(transfer, priority, size):
                 self._check_open()
@@ -252,6 +253,16 @@ class Session:
                 await self._drain()
             wire += size
         return wire
+
+    def _encode_frame(self, encoder: RegionEncoder, transfer: str, volume: str, chunk) -> tuple[bytes, list]:
+        """A REGIONS frame's prefix and bodies (pure CPU on immutable data: safe on a worker thread)."""
+        segments = []
+        for offset, data in chunk:
+            enc = encoder.encode(data)
+            body = bytes(enc.body) if self._tls and isinstance(enc.body, (memoryview, bytearray)) else enc.body
+            segments.append((offset, enc.raw_size, int(enc.flags), body))
+        prefix = frames.regions_prefix(transfer.encode(), volume.encode(), segments)
+        return prefix, [body for *_, body in segments if len(body)]
 
     async def ping(self, timeout: float = 10.0) -> float:
         """Round-trip time in seconds (answered after every earlier frame was handled)."""
