@@ -159,6 +159,10 @@ class StorageArray:
     def controllers(self) -> list[ControllerRow]:
         return list(self.db.scalars(select(ControllerRow).order_by(ControllerRow.label)))
 
+    def controller_offline(self, label: str) -> bool:
+        """Whether controller ``label`` is offline (reset, not restored yet)."""
+        return any(c.label == label and c.status == "offline" for c in self.controllers())
+
     def channel_types(self) -> set[str]:
         return set(self.db.scalars(select(HostPortRow.kind).distinct()))
 

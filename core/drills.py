@@ -3,30 +3,53 @@
 A drill clone reads the secondary volume at its recovery point and keeps its own
 writes in an overlay in reserved capacity; a sync committing meanwhile first
 preserves, in the overlay, the regions it is about to change (see the receiver).
-Which groups have a drill is recorded in the lab's fault file so that other
-processes of the in-process lab see it.
+Which groups have a drill is recorded in each array's data directory
+(``drills.json``), so a drill still runs after the array restarts.
 """
 from __future__ import annotations
 
+import json
+import os
 from typing import Callable, Mapping
 
 from core.array import StorageArray
 from core.domain import Severity
 from core.errors import MirrorError
-from core.lab_faults import LabFaultFile
 from core.publisher import Publish
 from core.replication.drill import DrillClone
 
 NbdUri = Callable[[str, str], "str | None"]
+DRILLS_FILE = "drills.json"
+OLD_FAULTS_FILE = "lab.json"  # where drills were recorded before (with the one-process lab's faults)
+
+
+def recorded_drills(array: StorageArray) -> list[str]:
+    """The groups of ``array`` whose drill was running when it was last recorded."""
+    for name in (DRILLS_FILE, OLD_FAULTS_FILE):
+        try:
+            data = json.loads((array.data_dir / name).read_text() or "{}")
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            return []  # unreadable: no drill comes back by itself; start it again
+        groups = data.get("drills") if name == DRILLS_FILE else data.get("faults", {}).get("drills")
+        return [g for g in groups or [] if isinstance(g, str)]
+    return []
+
+
+def record_drills(array: StorageArray, groups: list[str]) -> None:
+    path = array.data_dir / DRILLS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"drills": sorted(groups)}))
+    os.replace(tmp, path)
+    (array.data_dir / OLD_FAULTS_FILE).unlink(missing_ok=True)
 
 
 class Drills:
     """The drill clones of this process's arrays, by (array, export name)."""
 
-    def __init__(self, arrays: Mapping[str, StorageArray], lab: LabFaultFile, publish: Publish,
-                 nbd_uri: NbdUri, region_size: int):
+    def __init__(self, arrays: Mapping[str, StorageArray], publish: Publish, nbd_uri: NbdUri, region_size: int):
         self._arrays = arrays
-        self._lab = lab
         self._publish = publish
         self._nbd_uri = nbd_uri
         self._region_size = region_size
@@ -35,31 +58,32 @@ class Drills:
     async def start(self, group: str) -> dict:
         """Expose, on the secondary array, a writable copy of the group's last recovery point."""
         result = await self._open(group)
-        self._lab.record_drill(group, True)
+        self._record(result["array"])
         return result
 
     async def stop(self, group: str) -> None:
-        await self._close(group)
-        self._lab.record_drill(group, False)
+        for name in await self._close(group):
+            self._record(name)
 
     def close_all(self) -> None:
         for clone in self.clones.values():
             clone.close()
         self.clones.clear()
 
-    async def follow_lab(self) -> None:
-        """Start the drills the lab's record asks for and stop the others (another process may edit it)."""
-        running = self.groups_with_drills()
-        for group in set(self._lab.faults.drills) - running:
-            try:
-                await self._open(group)
-            except MirrorError as e:
-                log_array = next(iter(self._arrays.values()), None)
-                if log_array is not None:
-                    log_array.log(Severity.WARNING, group, e.code, f"DR drill of {group} not started: {e.message}")
-                self._lab.record_drill(group, False)
-        for group in running - set(self._lab.faults.drills):
-            await self._close(group)
+    def _record(self, array: str) -> None:
+        a = self._arrays[array]
+        record_drills(a, [g.name for g in a.groups() if any((array, f"{p.volume.name}-drill") in self.clones
+                                                            for p in g.pairs)])
+
+    async def resume_recorded(self) -> None:
+        """Start again the drills that ran when each array stopped (its volumes and overlays are on disk)."""
+        for a in self._arrays.values():
+            for group in recorded_drills(a):
+                try:
+                    await self._open(group)
+                except MirrorError as e:
+                    a.log(Severity.WARNING, group, e.code, f"DR drill of {group} not started again: {e.message}")
+            self._record(a.name)
 
     def groups_with_drills(self) -> set[str]:
         return {g.name for a in self._arrays.values() for g in a.groups()
@@ -107,8 +131,10 @@ class Drills:
         return {"group": group, "array": array.name, "recoveryPoint": g.last_recovery_point.isoformat(),
                 "exports": out}
 
-    async def _close(self, group: str) -> None:
+    async def _close(self, group: str) -> list[str]:
+        """Close the group's drill clones; the arrays that had them."""
         found = False
+        closed = []
         for a in self._arrays.values():
             g = a.find_group(group)
             if g is None:
@@ -121,5 +147,7 @@ class Drills:
             if found:
                 a.log(Severity.INFO, group, "drillStopped", f"DR drill of {group} stopped; its writes discarded")
                 self._publish("group", a.name, group)
+                closed.append(a.name)
         if not found:
             raise MirrorError(f"no DR drill of {group} is running", code="drillNotRunning")
+        return closed

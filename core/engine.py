@@ -1,16 +1,18 @@
-"""The engine: the composition root of the arrays this process runs, on one asyncio loop.
+"""The engine: the composition root of the array a daemon runs, on one asyncio loop.
 
-An array daemon runs one array; the in-process lab runs all arrays of a lab home.
-The engine opens them and builds their collaborators, each owning one piece of
-state and given only what it needs:
+The engine opens its array's data directory and builds its collaborators, each
+owning one piece of state and given only what it needs:
 
 - :class:`HostVolumes` — every volume open for host I/O (NBD, the Python API);
 - :class:`Links` — reaching the remote arrays over the mirroring channel (the ``Peer``);
 - :class:`SyncRunner` — the scheduler and running syncs; :class:`Receiver` — a secondary's side;
 - :class:`RoleCoordinator` and :class:`Reconciler` — role changes, and settling both sides;
 - :class:`Guru`, :class:`Drills`, :class:`NbdExports`, :class:`Workload`, :class:`PreservedData`,
-  :class:`ScheduledVerify` (online verify by itself), the lab's fault record;
+  :class:`ScheduledVerify` (online verify by itself);
 - the commands (volumes, mirrors, sync, lab faults) that make up the service API.
+
+Everything between two arrays crosses the mirroring channel, to the addresses of
+the array's remote-array entries: nothing reads another array's memory.
 
 The CLI, the REST API and the console drive that one service API. Every public
 method is a coroutine that must run on the engine's loop (see ``core.runtime``);
@@ -36,8 +38,6 @@ from core.drills import Drills
 from core.endpoint import ArrayEndpoint, array_handlers, handler_table
 from core.errors import InvalidInput
 from core.guru import Guru
-from core.lab import LabFaults, open_arrays
-from core.lab_faults import LabFaultFile
 from core.nbd.exports import NbdExports
 from core.publisher import Publisher
 from core.replication import receiver
@@ -55,53 +55,49 @@ TICK_SECONDS = 0.25
 
 
 class Engine:
-    """The arrays run by this process: all arrays of a lab home, or the one array of a daemon.
+    """The storage array in data directory ``data_dir``, as its daemon runs it.
 
-    ``data_dirs`` names the arrays to open (an array daemon passes its own); without it
-    every array under ``home/arrays`` is opened (the in-process lab). A remote array
-    that is not opened here is reached only over the mirroring channel, at the address
-    its remote-array entry gives. ``listen``/``channel_port`` are where the listeners
+    Its remote arrays are reached only over the mirroring channel, at the addresses
+    its remote-array entries give. ``listen``/``channel_port`` are where the listeners
     bind; ``channel_ssl``/``peer_ssl`` turn on TLS between array daemons.
     """
 
     region_size = REGION_SIZE
 
-    def __init__(self, home: Path, purpose: str = "", nbd_port: int | None = None, *,
-                 data_dirs: list[Path] | None = None, listen: str = "127.0.0.1", channel_port: int = 0,
+    def __init__(self, data_dir: Path, purpose: str = "", nbd_port: int | None = None, *,
+                 listen: str = "127.0.0.1", channel_port: int = 0,
                  channel_ssl: ssl.SSLContext | None = None, peer_ssl: ssl.SSLContext | None = None):
-        self.home = Path(home)
+        self.home = self.data_dir = Path(data_dir)
         self.purpose = purpose
-        self.data_dirs = data_dirs
         self.listen = listen
         self.channel_port = channel_port
         self.channel_ssl = channel_ssl
         self.peer_ssl = peer_ssl
         self.arrays: dict[str, StorageArray] = {}
         self.endpoints: dict[str, ArrayEndpoint] = {}
-        self.lab = LabFaultFile(self.home)
         self.publisher = Publisher()
         publish = self.publish = self.publisher.publish
         self.subscribe = self.publisher.subscribe
         rs = self.region_size
-        self.hosts = HostVolumes(self.lab, rs, lambda hv, err: self.runner.pit_full(hv, err))
-        self.links = Links(self.arrays, self.lab)
+        self.hosts = HostVolumes(rs, lambda hv, err: self.runner.pit_full(hv, err))
+        self.links = Links(self.arrays)
         self.reconciler: Reconciler | None = None
         self.runner = SyncRunner(self.arrays, self.hosts, self.links, publish, rs,
                                  lambda array, g: self.reconciler.holds(array, g),
                                  lambda array, group: self.receiver.incoming(array, group))
-        self.drills = Drills(self.arrays, self.lab, publish, lambda a, v: self.nbd.uri(a, v), rs)
-        self.nbd = NbdExports(self.hosts, self.drills, self.lab, listen, nbd_port)
+        self.drills = Drills(self.arrays, publish, lambda a, v: self.nbd.uri(a, v), rs)
+        self.nbd = NbdExports(self.hosts, self.drills, listen, nbd_port)
         self.workload_runner = Workload(self.get_array, self.hosts, publish)
         self.storage = VolumeCommands(self.arrays, self.hosts, self.nbd, self.links, publish)
         self.mirrors = MirrorCommands(self.arrays, self.storage, self.hosts, self.runner, self.links, publish,
                                       self._array_snapshot)
         self.sync = SyncCommands(self.storage, self.hosts, self.runner, self.links, publish, self.mirrors.group_home)
         self.scheduled_verify = ScheduledVerify(self.arrays, self.runner, self.links, self.sync.online_verify)
-        self.faults = LabFaultCommands(self.storage, self.lab, self.runner, self.links, publish, self._apply_faults)
+        self.faults = LabFaultCommands(self.storage, self.hosts, self.runner, self.links, publish)
         self.roles = RoleCoordinator(self.arrays, self.endpoints, self.hosts, self.runner, self.links, publish,
-                                     self.lab, self.mirrors.group_home)
+                                     self.mirrors.group_home)
         self.reconciler = Reconciler(self.arrays, self.links, self.roles, publish)
-        self.recovery_guru = Guru(self.arrays, self.lab, self.links, self.runner, self.mirrors, self.roles,
+        self.recovery_guru = Guru(self.arrays, self.links, self.runner, self.mirrors, self.roles,
                                   self.reconciler, self)
         self.preserved = PreservedData(self.arrays, self.hosts, publish)
         self.receiver = receiver.Receiver(self.hosts, self.drills, publish, self.mirrors.remove_local_pair_side)
@@ -155,8 +151,6 @@ class Engine:
     volume_repair = AnsweredBy("faults")
     controller_reset = AnsweredBy("faults")
     controller_restore = AnsweredBy("faults")
-    array_stop = AnsweredBy("faults")
-    array_start = AnsweredBy("faults")
 
     guru = AnsweredBy("recovery_guru")
     guru_fix = AnsweredBy("recovery_guru")
@@ -175,12 +169,10 @@ class Engine:
 
     # -- life cycle ---------------------------------------------------------
     async def start(self) -> None:
-        opened = [StorageArray.open(d, self.purpose) for d in self.data_dirs] if self.data_dirs is not None \
-            else open_arrays(self.home, self.purpose)
-        for array in opened:
-            array.on_event = self.publisher.array_event
-            self.arrays[array.name] = array
-            self.endpoints[array.name] = self._handler_table(array)
+        array = StorageArray.open(self.data_dir, self.purpose)
+        array.on_event = self.publisher.array_event
+        self.arrays[array.name] = array
+        self.endpoints[array.name] = self._handler_table(array)
         self.channels = self.links.channels = ChannelHub(
             self.endpoints, lambda *region_data: self.receiver.regions(*region_data), self.links,
             self.listen, self.channel_port, self.channel_ssl, self.peer_ssl)
@@ -193,7 +185,7 @@ class Engine:
         self.links.watch_remotes()
         await self.nbd.start(list(self.arrays))
         self.started = True
-        await self.drills.follow_lab()
+        await self.drills.resume_recorded()
 
     def _handler_table(self, array: StorageArray) -> ArrayEndpoint:
         """Every message array ``array`` answers over the mirroring channel, in one table."""
@@ -219,11 +211,10 @@ class Engine:
         self.endpoints.clear()
         self.started = False
 
-    # -- the scheduler and the in-process lab's faults -------------------------------
+    # -- the scheduler ------------------------------------------------------------------
     async def _schedule_forever(self) -> None:
         while True:
             try:
-                await self._follow_lab_faults()
                 self.reconciler.watch_links()
                 self.runner.tick()
                 self.scheduled_verify.tick()
@@ -232,36 +223,6 @@ class Engine:
             except Exception:
                 log.exception("scheduler tick failed")
             await asyncio.sleep(TICK_SECONDS)
-
-    async def _follow_lab_faults(self) -> None:
-        """Another process (``mirrorctl lab link cut``) may change lab.json: follow it."""
-        before = self.lab.poll()
-        if before is None:
-            return
-        await self._apply_faults(before)
-        await self.drills.follow_lab()
-
-    async def _apply_faults(self, before: LabFaults) -> None:
-        f = self.lab.faults
-        if f.link_cut and not before.link_cut:
-            await self.channels.close_sessions()
-            self.publish("link", obj="cut")
-        elif before.link_cut and not f.link_cut:
-            self.publish("link", obj="restored")
-        if f.link_bandwidth != before.link_bandwidth:
-            self.channels.set_rate(f.link_bandwidth)
-        self.hosts.apply_failures(self.arrays)
-
-    async def lab_link(self, cut: bool) -> dict:
-        """Cut or restore the link between the lab's arrays (kept in lab.json until restored)."""
-        before = self.lab.reread()  # keep what other processes changed meanwhile
-        self.lab.faults.link_cut = cut
-        self.lab.save()
-        await self._apply_faults(before)
-        return await self.lab_faults()
-
-    async def lab_faults(self) -> dict:
-        return self.lab.as_dict()
 
     # -- what lower layers ask of the arrays' data path -----------------------------
     def host_volume(self, array: str, volume: str, missing_ok: bool = False):
@@ -289,7 +250,7 @@ class Engine:
         return self._array_snapshot(self.get_array(name))
 
     def _array_snapshot(self, array: StorageArray) -> ArraySnapshot:
-        return array.snapshot(online=array.name not in self.lab.faults.stopped_arrays)
+        return array.snapshot(online=True)  # it answers: the fleet reports the arrays that do not
 
     def local_array(self, name: str | None = None) -> StorageArray:
         """``name``, or the one array this process runs (an array daemon)."""

@@ -15,19 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import select
 
 from core import forecast
 from core.domain import GroupStatus, ResyncPolicy, Role, Severity
 from core.errors import MirrorError, NotFound
-from core.replication.sync_figures import stats as _stats
 from core.status import system_suspended
-from core.store.schema import SyncStatRow
 
 if TYPE_CHECKING:
     from core.array import StorageArray
     from core.commands.mirrors import MirrorCommands
-    from core.lab_faults import LabFaultFile
     from core.replication.links import Links
     from core.replication.sync_runner import SyncRunner
     from core.roles.coordinator import RoleCoordinator
@@ -79,8 +75,6 @@ class GuruActions(Protocol):
     """The part of the service API the Guru's fixes run (the same the CLI and the console use)."""
 
     async def role_change(self, group: str, array: str, force: bool = False, wait: bool = True) -> dict: ...
-    async def lab_link(self, cut: bool) -> dict: ...
-    async def array_start(self, array: str) -> None: ...
     async def controller_restore(self, array: str, ctrl: str) -> None: ...
     async def volume_repair(self, ref: str) -> None: ...
     async def delete_group(self, name: str) -> None: ...
@@ -94,10 +88,9 @@ class GuruActions(Protocol):
 class Guru:
     """The problems of this process's arrays, looked at afresh on every call, and their fixes."""
 
-    def __init__(self, arrays: Mapping[str, StorageArray], lab: LabFaultFile, links: Links, runner: SyncRunner,
+    def __init__(self, arrays: Mapping[str, StorageArray], links: Links, runner: SyncRunner,
                  mirrors: MirrorCommands, roles: RoleCoordinator, reconciler: Reconciler, actions: GuruActions):
         self._arrays = arrays
-        self._lab = lab
         self._links = links
         self._runner = runner
         self._mirrors = mirrors
@@ -113,7 +106,6 @@ class Guru:
 
     def guru_problems(self) -> list[Problem]:
         out: dict[str, Problem] = {}
-        f = self._lab.faults
 
         def add(p: Problem) -> None:
             out.setdefault(p.id, p)
@@ -127,12 +119,8 @@ class Guru:
                             (array.name,), f"Wrong passwords or protocol errors from {', '.join(addresses)}.",
                             ("1. If an array of yours is among them, correct its remote-array password.",
                              "2. Otherwise block the address: repeated attempts are already slowed down."), ()))
-        for name in f.stopped_arrays:
-            add(Problem(f"array-stopped:{name}", Severity.CRITICAL.value, f"Array {name} is stopped", (name,),
-                        f"Array {name} is not running: its volumes refuse host I/O and its mirrors are paused.",
-                        ("1. Start the array.", "2. Groups resume by their resync policy."),
-                        (GuruAction("start-array", f"Start {name}", False, "lab array start"),)))
-        for key in f.offline_controllers:
+        for key in (f"{a.name}/{c.label}" for a in self._arrays.values() for c in a.controllers()
+                    if c.status == "offline"):
             add(Problem(f"controller-offline:{key}", Severity.CRITICAL.value, f"Controller {key} is offline",
                         (key,), f"Controller {key} was reset; its volumes are owned by the other controller.",
                         ("1. Restore the controller.", "2. Volumes return to their preferred owner."),
@@ -149,7 +137,6 @@ class Guru:
         snap = self._mirrors.group_snapshot(array, g)
         status = snap.status
         remote = g.remote_array
-        link_action = self._link_action()
         if status == GroupStatus.ORPHAN.value:
             add(Problem(f"orphan-group:{array.name}/{g.name}", Severity.WARNING.value,
                         f"Orphan group {g.name} on {array.name}", (f"{array.name}/{g.name}",),
@@ -170,8 +157,6 @@ class Guru:
                             (GuruAction("remove-orphan", "Remove the orphan pair", True, f"removes {ref} only"),)))
             elif p.status == "incomplete":
                 acts = [GuruAction("remove-pair", "Remove the incomplete pair", True, f"removes {ref}")]
-                if link_action:
-                    acts.insert(0, link_action)
                 add(Problem(f"incomplete-pair:{ref}", Severity.WARNING.value, f"Incomplete mirrored pair {ref}",
                             (ref,), f"Created while {remote} was unreachable; it completes when the link returns.",
                             ("1. Restore communication with the remote array.", "2. The pair completes by itself."),
@@ -200,9 +185,6 @@ class Guru:
                             f"Above the group's {g.reserved_alert_percent} % threshold.",
                             ("1. Increase the reserved capacity.",),
                             (self._grow_action(ref, used),)))
-        if g.role == Role.PRIMARY.value and status != GroupStatus.SYSTEM_SUSPENDED.value:
-            for p in self._reserved_forecasts(array, g, snap):
-                add(p)
         if status == GroupStatus.SYSTEM_SUSPENDED.value or system_suspended(g):
             failed = tuple(dict.fromkeys(v for p in g.pairs for v in self._failed_volumes(
                 array, g, p.volume.name, p.remote_volume, p.failed_reason)))
@@ -240,7 +222,7 @@ class Guru:
                             f"{array.name} cannot reach {remote} over the mirroring channel.",
                             ("1. Restore the link (or start the stopped array).",
                              "2. The group resumes by its resync policy; if the primary is lost, force-promote "
-                             "the secondary."), (link_action,) if link_action else ()))
+                             "the secondary."), ()))
             else:
                 if g.resync_policy == ResyncPolicy.AUTOMATIC.value:
                     # Automatic resync applies to communication interruptions; after a repaired failure the
@@ -271,14 +253,10 @@ class Guru:
                         ("1. Raise the group's priority or lengthen its interval.",), ()))
 
     def _conflict_problem(self, array, g, add) -> None:
-        # Bytes each side changed since the common recovery point; a remote array in
-        # another process reported its figure when the conflict was found (None: not known here).
-        sides: dict[str, int | None] = {array.name: sum(self._roles.changed_bytes(array, p) for p in g.pairs)}
-        other = self._arrays.get(g.remote_array)
-        if other is not None and other.find_group(g.name) is not None:
-            sides[other.name] = sum(self._roles.changed_bytes(other, p) for p in other.group(g.name).pairs)
-        else:
-            sides[g.remote_array] = self._reconciler.peer_changed.get((array.name, g.name))
+        # Bytes each side changed since the common recovery point; the remote array
+        # reported its figure when the conflict was found (None: not known here).
+        sides: dict[str, int | None] = {array.name: sum(self._roles.changed_bytes(array, p) for p in g.pairs),
+                                        g.remote_array: self._reconciler.peer_changed.get((array.name, g.name))}
 
         def amount(name: str) -> str:
             return _size(sides[name]) if sides[name] is not None else "an amount known to " + name
@@ -303,24 +281,17 @@ class Guru:
     def _failed_volumes(self, array, g, local_volume: str, remote_volume: str, reason: str) -> tuple[str, ...]:
         """The failed volumes (ARRAY/VOLUME) of one pair, on either side.
 
-        A remote array run by another process is known only through the pair's reason,
-        which its failure set ("volume SiteB/db_dr failed; ...").
+        The remote array's volume is known only through the pair's reason, which its
+        failure set ("volume SiteB/db_dr failed; ...").
         """
-        faults = set(self._lab.faults.failed_volumes)
         out = []
         local = f"{array.name}/{local_volume}"
         row = _volume_or_none(array, local_volume)
-        if local in faults or (row is not None and row.failed):
+        if row is not None and row.failed:
             out.append(local)
         remote = f"{g.remote_array}/{remote_volume}"
-        other = self._arrays.get(g.remote_array)
-        if other is not None:
-            rrow = _volume_or_none(other, remote_volume)
-            remote_failed = remote in faults or (rrow is not None and rrow.failed)
-        else:
-            m = FAILED_VOLUME.match(reason or "")
-            remote_failed = remote in faults or (m is not None and m.group(1) == remote)
-        if remote_failed:
+        m = FAILED_VOLUME.match(reason or "")
+        if m is not None and m.group(1) == remote:
             out.append(remote)
         return tuple(out)
 
@@ -375,33 +346,6 @@ class Guru:
         return GuruAction("resume", f"Resume {g.name}", False, "resynchronizes only what changed", target=g.name,
                           blocked=blocked)
 
-    def _reserved_forecasts(self, array, g, snap) -> list[Problem]:
-        """Problems raised *before* a secondary's reserved capacity fills (core.forecast).
-
-        Needs both sides' figures: the history is the primary's, the reserved capacity the
-        secondary's; an engine that runs only one of them cannot tell (the fleet can).
-        """
-        other = self._arrays.get(g.remote_array)
-        if other is None or other.find_group(g.name) is None:
-            return []
-        secondary = self._mirrors.group_snapshot(other, other.group(g.name))
-        rows = array.db.scalars(select(SyncStatRow).where(SyncStatRow.group_name == g.name)
-                                .order_by(SyncStatRow.id.desc()).limit(HISTORY_FOR_FORECAST))
-        history = [_stats(r) for r in rows]
-        caps = {f"{other.name}/{p.local_volume}": row.capacity for p in secondary.pairs
-                if (row := _volume_or_none(other, p.local_volume)) is not None}
-        failed = {p.remote_volume for p in snap.pairs if p.status == "failed"}
-        return [reserved_forecast_problem(g, fc, self._grow_action(fc.volume, fc.needed, fc.suggested_percent))
-                for fc in forecast.group_forecasts(snap, secondary, history, caps)
-                if fc.at_risk and fc.volume.partition("/")[2] not in failed]
-
-    def _link_action(self) -> GuruAction | None:
-        if self._lab.faults.link_cut:
-            return GuruAction("restore-link", "Restore the lab link", False, "lab link restore")
-        if self._lab.faults.stopped_arrays:
-            return GuruAction("start-array", "Start the stopped array", False, "lab array start")
-        return None
-
     async def guru_fix(self, problem_id: str, action_id: str) -> dict:
         """Run ``action_id`` of the current problem ``problem_id``; a blocked action is refused with its reason."""
         problem = next((p for p in self.guru_problems() if p.id == problem_id), None)
@@ -430,13 +374,7 @@ class Guru:
         act = action.id
         if act.startswith("keep-"):  # the kept array may run in another process: role_change finds it
             return await self._actions.role_change(target, act[len("keep-"):])
-        if act == "restore-link":
-            await self._actions.lab_link(False)
-        elif act == "start-array":
-            for name in list(self._lab.faults.stopped_arrays):
-                if kind != "array-stopped" or name == target:
-                    await self._actions.array_start(name)
-        elif act == "restore-controller":
+        if act == "restore-controller":
             a, _, c = target.partition("/")
             await self._actions.controller_restore(a, c)
         elif act == "repair-volume":

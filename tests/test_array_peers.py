@@ -56,7 +56,7 @@ class RelayThread:
 
 
 def _start(data_dir) -> BlockingEngine:
-    return BlockingEngine(data_dir, purpose="pytest peer", timeout=120, data_dirs=[data_dir]).start()
+    return BlockingEngine(data_dir, purpose="pytest peer", timeout=120).start()
 
 
 @pytest.fixture

@@ -255,7 +255,8 @@ def test_head_of_status(lab):
 def test_nbd_port_out_of_range_refused(tmp_path):
     home = tmp_path / "lab"
     assert mirrorctl("--home", str(home), "lab", "init", capture_output=True).returncode == 0
-    result = mirrorctl("--home", str(home), "lab", "run", "--nbd-port", "99999", capture_output=True)
+    result = mirrorctl("array", "serve", "--data-dir", str(home / "arrays" / "SiteA"), "--nbd-port", "99999",
+                       capture_output=True)
     err = result.stderr.decode().strip()
     assert result.returncode == 1, err
     assert len(err.splitlines()) == 1 and err.startswith("mirrorctl: error: ")

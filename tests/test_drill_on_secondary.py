@@ -15,3 +15,21 @@ def test_drill_asked_of_the_primary_names_the_secondary_array(client, rest):  # 
     assert r.error["retcode"] == "drillOnSecondary" and "secondary array SiteB" in r.error["errorMessage"]
     assert client.drill_start("G")["array"] == "SiteB"  # the fleet asks the right array
     client.drill_stop("G")
+
+
+def test_a_running_drill_comes_back_when_its_array_restarts(client, daemon_lab):
+    """The drill is the array's own record (its data directory): a restarted SiteB serves it again."""
+    client.create_volume("SiteA/v", "4MiB")
+    client.create_volume("SiteB/v_dr", "4MiB")
+    client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
+    client.add_pair("G", "SiteA/v", "SiteB/v_dr")
+    client.sync_now("G", wait=True, after_running=True)
+    client.drill_start("G")
+    client.array_stop("SiteB")
+    client.array_start("SiteB")
+    engine = daemon_lab.daemon("SiteB").engine
+    assert engine.drills.clone("SiteB", "v_dr-drill") is not None
+    client.drill_stop("G")  # and it stops for good: the next start has no drill
+    client.array_stop("SiteB")
+    client.array_start("SiteB")
+    assert daemon_lab.daemon("SiteB").engine.drills.clone("SiteB", "v_dr-drill") is None

@@ -73,9 +73,10 @@ def test_events_persist_across_restart(lab_home):
         assert any(e.code == "arvmGroupCreated" and e.array == "SiteB" for e in events)
 
 
-def test_second_engine_on_the_same_home_is_refused_and_names_the_holder(lab_home):
-    with BlockingEngine(lab_home, purpose="first-holder") as first:
-        second = BlockingEngine(lab_home, purpose="second")
+def test_second_engine_on_the_same_array_is_refused_and_names_the_holder(lab_home):
+    site_a = lab_home / "arrays" / "SiteA"
+    with BlockingEngine(site_a, purpose="first-holder") as first:
+        second = BlockingEngine(site_a, purpose="second")
         with pytest.raises(MirrorError) as info:
             second.start()
         err = info.value
@@ -83,15 +84,14 @@ def test_second_engine_on_the_same_home_is_refused_and_names_the_holder(lab_home
         assert f"pid {os.getpid()}" in err.message
         assert "first-holder" in err.message
         assert "stop that process" in err.message
-        # the first engine still works, on both arrays
-        first.create_group("g1", "SiteA", "SiteB")
-        assert {g.array for g in first.groups()} == {"SiteA", "SiteB"}
+        # the first engine still works
+        first.create_volume("SiteA/kept", "1MiB")
         # and the failed attempt did not take or break any lock: still refused
         with pytest.raises(MirrorError):
-            BlockingEngine(lab_home, purpose="third").start()
+            BlockingEngine(site_a, purpose="third").start()
     # once the first is closed, a new engine opens
-    with BlockingEngine(lab_home, purpose="pytest") as c:
-        assert [g.name for g in c.groups("SiteA")] == ["g1"]
+    with BlockingEngine(site_a, purpose="pytest") as c:
+        assert "kept" in [v.name for v in c.volumes()]
 
 
 def _db(home, array):
@@ -99,9 +99,9 @@ def _db(home, array):
 
 
 def test_opening_records_schema_version(lab_home):
-    with BlockingEngine(lab_home, purpose="pytest"):
-        pass
     for array in ("SiteA", "SiteB"):
+        with BlockingEngine(lab_home / "arrays" / array, purpose="pytest"):
+            pass
         con = _db(lab_home, array)
         try:
             versions = [r[0] for r in con.execute("SELECT version FROM schema_version ORDER BY version")]
@@ -117,17 +117,18 @@ def test_newer_schema_is_refused_with_a_clear_message(lab_home):
     with con:
         con.execute("INSERT INTO schema_version (version, applied) VALUES (?, CURRENT_TIMESTAMP)", (newer,))
     con.close()
+    site_b = lab_home / "arrays" / "SiteB"
     with pytest.raises(MirrorError) as info:
-        BlockingEngine(lab_home, purpose="pytest").start()
+        BlockingEngine(site_b, purpose="pytest").start()
     err = info.value
     assert err.code == "schemaTooNew"
     assert f"schema {newer}" in err.message and f"knows {SCHEMA_VERSION}" in err.message
     assert "newer" in err.message and "upgrade" in err.message
     assert "SiteB" in err.message  # names the database
-    # the refusal released every lock: once the database is back, the lab opens
+    # the refusal released the lock: once the database is back, the array opens
     con = _db(lab_home, "SiteB")
     with con:
         con.execute("DELETE FROM schema_version WHERE version = ?", (newer,))
     con.close()
-    with BlockingEngine(lab_home, purpose="pytest") as c:
-        assert len(c.volumes()) == 6
+    with BlockingEngine(site_b, purpose="pytest") as c:
+        assert len(c.volumes()) == 3

@@ -9,7 +9,6 @@ import pytest
 from core.cli.main import main
 from core.errors import MirrorError
 from core.guru import GuruAction, Problem
-from core.runtime import BlockingEngine
 
 
 def wait_until(cond, timeout=10.0):
@@ -64,14 +63,14 @@ def test_unknown_action_is_refused(mirror):
 
 def test_cli_role_guru_and_lab_faults(lab_home, capsys):
     h = ["--home", str(lab_home)]
-    with BlockingEngine(lab_home) as c:
-        c.create_volume("SiteA/v", "16MiB")
-        c.create_volume("SiteB/v_dr", "16MiB")
-        c.create_group("G", "SiteA", "SiteB", sync_mode="manual")
-        c.add_pair("G", "SiteA/v", "SiteB/v_dr")
-        c.sync_now("G", wait=True)
     assert main(h + ["lab", "up"]) == 0  # the arrays as daemons; mirrorctl talks to them over REST
     try:
+        for argv in (["volume", "create", "SiteA/v", "--capacity", "16MiB"],
+                     ["volume", "create", "SiteB/v_dr", "--capacity", "16MiB"],
+                     ["group", "create", "G", "--primary-array", "SiteA", "--secondary-array", "SiteB", "--manual"],
+                     ["pair", "add", "--group", "G", "--primary", "SiteA/v", "--secondary", "SiteB/v_dr"],
+                     ["sync", "G", "--wait"]):
+            assert main(h + argv) == 0, argv
         _cli_role_guru_and_lab_faults(h, capsys)
     finally:
         main(h + ["lab", "down"])

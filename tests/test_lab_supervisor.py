@@ -169,19 +169,18 @@ def test_relay_control_api_needs_its_token_and_validates(home, relay):
     assert json.loads((home / RELAY_FILE).read_text())["routes"]["SiteB"]["target"] == "127.0.0.1:9"
 
 
-def test_lab_not_up_and_link_faults_in_lab_json(capsys, home):
+def test_link_faults_need_the_lab_up(capsys, home):
+    """A cut link is a cut connection of the relay: with no relay there is nothing to cut, and it says so."""
     line = one_line_error(capsys, home, "lab", "link", "set", "--latency", "30ms")
     assert line == "mirrorctl: error: the lab is not up; start it with 'mirrorctl lab up' [labNotUp]"
     assert "[invalidBandwidth]" in one_line_error(capsys, home, "lab", "link", "set", "--bandwidth", "0")
     assert "[invalidLatency]" in one_line_error(capsys, home, "lab", "link", "set", "--latency", "30")
-    # Today's behaviour without a relay: lab.json, which the in-process engine follows.
-    assert ok(capsys, home, "lab", "link", "cut", "--bandwidth", "8MiB") == {"linkCut": True,
-                                                                             "linkBandwidth": 8 << 20}
-    assert json.loads((home / "lab.json").read_text())["faults"]["link_cut"] is True
-    assert ok(capsys, home, "lab", "link", "restore")["linkCut"] is False
+    for args in (("cut",), ("restore",), ("set", "--bandwidth", "8MiB"), ("show",)):
+        assert one_line_error(capsys, home, "lab", "link", *args).endswith("[labNotUp]")
+    assert not (home / "lab.json").exists()
     status = ok(capsys, home, "lab", "status")
     assert status["up"] is False and status["link"]["running"] is False
-    assert status["link"]["bandwidth"] == 8 << 20
+    assert "no relay running (start it with 'mirrorctl lab up')" in run(capsys, home, "lab", "status", json_out=False)[1]
     from core.lab.supervisor import require_lab_up
     from core.lab import LabNotUp
 

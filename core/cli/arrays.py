@@ -1,13 +1,13 @@
 """mirrorctl array ...: the storage arrays, ``array serve`` (one array as a daemon); add/list/remove in core.cli.managed."""
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 from pathlib import Path
 
 from core.cli import managed, output
 from core.cli.common import Result, command, with_engine
+from core.errors import InvalidInput
 
 
 def register(sub) -> None:
@@ -59,8 +59,9 @@ def _remote_remove(client, args) -> Result:
 
 
 def _port(text: str) -> int:
+    """A port option's value; a bad one is one line (a MirrorError passes through argparse)."""
     if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"port '{text}' must be a number from 0 to 65535 (0 picks a free one)")
+        raise InvalidInput(f"port '{text}' must be a number from 0 to 65535 (0 picks a free one)", code="invalidPort")
     return int(text)
 
 

@@ -1,21 +1,17 @@
 """mirrorctl lab ...: the embedded lab — create it, run its array daemons and link relay, stop it.
 
 ``lab up`` / ``lab down`` / ``lab status`` drive one daemon per array plus the link
-relay (:mod:`core.lab.supervisor`); ``lab run`` is the older single process that hosts
-both arrays in the foreground. ``lab relay`` is the relay process that ``lab up``
+relay (:mod:`core.lab.supervisor`). ``lab relay`` is the relay process that ``lab up``
 starts; it is documented, not listed. Faults: :mod:`core.cli.labfaults`.
 """
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 
 from core.cli import output
 from core.cli.common import Result
-from core.errors import DataDirLocked, InvalidInput, NotFound
+from core.errors import DataDirLocked, InvalidInput
 from core.lab import array_dirs, init_lab
-from core.runtime import BlockingEngine
 
 
 def register(sub) -> None:
@@ -34,10 +30,6 @@ def register(sub) -> None:
     p.set_defaults(run=_down)
     p = lsub.add_parser("status", help="the lab's daemons (addresses, certificates, passwords) and its link")
     p.set_defaults(run=_status)
-    p = lsub.add_parser("run", help="run the lab's arrays, scheduler and NBD servers in the foreground")
-    p.add_argument("--nbd-port", type=int, default=0, help="first NBD port (SiteA; SiteB gets the next); "
-                                                           "default: free ports")
-    p.set_defaults(run=_run)
     p = lsub.add_parser("relay", description="The lab link relay process that 'lab up' starts: relays each "
                                              "array's mirroring channel, controlled through H/relay.json.")
     p.add_argument("--route", action="append", default=[], metavar="NAME=HOST:PORT",
@@ -126,7 +118,7 @@ def _describe(status: dict) -> str:
         lines += [f"  to {n}: {r['listen']} -> {r['target']}, {r['connections']} connection(s)"
                   for n, r in link["routes"].items()]
     else:
-        lines.append(f"Link: no relay running; lab.json says {state}, {describe(link['bandwidth'], 0)}")
+        lines.append("Link: no relay running (start it with 'mirrorctl lab up')")
     return "\n".join(lines)
 
 
@@ -138,21 +130,3 @@ def _relay(args) -> None:
                            code="invalidRoute")
     run(args.home.resolve(), parse_routes(args.route))
     return None
-
-
-def _run(args) -> Result:
-    if not array_dirs(args.home):
-        raise NotFound(f"no lab in {args.home}; create one with 'mirrorctl lab init'", code="labNotFound")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    with BlockingEngine(args.home, purpose="mirrorctl lab run", nbd_port=args.nbd_port) as client:
-        uris = client.nbd_uris()
-        print(f"Lab running from {args.home} (Ctrl-C to stop). Scheduled syncs run while this process runs.")
-        for a in client.arrays_list():
-            print(f"  {a.name}: mirroring channel {a.channel_address}")
-        for ref, uri in uris.items():
-            print(f"  {ref}: {uri}")
-        print("ready", flush=True)
-        stop.wait()
-    return Result({"stopped": True, "nbd": uris}, "Lab stopped")

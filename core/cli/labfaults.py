@@ -1,9 +1,8 @@
 """mirrorctl lab link|controller|volume|array ...: faults injected into the lab.
 
 Adds sub-commands to the ``lab`` command of :mod:`core.cli.lab` (registered after it).
-The link: with the lab up, ``lab link`` drives the link relay, so a cut is a real cut
-TCP path; with it down, the fault goes to ``lab.json`` for the in-process engine
-(``lab run``, the console), as before. The other faults go through the engine.
+``lab link`` drives the link relay, so a cut is a real cut TCP path (the lab must be
+up); the other faults go to the array that owns the volume or controller, over its REST API.
 """
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import argparse
 
 from core.cli.common import Result, command
 from core.errors import InvalidInput, NotFound
-from core.lab import LabNotUp, LabState, array_dirs
+from core.lab import LabNotUp, array_dirs
 from core.refs import split_ref
 
 
@@ -55,7 +54,7 @@ def _link(args) -> Result:
                            code="invalidInput")
     control = RelayControl.find(args.home)
     if control is None:
-        return _link_in_lab_file(args, settings)
+        raise LabNotUp()
     if args.action in ("cut", "restore"):
         settings["cut"] = args.action == "cut"
     state = control.set_link(**settings) if settings else control.link()
@@ -80,26 +79,6 @@ def _link_text(action: str, state: dict) -> str:
     if action == "restore":
         return f"Link between the lab's arrays restored ({shape}): groups resume per their resync policy"
     return f"Link between the lab's arrays {'CUT' if state['cut'] else 'up'}: {shape}"
-
-
-def _link_in_lab_file(args, settings: dict) -> Result:
-    """No relay runs: the fault goes to lab.json, which the in-process engine follows (``lab run``, console)."""
-    if settings.get("latency"):
-        raise LabNotUp()
-    state = LabState(args.home)
-    if args.action in ("cut", "restore"):
-        state.faults.link_cut = args.action == "cut"
-    if "bandwidth" in settings:
-        state.faults.link_bandwidth = settings["bandwidth"]
-    if args.action != "show":
-        state.save()
-    f = state.faults
-    if args.action in ("cut", "restore"):
-        text = "Link between SiteA and SiteB cut: groups pause" if f.link_cut else \
-            "Link between SiteA and SiteB restored: groups resume per their resync policy"
-    else:
-        text = _link_text(args.action, {"cut": f.link_cut, "bandwidth": f.link_bandwidth, "latency": 0.0})
-    return Result({"linkCut": f.link_cut, "linkBandwidth": f.link_bandwidth}, text)
 
 
 def _controller(client, args) -> Result:

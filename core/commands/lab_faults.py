@@ -1,37 +1,35 @@
-"""Controller ownership and the lab's injected faults (failed volumes, controller resets, stopped arrays).
+"""Controller ownership and the lab's injected faults (failed volumes, controller resets).
 
 Their effects are role and ownership rules (SPEC §2 "Controller ownership",
 "Failures"): a failed secondary makes its pair Failed and the group System
 suspended; a reset controller hands its volumes to the other one, which finishes
-interrupted remote writes from the log in reserved capacity.
+interrupted remote writes from the log in reserved capacity. A fault is the array's
+own state (the volume's ``failed``, the controller's status in its database); a
+stopped array is a stopped daemon and a cut link a cut connection, which the lab's
+supervisor and link relay make.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
 
 from core.commands.volumes import VolumeCommands
 from core.domain import Role, Severity
 from core.errors import InvalidInput, MirrorError, NotFound
-from core.lab import LabFaults
-from core.lab_faults import LabFaultFile
 from core.publisher import Publish
 from core.refs import split_ref
+from core.replication.host_volumes import HostVolumes
 from core.replication.links import Peer
 from core.replication.sync_runner import SyncRunner
 
-ApplyFaults = Callable[[LabFaults], Awaitable[None]]
-
 
 class LabFaultCommands:
-    def __init__(self, volumes: VolumeCommands, lab: LabFaultFile, runner: SyncRunner, peer: Peer,
-                 publish: Publish, apply_faults: ApplyFaults):
+    def __init__(self, volumes: VolumeCommands, hosts: HostVolumes, runner: SyncRunner, peer: Peer,
+                 publish: Publish):
         self._volumes = volumes
-        self._lab = lab
+        self._hosts = hosts
         self._runner = runner
         self._peer = peer
         self._publish = publish
-        self._apply_faults = apply_faults  # what a changed fault record does to the running arrays
 
     # -- ownership -------------------------------------------------------------------------------------
     async def set_volume_owner(self, ref: str, ctrl: str) -> None:
@@ -39,7 +37,7 @@ class LabFaultCommands:
         array = self._volumes.array(a)
         if ctrl not in ("A", "B"):
             raise InvalidInput(f"controller '{ctrl}' must be A or B", code="invalidController")
-        if f"{a}/{ctrl}" in self._lab.faults.offline_controllers:
+        if array.controller_offline(ctrl):
             raise MirrorError(f"controller {a}/{ctrl} is offline; restore it first", code="controllerOffline")
         row = array.volume(v)
         row.preferred_owner = row.current_owner = ctrl
@@ -53,13 +51,9 @@ class LabFaultCommands:
         a, v = split_ref(ref)
         array = self._volumes.array(a)
         row = array.volume(v)
-        before = self._lab.reread()
-        if ref not in self._lab.faults.failed_volumes:
-            self._lab.faults.failed_volumes.append(ref)
-        self._lab.save()
         row.failed = True
         array.db.commit()
-        await self._apply_faults(before)
+        self._hosts.follow_failure(array, row)
         array.log(Severity.CRITICAL, v, "volumeFailed", f"Volume {ref} failed")
         pair = array.pair_of(row)
         if pair is not None:
@@ -81,13 +75,9 @@ class LabFaultCommands:
         a, v = split_ref(ref)
         array = self._volumes.array(a)
         row = array.volume(v)
-        before = self._lab.reread()
-        if ref in self._lab.faults.failed_volumes:
-            self._lab.faults.failed_volumes.remove(ref)
-        self._lab.save()
         row.failed = False
         array.db.commit()
-        await self._apply_faults(before)
+        self._hosts.follow_failure(array, row)
         pair = array.pair_of(row)
         if pair is not None:
             if pair.failed_reason.startswith("volume "):
@@ -120,10 +110,6 @@ class LabFaultCommands:
         a = self._volumes.array(array)
         controller = self._controller(a, ctrl)
         key = f"{array}/{ctrl}"
-        self._lab.reread()
-        if key not in self._lab.faults.offline_controllers:
-            self._lab.faults.offline_controllers.append(key)
-        self._lab.save()
         other = "B" if ctrl == "A" else "A"
         controller.status = "offline"
         moved = []
@@ -135,10 +121,7 @@ class LabFaultCommands:
         a.log(Severity.CRITICAL, f"controller {ctrl}", "controllerOffline",
               f"Controller {key} reset; {len(moved)} volume(s) moved to controller {other}")
         for (an, gname), st in list(self._runner.states.items()):
-            g = self._volumes.array(an).find_group(gname)
-            if g is None or not st.running:
-                continue
-            if an == array or g.remote_array == array:  # the remote write is interrupted mid-way
+            if an == array and st.running:  # the remote write is interrupted mid-way: it resumes from the log
                 st.task.cancel()
                 await asyncio.gather(st.task, return_exceptions=True)
         self._publish("array", array, key)
@@ -147,10 +130,6 @@ class LabFaultCommands:
         a = self._volumes.array(array)
         controller = self._controller(a, ctrl)
         key = f"{array}/{ctrl}"
-        self._lab.reread()
-        if key in self._lab.faults.offline_controllers:
-            self._lab.faults.offline_controllers.remove(key)
-        self._lab.save()
         controller.status = "optimal"
         for row in a.volumes():
             if row.preferred_owner == ctrl:
@@ -158,23 +137,3 @@ class LabFaultCommands:
         a.db.commit()
         a.log(Severity.INFO, f"controller {ctrl}", "controllerRestored", f"Controller {key} back online")
         self._publish("array", array, key)
-
-    async def array_stop(self, array: str) -> None:
-        """Lab: stop an array (unreachable, its volumes refuse host I/O)."""
-        await self._set_stopped(array, True)
-        self._publish("array", array, "stopped")
-
-    async def array_start(self, array: str) -> None:
-        await self._set_stopped(array, False)
-        self._publish("array", array, "started")
-
-    async def _set_stopped(self, array: str, stopped: bool) -> None:
-        self._volumes.array(array)
-        before = self._lab.reread()
-        names = self._lab.faults.stopped_arrays
-        if stopped and array not in names:
-            names.append(array)
-        elif not stopped and array in names:
-            names.remove(array)
-        self._lab.save()
-        await self._apply_faults(before)

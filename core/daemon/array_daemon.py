@@ -88,7 +88,7 @@ class ArrayDaemon:
         server_ctx = tls.server_context(self.cert, self.key)
         channel_ctx = tls.server_context(self.cert, self.key) if self.channel_tls else None
         self.engine = Engine(self.data_dir, purpose=f"array daemon (pid {os.getpid()})", nbd_port=self.nbd_port,
-                             data_dirs=[self.data_dir], listen=self.listen, channel_port=self.channel_port,
+                             listen=self.listen, channel_port=self.channel_port,
                              channel_ssl=channel_ctx, peer_ssl=peer_context() if self.channel_tls else None)
         await self.engine.start()
         try:

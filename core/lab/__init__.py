@@ -1,6 +1,6 @@
 """The embedded lab: array daemons on this machine, joined by a link relay that really fails.
 
-- :mod:`core.lab.home` — the lab home directory, its arrays and ``lab.json`` (re-exported here,
+- :mod:`core.lab.home` — the lab home directory and its arrays (re-exported here,
   so ``from core.lab import init_lab`` keeps working);
 - :mod:`core.lab.passwords` — the arrays' admin passwords, recorded in the home;
 - :mod:`core.lab.shaping` — the link's settings: bandwidth token buckets, latency, parsing;
@@ -10,11 +10,11 @@
 - :mod:`core.lab.processes` — starting detached processes and stopping them surely;
 - :mod:`core.lab.supervisor` — ``lab up / down / status``.
 
-Only the home module is imported here: the in-process engine imports ``core.lab`` and
+Only the home module is imported here: the engine imports ``core.lab`` and
 must not pay for aiohttp.
 """
-from core.lab.home import (ARRAYS_DIR, LAB_FILE, LAB_PASSWORDS, LAB_VOLUMES, LabFaults, LabNotUp, LabState,
-                           array_dirs, default_home, init_lab, lab_specs, open_arrays)
+from core.lab.home import (ARRAYS_DIR, LAB_PASSWORDS, LAB_VOLUMES, LabNotUp, array_dirs, default_home, init_lab,
+                           lab_specs)
 
-__all__ = ["ARRAYS_DIR", "LAB_FILE", "LAB_PASSWORDS", "LAB_VOLUMES", "LabFaults", "LabNotUp", "LabState",
-           "array_dirs", "default_home", "init_lab", "lab_specs", "open_arrays"]
+__all__ = ["ARRAYS_DIR", "LAB_PASSWORDS", "LAB_VOLUMES", "LabNotUp", "array_dirs", "default_home", "init_lab",
+           "lab_specs"]

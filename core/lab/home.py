@@ -1,15 +1,12 @@
-"""The lab home: two arrays in one directory, and the faults the in-process engine reads.
+"""The lab home: its arrays' data directories in one directory.
 
-``lab init`` creates SiteA (primary site) and SiteB (DR site). Faults (a cut link,
-a stopped array...) are kept in ``lab.json`` until restored, so separate CLI
-invocations and the console all see them. (With the lab up, the link's faults are
-the relay's instead: see :mod:`core.lab.relay`.)
+``lab init`` creates SiteA (primary site) and SiteB (DR site), or more. Faults are
+real: the link relay cuts and shapes the link (:mod:`core.lab.relay`), a stopped
+array is a stopped daemon, a failed volume or reset controller is its array's state.
 """
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -19,7 +16,6 @@ from core.domain import DriveType, Model
 from core.errors import MirrorError
 from core.units import GiB, TiB
 
-LAB_FILE = "lab.json"
 ARRAYS_DIR = "arrays"
 # The lab's array passwords; an administrator types them in when adding a remote array.
 LAB_PASSWORDS = {"SiteA": "siteA-admin", "SiteB": "siteB-admin"}
@@ -41,33 +37,6 @@ def default_password(name: str) -> str:
 def default_home() -> Path:
     """``$MIRROR_HOME`` or the user data directory: where mirrorctl and the console find the lab."""
     return Path(os.environ.get("MIRROR_HOME") or platformdirs.user_data_dir("async-mirror", "AsyncMirror")) / "lab"
-
-
-@dataclass
-class LabFaults:
-    link_cut: bool = False
-    stopped_arrays: list[str] = field(default_factory=list)
-    offline_controllers: list[str] = field(default_factory=list)  # "SiteA/A"
-    failed_volumes: list[str] = field(default_factory=list)  # "SiteB/db"
-    link_bandwidth: int | None = None  # bytes/s; None = unlimited
-    drills: list[str] = field(default_factory=list)  # groups with a DR drill clone exposed
-
-
-class LabState:
-    """``lab.json``: the faults in force, written atomically on every change."""
-
-    def __init__(self, home: Path):
-        self.path = Path(home) / LAB_FILE
-        self.faults = LabFaults()
-        if self.path.exists():
-            data = json.loads(self.path.read_text() or "{}")
-            known = LabFaults.__dataclass_fields__
-            self.faults = LabFaults(**{k: v for k, v in data.get("faults", {}).items() if k in known})
-
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"faults": asdict(self.faults)}, indent=2))
-        os.replace(tmp, self.path)
 
 
 class LabNotUp(MirrorError):
@@ -115,7 +84,6 @@ def init_lab(home: Path, if_missing: bool = False, password: str | None = None, 
                 array.create_volume(vname, cap, drive_type=dtype)
         finally:
             array.close()
-    LabState(home).save()
     return True
 
 
@@ -123,16 +91,3 @@ def array_dirs(home: Path) -> list[Path]:
     """The lab's array data directories (those holding a configuration database), by name."""
     root = Path(home) / ARRAYS_DIR
     return sorted(p for p in root.iterdir() if (p / "config.db").exists()) if root.exists() else []
-
-
-def open_arrays(home: Path, purpose: str = "") -> list[StorageArray]:
-    """Open every lab array (taking each data-directory lock); all or none."""
-    opened: list[StorageArray] = []
-    try:
-        for d in array_dirs(home):
-            opened.append(StorageArray.open(d, purpose))
-    except BaseException:
-        for a in opened:
-            a.close()
-        raise
-    return opened

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from core.client.rest import BlockingArrayClient
 from core.errors import MirrorError, NotFound
-from core.lab.home import LabNotUp, LabState, array_dirs
+from core.lab.home import LabNotUp, array_dirs
 from core.lab.passwords import lab_passwords
 from core.lab.processes import (is_ours, log_tail, mirrorctl_command, process_alive, read_json, read_pid,
                                 start_detached, stop_processes, write_atomic)
@@ -330,10 +330,8 @@ def lab_status(home: Path) -> dict:
     control = RelayControl.find(home)
     if control is not None:
         link = {"running": True, "relayPid": control.pid, **control.link()}
-    else:  # no relay: the link as lab.json says (the in-process engine's lab)
-        faults = LabState(home).faults
-        link = {"running": False, "relayPid": None, "cut": faults.link_cut, "bandwidth": faults.link_bandwidth,
-                "latency": 0.0, "routes": {}}
+    else:
+        link = {"running": False, "relayPid": None, "cut": False, "bandwidth": None, "latency": 0.0, "routes": {}}
     return {"home": str(home), "up": all(a["running"] for a in arrays) and link["running"],
             "arrays": arrays, "link": link}
 

@@ -8,7 +8,6 @@ exported beside the volumes.
 from __future__ import annotations
 
 from core.drills import Drills
-from core.lab_faults import LabFaultFile
 from core.nbd.server import NbdServer
 from core.replication.host_volumes import HostVolumes
 
@@ -30,10 +29,9 @@ class _ArrayExports:
 class NbdExports:
     """One NBD server per array of this process (none when ``port`` is None: a one-shot command)."""
 
-    def __init__(self, hosts: HostVolumes, drills: Drills, lab: LabFaultFile, listen: str, port: int | None):
+    def __init__(self, hosts: HostVolumes, drills: Drills, listen: str, port: int | None):
         self._hosts = hosts
         self._drills = drills
-        self._lab = lab
         self._listen = listen
         self._port = port
         self.servers: dict[str, NbdServer] = {}
@@ -53,8 +51,6 @@ class NbdExports:
 
     def backend(self, array: str, volume: str):
         """What an NBD client opens: the volume's HostVolume, or a drill clone."""
-        if array in self._lab.faults.stopped_arrays:
-            return None
         return self._hosts.get((array, volume)) or self._drills.clone(array, volume)
 
     def names(self, array: str) -> list[str]:

@@ -1,11 +1,9 @@
 """The mirroring channel as the engine uses it: one listener per array, one session per direction.
 
 Every message between two arrays — configuration and region data alike — crosses a
-real authenticated TCP session, even when both arrays run in this process (the
-in-process lab talks over loopback). A remote array that runs in another process
-(an array daemon's peer) is watched by a :class:`LinkMonitor`: the link is up while
-a session connects and answers pings, so a cut TCP path is noticed within seconds
-and no flag is consulted.
+real authenticated TCP session. Each remote array is watched by a :class:`LinkMonitor`:
+the link is up while a session connects and answers pings, so a cut TCP path is
+noticed within seconds and no flag is consulted.
 """
 from __future__ import annotations
 
@@ -49,13 +47,11 @@ class _ArrayHandler:
 
 
 class Dialer(Protocol):
-    """Where a remote array answers and with which password; the lab link's bandwidth."""
+    """Where a remote array answers and with which password."""
 
     def addresses(self, local: str, remote: str) -> list[tuple[str, int]]: ...
 
     def password(self, local: str, remote: str) -> str: ...
-
-    def link_bandwidth(self) -> int | None: ...
 
 
 Regions = Callable[[str, str, str, list], None]  # (array, transfer, volume, regions): region data received
@@ -83,6 +79,7 @@ class ChannelHub:
         self.servers: dict[str, ChannelServer] = {}
         self.sessions: dict[tuple[str, str], Session] = {}
         self.schedulers: dict[tuple[str, str], LinkScheduler] = {}
+        self.rate: float | None = None  # bytes/s of every sender; None: unpaced
         self._connecting: dict[tuple[str, str], asyncio.Lock] = {}
         self.monitor = LinkMonitor(self)
         self.refusals: dict[str, RefusalLog] = {}
@@ -121,11 +118,12 @@ class ChannelHub:
     def scheduler(self, local: str, remote: str) -> LinkScheduler:
         key = (local, remote)
         if key not in self.schedulers:
-            self.schedulers[key] = LinkScheduler(self.dialer.link_bandwidth())
+            self.schedulers[key] = LinkScheduler(self.rate)  # priorities share the link
         return self.schedulers[key]
 
     def set_rate(self, rate: float | None) -> None:
-        """Open sessions keep their scheduler object, so the limit changes in place."""
+        """Pace this engine's senders at ``rate`` bytes/s (None: the network's pace); open sessions too."""
+        self.rate = rate
         for scheduler in self.schedulers.values():
             scheduler.rate = rate
 

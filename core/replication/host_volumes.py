@@ -15,7 +15,6 @@ from core.array import StorageArray
 from core.datapath.extents import allocated_regions
 from core.domain import Role
 from core.errors import NotFound, ReservedCapacityFull
-from core.lab_faults import LabFaultFile
 from core.replication.host_volume import HostVolume
 
 Key = tuple[str, str]
@@ -25,8 +24,7 @@ PitFull = Callable[[HostVolume, ReservedCapacityFull], None]
 class HostVolumes(Mapping[Key, HostVolume]):
     """The open volumes; read like a mapping, changed only through the methods below."""
 
-    def __init__(self, lab: LabFaultFile, region_size: int, on_pit_full: PitFull):
-        self._lab = lab
+    def __init__(self, region_size: int, on_pit_full: PitFull):
         self.region_size = region_size
         self._on_pit_full = on_pit_full
         self._open: dict[Key, HostVolume] = {}
@@ -58,9 +56,7 @@ class HostVolumes(Mapping[Key, HostVolume]):
 
     def open(self, array: StorageArray, row) -> HostVolume:
         hv = HostVolume(array.name, row.name, str(array.volume_path(row)))
-        f = self._lab.faults
-        # a stopped lab array's volumes refuse host I/O
-        hv.failed = row.failed or f"{array.name}/{row.name}" in f.failed_volumes or array.name in f.stopped_arrays
+        hv.failed = row.failed
         pair = array.pair_of(row)
         if pair is not None:
             self._attach(array, pair, hv)
@@ -87,11 +83,11 @@ class HostVolumes(Mapping[Key, HostVolume]):
             hv.changelog.resize(row.capacity)
             hv.since_capture.resize(row.capacity)
 
-    def apply_failures(self, arrays: Mapping[str, StorageArray]) -> None:
-        """Failed and stopped follow the lab's record and each volume's own state."""
-        f = self._lab.faults
-        for (a, v), hv in self._open.items():
-            hv.failed = f"{a}/{v}" in f.failed_volumes or arrays[a].volume(v).failed or a in f.stopped_arrays
+    def follow_failure(self, array: StorageArray, row) -> None:
+        """Host I/O follows the volume's failed state (``lab volume fail|repair``)."""
+        hv = self._open.get((array.name, row.name))
+        if hv is not None:
+            hv.failed = row.failed
 
     # -- mirrored volumes ---------------------------------------------------------------
     def _attach(self, array: StorageArray, pair, hv: HostVolume) -> None:

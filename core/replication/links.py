@@ -1,9 +1,8 @@
 """Whether an array can talk to a remote array now, and talking to it: the ``Peer`` of the collaborators.
 
-A remote array in another process (an array daemon's peer) is up while its channel
-session answers (the :class:`~core.replication.channels.LinkMonitor`); two arrays of
-the in-process lab follow the lab's recorded faults. Every message still crosses
-the mirroring channel either way.
+A remote array is up while its channel session answers (the
+:class:`~core.replication.channels.LinkMonitor` probes it); every message crosses
+the mirroring channel, to the addresses of the array's remote-array entry.
 """
 from __future__ import annotations
 
@@ -13,9 +12,7 @@ from typing import Protocol
 from core.array import StorageArray
 from core import remote_arrays
 from core.channel.session import Session
-from core.errors import CommunicationError, MirrorError
-from core.lab import LAB_PASSWORDS
-from core.lab_faults import LabFaultFile
+from core.errors import MirrorError
 from core.replication.channels import ChannelHub
 
 
@@ -36,39 +33,28 @@ class Peer(Protocol):
 class Links:
     """The links of this process's arrays to their remote arrays (implements :class:`Peer`)."""
 
-    def __init__(self, arrays: Mapping[str, StorageArray], lab: LabFaultFile):
+    def __init__(self, arrays: Mapping[str, StorageArray]):
         self._arrays = arrays
-        self._lab = lab
         self.channels: ChannelHub | None = None  # set when the data path starts
 
     def reachable(self, local: str, remote: str) -> bool:
-        """Whether ``local`` can talk to ``remote`` over the mirroring channel right now."""
-        if remote not in self._arrays:
-            return self.channels is not None and self.channels.monitor.up(local, remote)
-        f = self._lab.faults
-        return not f.link_cut and remote not in f.stopped_arrays and local not in f.stopped_arrays
+        """Whether ``local`` could talk to ``remote`` over the mirroring channel at the last probe."""
+        return self.channels is not None and self.channels.monitor.up(local, remote)
 
     async def can_reach(self, local: str, remote: str) -> bool:
-        """Whether a command can talk to ``remote`` now: a remote in another process is probed at once."""
-        if remote in self._arrays:
-            return self.reachable(local, remote)
+        """Whether a command can talk to ``remote`` now: probed at once."""
         return await self.channels.monitor.probe_now(local, remote)
 
     def known(self, local: str, remote: str) -> bool:
-        """False only before the first probe of a remote in another process (just after a start)."""
-        return remote in self._arrays or self.channels.monitor.checked(local, remote)
+        """False only before the first probe of ``remote`` (just after a start)."""
+        return self.channels.monitor.checked(local, remote)
 
     async def call(self, local: str, remote: str, method: str, params: dict, timeout: float = 60.0) -> dict:
         """Send ``method`` from array ``local`` to array ``remote`` over the mirroring channel.
 
-        A remote in another process is simply dialled: the attempt, not the link
-        monitor's last probe, says whether it answers (just after a start, the monitor
-        has not probed yet).
+        The remote is simply dialled: the attempt, not the link monitor's last probe,
+        says whether it answers (just after a start, the monitor has not probed yet).
         """
-        if remote in self._arrays and not self.reachable(local, remote):
-            raise CommunicationError(
-                f"array {local} cannot reach array {remote} over the mirroring channel; "
-                "check the link (lab link restore) and that the remote array is running")
         return await self.channels.call(local, remote, method, params, timeout=timeout)
 
     async def session(self, local: str, remote: str) -> Session:
@@ -76,26 +62,20 @@ class Links:
 
     # -- what the channel dials ------------------------------------------------------------
     def addresses(self, local: str, remote: str) -> list[tuple[str, int]]:
-        if remote in self.channels.servers:
-            return [("127.0.0.1", self.channels.servers[remote].port)]
         return remote_arrays.addresses_of(self._arrays[local], remote)
 
     def password(self, local: str, remote: str) -> str:
-        known = remote_arrays.password_of(self._arrays[local], remote)
-        return known if known is not None else LAB_PASSWORDS.get(remote, "")
-
-    def link_bandwidth(self) -> int | None:
-        return self._lab.faults.link_bandwidth
+        return remote_arrays.password_of(self._arrays[local], remote) or ""
 
     def watched(self, local: str) -> list[str]:
         """The remote arrays in other processes whose link to ``local`` is watched."""
         return self.channels.monitor.remotes_of(local)
 
     def watch_remotes(self) -> None:
-        """Watch the link to every remote array that lives in another process."""
+        """Watch the link to every remote array this process's arrays mirror with."""
         for array in self._arrays.values():
             remotes = {e["name"] for e in remote_arrays.remote_entries(array)} | {g.remote_array for g in array.groups()}
-            for remote in sorted(remotes - set(self._arrays)):
+            for remote in sorted(remotes - {array.name}):
                 self.channels.monitor.watch(array.name, remote)
 
     # -- the remote-array entries of each local array -------------------------------------------
@@ -112,8 +92,7 @@ class Links:
                                wwn: str = "") -> dict:
         entry = remote_arrays.set_remote(a, name, addresses, password, wwn)
         await self._drop_session(a.name, name)  # the next call dials the new addresses
-        if name not in self._arrays:
-            self.channels.monitor.watch(a.name, name)
+        self.channels.monitor.watch(a.name, name)
         return entry
 
     async def remove_remote_array(self, a: StorageArray, name: str) -> None:

@@ -73,7 +73,7 @@ class EventHub:
 
     def _on_event(self, ev: EngineEvent) -> None:
         if ev.array not in (self.array, ""):
-            return  # another array of an in-process lab engine
+            return  # not this array's (an engine serves one array; kept as a guard)
         if ev.event is not None:
             self.position = max(self.position, ev.event.id)
         for listener in list(self._listeners):

@@ -39,10 +39,10 @@ class ArrayContext:
 
     # -- this array -------------------------------------------------------------------------
     async def wwn(self, name: str | None = None) -> str:
-        """WWN of this array, or of a remote one when this engine or the remote list knows it ("" if not)."""
+        """WWN of this array, or of a remote one when its remote-array entry knows it ("" if not)."""
         name = name or self.array
         if name not in self._wwns:
-            if name in self.engine.arrays:  # an in-process lab engine runs the remote too
+            if name == self.array:
                 self._wwns[name] = (await self.engine.array(name)).wwn
             else:
                 for entry in await self.remote_entries():

@@ -25,7 +25,6 @@ from core.array import StorageArray
 from core.domain import Role, Severity
 from core.endpoint import ArrayEndpoint
 from core.errors import InvalidInput, MirrorError, NotFound
-from core.lab_faults import LabFaultFile
 from core.publisher import Publish
 from core.replication.host_volumes import HostVolumes
 from core.replication.links import Peer
@@ -53,7 +52,7 @@ class RoleCoordinator:
     role_change_delay = 0.0
 
     def __init__(self, arrays: Mapping[str, StorageArray], endpoints: Mapping[str, ArrayEndpoint],
-                 hosts: HostVolumes, runner: SyncRunner, peer: Peer, publish: Publish, lab: LabFaultFile,
+                 hosts: HostVolumes, runner: SyncRunner, peer: Peer, publish: Publish,
                  group_home: Callable[[str], StorageArray]):
         self._arrays = arrays
         self._endpoints = endpoints
@@ -61,7 +60,6 @@ class RoleCoordinator:
         self._runner = runner
         self._peer = peer
         self._publish = publish
-        self._lab = lab
         self._group_home = group_home
         self._role_tasks: dict[str, asyncio.Task] = {}
 
@@ -223,10 +221,9 @@ class RoleCoordinator:
         return {"ok": True}
 
     def _side_owner(self, array, owners: dict) -> dict:
-        offline = set(self._lab.faults.offline_controllers)
         for name, ctrl in owners.items():
             row = array.volume(name)
-            if f"{array.name}/{ctrl}" not in offline and row.current_owner != ctrl:
+            if not array.controller_offline(ctrl) and row.current_owner != ctrl:
                 row.current_owner = ctrl
                 array.log(Severity.INFO, name, "volumeOwnerChanged",
                           f"Secondary {array.name}/{name} now owned by controller {ctrl}, following its primary")
@@ -249,23 +246,18 @@ class RoleCoordinator:
             raise MirrorError(f"group {group} is already primary on {array}", code="arvmGroupAlreadyPrimary")
         if not force:
             self._check_normal(a, g)
-            other = self._arrays.get(g.remote_array)
-            if other is not None and other.find_group(group) is not None:
-                self._check_normal(other, other.group(group))
         if not await self._peer.can_reach(array, g.remote_array):
             if not force:
                 raise MirrorError(f"{array} cannot reach {g.remote_array}; a role change needs both arrays, or "
                                   "force the promotion (--force)", code="arvmRemoteArrayUnreachable")
             return await self._force_promote(a, g)
         self._check_normal(a, g)
-        primary = g.remote_array
-        if primary not in self._arrays:  # the primary's engine runs the change
-            await self._peer.call(array, primary, "role.request", {"group": group, "primary": array})
-            return {"group": group, "primary": array, "state": "pending"}
-        return await self._orchestrate(self._array(primary), group, array, wait)
+        # The primary's array runs the change (and checks its own side).
+        await self._peer.call(array, g.remote_array, "role.request", {"group": group, "primary": array})
+        return {"group": group, "primary": array, "state": "pending"}
 
     async def _role_change_to_remote(self, group: str, remote: str, force: bool, wait: bool) -> dict:
-        """Make ``remote`` (an array in another process) primary, acting from this side of the group."""
+        """Make ``remote`` primary, acting from this array's (primary) side of the group."""
         home = next((a for a in self._arrays.values()
                      if (g := a.find_group(group)) is not None and g.remote_array == remote), None)
         if home is None:
@@ -404,13 +396,12 @@ class RoleCoordinator:
     # -- forced changes ---------------------------------------------------------------------------
     def forced_promotion_refusal(self, array, g) -> MirrorError | None:
         """The first SPEC rule that forbids a forced promotion of ``g`` on ``array``, or None."""
-        failed = set(self._lab.faults.failed_volumes)
         rules = [
             (not g.pairs, "arvmGroupEmpty", "the group has no members"),
             (g.role_conflict, "arvmRoleConflict", "the group's role conflict is being resolved"),
             (g.role_change == "pending", "arvmRoleChangePending", "a role change of the group is pending"),
             (g.role_change == "in_progress", "arvmRoleChangeInProgress", "a role change of the group is in progress"),
-            (any(p.volume.failed or f"{array.name}/{p.volume.name}" in failed for p in g.pairs),
+            (any(p.volume.failed for p in g.pairs),
              "arvmMemberVolumeFailed", "a member volume has failed"),
             (any(p.failed_reason for p in g.pairs), "arvmGroupFailed",
              "the group is failed (a member or its reserved capacity failed)"),

@@ -72,9 +72,7 @@ class Reconciler:
         pairs = set()
         for a in self._arrays.values():
             remotes = {g.remote_array for g in a.groups()} | set(self._peer.watched(a.name))
-            for remote in remotes:
-                # both arrays here: one of them orchestrates
-                pairs.add(tuple(sorted((a.name, remote))) if remote in self._arrays else (a.name, remote))
+            pairs.update((a.name, remote) for remote in remotes)
         for local, remote in sorted(pairs):
             up = self._peer.reachable(local, remote)
             was = self._was_reachable.get((local, remote))
@@ -82,13 +80,8 @@ class Reconciler:
             if not up or (local, remote) in self._reconciling:
                 continue
             forced = any(g.forced for g in self._arrays[local].groups() if g.remote_array == remote)
-            if remote in self._arrays:
-                hinted = bool(hints.hints(self._arrays[local])) or bool(hints.hints(self._arrays[remote]))
-                if was is False or hinted or forced:
-                    self._start_reconcile(local, remote, self._reconcile(local, remote))
-                continue
-            # The remote runs in another process: the array whose name sorts first
-            # orchestrates; the other asks it to, each time the link comes (back) up.
+            # The array whose name sorts first orchestrates; the other asks it to, each
+            # time the link comes (back) up.
             again = was is not True or (forced or bool(hints.hints(self._arrays[local]))) and \
                 time.monotonic() - self._reconcile_asked.get((local, remote), 0.0) > RECONCILE_RETRY_SECONDS
             if not again:
@@ -160,9 +153,9 @@ class Reconciler:
         roles = (mine["role"], theirs["role"])
         if roles == ("primary", "primary"):
             self.peer_changed[(local, name)] = sum(theirs["changed"].values())
-            if remote not in self._arrays:  # tell the other side what this side changed, for its Guru
-                await self._peer.call(local, remote, "role.peer_changed",
-                                     {"group": name, "changed": sum(mine["changed"].values())})
+            # tell the other side what this side changed, for its Guru
+            await self._peer.call(local, remote, "role.peer_changed",
+                                  {"group": name, "changed": sum(mine["changed"].values())})
             if not (mine["role_conflict"] and theirs["role_conflict"]):
                 for side in (local, remote):
                     await self._roles.on(local, side, "role.mark", {"group": name, "role_conflict": True})
