@@ -318,27 +318,12 @@ class Guru:
         arr = self._arrays.get(a)
         row = _volume_or_none(arr, v) if arr is not None else None
         pair = arr.pair_of(row) if row is not None else None
-        if pair is None:  # another process runs it: the console sizes it from its own snapshots
+        if pair is None:  # on the remote array: the fleet sizes it from that array's figures (grow_action)
             label = f"Increase the reserved capacity of {ref}" + (f" to {percent} %" if percent else "")
             return GuruAction("increase-reserved-capacity", label, False, f"on {a}; asks before it changes",
                               target=ref, value=float(percent or 0))
-        cap, vol_cap = pair.reserved_capacity, row.capacity
-        now_pct = 100.0 * cap / vol_cap if vol_cap else 100.0
-        if percent is None:
-            percent = forecast.suggested_percent(needed, 0, vol_cap, cap) if needed else min(100, int(now_pct) + 20)
-        new = vol_cap * percent // 100
-        grow = max(0, new - cap)
-        free = arr.pool_free(pair.reserved_pool)
-        blocked = ""
-        if now_pct >= 100:
-            blocked = f"the reserved capacity of {ref} is already the size of its volume"
-        elif grow > free:
-            blocked = (f"pool {pair.reserved_pool} of {a} has {_size(free)} free and {_size(grow)} is needed; "
-                       "free capacity in the pool first")
-        return GuruAction("increase-reserved-capacity", f"Increase the reserved capacity of {ref} to {percent} %",
-                          False, f"{_size(cap)} ({now_pct:.0f} %) now, {_size(new)} after: takes {_size(grow)} from "
-                                 f"pool {pair.reserved_pool} ({_size(free)} free)",
-                          target=ref, value=float(percent), blocked=blocked)
+        return grow_action(ref, needed, pair.reserved_capacity, row.capacity, pair.reserved_pool,
+                           arr.pool_free(pair.reserved_pool), percent)
 
     @staticmethod
     def _resume_action(g, failed) -> GuruAction:
@@ -401,6 +386,30 @@ class Guru:
         elif act == "sync-now":
             await self._actions.sync_now(target)
         return None
+
+
+def grow_action(ref: str, needed: int, capacity: int, volume_capacity: int, pool: str, pool_free: int,
+                percent: int | None = None) -> GuruAction:
+    """Grow ``ref``'s reserved capacity (``capacity`` bytes now) to hold ``needed`` bytes, or to ``percent``.
+
+    Says what it takes from which pool, and is blocked when the pool cannot give it.
+    """
+    now_pct = 100.0 * capacity / volume_capacity if volume_capacity else 100.0
+    if percent is None:
+        percent = forecast.suggested_percent(needed, 0, volume_capacity, capacity) if needed \
+            else min(100, int(now_pct) + 20)
+    new = volume_capacity * percent // 100
+    grow = max(0, new - capacity)
+    blocked = ""
+    if now_pct >= 100:
+        blocked = f"the reserved capacity of {ref} is already the size of its volume"
+    elif grow > pool_free:
+        blocked = (f"pool {pool} of {ref.partition('/')[0]} has {_size(pool_free)} free and {_size(grow)} is "
+                   "needed; free capacity in the pool first")
+    return GuruAction("increase-reserved-capacity", f"Increase the reserved capacity of {ref} to {percent} %",
+                      False, f"{_size(capacity)} ({now_pct:.0f} %) now, {_size(new)} after: takes {_size(grow)} from "
+                             f"pool {pool} ({_size(pool_free)} free)",
+                      target=ref, value=float(percent), blocked=blocked)
 
 
 def _duration(seconds: float) -> str:

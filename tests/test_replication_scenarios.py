@@ -337,8 +337,17 @@ def test_secondary_reserved_capacity_full_is_shown_as_a_failed_pair(client):
     assert e.value.code == "arvmRepositoryFull"
     assert client.group("G").status == "system_suspended"
     assert any(p.status == "failed" for p in client.pairs())
+    # The Guru (the primary's problem, the fleet sizing the secondary's capacity) offers the growth that fits.
+    problem = next(p for p in client.guru() if p.id == "failed-pair:SiteA/v")
+    grow = next(a for a in problem.actions if a.id == "increase-reserved-capacity")
+    assert grow.target == "SiteB/v" and not grow.blocked
+    assert grow.value * (4 << 20) / 100 >= 20 * RS  # holds the delta that did not fit
+    assert grow.label == f"Increase the reserved capacity of SiteB/v to {grow.value:.0f} %"
+    assert "now" in grow.detail and "from pool" in grow.detail
     # Recovery: more reserved capacity on the secondary, resume: only the changes are sent.
-    client.increase_reserved_capacity("SiteB/v", 100)
+    client.guru_fix(problem.id, "increase-reserved-capacity")
+    side = next(p for p in client.pairs() if p.array == "SiteB")
+    assert side.reserved_capacity.capacity >= (4 << 20) * int(grow.value) // 100  # rounded up to whole blocks
     client.resume("G")
     wait_for(lambda: client.group("G").last_sync.outcome == "committed", 20, "the resync to commit")
     assert client.group("G").status == "optimal"

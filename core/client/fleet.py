@@ -547,7 +547,7 @@ class Fleet:
         seen: dict[str, Problem] = {}
         for _, problems in await self._answers("guru"):
             for p in problems:
-                problem = models.problem_from_ws(p)
+                problem = await fleet_forecast.size_remote_growth(self, models.problem_from_ws(p))
                 seen.setdefault(problem.id, problem)
         if self.lab is not None and any(i.startswith("communication-lost:") for i in seen):
             if (await self.lab.state()).get("cut"):
@@ -574,6 +574,11 @@ class Fleet:
             return {"problem": problem_id, "action": action_id, "done": True}
         if problem_id.startswith("array-stopped:") and self.lab is not None:  # no daemon runs to ask
             return await self.lab_tools.fix_stopped_array(problem_id, action_id)
+        if action_id == fleet_forecast.GROW:  # the capacity may be on the other array than the problem's
+            problem = next((p for p in await self.guru() if p.id == problem_id), None)
+            action = next((a for a in problem.actions if a.id == action_id), None) if problem else None
+            if action is not None and action.target.partition("/")[0] in self.clients:
+                return await fleet_forecast.fix(self, problem, action_id)
         for name, problems in await self._answers("guru"):
             if any(p["id"] == problem_id for p in problems):
                 return await self.client(name).post(f"guru/{problem_id}/actions/{action_id}", {})

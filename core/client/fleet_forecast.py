@@ -1,10 +1,11 @@
-"""The reserved-capacity forecast across two arrays, for the fleet's Recovery Guru.
+"""Reserved capacity across two arrays, for the fleet's Recovery Guru.
 
 An array daemon's Guru sees one side only: the change history is the primary's, the
 reserved capacity that fills is the secondary's. The fleet has both, so it raises the
 forecast problem (``core.guru.reserved_forecast_problem``) for groups whose sides it
-manages; the fixes run on the array that owns the capacity (increase) or the group
-(synchronize more often).
+manages, and sizes the growth a primary's Guru names on the secondary but cannot see
+(a pair failed because the secondary's reserved capacity filled); the fixes run on
+the array that owns the capacity (increase) or the group (synchronize more often).
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from typing import TYPE_CHECKING
 
 from core import forecast
 from core.errors import MirrorError
-from core.guru import HISTORY_FOR_FORECAST, GuruAction, Problem, reserved_forecast_problem
+import dataclasses
+
+from core.guru import HISTORY_FOR_FORECAST, GuruAction, Problem, grow_action, reserved_forecast_problem
 
 if TYPE_CHECKING:
     from core.client.fleet import Fleet
@@ -40,6 +43,35 @@ async def forecast_problems(fleet: "Fleet") -> list[Problem]:
     return out
 
 
+GROW = "increase-reserved-capacity"
+
+
+async def size_remote_growth(fleet: "Fleet", problem: Problem) -> Problem:
+    """``problem`` with its unsized growth of another array's reserved capacity sized from that array's figures.
+
+    The capacity must hold what the primary has not synchronized yet (its pair's
+    unsynchronized bytes), as the Guru sizes the growth of a capacity it sees.
+    """
+    actions = list(problem.actions)
+    for i, action in enumerate(actions):
+        if action.id != GROW or action.value or action.target.partition("/")[0] not in fleet.clients:
+            continue
+        array, _, volume = action.target.partition("/")
+        try:
+            side = next((p for p in await fleet.pairs(array=array) if p.local_volume == volume), None)
+            primary = next((p for p in await fleet.pairs(array=side.remote_array)
+                            if p.remote_volume == volume), None) if side is not None else None
+            pools = {p.name: p.free for p in (await fleet.array(array)).pools}
+        except MirrorError:
+            continue  # that array does not answer: the action stays unsized, the console asks for a size
+        if side is None or side.reserved_capacity.pool not in pools:
+            continue
+        rc = side.reserved_capacity
+        actions[i] = grow_action(action.target, primary.unsynchronized_bytes if primary is not None else 0,
+                                 rc.capacity, side.volume_capacity, rc.pool, pools[rc.pool])
+    return dataclasses.replace(problem, actions=tuple(actions)) if actions != list(problem.actions) else problem
+
+
 async def fix(fleet: "Fleet", problem: Problem, action_id: str) -> dict:
     """Run a forecast problem's action on the array it concerns."""
     action = next((a for a in problem.actions if a.id == action_id), None)
@@ -47,7 +79,9 @@ async def fix(fleet: "Fleet", problem: Problem, action_id: str) -> dict:
         known = ", ".join(a.id for a in problem.actions)
         raise MirrorError(f"problem {problem.id} has no action '{action_id}' (actions: {known})",
                           code="guruActionNotFound")
-    if action.id == "increase-reserved-capacity":
+    if action.blocked:
+        raise MirrorError(f"{action.label} cannot act now: {action.blocked}", code="guruActionBlocked")
+    if action.id == GROW:
         await fleet.increase_reserved_capacity(action.target, action.value)
     elif action.id == "sync-more-often":
         await fleet.update_group(action.target, sync_mode="scheduled", sync_interval_minutes=int(action.value))
