@@ -54,6 +54,7 @@ class Drills:
         self._nbd_uri = nbd_uri
         self._region_size = region_size
         self.clones: dict[tuple[str, str], DrillClone] = {}
+        self._running: dict[str, dict] = {}  # group -> what start answered (array, recovery point, exports)
 
     async def start(self, group: str) -> dict:
         """Expose, on the secondary array, a writable copy of the group's last recovery point."""
@@ -69,6 +70,7 @@ class Drills:
         for clone in self.clones.values():
             clone.close()
         self.clones.clear()
+        self._running.clear()
 
     def _record(self, array: str) -> None:
         a = self._arrays[array]
@@ -84,6 +86,10 @@ class Drills:
                 except MirrorError as e:
                     a.log(Severity.WARNING, group, e.code, f"DR drill of {group} not started again: {e.message}")
             self._record(a.name)
+
+    async def running(self) -> list[dict]:
+        """The drills running now: ``{group, array, recoveryPoint, exports}`` each, by group."""
+        return [self._running[g] for g in sorted(self._running)]
 
     def groups_with_drills(self) -> set[str]:
         return {g.name for a in self._arrays.values() for g in a.groups()
@@ -128,13 +134,15 @@ class Drills:
         array.log(Severity.INFO, group, "drillStarted",
                   f"DR drill of {group} started on {array.name} at recovery point {g.last_recovery_point:%H:%M:%S}")
         self._publish("group", array.name, group)
-        return {"group": group, "array": array.name, "recoveryPoint": g.last_recovery_point.isoformat(),
-                "exports": out}
+        self._running[group] = {"group": group, "array": array.name,
+                                "recoveryPoint": g.last_recovery_point.isoformat(), "exports": out}
+        return dict(self._running[group])
 
     async def _close(self, group: str) -> list[str]:
         """Close the group's drill clones; the arrays that had them."""
         found = False
         closed = []
+        self._running.pop(group, None)
         for a in self._arrays.values():
             g = a.find_group(group)
             if g is None:

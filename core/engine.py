@@ -164,6 +164,7 @@ class Engine:
 
     drill_start = AnsweredBy("drills", "start")
     drill_stop = AnsweredBy("drills", "stop")
+    drills_running = AnsweredBy("drills", "running")
     start_workload = AnsweredBy("workload_runner", "start")
     stop_workload = AnsweredBy("workload_runner", "stop")
 

@@ -24,12 +24,16 @@ def test_a_running_drill_comes_back_when_its_array_restarts(client, daemon_lab):
     client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
     client.add_pair("G", "SiteA/v", "SiteB/v_dr")
     client.sync_now("G", wait=True, after_running=True)
-    client.drill_start("G")
+    started = client.drill_start("G")
+    assert client.drills_running() == [started] and client.lab_faults()["drills"] == ["G"]
     client.array_stop("SiteB")
     client.array_start("SiteB")
-    engine = daemon_lab.daemon("SiteB").engine
-    assert engine.drills.clone("SiteB", "v_dr-drill") is not None
+    (again,) = client.drills_running()  # SiteB lists it again, over REST
+    assert again["group"] == "G" and again["array"] == "SiteB" and list(again["exports"]) == ["SiteB/v_dr-drill"]
+    assert again["recoveryPoint"] == started["recoveryPoint"]
+    assert daemon_lab.daemon("SiteB").engine.drills.clone("SiteB", "v_dr-drill") is not None
     client.drill_stop("G")  # and it stops for good: the next start has no drill
+    assert client.drills_running() == [] and client.lab_faults()["drills"] == []
     client.array_stop("SiteB")
     client.array_start("SiteB")
-    assert daemon_lab.daemon("SiteB").engine.drills.clone("SiteB", "v_dr-drill") is None
+    assert client.drills_running() == []

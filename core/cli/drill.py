@@ -15,6 +15,7 @@ def register(sub) -> None:
     command(dsub, "start", "expose the copy as NBD exports (VOLUME-drill on the secondary array)",
             _start).add_argument("--group", required=True)
     command(dsub, "stop", "discard the drill copy and its writes", _stop).add_argument("--group", required=True)
+    command(dsub, "list", "the DR drills running now, with their NBD exports", _list)
 
 
 def _start(client, args) -> Result:
@@ -28,3 +29,14 @@ def _start(client, args) -> Result:
 def _stop(client, args) -> Result:
     client.drill_stop(args.group)
     return Result({"group": args.group, "stopped": True}, f"DR drill of {args.group} ended; its writes are discarded")
+
+
+def _list(client, args) -> Result:
+    drills = client.drills_running()
+    if not drills:
+        return Result([], "No DR drill is running")
+    lines = []
+    for d in drills:
+        lines.append(f"{d['group']} on {d['array']} at recovery point {d['recoveryPoint']}:")
+        lines += [f"  {ref}: {uri}" for ref, uri in d["exports"].items()]
+    return Result(drills, "\n".join(lines))

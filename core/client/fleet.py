@@ -131,6 +131,7 @@ class Fleet:
     array_start = AnsweredBy("lab_tools")
     drill_start = AnsweredBy("lab_tools")
     drill_stop = AnsweredBy("lab_tools")
+    drills_running = AnsweredBy("lab_tools")
 
     preserved_data = AnsweredBy("preserved", "list")
     preserved_read = AnsweredBy("preserved", "read")

@@ -29,7 +29,12 @@ class FleetLab:
         link = await self._fleet.lab.state() if self._fleet.lab is not None else {}
         return {"link_cut": bool(link.get("cut")), "link_bandwidth": link.get("bandwidth"),
                 "stopped_arrays": [a.name for a in arrays if not a.online],
-                "failed_volumes": failed, "offline_controllers": offline}
+                "failed_volumes": failed, "offline_controllers": offline,
+                "drills": sorted(d["group"] for d in await self.drills_running())}
+
+    async def drills_running(self) -> list[dict]:
+        """The DR drills running on every array that answers: ``{group, array, recoveryPoint, exports}`` each."""
+        return [d for _, drills in await self._fleet._answers("drills") for d in drills]
 
     async def lab_link(self, cut: bool) -> dict:
         if self._fleet.lab is None:

@@ -77,6 +77,12 @@ async def drill_start(request: web.Request) -> web.Response:
     return reply(await ctx.engine.drill_start(g.name), status=201)
 
 
+async def drills(request: web.Request) -> web.Response:
+    """The DR drills running on this array: ``[{group, array, recoveryPoint, exports}]``."""
+    ctx = context(request)
+    return reply([d for d in await ctx.engine.drills_running() if d["array"] == ctx.array])
+
+
 async def long_running_operations(request: web.Request) -> web.Response:
     ctx = context(request)
     return reply([op for op in await ctx.engine.long_running_operations() if op.get("array") == ctx.array])
@@ -117,6 +123,7 @@ def routes() -> list[web.RouteDef]:
         web.post(f"{V2}/guru/{{problem:.+}}/actions/{{action}}", guru_fix),
         web.get(f"{V2}/candidates", candidates),
         web.get(f"{V2}/long-running-operations", long_running_operations),
+        web.get(f"{V2}/drills", drills),
         web.get(REMOTE_ARRAYS, list_remote_arrays),
         web.post(REMOTE_ARRAYS, add_remote_array),
         web.delete(f"{REMOTE_ARRAYS}/{{name}}", remove_remote_array),
