@@ -143,10 +143,6 @@ def _reserved(engine, array, volume):
                 if p.local_volume == volume)
 
 
-GROW_UNSIZED = ("core bug: on array daemons the failed-pair problem comes from the primary's array, whose Guru "
-                "cannot see the secondary's pair, and the fleet does not complete it (as fleet_forecast does for "
-                "the forecast): its 'Increase the reserved capacity' fix has no size ('to N %') and no cost, and "
-                "the dialog's guess (+10 %) is too small for Resume to fit the delta")
 
 
 def test_guru_fix_targets_the_secondary_whose_reserved_capacity_filled(qtbot, console, engine):
@@ -170,9 +166,6 @@ def test_guru_fix_targets_the_secondary_whose_reserved_capacity_filled(qtbot, co
     assert dialog.ref == "SiteB/v_dr"
     assert "secondary" in dialog.what.text() and "SiteB/v_dr" in dialog.what.text()
     assert "from pool nvme_pool of SiteB" in dialog.takes.text() and "free now" in dialog.takes.text()
-    if label == "Increase the reserved capacity of SiteB/v_dr":  # unsized: the dialog can only guess
-        dialog.reject()
-        pytest.xfail(GROW_UNSIZED)
     assert "takes" in tip and "pool nvme_pool" in tip
     suggested = dialog.percent.value()
     assert suggested > 20 and label == f"Increase the reserved capacity of SiteB/v_dr to {suggested} %"

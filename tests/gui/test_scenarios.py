@@ -184,9 +184,6 @@ def test_workload_from_lab_menu_grows_unsynchronized_bytes(qtbot, console, engin
     qtbot.waitUntil(lambda: not (engine("workload") or {}).get("running", False), timeout=10000)
 
 
-DRILL_FORGOTTEN = ("core bug: on array daemons nothing lists the running DR drills (no REST route; the fleet's "
-                   "lab_faults() has no 'drills'), so the console forgets a drill it started at its next refresh "
-                   "and disables Stop DR drill while the drill runs")
 
 
 def test_dr_drill_from_mirroring_menu_shows_its_exports(qtbot, console, engine):
@@ -211,9 +208,6 @@ def test_dr_drill_from_mirroring_menu_shows_its_exports(qtbot, console, engine):
     # lab's faults: the drill still runs on SiteB, and the console must still say so and offer to stop it.
     with qtbot.waitSignal(window.state.sig_drills_changed, timeout=3000, raising=False):
         engine("create_group", "other", "SiteA", "SiteB", sync_mode="manual")
-    if labels["r:DR drill"].text() == "not running":
-        engine("drill_stop", "erp")
-        pytest.xfail(DRILL_FORGOTTEN)
     assert acts.drill_stop.isEnabled() and not acts.drill_start.isEnabled()
     acts.drill_stop.trigger()
     qtbot.waitUntil(lambda: labels.get("r:DR drill") is not None and labels["r:DR drill"].text() == "not running",
