@@ -143,8 +143,6 @@ def _reserved(engine, array, volume):
                 if p.local_volume == volume)
 
 
-
-
 def test_guru_fix_targets_the_secondary_whose_reserved_capacity_filled(qtbot, console, engine):
     bridge, window = console
     _small_mirror(qtbot, window, engine)

@@ -184,8 +184,6 @@ def test_workload_from_lab_menu_grows_unsynchronized_bytes(qtbot, console, engin
     qtbot.waitUntil(lambda: not (engine("workload") or {}).get("running", False), timeout=10000)
 
 
-
-
 def test_dr_drill_from_mirroring_menu_shows_its_exports(qtbot, console, engine):
     """Start DR drill: a message lists the drill's NBD exports, the group's details too; Stop ends it."""
     bridge, window = console
