@@ -1,8 +1,8 @@
 """The managed arrays as one service API, answered by their daemons over REST (DESIGN "core/client").
 
-``Fleet`` offers the same coroutines as the in-process engine (``groups()``,
+``Fleet`` offers the same coroutines as an array's engine (``groups()``,
 ``create_group(...)``, ``sync_now(...)``...), returning the same frozen snapshots,
-but each call goes to the REST API of the array it concerns. ``mirrorctl`` and the
+for every array it manages: each call goes to the REST API of the array it concerns. ``mirrorctl`` and the
 console's engine drive arrays through it, so they work while the arrays run on their
 own — alongside each other, and on other machines.
 
