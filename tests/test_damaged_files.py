@@ -24,15 +24,19 @@ from core.datapath import changelog as cl
 from core.errors import MirrorError
 from core.replication import receiver
 from core.store.database import read_array_name
-from test_replication_support import RS, make_pair, open_lab, volume_bytes
+from test_replication_support import RS, copy_lab, make_pair, open_lab, volume_bytes
 
 GROUPS = Path("reserved") / ".groups"
 
 
-@pytest.fixture
-def mirrored_at(lab_home):
-    """(home, G's recovery point id on SiteB): SiteA/v -> SiteB/v synced twice, the daemons stopped."""
-    c = open_lab(lab_home)
+@pytest.fixture(scope="module")
+def mirrored_template(tmp_path_factory, lab_template):
+    """(home, G's recovery point id on SiteB): SiteA/v -> SiteB/v synced twice, the daemons stopped.
+
+    Prepared once for the module; every test damages its own copy (``mirrored_at``).
+    """
+    home = copy_lab(lab_template, tmp_path_factory.mktemp("mirrored") / "lab")
+    c = open_lab(home)
     try:
         make_pair(c, "4MiB")
         c.host_write("SiteA/v", 3 * RS, os.urandom(RS))
@@ -40,7 +44,14 @@ def mirrored_at(lab_home):
         rp_id = c.call(lambda: c.engine.daemon("SiteB").engine.arrays["SiteB"].group("G").last_recovery_point_id)
     finally:
         c.close()
-    return lab_home, rp_id
+    return home, rp_id
+
+
+@pytest.fixture
+def mirrored_at(mirrored_template, tmp_path):
+    """A copy of the mirrored lab for this test, and G's recovery point id on SiteB."""
+    template, rp_id = mirrored_template
+    return copy_lab(template, tmp_path / "mirrored"), rp_id
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ No tests here: small volumes, a throttled lab link, waiting on outcomes a user s
 """
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -57,6 +58,13 @@ def read_file(path: str, offset: int = 0, length: int | None = None) -> bytes:
 def volume_bytes(client, ref: str) -> bytes:
     """A volume's bytes as its backing file holds them (secondaries included)."""
     return read_file(client.volume(ref).path)
+
+
+def copy_lab(source: Path, home: Path) -> Path:
+    """A copy of the stopped lab in ``source`` at ``home`` (volumes stay sparse): a test's own home, made in
+    a few milliseconds from one prepared once per module."""
+    subprocess.run(["cp", "-a", "--sparse=always", str(source), str(home)], check=True)
+    return home
 
 
 def open_lab(home: Path, **options) -> BlockingEngine:
