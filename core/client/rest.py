@@ -72,6 +72,7 @@ class ArrayClient:
         self._cafile = cafile
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False  # closed for good: a call after close() opens no new session
         # What the console shows of a managed array's reachability: when it last answered
         # (time.time()), and why the last call could not reach it (None once it answers again).
         self.last_answered: float | None = None
@@ -188,6 +189,8 @@ class ArrayClient:
 
     # -- life cycle -----------------------------------------------------------
     def _open(self) -> aiohttp.ClientSession:
+        if self._closed:  # a call still running when its fleet stopped: no new connection left unclosed
+            raise CommunicationError(f"the client of {self.base_url} is closed", code="clientClosed")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl),
@@ -195,6 +198,7 @@ class ArrayClient:
         return self._session
 
     async def close(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None
