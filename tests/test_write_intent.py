@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.datapath.changelog import HEAT_HALF_LIFE, ChangeLog
 from core.nbd import DictProvider, NbdServerThread
@@ -192,3 +194,23 @@ def test_nbd_writes_wait_for_the_intent_and_land_in_order(tmp_path):
         image[off:off + len(data)] = data
     assert path.read_bytes() == bytes(image)
     assert set(log.persisted_regions().tolist()) == {off // RS for off, _ in writes[:-1]} | set(range(8, 40))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.tuples(st.integers(-RS, 70 * RS), st.integers(-1, 3 * RS)), max_size=16), max_size=6))
+def test_every_region_of_a_queued_batch_is_durable_before_its_writes_run(tmp_path_factory, batches):
+    """Whatever the batches (some out of range, some overlapping): once make_durable returns, on disk."""
+    d = tmp_path_factory.mktemp("qi")
+    size = 64 * RS
+    log = ChangeLog.open(str(d / "cl"), size, RS)
+
+    async def main():
+        tickets = [log.queue_intents(batch) for batch in batches]
+        await asyncio.gather(*(log.make_durable(t) for t in tickets if t is not None))
+
+    asyncio.run(main())
+    want = {r for batch in batches for off, n in batch if n > 0 and off >= 0 and off + n <= size
+            for r in range(off // RS, (off + n - 1) // RS + 1)}
+    assert set(log.persisted_regions().tolist()) == want
+    assert all(log.queue_intents(batch) is None for batch in batches)
+    assert set(reopened(log, str(d / "cl"), size).pending_regions().tolist()) == want

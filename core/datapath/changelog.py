@@ -494,9 +494,14 @@ class ChangeLog:
         an earlier batch is making durable wait for that batch. Ranges outside the volume
         are skipped (the write is refused). Each write still calls :meth:`mark` (free then).
         """
-        spans = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
-        if not len(spans):
+        rs, persisted, regions = self._region_size, self._persisted, self._regions
+        for offset, length in ranges:  # the common case, without numpy's per-call cost: all durable
+            first, last = offset // rs, (offset + length - 1) // rs
+            if length > 0 and not (offset >= 0 and last < regions and first == last and persisted[first]):
+                break
+        else:
             return None
+        spans = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
         offset, length = spans[:, 0], spans[:, 1]
         first = offset // self._region_size
         last = (offset + length - 1) // self._region_size
