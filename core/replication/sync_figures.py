@@ -38,9 +38,15 @@ def unsynchronized_bytes(pending: np.ndarray, written_since_capture: np.ndarray,
     """
     pending = np.asarray(pending, dtype=np.int64)
     if transfer_pair is not None and len(pending):
+        # pending - (sent - written since the capture), with a bitmap: np.setdiff1d sorts both
+        # sides and took 18 ms per pair of an 8 GiB volume, at every listing during a sync.
         sent = transfer_pair.regions[np.asarray(transfer_pair.sent, dtype=bool)]
-        sent = np.setdiff1d(sent, np.asarray(written_since_capture, dtype=np.int64))
-        pending = np.setdiff1d(pending, sent)
+        if len(sent):
+            held = np.zeros(max(int(pending.max()), int(sent.max())) + 1, dtype=bool)
+            held[sent] = True
+            rewritten = np.asarray(written_since_capture, dtype=np.int64)
+            held[rewritten[rewritten < len(held)]] = False
+            pending = pending[~held[pending]]
     if not len(pending):
         return 0
     ends = np.minimum((pending + 1) * region_size, size)
