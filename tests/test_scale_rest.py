@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from sqlalchemy import event
 
@@ -58,6 +59,44 @@ def test_the_next_listing_shows_a_change_and_a_pair_that_is_gone(rest, client):
     assert after["G1"]["syncActivity"] == "userSuspended" and after["G1"]["status"] == "user_suspended"
     assert after["G1"]["pairs"] == before["G1"]["pairs"]
     client.resume("G1")
+    client.sync_now("G1", wait=True)  # resuming starts a sync, and a pair cannot be removed during one
     client.remove_pair("SiteA/v1")
     last = {g["label"]: g for g in rest.ok("GET", "async-mirrors")}
     assert last["G1"]["pairs"] == [] and len(last["G0"]["pairs"]) == 1
+
+
+def test_a_pair_snapshot_is_reused_only_while_all_it_shows_is_unchanged(client, daemon_lab):
+    """The engine hands back the same pair snapshot object only when a new one would be equal to it."""
+    add_groups(client, 0, 2)
+    mirrors = daemon_lab.daemon("SiteA").engine.mirrors
+
+    def pairs() -> dict:
+        return {p.local_volume: p for g in client.call(mirrors.groups, "SiteA") for p in g.pairs}
+
+    first = pairs()
+    again = pairs()
+    assert all(again[v] is first[v] for v in first)  # nothing changed: nothing rebuilt
+    client.host_write("SiteA/v0", 0, b"x" * 4096)
+    written = pairs()
+    assert written["v0"] is not first["v0"] and written["v0"].unsynchronized_bytes > 0
+    assert written["v1"] is first["v1"]
+    client.sync_now("G0", wait=True)
+    synced = pairs()
+    assert synced["v0"].unsynchronized_bytes == 0 and synced["v0"].last_recovery_point > first["v0"].last_recovery_point
+    client.remove_pair("SiteA/v1")
+    assert set(pairs()) == {"v0"}
+    assert set(mirrors._kept_pairs) == {("SiteA", "v0")}  # a removed pair's snapshot is not kept
+
+
+def test_a_reserved_capacity_alert_is_raised_within_seconds_of_its_threshold(client):
+    """Alerts are checked every few seconds instead of at every tick: each still comes, once."""
+    client.create_volume("SiteA/v", "1MiB")
+    client.create_volume("SiteB/vd", "1MiB")
+    client.create_group("G", "SiteA", "SiteB", sync_mode="manual", reserved_alert_percent=1)
+    client.add_pair("G", "SiteA/v", "SiteB/vd", reserved_percent=5)
+    reserved = client.group("G", "SiteA").pairs[0].reserved_capacity
+    assert reserved.utilization_pct > 1, "the change logs alone are above the 1 % threshold"
+    wait_for(lambda: "arvmRepositoryThresholdAlert" in [e.code for e in client.events("SiteA")], 10,
+             "the reserved capacity alert")
+    time.sleep(2.5)  # more checks: no second alert while the threshold stays crossed
+    assert [e.code for e in client.events("SiteA")].count("arvmRepositoryThresholdAlert") == 1

@@ -8,7 +8,8 @@ an orphan there; reconciliation settles both when the arrays talk again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Callable
+from datetime import datetime
+from typing import Callable, NamedTuple
 
 from core import sides
 from core.array import StorageArray
@@ -25,9 +26,19 @@ from core.replication.sync_runner import SyncRunner
 from core.roles import hints
 from core.snapshots import (ArraySnapshot, Candidate, GroupSnapshot, PairSnapshot, ReservedCapacitySnapshot,
                             from_json)
-from core.status import group_status, pair_status, system_suspended
+from core.status import PairRuntime, group_status, pair_status, system_suspended
 
 Online = Callable[[StorageArray], ArraySnapshot]  # the array's own description, as its peers see it
+
+
+class _Side(NamedTuple):
+    """What every pair snapshot of a group repeats from its group's side."""
+
+    array: str
+    group: str
+    remote_array: str
+    role: str
+    last_recovery_point: datetime | None
 
 
 class MirrorCommands:
@@ -40,6 +51,12 @@ class MirrorCommands:
         self._peer = peer
         self._publish = publish
         self._online = online
+        # (array, local volume) -> (inputs, snapshot) of each pair's last snapshot (see _pair_snapshot).
+        self._kept_pairs: dict[tuple[str, str], tuple[tuple, PairSnapshot]] = {}
+        # The group rows of each array's last listing, held: the session's identity map keeps rows
+        # only while something refers to them, and rows dropped after a listing were loaded again
+        # by the next one, with a SELECT per group for its pairs and one per pair for its volume.
+        self._listed_rows: dict[str, list] = {}
 
     # -- remote views ------------------------------------------------------------
     async def remote_array(self, local: str, remote: str) -> ArraySnapshot:
@@ -127,8 +144,19 @@ class MirrorCommands:
         out = []
         for n in [array] if array else sorted(self._arrays):
             a = self._volumes.array(n)
-            out.extend(self.group_snapshot(a, g) for g in a.groups())
+            rows = self._listed_rows[n] = a.groups()
+            out.extend(self.group_snapshot(a, g) for g in rows)
+        self._forget_gone_pairs(out, array)
         return out
+
+    def _forget_gone_pairs(self, listed: list[GroupSnapshot], array: str | None) -> None:
+        """Keep no snapshot of a pair that is gone (removed, its group deleted): the table stays bounded."""
+        pairs = sum(len(g.pairs) for g in listed)
+        if len(self._kept_pairs) <= pairs:
+            return
+        seen = {(p.array, p.local_volume) for g in listed for p in g.pairs}
+        for key in [k for k in self._kept_pairs if (array is None or k[0] == array) and k not in seen]:
+            del self._kept_pairs[key]
 
     async def group(self, name: str, array: str | None = None) -> GroupSnapshot:
         a = self._volumes.array(array) if array else self.group_home(name)
@@ -138,34 +166,58 @@ class MirrorCommands:
         rt = self._runner.group_runtime(array, g)
         status = group_status(g, rt)
         suspended = system_suspended(g)
-        pairs = tuple(self.pair_snapshot(array, p, suspended) for p in g.pairs)
+        side = _Side(array.name, g.name, g.remote_array, g.role, g.last_recovery_point)
+        pairs = tuple(self._pair_snapshot(array, side, p, suspended, prt)
+                      for p, prt in self._runner.pair_runtimes(array, g))
         return GroupSnapshot(
             array=array.name, name=g.name, remote_array=g.remote_array, role=g.role, channel=g.channel,
             sync_mode=g.sync_mode, sync_interval_minutes=g.sync_interval_minutes, priority=g.priority,
             resync_policy=g.resync_policy, sync_alert_minutes=g.sync_alert_minutes,
             recovery_point_alert_minutes=g.recovery_point_alert_minutes,
             reserved_alert_percent=g.reserved_alert_percent, status=status.value, pairs=pairs,
-            last_recovery_point=g.last_recovery_point, next_sync=rt.next_sync, progress=rt.progress,
+            last_recovery_point=side.last_recovery_point, next_sync=rt.next_sync, progress=rt.progress,
             last_sync=self._runner.last_sync(array, g), unsynchronized_bytes=sum(p.unsynchronized_bytes for p in pairs),
-            host_writable=g.role == Role.PRIMARY.value and not g.role_change)
+            host_writable=side.role == Role.PRIMARY.value and not g.role_change)
 
     def pair_snapshot(self, array: StorageArray, p, group_suspended: bool | None = None) -> PairSnapshot:
-        rt = self._runner.pair_runtime(array, p)
+        g = p.group
         if group_suspended is None:
-            group_suspended = system_suspended(p.group)
-        status = pair_status(p, group_suspended, rt)
+            group_suspended = system_suspended(g)
+        side = _Side(array.name, g.name, g.remote_array, g.role, g.last_recovery_point)
+        return self._pair_snapshot(array, side, p, group_suspended, self._runner.pair_runtime(array, p))
+
+    def _pair_snapshot(self, array: StorageArray, side: "_Side", p, group_suspended: bool,
+                       rt: PairRuntime) -> PairSnapshot:
+        """A pair's snapshot, the same object as last time while everything it is made from is equal.
+
+        Building two frozen dataclasses per pair was most of a listing's cost at issue 14's
+        scale (about 10 us of a pair's 22 us). The kept snapshot is returned only when all of
+        its inputs - the group's side, the pair's row, its live figures - equal this call's:
+        it is then exactly the snapshot this call would build, never an older state.
+        """
+        volume = p.volume
+        name = volume.name
+        status = pair_status(p, group_suspended, rt).value
         reason = p.failed_reason or ("created while the remote array was unreachable; complete it on the remote"
                                      if p.incomplete else "")
-        return PairSnapshot(
-            array=array.name, group=p.group.name, local_volume=p.volume.name, remote_array=p.group.remote_array,
-            remote_volume=p.remote_volume, role=p.group.role, status=status.value,
-            recovery_point_available=p.recovery_point_available, last_recovery_point=p.group.last_recovery_point,
+        pool = p.reserved_pool
+        inputs = (side, name, p.remote_volume, status, p.recovery_point_available, rt, pool, p.reserved_capacity,
+                  reason, volume.capacity)
+        kept = self._kept_pairs.get((side.array, name))
+        if kept is not None and kept[0] == inputs:
+            return kept[1]
+        snap = PairSnapshot(
+            array=side.array, group=side.group, local_volume=name, remote_array=side.remote_array,
+            remote_volume=p.remote_volume, role=side.role, status=status,
+            recovery_point_available=p.recovery_point_available, last_recovery_point=side.last_recovery_point,
             unsynchronized_bytes=rt.unsynchronized_bytes, progress=rt.progress,
             reserved_capacity=ReservedCapacitySnapshot(
-                array=array.name, volume=p.volume.name, pool=p.reserved_pool,
-                drive_type=array.drive_type_of(p.reserved_pool), capacity=p.reserved_capacity,
-                pit_bytes=rt.pit_bytes, log_bytes=rt.log_bytes, staging_bytes=rt.staging_bytes),
-            reason=reason, volume_capacity=p.volume.capacity)
+                array=side.array, volume=name, pool=pool, drive_type=array.drive_type_of(pool),
+                capacity=p.reserved_capacity, pit_bytes=rt.pit_bytes, log_bytes=rt.log_bytes,
+                staging_bytes=rt.staging_bytes),
+            reason=reason, volume_capacity=volume.capacity)
+        self._kept_pairs[(side.array, name)] = (inputs, snap)
+        return snap
 
     # -- pairs -------------------------------------------------------------------
     async def add_pair(self, group: str, primary: str, secondary: str, reserved_percent: float = 20,

@@ -34,8 +34,21 @@ from core.store.schema import SyncStatRow
 
 log = logging.getLogger(__name__)
 FAILING_AFTER = 3  # syncs failed in a row before the group says "Synchronization failing"
+# The threshold alerts (reserved capacity used, recovery point age) are checked this often, not
+# at every tick: measuring every pair 4 times a second was a quarter of a daemon's loop at
+# 32 groups x 8 pairs (issue 14), for thresholds in minutes and percent.
+ALERT_SECONDS = 2.0
 Holds = Callable[[StorageArray, object], bool]
 Incoming = Callable[[str, str], "receiver.Incoming | None"]  # (array, group) -> the transfer a secondary receives
+
+
+def reserved_parts(hv: HostVolume | None) -> tuple[int, int, int]:
+    """``(pit, log, staging)`` bytes a volume's reserved capacity holds (0s when it is not mirrored here)."""
+    if hv is None:
+        return 0, 0, 0
+    log_bytes = sum(x.bytes_used for x in (hv.changelog, hv.since_capture) if x is not None)
+    return (hv.pit.bytes_used if hv.pit is not None else 0, log_bytes,
+            hv.staging.bytes_used if hv.staging is not None else 0)
 
 
 class SyncRunner:
@@ -53,6 +66,8 @@ class SyncRunner:
         self.states: dict[tuple[str, str], GroupState] = {}
         self._last_sync: dict[tuple[str, str], SyncStats | None] = {}
         self.clock = SchedulerClock()
+        self._alerts_due = 0.0  # monotonic time of the next alert check: the first tick checks
+        self._rows: dict[str, list] = {}  # each array's group rows, as the last tick read them
 
     def _array(self, name: str) -> StorageArray:
         return self._arrays[name]
@@ -101,38 +116,58 @@ class SyncRunner:
         return self._incoming(array.name, g.name) if g.role == Role.SECONDARY.value else None
 
     def pair_runtime(self, array, pair) -> PairRuntime:
-        hv = self._hosts.get((array.name, pair.volume.name))
-        st = self.sending_state(array, pair.group)
+        """The live figures of one pair side (a listing asks :meth:`pair_runtimes` per group instead)."""
+        return self.pair_runtimes(array, pair.group, (pair,))[0][1]
+
+    def pair_runtimes(self, array, group, pairs=None) -> list[tuple[object, PairRuntime]]:
+        """``(pair, runtime)`` of each pair of ``group`` (or of ``pairs``, in it): the group is looked at once.
+
+        A listing asks for every pair of every group (512 at issue 14's scale); looking up the
+        group's sync state, its transfer's pair and what its secondary receives again for
+        each pair was most of the cost of a pair's runtime. Every figure is computed from the
+        current state: nothing here is kept between two calls.
+        """
+        primary = group.role == Role.PRIMARY.value
+        st = self.states.get((array.name, group.name)) if primary else None
+        t = st.transfer if st is not None else None
+        sending = {p.local_volume: p for p in t.pairs} if t is not None else {}
+        incoming = self._received(array, group)
+        hosts = self._hosts
+        out = []
+        for pair in group.pairs if pairs is None else pairs:
+            name = pair.volume.name
+            out.append((pair, self._runtime(hosts.get((array.name, name)), name, primary, st, t, sending.get(name),
+                                            incoming)))
+        return out
+
+    def _runtime(self, hv, name: str, primary: bool, st: GroupState | None, t, sending, incoming) -> PairRuntime:
         progress = None
         syncing = False
         unsynced = 0
-        if st is not None and st.transfer is not None:
-            sending = next((p for p in st.transfer.pairs if p.local_volume == pair.volume.name), None)
-            if sending is not None:
-                syncing = st.running
-                progress = sync_figures.progress(st.transfer.kind, sending.bytes_done, sending.bytes_total,
-                                                 st.transfer)
-        else:
-            sending = None
-        if hv is not None and hv.changelog is not None and pair.group.role == Role.PRIMARY.value:
+        if sending is not None:
+            syncing = st.running
+            progress = sync_figures.progress(t.kind, sending.bytes_done, sending.bytes_total, t)
+        changelog = hv.changelog if hv is not None else None
+        if changelog is not None and primary:
             if sending is None:
-                unsynced = hv.changelog.unsynchronized_bytes
+                unsynced = changelog.unsynchronized_bytes
             else:  # what was sent is on the secondary already, unless a host rewrote it since the capture
-                unsynced = sync_figures.unsynchronized_bytes(hv.changelog.pending_regions(),
+                unsynced = sync_figures.unsynchronized_bytes(changelog.pending_regions(),
                                                              hv.since_capture.pending_regions(), sending,
                                                              self.region_size, hv.size)
-        incoming = self._received(array, pair.group)
-        if incoming is not None and pair.volume.name in incoming.totals:
-            total = incoming.totals[pair.volume.name]
-            done = min(total, incoming.received.get(pair.volume.name, 0))
+        if incoming is not None and name in incoming.totals:
+            total = incoming.totals[name]
+            done = min(total, incoming.received.get(name, 0))
             syncing = incoming.receiving
             progress = sync_figures.progress(incoming.kind, done, total, incoming)
             unsynced = total - done
-        return PairRuntime(
-            syncing=syncing, progress=progress, unsynchronized_bytes=unsynced,
-            pit_bytes=hv.pit.bytes_used if hv is not None and hv.pit is not None else 0,
-            log_bytes=sum(x.bytes_used for x in (hv.changelog, hv.since_capture) if x is not None) if hv else 0,
-            staging_bytes=hv.staging.bytes_used if hv is not None and hv.staging is not None else 0)
+        pit, log_bytes, staging = reserved_parts(hv)
+        return PairRuntime(syncing=syncing, progress=progress, unsynchronized_bytes=unsynced, pit_bytes=pit,
+                           log_bytes=log_bytes, staging_bytes=staging)
+
+    def reserved_used(self, array, pair) -> int:
+        """Bytes of the pair's reserved capacity in use (PIT copies, change logs, staging): what its alert measures."""
+        return sum(reserved_parts(self._hosts.get((array.name, pair.volume.name))))
 
     def group_runtime(self, array, group) -> GroupRuntime:
         st = self.sending_state(array, group)
@@ -203,15 +238,23 @@ class SyncRunner:
                       "shown on the new clock")
 
     def tick(self) -> None:
+        """Start every sync that is due (each tick); check the threshold alerts (every ``ALERT_SECONDS``)."""
         self._notice_clock_jump()
+        now = self.clock.mono()
+        check_alerts = now >= self._alerts_due
+        if check_alerts:
+            self._alerts_due = now + ALERT_SECONDS
         for array in self._arrays.values():
-            for g in array.groups():
+            # Held until the next tick: the session keeps rows only while something refers to
+            # them, and each tick would load every group's pairs and their volumes again.
+            self._rows[array.name] = groups = array.groups()
+            for g in groups:
                 if g.role != Role.PRIMARY.value:
                     continue
                 st = self.state(array.name, g.name)
-                used = {p.volume.name: (rt := self.pair_runtime(array, p)).pit_bytes + rt.log_bytes + rt.staging_bytes
-                        for p in g.pairs}
-                alerts.check(array, g, st, self.recovery_point_age(array, g), used)
+                if check_alerts:
+                    used = {p.volume.name: self.reserved_used(array, p) for p in g.pairs}
+                    alerts.check(array, g, st, self.recovery_point_age(array, g), used)
                 if st.running or not g.pairs:
                     continue
                 if g.user_suspended or g.role_change or g.role_conflict or g.orphan:
