@@ -6,6 +6,13 @@ lands on a captured region that has not been sent yet, its old content is copied
 into the PIT store in reserved capacity. The sender reads :meth:`PitStore.read_region` (or a piece of one)
 and always gets the bytes of the capture instant.
 
+Copy-on-write is per block (issue 14): only the blocks a host write overwrites (4 KiB
+for 64 KiB regions, as the change log's dirty masks) are copied, into the region's
+slot at their place; reads take copied blocks from the slot and the others from the
+volume, which still holds them as at the PIT instant. A 4 KiB random write copied
+64 KiB (read and write) before; a region keeps one slot, so the reserved capacity's
+accounting is unchanged.
+
 The PIT lives until :meth:`PitStore.end`, so a sender whose link dropped resumes
 from the same image. It does not survive an engine restart: the copies are not
 fsynced (that would put an fsync in the host write path); after a restart the
@@ -24,6 +31,7 @@ from typing import Callable
 
 import numpy as np
 
+from core.datapath.changelog import block_runs, dirty_block_size
 from core.datapath.extents import FormatMismatch, check_format, create_atomically, try_punch_hole
 from core.errors import InvalidInput, MirrorError, ReservedCapacityFull
 
@@ -48,6 +56,8 @@ class PitStore:
         self._owns_base = owns_base
         self._region_size = region_size
         self._budget = budget_bytes
+        self._block = dirty_block_size(region_size)  # the copy-on-write unit
+        self._full = (1 << (region_size // self._block)) - 1
         self._reset()
 
     def _reset(self) -> None:
@@ -55,6 +65,7 @@ class PitStore:
         self._size = 0  # base size at the PIT instant
         self._protected = np.zeros(0, dtype=bool)  # in the PIT and not yet sent
         self._slot = np.zeros(0, dtype=np.int64)  # region -> slot, -1 if not preserved
+        self._copied = np.zeros(0, dtype=np.uint64)  # region -> blocks copied into its slot
         self._free: list[int] = []
         self._slots = 0  # high-water mark of slots in the file
         self._live = 0
@@ -108,6 +119,7 @@ class PitStore:
         self._protected = np.zeros(count, dtype=bool)
         self._protected[idx] = True
         self._slot = np.full(count, -1, dtype=np.int64)
+        self._copied = np.zeros(count, dtype=np.uint64)
         self._active = True
 
     def before_write(self, offset: int, length: int) -> None:
@@ -118,33 +130,48 @@ class PitStore:
         """
         if not self._active or length <= 0:
             return
-        rs = self._region_size
+        rs, block = self._region_size, self._block
         first = offset // rs
         last = min((offset + length - 1) // rs, self._protected.size - 1)
         if first > last:  # beyond the PIT-time volume end: nothing to protect
             return
         if first == last:
-            if not self._protected[first] or self._slot[first] >= 0:
+            if not self._protected[first] or int(self._copied[first]) == self._full:
                 return
-            todo = (first,)
+            regions = (first,)
         else:
-            need = self._protected[first : last + 1] & (self._slot[first : last + 1] < 0)
-            if not need.any():
-                return
-            todo = (np.flatnonzero(need) + first).tolist()
-        wanted = HEADER_SIZE + (self._live + len(todo)) * rs
-        budget = self._budget()
-        if wanted > budget:
-            raise ReservedCapacityFull(
-                f"{self.path}: preserving the point-in-time image needs {wanted} bytes of reserved "
-                f"capacity but only {budget} are available; increase the reserved capacity"
-            )
-        for region in todo:
-            data = os.pread(self._base, rs, region * rs)
-            slot = self._free.pop() if self._free else self._new_slot()
-            os.pwrite(self._fd, data, HEADER_SIZE + slot * rs)
-            self._slot[region] = slot
-            self._live += 1
+            regions = (np.flatnonzero(self._protected[first : last + 1]) + first).tolist()
+        end = offset + length
+        todo = []  # (region, blocks to copy)
+        for r in regions:
+            base = r * rs
+            b0 = (max(offset, base) - base) // block
+            b1 = (min(end, base + rs) - 1 - base) // block
+            need = (((1 << (b1 + 1)) - 1) ^ ((1 << b0) - 1)) & ~int(self._copied[r])
+            if need:
+                todo.append((r, need))
+        if not todo:
+            return
+        new_slots = sum(1 for r, _ in todo if self._slot[r] < 0)
+        if new_slots:
+            wanted = HEADER_SIZE + (self._live + new_slots) * rs
+            budget = self._budget()
+            if wanted > budget:
+                raise ReservedCapacityFull(
+                    f"{self.path}: preserving the point-in-time image needs {wanted} bytes of reserved "
+                    f"capacity but only {budget} are available; increase the reserved capacity"
+                )
+        for r, need in todo:
+            slot = int(self._slot[r])
+            if slot < 0:
+                slot = self._free.pop() if self._free else self._new_slot()
+                self._slot[r] = slot
+                self._live += 1
+            for off, n in block_runs(need, block, r * rs, (r + 1) * rs):
+                data = os.pread(self._base, n, off)
+                if data:
+                    os.pwrite(self._fd, data, HEADER_SIZE + slot * rs + off - r * rs)
+            self._copied[r] = int(self._copied[r]) | need
 
     def _new_slot(self) -> int:
         self._slots += 1
@@ -160,11 +187,24 @@ class PitStore:
                 "released by mark_sent); restart the sync"
             )
         rs = self._region_size
-        want = min(rs, self._size - index * rs)
+        return self._read(index, index * rs, min(rs, self._size - index * rs))
+
+    def _read(self, index: int, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` inside region ``index``: copied blocks from its slot, the rest from the volume."""
+        rs = self._region_size
         slot = int(self._slot[index])
-        if slot >= 0:
-            return os.pread(self._fd, want, HEADER_SIZE + slot * rs)
-        return os.pread(self._base, want, index * rs).ljust(want, b"\0")
+        copied = int(self._copied[index]) if slot >= 0 else 0
+        if not copied:
+            return os.pread(self._base, length, offset).ljust(length, b"\0")
+        in_slot = HEADER_SIZE + slot * rs - index * rs  # file offset of volume offset 0 in this slot
+        if copied == self._full:
+            return os.pread(self._fd, length, in_slot + offset).ljust(length, b"\0")
+        data = bytearray(os.pread(self._base, length, offset).ljust(length, b"\0"))
+        for off, n in block_runs(copied, self._block, index * rs, (index + 1) * rs):
+            a, b = max(off, offset), min(off + n, offset + length)
+            if a < b:
+                data[a - offset:b - offset] = os.pread(self._fd, b - a, in_slot + a).ljust(b - a, b"\0")
+        return bytes(data)
 
     def read_piece(self, index: int, offset: int, length: int) -> bytes:
         """``length`` bytes at volume ``offset`` inside region ``index``, as at the PIT instant.
@@ -183,10 +223,7 @@ class PitStore:
                 "released by mark_sent); restart the sync"
             )
         length = max(0, min(length, self._size - offset))
-        slot = int(self._slot[index])
-        if slot >= 0:
-            return os.pread(self._fd, length, HEADER_SIZE + slot * rs + offset - index * rs).ljust(length, b"\0")
-        return os.pread(self._base, length, offset).ljust(length, b"\0")
+        return self._read(index, offset, length)
 
     def read_run(self, first: int, count: int) -> bytes:
         """Regions ``first .. first+count-1`` as at the PIT instant, in one read where possible."""
@@ -202,7 +239,7 @@ class PitStore:
             )
         rs = self._region_size
         want = min(count * rs, self._size - first * rs)
-        copied = np.flatnonzero(self._slot[first:end] >= 0)
+        copied = np.flatnonzero(self._slot[first:end] >= 0)  # read_region merges a region's copied blocks
         if not len(copied):
             return os.pread(self._base, want, first * rs).ljust(want, b"\0")
         data = bytearray(os.pread(self._base, want, first * rs).ljust(want, b"\0"))
@@ -219,6 +256,7 @@ class PitStore:
         slot = int(self._slot[index])
         if slot >= 0:
             self._slot[index] = -1
+            self._copied[index] = 0
             self._live -= 1
             self._free.append(slot)
             try_punch_hole(self._fd, HEADER_SIZE + slot * self._region_size, self._region_size)
