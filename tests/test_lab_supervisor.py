@@ -334,3 +334,23 @@ def test_lab_up_that_fails_says_why_and_leaves_nothing_running(capsys, home):
         assert not process_alive(pid)
     status = ok(capsys, home, "lab", "status")
     assert not any(a["running"] for a in status["arrays"]) and not status["link"]["running"]
+
+
+def test_lab_up_takes_free_ports_when_an_old_one_was_taken_meanwhile(capsys, home, monkeypatch):
+    """A restarted array keeps its ports when it can; one taken between the check and the bind costs a retry, not the lab."""
+    first = ok(capsys, home, "lab", "up")
+    old_rest = next(a for a in first["arrays"] if a["name"] == "SiteA")["restUrl"]
+    ok(capsys, home, "lab", "down")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", int(old_rest.rpartition(":")[2])))
+    taken.listen()
+    try:
+        import core.lab.supervisor as supervisor
+
+        monkeypatch.setattr(supervisor, "_port_free", lambda port: True)  # free when looked at, taken at the bind
+        status = ok(capsys, home, "lab", "up")
+        site_a = next(a for a in status["arrays"] if a["name"] == "SiteA")
+        assert status["up"] and site_a["restUrl"] != old_rest
+        assert "[portInUse]" in (array_dirs(home)[0] / "daemon.log").read_text()  # why it moved, in its log
+    finally:
+        taken.close()

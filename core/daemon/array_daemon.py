@@ -13,6 +13,7 @@ supervisor need: pid, addresses, certificate fingerprint); a clean stop removes 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -90,11 +91,15 @@ class ArrayDaemon:
         self.engine = Engine(self.data_dir, purpose=f"array daemon (pid {os.getpid()})", nbd_port=self.nbd_port,
                              listen=self.listen, channel_port=self.channel_port,
                              channel_ssl=channel_ctx, peer_ssl=peer_context() if self.channel_tls else None)
-        await self.engine.start()
         try:
+            await self.engine.start()
             self._runner, port = await start_rest(self.engine, self.name, self.listen, self.rest_port, server_ctx)
-        except BaseException:
+        except BaseException as e:
             await self.engine.stop()
+            if isinstance(e, OSError) and e.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                raise MirrorError(f"array {self.name} cannot listen: {e.strerror or e}; stop what uses that port "
+                                  "or choose another (--rest-port, --channel-port, --nbd-port; 0 picks a free one)",
+                                  code="portInUse" if e.errno == errno.EADDRINUSE else "cannotListen") from None
             raise
         host = advertised_host(self.listen)
         self.rest_url = f"https://{host}:{port}"

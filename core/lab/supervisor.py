@@ -106,7 +106,16 @@ def lab_up(home: Path) -> dict:
             for s in states:
                 if s.name in waiting:
                     pid, proc = waiting[s.name]
-                    s.info, s.running = _wait_for_daemon(s, pid, proc), True
+                    try:
+                        s.info = _wait_for_daemon(s, pid, proc)
+                    except MirrorError as e:
+                        if proc is None or "[portInUse]" not in e.message:
+                            raise
+                        # Its old port was taken between the check and the bind: any free ports then.
+                        pid, proc = _launch(s, any_ports=True)
+                        launched[s.name] = pid
+                        s.info = _wait_for_daemon(s, pid, proc)
+                    s.running = True
                     started.append(s.name)
             relay, relay_started = _ensure_relay(home, {s.name: s.info["channelAddress"] for s in states})
             if relay_started:
@@ -122,8 +131,8 @@ def lab_up(home: Path) -> dict:
     return {**lab_status(home), "started": started, "linksDown": links_down}
 
 
-def _launch(state: DaemonState) -> tuple[int, subprocess.Popen | None]:
-    """Start the array's daemon, or adopt one still starting from an earlier ``lab up``."""
+def _launch(state: DaemonState, any_ports: bool = False) -> tuple[int, subprocess.Popen | None]:
+    """Start the array's daemon (on its previous ports unless ``any_ports``), or adopt one still starting."""
     d = state.data_dir
     if state.info and process_alive(state.info.get("pid")):
         raise MirrorError(f"array {state.name}'s daemon (pid {state.info['pid']}) runs but its REST API at "
@@ -133,7 +142,7 @@ def _launch(state: DaemonState) -> tuple[int, subprocess.Popen | None]:
     pid = read_pid(d / DAEMON_PID)
     if is_ours(pid, "serve", str(d)):
         return pid, None
-    ports = _previous_ports(d)
+    ports = {kind: "0" for kind in ("rest", "channel", "nbd")} if any_ports else _previous_ports(d)
     cmd = mirrorctl_command("array", "serve", "--data-dir", str(d), "--listen", "127.0.0.1",
                             "--rest-port", ports["rest"], "--channel-port", ports["channel"], "--nbd-port", ports["nbd"])
     proc = start_detached(cmd, d / DAEMON_LOG, d / DAEMON_PID)
