@@ -31,7 +31,7 @@ from core.runtime import BlockingEngine
 from test_replication_support import RS, committed, read_file, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from adversary.lab import HarnessError, Lab, NbdHost  # noqa: E402
+from adversary.lab import Lab, NbdHost  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -77,15 +77,7 @@ class CrashLab(Lab):
         self.serial = itertools.count(1)
 
     def up(self) -> dict:
-        try:
-            status = super().up()
-        except HarnessError as e:
-            # A restarted daemon binds the ports it had; one taken meanwhile (an outgoing connection
-            # got it as its ephemeral port) fails 'lab up' instead of moving to a free port. The
-            # supervisor gives up that port when asked again. (Reported; not what these tests guard.)
-            if "address already in use" not in str(e):
-                raise
-            status = super().up()
+        status = super().up()
         self.pids |= {a["pid"] for a in status["arrays"] if a.get("pid")}
         self.pids |= {status["link"].get("relayPid")} - {None}
         return status
