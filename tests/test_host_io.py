@@ -39,6 +39,7 @@ def test_every_read_is_the_capture_instant_whatever_the_writes(tmp_path_factory,
         pit.begin(sorted(captured))
         for i, (off, n) in enumerate(writes):
             n = min(n, SIZE - off)
+            pit.prefetch([(off, n)])  # what the NBD server's announcement does: a hint, no change
             pit.before_write(off, n)
             os.pwrite(fd, bytes([i % 255 + 1]) * n, off)
             if i == len(writes) // 2:

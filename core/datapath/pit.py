@@ -25,6 +25,7 @@ region each. A slot freed by :meth:`PitStore.mark_sent` has its space released
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from typing import Callable
@@ -172,6 +173,24 @@ class PitStore:
                 if data:
                     os.pwrite(self._fd, data, HEADER_SIZE + slot * rs + off - r * rs)
             self._copied[r] = int(self._copied[r]) | need
+
+    def prefetch(self, ranges) -> None:
+        """Writes of ``(offset, length)`` are coming: start reading the blocks they will copy.
+
+        The copies read the volume synchronously on the event loop; from a cold page
+        cache each is a disk read. Asked for together (readahead, no wait), a batch of
+        writes waits about one read instead of one per write.
+        """
+        if not self._active:
+            return
+        rs, block, prot = self._region_size, self._block, self._protected
+        for offset, length in ranges:
+            r = offset // rs
+            if length <= 0 or offset < 0 or r >= prot.size or not prot[r] or int(self._copied[r]) == self._full:
+                continue
+            start = offset - offset % block
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self._base, start, offset + length - start, os.POSIX_FADV_WILLNEED)
 
     def _new_slot(self) -> int:
         self._slots += 1

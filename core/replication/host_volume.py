@@ -147,6 +147,8 @@ class HostVolume:
         """
         if self.changelog is None or self.refusal is not None or self.failed:
             return None
+        if self.pit is not None and self.pit.active:
+            self.pit.prefetch(ranges)  # their copy-on-write reads, together rather than one by one
         try:
             asyncio.get_running_loop()
         except RuntimeError:
