@@ -451,10 +451,19 @@ class ChangeLog:
         them, so a queue-depth-16 random workload pays one fdatasync per batch, not
         one per write. Ranges outside the volume are skipped (the write is refused).
         """
-        spans = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
-        if not len(spans):
+        rs, persisted, regions = self._region_size, self._persisted, self._regions
+        for offset, length in ranges:  # the common case, without numpy's per-call cost: no new bit
+            first, last = offset // rs, (offset + length - 1) // rs
+            if length > 0 and not (offset >= 0 and last < regions and first == last and persisted[first]):
+                break
+        else:
+            for offset, length in ranges:
+                if length > 0:
+                    if self._masks.size:
+                        self._note_blocks(offset, length, offset // rs, offset // rs)
+                    self._dirty[offset // rs] = True
             return
-        rs = self._region_size
+        spans = np.asarray(ranges, dtype=np.int64).reshape(-1, 2)
         offset, length = spans[:, 0], spans[:, 1]
         first = offset // rs
         last = (offset + length - 1) // rs

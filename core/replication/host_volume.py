@@ -142,18 +142,18 @@ class HostVolume:
         On an event loop (the NBD server): None when the bits are durable already, else
         an awaitable; the caller writes once it is done (group commit: the fdatasync runs
         off the loop and serves every batch queued meanwhile). Each write still marks
-        both logs itself: free for the change log once its bits are durable, a page-cache
-        write at most for the since-capture log (never fsynced).
+        both logs itself, which costs nothing once the bits are set.
         """
         if self.changelog is None or self.refusal is not None or self.failed:
             return None
         if self.pit is not None and self.pit.active:
             self.pit.prefetch(ranges)  # their copy-on-write reads, together rather than one by one
+        # Not fsynced (see attach): no wait, one page-cache write for the batch rather than one per region.
+        self.since_capture.mark_many(ranges)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             self.changelog.mark_many(ranges)
-            self.since_capture.mark_many(ranges)
             return None
         ticket = self.changelog.queue_intents(ranges)
         return None if ticket is None else self.changelog.make_durable(ticket)
