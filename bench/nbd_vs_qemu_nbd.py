@@ -11,9 +11,12 @@ Each round measures, in alternating order, each on its own file or volume:
   qemu-nbd          qemu-nbd -f raw serving a raw file (the peer);
   ours-file         our NBD server in the bench process serving a raw file (the protocol alone);
   daemon-off        SiteA's daemon serving a volume that is not mirrored;
-  daemon-on         a primary volume of a manual group, just after a sync committed: every
-                    region's first write pays the durable write-intent record (worst case),
+  daemon-on         a primary volume of a manual group, just after a sync committed; its
+                    regions were rewritten by the earlier runs, so they stay in the change
+                    log's activity log (steady state: no durable write-intent update),
     then at once  daemon-on-dirty: the same again, its regions already dirty (between syncs);
+  daemon-on-cold    the worst case: a fresh mirrored volume per round, written once and synced,
+                    so every region's first write pays the durable write-intent record;
   daemon-sync       the same primary while syncs run back to back over REST for the whole
                     measurement (PIT copy-on-write active, the receiver busy in SiteB's daemon).
 Tests: (1) nbdcopy --request-size=1M of a random file into each export;
@@ -52,12 +55,13 @@ MiB = 1024 * 1024
 # The daemon's volumes are larger than the measured range: a sync of all of it must
 # fit the reserved capacity (at most 100 % of the volume) with its journal headers.
 HEADROOM = 256 * MiB
-SLOTS = ("qemu-nbd", "ours-file", "daemon-off", "daemon-on", "daemon-sync")
-TARGETS = ("qemu-nbd", "ours-file", "daemon-off", "daemon-on", "daemon-on-dirty", "daemon-sync")
+SLOTS = ("qemu-nbd", "ours-file", "daemon-off", "daemon-on", "daemon-on-cold", "daemon-sync")
+TARGETS = ("qemu-nbd", "ours-file", "daemon-off", "daemon-on", "daemon-on-dirty", "daemon-on-cold", "daemon-sync")
 LABELS = {"qemu-nbd": "qemu-nbd (raw file)", "ours-file": "our NBD server, raw file (bench process)",
           "daemon-off": "array daemon, volume not mirrored",
-          "daemon-on": "array daemon, mirrored, right after a sync (worst case)",
+          "daemon-on": "array daemon, mirrored, right after a sync (regions rewritten before)",
           "daemon-on-dirty": "array daemon, mirrored, regions already dirty",
+          "daemon-on-cold": "array daemon, mirrored, right after a sync, regions written once (worst case)",
           "daemon-sync": "array daemon, mirrored, a sync running"}
 
 
@@ -157,6 +161,20 @@ def prepare_daemon_volumes(client, size: int) -> dict[str, str]:
             "daemon-sync": on}
 
 
+def cold_volume(client, size: int, src: Path, serial: int) -> str:
+    """A fresh mirrored volume written once and synced: no region is in the activity log. Its NBD URI."""
+    vol, group = f"cold{serial}", f"COLD{serial}"
+    client.create_volume(f"SiteA/{vol}", size + HEADROOM)
+    client.create_volume(f"SiteB/{vol}_dr", size + HEADROOM)
+    client.create_group(group, "SiteA", "SiteB", sync_mode="manual")
+    client.add_pair(group, f"SiteA/{vol}", f"SiteB/{vol}_dr", reserved_percent=100, secondary_reserved_percent=100)
+    client.sync_now(group, wait=True, after_running=True)
+    uri = client.volume(f"SiteA/{vol}").nbd_uri
+    nbdcopy_mb_s(src, uri, size)
+    client.sync_now(group, wait=True)
+    return uri
+
+
 def run(args, log: Log, cache: PageCache, workdir: Path) -> dict:
     size = args.size_mib * MiB
     src, ours_img, qemu_img = workdir / "src.img", workdir / "ours.img", workdir / "qemu.img"
@@ -186,7 +204,13 @@ def run(args, log: Log, cache: PageCache, workdir: Path) -> dict:
                 cache.drop()
                 return fn(uris[name])
 
+            serial = iter(range(1, 1000))
+
             def slot(name: str, metric: str, fn: Callable[[str], float]) -> None:
+                if name == "daemon-on-cold":
+                    uris[name] = cold_volume(client, size, src, next(serial))
+                    results[name][metric].append(timed(name, fn))
+                    return
                 if name == "daemon-on":
                     client.sync_now(GROUP, wait=True)  # regions clean: the first write of each pays the intent
                     results["daemon-on"][metric].append(timed("daemon-on", fn))
@@ -246,6 +270,7 @@ def report(args, measured: dict, cache: PageCache, started: float, meta: dict) -
                 "randwrite": {k: per_round(k, "iops", "qemu-nbd") for k in TARGETS[1:]}},
             "mirroring_overhead_pct": {
                 "randwrite_after_sync": overhead("daemon-on"), "randwrite_dirty": overhead("daemon-on-dirty"),
+                "randwrite_cold_worst_case": overhead("daemon-on-cold"),
                 "randwrite_sync_running": overhead("daemon-sync"),
                 "seq_write_after_sync": None if not med["daemon-on"]["mb_s"] else
                 100 * (1 - med["daemon-on"]["mb_s"] / med["daemon-off"]["mb_s"])},
@@ -278,7 +303,8 @@ def print_tables(r: dict) -> None:
               f"| {i['median']:,.0f} ({i['min']:,.0f}-{i['max']:,.0f}) | {i['median'] / q_rnd:.2f} |")
     o, loop = f["mirroring_overhead_pct"], f["sync_loop"]
     print(f"\nmirroring on vs off, share of the 4 KiB random IOPS lost (negative: gained): after a sync "
-          f"{o['randwrite_after_sync']:.1f} %, regions dirty {o['randwrite_dirty']:.1f} %, a sync running "
+          f"{o['randwrite_after_sync']:.1f} %, regions dirty {o['randwrite_dirty']:.1f} %, regions written once "
+          f"(worst case) {o['randwrite_cold_worst_case']:.1f} %, a sync running "
           f"{o['randwrite_sync_running']:.1f} %")
     print(f"daemon-sync: {loop['syncs_committed']} syncs committed ({loop['changed_mib']:.0f} MiB of changes), a sync "
           f"running {100 * (loop['sync_running_fraction']['median'] or 0):.0f} % of the measured time"
