@@ -58,7 +58,9 @@ def _row_values(state: ConsoleState):
         for p in g.pairs:
             text = f"{p.local_volume} \u2192 {p.remote_array}/{p.remote_volume}"
             tip = f"{p.primary_ref} \u2192 {p.secondary_ref}" + (f"\n{p.reason}" if p.reason else "")
-            if p.progress is not None:  # the kind of sync is in the details; the tree keeps it short
+            # The kind of sync is in the details; the tree keeps it short. A transfer held while the
+            # pair failed or stopped is not "Synchronizing": the status says what the pair is.
+            if p.progress is not None and p.status == "synchronizing":
                 status_text = f"Synchronizing {p.progress.percent:.0f}%"
             else:
                 status_text = _short(status_label(p.status))

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 
 from core.errors import MirrorError
+from core.snapshots import SyncProgress
 from daemon_lab import daemon_lab_factory, lab_engine
 from gui.bridge import EngineBridge
 from gui.console_state import ConsoleState
@@ -209,11 +210,15 @@ def test_tree_of_1000_pairs_updates_quickly(qtbot, lab_home, client):
     qtbot.addWidget(tree)
     state.apply(arrays=arrays, volumes=volumes, groups=(dataclasses.replace(g, pairs=pairs),))
     assert tree.has(("pair", "SiteA", "vol0999"))
-    changed = tuple(dataclasses.replace(p, status="failed" if i % 2 else "optimal") for i, p in enumerate(pairs))
+    # Every pair holds a transfer half sent: a failed one still reads "Failed", not "Synchronizing".
+    held = SyncProgress(kind="interval", bytes_done=50, bytes_total=100, rate=0.0, eta_seconds=None, started=None)
+    changed = tuple(dataclasses.replace(p, status="failed" if i % 2 else "synchronizing", progress=held)
+                    for i, p in enumerate(pairs))
     t0 = time.perf_counter()
     state.apply(groups=(dataclasses.replace(g, pairs=changed, status="system_suspended"),))
     elapsed = time.perf_counter() - t0
     print(f"tree update of 1000 pairs: {elapsed * 1000:.1f} ms")
     assert tree.text_of(("pair", "SiteA", "vol0001"), 1) == "Failed"
+    assert tree.text_of(("pair", "SiteA", "vol0000"), 1) == "Synchronizing 50%"
     assert elapsed < 0.5
     bridge.stop()
