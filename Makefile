@@ -25,7 +25,7 @@ run: venv
 
 test: venv
 	QT_QPA_PLATFORM=offscreen $(BIN)/lint-imports
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n 2
 
 screenshots: venv
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m gui.screenshots docs/images
