@@ -315,12 +315,7 @@ class SyncRunner:
 
     async def _run_sync(self, array, group: str, st: GroupState, manual: bool = False) -> None:
         g = array.group(group)
-        owners = {p.remote_volume: p.volume.current_owner for p in g.pairs if not (p.incomplete or p.orphan)}
-        try:  # the secondary's owner follows the primary's with the next remote write
-            await self._peer.call(array.name, g.remote_array, "volume.owner", {"owners": owners})
-        except MirrorError:
-            pass  # the sync itself reports the link
-        if st.transfer is None:
+        if st.transfer is None:  # captured first: the recovery point is the instant the sync was due
             hosts = {p.volume.name: self._hosts.volume(array.name, p.volume.name) for p in g.pairs}
             resume_id = resume_hint.interrupted_transfer(array, group)
             st.transfer = groupsync.capture(g, hosts, self.region_size, resume_id, in_place=st.in_place)
@@ -338,6 +333,11 @@ class SyncRunner:
                           f"{sync_figures.sync_kind(st.transfer.kind, st.transfer).capitalize()} synchronization "
                           f"of {group} started ({st.transfer.bytes_total} bytes changed)", durable=False)
         t = st.transfer
+        owners = {p.remote_volume: p.volume.current_owner for p in g.pairs if not (p.incomplete or p.orphan)}
+        try:  # the secondary's owner follows the primary's with the next remote write
+            await self._peer.call(array.name, g.remote_array, "volume.owner", {"owners": owners})
+        except MirrorError:
+            pass  # the sync itself reports the link
         last_publish = [0.0]
 
         def progress():
