@@ -84,6 +84,7 @@ class Workload:
             now = time.monotonic()
             budget = min(budget + rate * (now - last), rate)  # at most one second of backlog
             last = now
+            batch = []  # this tick's writes, announced together as a host's queue would be
             while budget >= WORKLOAD_BLOCK:
                 hv = random.choice(targets)
                 regions = max(1, hv.size // WORKLOAD_BLOCK)
@@ -92,6 +93,10 @@ class Workload:
                 else:
                     offset = cursor[id(hv)]
                     cursor[id(hv)] = (offset + WORKLOAD_BLOCK) % (regions * WORKLOAD_BLOCK)
+                batch.append((hv, offset))
+                budget -= WORKLOAD_BLOCK
+            await _intents_durable(batch)
+            for hv, offset in batch:
                 start = random.randrange(3) * WORKLOAD_BLOCK
                 try:
                     hv.write(offset, block[start:start + WORKLOAD_BLOCK])
@@ -102,4 +107,13 @@ class Workload:
                 except OSError as e:
                     info["errors"] += 1
                     info["lastError"] = f"{hv.array}/{hv.name}: {e.strerror or e}"
-                budget -= WORKLOAD_BLOCK
+
+
+async def _intents_durable(batch) -> None:
+    """Make the write-intent bits of a batch of writes durable off the loop, once per volume (group commit)."""
+    ranges: dict[int, tuple] = {}
+    for hv, offset in batch:
+        ranges.setdefault(id(hv), (hv, []))[1].append((offset, WORKLOAD_BLOCK))
+    waits = [w for hv, rs in ranges.values() if (w := hv.intend_writes(rs)) is not None]
+    if waits:
+        await asyncio.gather(*waits, return_exceptions=True)  # a failure shows on the write itself
