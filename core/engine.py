@@ -204,6 +204,7 @@ class Engine:
             await self.reconciler.stop()
             await self.roles.stop()
             await self.runner.stop()
+            await self.receiver.stop()
             await self.channels.stop()
             self.hosts.close_all()
         for array in self.arrays.values():

@@ -121,6 +121,7 @@ def refuse_while_commit_record_damaged(array, g) -> None:
                           code="arvmCommitRecordDamaged")
 
 
+SETTLE_STOP_SECONDS = 30.0  # what a clean stop waits for committed recovery points to reach the disk
 RECEIVING_SECONDS = 10.0  # a transfer with nothing received for this long is not "synchronizing" any more
 
 
@@ -155,6 +156,15 @@ class Receiver:
         self._settling: set[asyncio.Task] = set()
         self._incoming: dict[tuple[str, str], Incoming] = {}  # (array, group) -> the open transfer
         self._incoming_of: dict[tuple[str, str], tuple[str, str]] = {}  # (array, volume) -> (array, group)
+
+    async def stop(self) -> None:
+        """A clean stop lets committed recovery points settle (volumes fsynced, records removed).
+
+        A crash leaves the records, and the next start finishes applying them; a clean
+        stop must not look like one ("recovered after a restart").
+        """
+        if self._settling:
+            await asyncio.wait(list(self._settling), timeout=SETTLE_STOP_SECONDS)
 
     def incoming(self, array: str, group: str) -> Incoming | None:
         """The transfer group ``group`` of ``array`` is receiving (None between syncs)."""

@@ -269,6 +269,7 @@ def test_test_connection_rename_and_remove_a_saved_array(qtbot, tmp_path, daemon
         page.select("Site A (Paris)")
         page.buttons["remove"].click()
         qtbot.waitUntil(lambda: page.row_texts() == [], timeout=TIMEOUT)
-        assert page.message.text() == "Site A (Paris) is no longer managed"
+        # The list refreshes on the store's change; the message follows the removal's answer.
+        qtbot.waitUntil(lambda: page.message.text() == "Site A (Paris) is no longer managed", timeout=TIMEOUT)
         qtbot.waitUntil(lambda: not window.tree.has(("array", "SiteA")), timeout=TIMEOUT)
         assert ManagedArrayStore().list() == []
