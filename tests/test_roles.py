@@ -190,6 +190,27 @@ def test_role_conflict_keeps_chosen_side_and_preserves_the_other(mirror, lab_hom
     assert "role-conflict:G" not in {p.id for p in c.guru()}
 
 
+def test_role_conflict_resolves_while_hosts_keep_writing_to_the_kept_side(mirror):
+    """The kept primary's hosts write again as soon as it is resolved: the resolution resyncs once and says done."""
+    c = mirror
+    c.start_workload(["SiteA/v"], 4.0)  # SiteA's hosts: refused during the conflict, writing again after it
+    c.lab_link(True)
+    c.promote("G", "SiteB", force=True)
+    c.host_write("SiteB/v_dr", 5 * RS, b"B" * 4096)
+    c.lab_link(False)
+    wait_until(lambda: all(g.status == "role_conflict" for g in both(c)))
+    try:
+        r = c.guru_fix("role-conflict:G", "keep-SiteA")
+        assert r["done"]
+        a, b = both(c)
+        assert (a.role, b.role) == ("primary", "secondary")
+        wait_until(lambda: c.host_read("SiteB/v_dr", 5 * RS, 1) != b"B")  # SiteB's write is undone by the resync
+    finally:
+        c.stop_workload()
+    c.sync_now("G", wait=True)
+    assert c.verify("G")["identical"]
+
+
 def test_double_forced_change_finishes_by_itself(mirror):
     c = mirror
     c.host_write("SiteA/v", 2 * RS, b"X" * 4096)

@@ -468,7 +468,23 @@ class RoleCoordinator:
                f"Group {name}: {winner} is primary; resynchronizing only the regions changed on either side")
         self._publish("group", winner, name)
         if wg.pairs:
-            await self.final_sync(wa, wg)
+            await self._resync(wa, wg)
+
+    async def _resync(self, array, g) -> None:
+        """One sync of everything pending now: the loser's regions and the winner's own changes.
+
+        The winner is a primary taking host writes (it never stopped): writes made while
+        this sync runs belong to the next one. Waiting for the log to drain, as a planned
+        role change does once hosts are stopped, failed a resolution that had happened
+        with "roles unchanged" while hosts kept writing.
+        """
+        st = self._runner.state(array.name, g.name)
+        if st.running:
+            await asyncio.gather(st.task, return_exceptions=True)
+        fut = asyncio.get_running_loop().create_future()
+        st.waiters.append(fut)
+        self._runner.start_sync(array, g, st)
+        await fut
 
     def _side_resync(self, array, group: str, regions: dict) -> dict:
         """This array won: resync the loser in the background (the orchestrator does not wait)."""
