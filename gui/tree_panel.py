@@ -123,7 +123,9 @@ class TreePanel(QWidget):
         # A long name keeps its head and its tail ("payroll_2\u2026_dr"), the tooltip has it whole.
         self.view.setTextElideMode(Qt.ElideMiddle)
         self.view.setIndentation(14)
-        self.setMinimumWidth(NAME_MIN_WIDTH + status_w + role_w + 30)
+        # The folder rows' "Mirror consistency groups", two levels deep, is read whole (it was "Mirror co…cy groups").
+        name_w = max(NAME_MIN_WIDTH, metrics.horizontalAdvance("Mirror consistency groups") + 2 * 14 + 16 + 24)
+        self.setMinimumWidth(name_w + status_w + role_w + 30)
         self.view.selectionModel().currentChanged.connect(self._on_current)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
