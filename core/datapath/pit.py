@@ -198,6 +198,11 @@ class PitStore:
 
     def read_region(self, index: int) -> bytes:
         """The region as it was at the PIT instant (short for a partial last region)."""
+        self._check_held(index)
+        rs = self._region_size
+        return self._read(index, index * rs, min(rs, self._size - index * rs))
+
+    def _check_held(self, index: int) -> None:
         if not self._active:
             raise MirrorError(f"{self.path}: no point-in-time image is active", code="syncNotInProgress")
         if index < 0 or index >= self._protected.size or not self._protected[index]:
@@ -205,8 +210,6 @@ class PitStore:
                 f"region {index} is not held by this point-in-time image (not captured, or already "
                 "released by mark_sent); restart the sync"
             )
-        rs = self._region_size
-        return self._read(index, index * rs, min(rs, self._size - index * rs))
 
     def _read(self, index: int, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` inside region ``index``: copied blocks from its slot, the rest from the volume."""
@@ -234,13 +237,7 @@ class PitStore:
         rs = self._region_size
         if not (index * rs <= offset and offset + length <= (index + 1) * rs):
             raise InvalidInput(f"[{offset}, +{length}) is not inside region {index}")
-        if not self._active:
-            raise MirrorError(f"{self.path}: no point-in-time image is active", code="syncNotInProgress")
-        if index < 0 or index >= self._protected.size or not self._protected[index]:
-            raise InvalidInput(
-                f"region {index} is not held by this point-in-time image (not captured, or already "
-                "released by mark_sent); restart the sync"
-            )
+        self._check_held(index)
         length = max(0, min(length, self._size - offset))
         return self._read(index, offset, length)
 
