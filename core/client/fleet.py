@@ -21,14 +21,13 @@ from typing import Callable
 from core.client.rest import API_ROOT, ArrayClient
 from core.client.events import follow_events
 from core.api import AnsweredBy
-from core.client import fleet_forecast
+from core.client.fleet_guru import FleetGuru
 from core.client.lab import LabLink
 from core.client.fleet_lab import FleetLab
 from core.client.fleet_roles import FleetRoles
 from core.client.preserved import FleetPreserved
 from core.client.fleet_arrays import ManagedArrays
 from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
-from core.guru import GuruAction, Problem
 from core.rest import models
 from core.rest.routes_events import EVENT_LIMIT_MAX
 from core.snapshots import ArraySnapshot, EngineEvent, EventRecord, GroupSnapshot, PairSnapshot, VolumeSnapshot
@@ -37,7 +36,6 @@ from core.units import parse_size
 
 log = logging.getLogger(__name__)
 Subscriber = Callable[[EngineEvent], None]
-RESTORE_LINK = "restore-link"
 STOP_SECONDS = 5.0  # what stopping waits for each stream and connection
 # Engine settings (core.groups.GroupSettings words) -> the Web Services body fields.
 SETTINGS_TO_WS = {"sync_interval_minutes": "syncIntervalMinutes", "priority": "priority",
@@ -103,6 +101,7 @@ class Fleet:
         self._last_known: dict[str, ArraySnapshot] = {}
         self.preserved = FleetPreserved(self)
         self.lab_tools = FleetLab(self)
+        self.recovery_guru = FleetGuru(self)
         self.roles = FleetRoles(self)
         self._subscribers: list[Subscriber] = []
         self._streams: dict[str, asyncio.Task] = {}
@@ -132,6 +131,9 @@ class Fleet:
     drill_start = AnsweredBy("lab_tools")
     drill_stop = AnsweredBy("lab_tools")
     drills_running = AnsweredBy("lab_tools")
+
+    guru = AnsweredBy("recovery_guru")
+    guru_fix = AnsweredBy("recovery_guru")
 
     preserved_data = AnsweredBy("preserved", "list")
     preserved_read = AnsweredBy("preserved", "read")
@@ -542,53 +544,7 @@ class Fleet:
         return {"local": local, "remote": remote, "connected": r["connected"], "latency_ms": r["latencyMilliseconds"],
                 "bandwidth_mib_s": r["bandwidthMiBPerSecond"], "message": r["message"]}
 
-    # -- Recovery Guru, events, lab faults, drills --------------------------------------------
-    async def guru(self) -> list[Problem]:
-        """Every managed array's problems; in the lab, a lost link also offers to restore the lab link."""
-        seen: dict[str, Problem] = {}
-        for _, problems in await self._answers("guru"):
-            for p in problems:
-                problem = await fleet_forecast.size_remote_growth(self, models.problem_from_ws(p))
-                seen.setdefault(problem.id, problem)
-        if self.lab is not None and any(i.startswith("communication-lost:") for i in seen):
-            if (await self.lab.state()).get("cut"):
-                restore = GuruAction(RESTORE_LINK, "Restore the lab link", False, "lab link restore")
-                for i, p in seen.items():
-                    if i.startswith("communication-lost:") and RESTORE_LINK not in {a.id for a in p.actions}:
-                        seen[i] = dataclasses.replace(p, actions=(restore,) + p.actions)
-        for p in await fleet_forecast.forecast_problems(self):  # needs both sides: no daemon alone can tell
-            seen.setdefault(p.id, p)
-        for p in await self.lab_tools.stopped_array_problems():
-            seen.setdefault(p.id, p)
-        return list(seen.values())
-
-    async def guru_fix(self, problem_id: str, action_id: str) -> dict:
-        if action_id == RESTORE_LINK and self.lab is not None:  # the lab's link is the lab's, not an array's
-            problem = next((p for p in await self.guru() if p.id == problem_id), None)
-            if problem is None:
-                raise NotFound(f"no current problem '{problem_id}'; see 'mirrorctl guru'", code="guruProblemNotFound")
-            if RESTORE_LINK not in {a.id for a in problem.actions}:
-                known = ", ".join(a.id for a in problem.actions) or "none"
-                raise MirrorError(f"problem {problem_id} has no action '{action_id}' (actions: {known})",
-                                  code="guruActionNotFound")
-            await self.lab.set(cut=False)
-            return {"problem": problem_id, "action": action_id, "done": True}
-        if problem_id.startswith("array-stopped:") and self.lab is not None:  # no daemon runs to ask
-            return await self.lab_tools.fix_stopped_array(problem_id, action_id)
-        if action_id == fleet_forecast.GROW:  # the capacity may be on the other array than the problem's
-            problem = next((p for p in await self.guru() if p.id == problem_id), None)
-            action = next((a for a in problem.actions if a.id == action_id), None) if problem else None
-            if action is not None and action.target.partition("/")[0] in self.clients:
-                return await fleet_forecast.fix(self, problem, action_id)
-        for name, problems in await self._answers("guru"):
-            if any(p["id"] == problem_id for p in problems):
-                return await self.client(name).post(f"guru/{problem_id}/actions/{action_id}", {})
-        if problem_id.startswith("reserved-forecast:"):
-            problem = next((p for p in await fleet_forecast.forecast_problems(self) if p.id == problem_id), None)
-            if problem is not None:
-                return await fleet_forecast.fix(self, problem, action_id)
-        raise NotFound(f"no current problem '{problem_id}'; see 'mirrorctl guru'", code="guruProblemNotFound")
-
+    # -- events ------------------------------------------------------------------------------
     async def events(self, array: str | None = None, limit: int = 200) -> list[EventRecord]:
         """The newest ``limit`` events; an array serves at most its own maximum per call (its newest)."""
         out: list[EventRecord] = []
