@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from core.datadir import DataDirLock
-from core.datapath import changelog, pit, staging
+from core.datapath import changelog, changelog_file, pit, staging
 from core.datapath.extents import FormatMismatch, check_format, create_atomically
 from core.domain import Severity
 from core.errors import DataDirLocked, MirrorError, NotFound
@@ -182,7 +182,7 @@ class _Checker:
                 found.repair = "rebuilt with every region changed: they are resent at the next sync"
             return
         try:
-            image = changelog.inspect(path, size, self.region_size)
+            image = changelog_file.inspect(path, size, self.region_size)
         except (FormatMismatch, OSError) as e:
             found = self.add("change log", path, str(e), advice="run with --repair: it is moved aside and rebuilt "
                                                                "with every region changed")

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.datapath import ChangeLog, FormatMismatch
-from core.datapath import changelog as cl
+from core.datapath import changelog_file as cl
 from test_replication_support import RS as ENGINE_RS, make_pair, open_lab, volume_bytes
 
 RS = 4096

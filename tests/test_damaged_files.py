@@ -20,7 +20,7 @@ from core.array import StorageArray
 from core.array_check import check_array
 from core.cli.main import main
 from core.datapath import Staging
-from core.datapath import changelog as cl
+from core.datapath import changelog_file as cl
 from core.errors import MirrorError
 from core.replication import receiver
 from core.store.database import read_array_name

@@ -40,43 +40,22 @@ region*: regions dirty after an open (a restart), from :meth:`ChangeLog.mark_all
 (the peer's log, online verify, a repair) or damage have no mask, which is the
 safe default. A mask only ever over-approximates what was written.
 
-File layout (version 2): a 512-byte header sector (magic, version, region size,
-volume size, region count, block size, CRC32 of the header), then the bitmap in
-512-byte blocks, each 508 bytes of bits (4064 regions; bit ``i`` of byte ``i // 8``,
-little bit order) and the CRC32 of those bytes seeded with the block's index. A block
-is one sector, rewritten whole, so a torn write or a zeroed, flipped or misplaced
-block fails its CRC. A zeroed bitmap once read as "nothing changed": the next sync
-sent nothing and the secondary diverged silently. Now a block that fails its check
-is taken as all changed (a delta resync of its regions, never clean), rewritten, and
-counted in ``repaired_blocks`` for the engine to report; a damaged header rebuilds
-the whole log as changed. Version 1 (a 64-byte header and a bare bitmap) is read and
-upgraded in place.
+The file and its checks: :mod:`core.datapath.changelog_file`.
 """
 from __future__ import annotations
 
 import asyncio
 import os
-import struct
 import time
-import zlib
-from dataclasses import dataclass
 
 import numpy as np
 
-from core.datapath.extents import FormatMismatch, create_atomically
+from core.datapath.changelog_file import (BLOCK_REGIONS, BLOCK_SIZE, HEADER_SIZE, VERSION, blocks_for, header_bytes,
+                                          encode_blocks, encode_span, file_bytes, padded_bits, read_image)
+from core.datapath.extents import create_atomically
 from core.domain import DEFAULT_REGION_SIZE
 from core.errors import InvalidInput, MirrorError
 
-MAGIC = b"AMCHGLOG"
-VERSION = 2
-HEADER_SIZE = 512
-BLOCK_SIZE = 512
-BLOCK_BYTES = BLOCK_SIZE - 4  # bitmap bytes per block; the CRC32 takes the rest
-BLOCK_REGIONS = BLOCK_BYTES * 8
-_HEADER = struct.Struct("<8sIIQQI")  # magic, version, region size, volume size, regions, block size
-_V1_HEADER = struct.Struct("<8sIIQQ")  # version 1: no block size
-V1_HEADER_SIZE = 64
-_CRC = struct.Struct("<I")
 CONTIGUOUS_BLOCKS = 32  # blocks this close are rewritten in one write
 DIRTY_BLOCK = 4096  # the host block the in-memory masks track (larger when a region holds more than 64)
 MAX_MASK_BLOCKS = 64
@@ -119,143 +98,6 @@ def block_runs(mask: int, block: int, start: int, end: int) -> list[tuple[int, i
         mask >>= run
         i += run
     return out
-
-
-def _header(region_size: int, volume_size: int, regions: int) -> bytes:
-    head = _HEADER.pack(MAGIC, VERSION, region_size, volume_size, regions, BLOCK_SIZE)
-    head += _CRC.pack(zlib.crc32(head))
-    return head.ljust(HEADER_SIZE, b"\0")
-
-
-def _blocks_for(regions: int) -> int:
-    return -(-regions // BLOCK_REGIONS)
-
-
-def _block_crc(index: int, bitmap: bytes) -> int:
-    """Seeded with the block's index: a block written at the wrong place fails too."""
-    return zlib.crc32(bitmap, zlib.crc32(index.to_bytes(8, "little")))
-
-
-def _encode_blocks(bits: np.ndarray, first: int, last: int) -> bytes:
-    """Blocks ``first..last`` (inclusive) of ``bits`` (padded to whole blocks), with their CRCs."""
-    return _encode_span(bits[first * BLOCK_REGIONS:(last + 1) * BLOCK_REGIONS], first)
-
-
-def _encode_span(span: np.ndarray, first: int) -> bytes:
-    """Whole blocks from ``first`` of the bits ``span`` (a multiple of BLOCK_REGIONS long), with their CRCs."""
-    last = first + span.size // BLOCK_REGIONS - 1
-    packed = np.packbits(span, bitorder="little").tobytes()
-    parts = []
-    for i in range(last - first + 1):
-        chunk = packed[i * BLOCK_BYTES:(i + 1) * BLOCK_BYTES]
-        parts += (chunk, _CRC.pack(_block_crc(first + i, chunk)))
-    return b"".join(parts)
-
-
-def _file_bytes(region_size: int, volume_size: int, bits: np.ndarray) -> bytes:
-    regions = -(-volume_size // region_size)
-    n = _blocks_for(regions)
-    return _header(region_size, volume_size, regions) + (_encode_blocks(bits, 0, n - 1) if n else b"")
-
-
-def _padded(regions: int) -> np.ndarray:
-    return np.zeros(_blocks_for(regions) * BLOCK_REGIONS, dtype=bool)
-
-
-@dataclass(frozen=True)
-class LogImage:
-    """What a change log file holds, read without changing it (``open`` repairs, ``inspect`` reports).
-
-    ``bits`` is padded to whole blocks; the regions of a damaged block are all set.
-    """
-
-    version: int  # as found on disk (0: the header was unreadable)
-    region_size: int
-    volume_size: int
-    bits: np.ndarray
-    damaged_blocks: tuple[int, ...] = ()
-    header_damaged: bool = False
-
-    @property
-    def regions(self) -> int:
-        return -(-self.volume_size // self.region_size)
-
-    @property
-    def repaired_regions(self) -> int:
-        if self.header_damaged:
-            return self.regions
-        return sum(min(self.regions, (b + 1) * BLOCK_REGIONS) - b * BLOCK_REGIONS for b in self.damaged_blocks)
-
-
-def _rebuilt(volume_size: int, region_size: int, version: int) -> LogImage:
-    """Nothing on disk can be trusted: every region is changed (a resync of the whole delta)."""
-    regions = -(-volume_size // region_size)
-    bits = _padded(regions)
-    bits[:regions] = True
-    return LogImage(version, region_size, volume_size, bits, tuple(range(_blocks_for(regions))), True)
-
-
-def read_image(fd: int, path, volume_size: int, region_size: int) -> LogImage:
-    """Read a change log of either version; damage becomes set bits, a foreign file an error.
-
-    ``volume_size``/``region_size`` are used only when the header itself is damaged.
-    """
-    head = os.pread(fd, HEADER_SIZE, 0)
-    if len(head) < V1_HEADER_SIZE or not any(head[:12]):  # truncated, or zeroed where the magic was
-        return _rebuilt(volume_size, region_size, 0)
-    if head[:8] != MAGIC:
-        raise FormatMismatch(f"{path} is not a change log (magic {head[:8]!r}, expected {MAGIC!r}); "
-                             "check the reserved capacity path or restore the file")
-    version = _CRC.unpack_from(head, 8)[0]
-    if version == 1:
-        return _read_v1(fd, head, volume_size, region_size)
-    if version != VERSION:
-        raise FormatMismatch(f"{path}: change log format version {version} is not supported (this engine "
-                             f"reads versions 1 and {VERSION}); upgrade the engine or recreate the reserved capacity")
-    if len(head) < _HEADER.size + 4 or _CRC.unpack_from(head, _HEADER.size)[0] != zlib.crc32(head[:_HEADER.size]):
-        return _rebuilt(volume_size, region_size, version)
-    _, _, stored_region, stored_size, regions, block_size = _HEADER.unpack_from(head)
-    if block_size != BLOCK_SIZE or regions != -(-stored_size // max(1, stored_region)):
-        return _rebuilt(volume_size, region_size, version)
-    n = _blocks_for(regions)
-    raw = os.pread(fd, n * BLOCK_SIZE, HEADER_SIZE).ljust(n * BLOCK_SIZE, b"\0")
-    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(n, BLOCK_SIZE)
-    bits = np.unpackbits(blocks[:, :BLOCK_BYTES].reshape(-1), bitorder="little").astype(bool)
-    damaged = []
-    for b in range(n):
-        block = raw[b * BLOCK_SIZE:(b + 1) * BLOCK_SIZE]
-        if _CRC.unpack_from(block, BLOCK_BYTES)[0] != _block_crc(b, block[:BLOCK_BYTES]):
-            damaged.append(b)
-            bits[b * BLOCK_REGIONS:(b + 1) * BLOCK_REGIONS] = True
-    bits[regions:] = False
-    return LogImage(version, stored_region, stored_size, bits, tuple(damaged))
-
-
-def _read_v1(fd: int, head: bytes, volume_size: int, region_size: int) -> LogImage:
-    """Version 1: a CRC on the header only. Missing bitmap bytes count as damage."""
-    if _CRC.unpack_from(head, _V1_HEADER.size)[0] != zlib.crc32(head[:_V1_HEADER.size]):
-        return _rebuilt(volume_size, region_size, 1)
-    _, _, stored_region, stored_size, regions = _V1_HEADER.unpack_from(head)
-    nbytes = (regions + 7) // 8
-    raw = os.pread(fd, nbytes, V1_HEADER_SIZE)
-    bits = _padded(regions)
-    got = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little").astype(bool)
-    bits[:got.size] = got
-    damaged = ()
-    if len(raw) < nbytes:
-        bits[len(raw) * 8:regions] = True
-        damaged = tuple(range(len(raw) * 8 // BLOCK_REGIONS, _blocks_for(regions)))
-    bits[regions:] = False
-    return LogImage(1, stored_region, stored_size, bits, damaged)
-
-
-def inspect(path, volume_size: int, region_size: int = DEFAULT_REGION_SIZE) -> LogImage:
-    """Read a change log without repairing it (``mirrorctl array check``)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return read_image(fd, path, volume_size, region_size)
-    finally:
-        os.close(fd)
 
 
 class ChangeLog:
@@ -325,7 +167,7 @@ class ChangeLog:
         if volume_size < 0:
             raise InvalidInput(f"volume size {volume_size} must not be negative")
         if not os.path.exists(path):
-            create_atomically(path, _file_bytes(region_size, volume_size, _padded(-(-volume_size // region_size))))
+            create_atomically(path, file_bytes(region_size, volume_size, padded_bits(-(-volume_size // region_size))))
         fd = os.open(path, os.O_RDWR)
         try:
             image = read_image(fd, path, volume_size, region_size)
@@ -337,11 +179,11 @@ class ChangeLog:
             if image.header_damaged or image.version != VERSION:  # rewrite whole: rebuilt or upgraded
                 os.close(fd)
                 fd = -1
-                create_atomically(path, _file_bytes(region_size, image.volume_size, image.bits))
+                create_atomically(path, file_bytes(region_size, image.volume_size, image.bits))
                 fd = os.open(path, os.O_RDWR)
             elif image.damaged_blocks:
                 for b in image.damaged_blocks:
-                    os.pwrite(fd, _encode_blocks(image.bits, b, b), HEADER_SIZE + b * BLOCK_SIZE)
+                    os.pwrite(fd, encode_blocks(image.bits, b, b), HEADER_SIZE + b * BLOCK_SIZE)
                 os.fdatasync(fd)
         except BaseException:
             if fd >= 0:
@@ -374,7 +216,7 @@ class ChangeLog:
         if new_size < self._volume_size:
             raise InvalidInput(f"volume cannot shrink from {self._volume_size} to {new_size} bytes")
         regions = -(-new_size // self._region_size)
-        old_blocks, new_blocks = _blocks_for(self._regions), _blocks_for(regions)
+        old_blocks, new_blocks = blocks_for(self._regions), blocks_for(regions)
         if new_blocks > old_blocks:  # blocks first, header last: a crash leaves the old size valid
             pad = (new_blocks - old_blocks) * BLOCK_REGIONS
             for name in ("_persisted", "_dirty", "_inflight", "_intent"):
@@ -387,7 +229,7 @@ class ChangeLog:
                     setattr(self, name, np.concatenate([old, np.zeros(pad, dtype=old.dtype)]))
             os.pwrite(self._fd, self._encode(old_blocks, new_blocks - 1), HEADER_SIZE + old_blocks * BLOCK_SIZE)
             os.fdatasync(self._fd)
-        os.pwrite(self._fd, _header(self._region_size, new_size, regions), 0)
+        os.pwrite(self._fd, header_bytes(self._region_size, new_size, regions), 0)
         os.fdatasync(self._fd)
         self._volume_size, self._regions = new_size, regions
 
@@ -588,7 +430,7 @@ class ChangeLog:
     def _encode(self, a: int, b: int) -> bytes:
         """Blocks ``a..b`` as the file holds them: P | I (a bit being made durable stays on the file)."""
         s, e = a * BLOCK_REGIONS, (b + 1) * BLOCK_REGIONS
-        return _encode_span(self._persisted[s:e] | self._intent[s:e], a)
+        return encode_span(self._persisted[s:e] | self._intent[s:e], a)
 
     def _persist_range(self, first: int, last: int, durable: bool) -> None:
         a, b = first // BLOCK_REGIONS, last // BLOCK_REGIONS
@@ -740,4 +582,4 @@ class ChangeLog:
     @property
     def bytes_used(self) -> int:
         """Reserved capacity taken by the log (its file size)."""
-        return HEADER_SIZE + _blocks_for(self._regions) * BLOCK_SIZE
+        return HEADER_SIZE + blocks_for(self._regions) * BLOCK_SIZE
