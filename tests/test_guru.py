@@ -9,6 +9,7 @@ import pytest
 from core.cli.main import main
 from core.errors import MirrorError
 from core.guru import GuruAction, Problem
+from test_replication_support import manual_mirror
 
 
 def wait_until(cond, timeout=10.0):
@@ -22,13 +23,7 @@ def wait_until(cond, timeout=10.0):
 
 @pytest.fixture
 def mirror(client):
-    client.create_volume("SiteA/v", "16MiB")
-    client.create_volume("SiteB/v_dr", "16MiB")
-    client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
-    client.add_pair("G", "SiteA/v", "SiteB/v_dr")
-    client.host_write("SiteA/v", 0, b"g" * 4096)
-    client.sync_now("G", wait=True, after_running=True)  # the initial sync may have started by itself
-    return client
+    return manual_mirror(client, first_write=b"g" * 4096)
 
 
 def test_healthy_mirror_has_no_problems(mirror):

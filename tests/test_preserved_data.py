@@ -6,7 +6,7 @@ import pytest
 
 from core.errors import MirrorError, NotFound
 from test_rest_support import rest  # noqa: F401  (fixture)
-from test_replication_support import wait_for
+from test_replication_support import manual_mirror, wait_for
 
 RS = 65536
 
@@ -15,12 +15,7 @@ RS = 65536
 @pytest.fixture
 def resolved(client):
     """Group G in a role conflict resolved by keeping SiteB: SiteA's writes made while apart are preserved."""
-    client.create_volume("SiteA/v", "4MiB")
-    client.create_volume("SiteB/v_dr", "4MiB")
-    client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
-    client.add_pair("G", "SiteA/v", "SiteB/v_dr")
-    client.host_write("SiteA/v", 0, b"A0A0" * 1024)
-    client.sync_now("G", wait=True, after_running=True)
+    manual_mirror(client, "4MiB", first_write=b"A0A0" * 1024)
     client.lab_link(True)
     client.promote("G", "SiteB", force=True)
     client.host_write("SiteB/v_dr", 5 * RS, b"B" * 4096)

@@ -38,6 +38,18 @@ def make_pair(client, size: str = "4MiB", name: str = "v", group: str = "G", res
     wait_for_commits(client, group, 1)
 
 
+def manual_mirror(client, size: str = "16MiB", first_write: bytes | None = None):
+    """SiteA/v -> SiteB/v_dr in the manual group G; returns once the initial sync (and ``first_write`` at 0) committed."""
+    client.create_volume("SiteA/v", size)
+    client.create_volume("SiteB/v_dr", size)
+    client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
+    client.add_pair("G", "SiteA/v", "SiteB/v_dr")
+    if first_write is not None:
+        client.host_write("SiteA/v", 0, first_write)
+    client.sync_now("G", wait=True, after_running=True)  # the initial sync may have started by itself
+    return client
+
+
 def committed(client, group: str = "G") -> list:
     return [s for s in client.sync_history(group) if s.outcome == "committed"]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import CommunicationError, HostWriteRefused, MirrorError, VolumeFailed
+from test_replication_support import manual_mirror
 
 RS = 65536  # the default region size
 
@@ -36,14 +37,7 @@ def writable(client, ref) -> bool:
 @pytest.fixture
 def mirror(client):
     """Group G: SiteA/v (primary) -> SiteB/v_dr, initial sync done."""
-    client.create_volume("SiteA/v", "16MiB")
-    client.create_volume("SiteB/v_dr", "16MiB")
-    client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
-    client.add_pair("G", "SiteA/v", "SiteB/v_dr")
-    client.host_write("SiteA/v", 0, b"A0" * 2048)
-    # The scheduler may have started the initial sync already: wait for it, then sync the write.
-    client.sync_now("G", wait=True, after_running=True)
-    return client
+    return manual_mirror(client, first_write=b"A0" * 2048)
 
 
 def both(client, name="G"):

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from core.errors import MirrorError
-from test_replication_support import wait_for
+from test_replication_support import manual_mirror, wait_for
 
 MIB = 1 << 20
 
@@ -19,12 +19,7 @@ MIB = 1 << 20
 @pytest.fixture
 def mirror(client):
     """SiteA/v (16 MiB) -> SiteB/v_dr in the manual group G, initial sync done."""
-    client.create_volume("SiteA/v", "16MiB")
-    client.create_volume("SiteB/v_dr", "16MiB")
-    client.create_group("G", "SiteA", "SiteB", sync_mode="manual")
-    client.add_pair("G", "SiteA/v", "SiteB/v_dr")
-    client.sync_now("G", wait=True, after_running=True)
-    return client
+    return manual_mirror(client)
 
 
 def test_sync_now_after_an_interrupted_sync_includes_the_writes_made_since(mirror):
