@@ -26,6 +26,8 @@ async def forecast_problems(fleet: "Fleet") -> list[Problem]:
     for g in await fleet.groups():
         if g.role != "primary" or not g.pairs or g.remote_array not in fleet.clients:
             continue
+        if g.status in ("role_conflict", "orphan"):  # nothing syncs until it is resolved: no next sync to size
+            continue
         try:
             secondary = await fleet.group(g.name, g.remote_array)
             history = await fleet.sync_history(g.name, HISTORY_FOR_FORECAST)
