@@ -66,8 +66,10 @@ def _port(text: str) -> int:
 
 
 def _serve(args) -> Result | None:
+    from core.daemon.allocator import keep_freed_memory
     from core.daemon.array_daemon import ArrayDaemon
 
+    keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     daemon = ArrayDaemon(args.data_dir, listen=args.listen, rest_port=args.rest_port,

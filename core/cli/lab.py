@@ -123,10 +123,12 @@ def _describe(status: dict) -> str:
 
 
 def _relay(args) -> None:
+    from core.daemon.allocator import keep_freed_memory
     from core.lab.relay_service import parse_routes, run
 
     if not args.route:
         raise InvalidInput("give at least one --route NAME=HOST:PORT (the relay is started by 'mirrorctl lab up')",
                            code="invalidRoute")
+    keep_freed_memory()
     run(args.home.resolve(), parse_routes(args.route))
     return None
