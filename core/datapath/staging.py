@@ -317,6 +317,7 @@ class Staging:
             punch_hole(self._base, offset, length)
         else:
             os.pwrite(self._base, data, offset)
+            start_writeback(self._base, offset, length)  # the disk works while the transfer goes on
         self._progress[offset // rs : -(-(offset + length) // rs)] = True
         self._unflushed += length
         if self._unflushed >= DIRECT_FLUSH_BYTES:

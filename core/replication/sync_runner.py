@@ -10,6 +10,7 @@ resynchronizing in place, with a row in the history either way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -82,6 +83,9 @@ class SyncRunner:
     def pair_added(self, array, pair) -> None:
         self._hosts.attach_pair_volume(array, pair.volume.name)
         self.state(array.name, pair.group.name).next_due = None  # planned again by the next tick
+        # A new pair's initial sync starts now, not at the next tick (up to TICK_SECONDS later).
+        with contextlib.suppress(RuntimeError):  # no loop running: the scheduler's tick starts it
+            asyncio.get_running_loop().call_soon(self.tick)
 
     def pair_removing(self, array, pair) -> None:
         st = self.states.get((array.name, pair.group.name))
