@@ -209,7 +209,7 @@ class _Checker:
         if not path.exists():
             return
         try:
-            check_format(path.read_bytes()[:pit.HEADER_SIZE], pit.MAGIC, pit.VERSION, "PIT store", path)
+            pit.check_version(path.read_bytes()[:pit.HEADER_SIZE], path)
         except FormatMismatch as e:
             found = self.add("PIT store", path, str(e), advice="run with --repair (it holds nothing that "
                                                                "outlives a restart)")

@@ -9,6 +9,7 @@ import pytest
 
 from core.datapath import ChangeLog, FormatMismatch, PitStore, Staging, allocated_regions, punch_hole
 from core.datapath import staging as staging_mod
+from core.datapath.pit import HEADER_SIZE as PIT_HEADER
 from core.errors import InvalidInput, MirrorError, ReservedCapacityFull
 
 RS = 4096
@@ -205,7 +206,7 @@ def test_pit_preserves_captured_regions(tmp_path):
         assert pit.read_region(r) == before[r * RS : (r + 1) * RS]
     with pytest.raises(InvalidInput):
         pit.read_region(3)  # never captured
-    assert pit.bytes_used == 64 + pit.preserved_count * RS
+    assert pit.bytes_used == PIT_HEADER + pit.preserved_count * RS
 
 
 def test_pit_mark_sent_stops_protection_and_frees_space(tmp_path):
@@ -214,25 +215,25 @@ def test_pit_mark_sent_stops_protection_and_frees_space(tmp_path):
     pit.before_write(0, 2 * RS)
     assert pit.preserved_count == 2
     pit.mark_sent(0)
-    assert pit.preserved_count == 1 and pit.bytes_used == 64 + RS
+    assert pit.preserved_count == 1 and pit.bytes_used == PIT_HEADER + RS
     with pytest.raises(InvalidInput, match="already"):
         pit.read_region(0)
     pit.before_write(0, RS)
     assert pit.preserved_count == 1
     pit.end()
-    assert not pit.active and os.path.getsize(tmp_path / "pit") == 64
+    assert not pit.active and os.path.getsize(tmp_path / "pit") == PIT_HEADER
 
 
 def test_pit_budget_exceeded_leaves_state_intact(tmp_path):
     fd, pit, box = pit_fixture(tmp_path)
     before = read(tmp_path / "base")
     pit.begin(range(16))
-    box["budget"] = 64 + 2 * RS
+    box["budget"] = PIT_HEADER + 2 * RS
     pit.before_write(0, RS)
     with pytest.raises(ReservedCapacityFull) as err:
         pit.before_write(RS, 2 * RS)
     assert err.value.code == "arvmRepositoryFull"
-    assert pit.preserved_count == 1 and pit.bytes_used == 64 + RS
+    assert pit.preserved_count == 1 and pit.bytes_used == PIT_HEADER + RS
     assert pit.read_region(0) == before[:RS]
 
 
@@ -244,7 +245,7 @@ def test_pit_double_begin_and_reopen_drops_stale(tmp_path):
     pit.before_write(0, 1)
     pit.close()
     again = PitStore.open(tmp_path / "pit", tmp_path / "base", RS, lambda: 1 << 30)
-    assert not again.active and os.path.getsize(tmp_path / "pit") == 64
+    assert not again.active and os.path.getsize(tmp_path / "pit") == PIT_HEADER
     again.close()
 
 

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.datapath import ChangeLog, PitStore, Staging, allocated_regions
+from core.datapath.pit import HEADER_SIZE as PIT_HEADER
 from core.errors import ReservedCapacityFull
 
 RS = 4096
@@ -248,7 +249,7 @@ class MirrorModel:
 
     def budgets_reported(self):
         assert self.log.bytes_used == os.path.getsize(self.log.path)
-        assert self.pit.bytes_used == 64 + self.pit.preserved_count * RS
+        assert self.pit.bytes_used == PIT_HEADER + self.pit.preserved_count * RS
         assert self.stage.bytes_used >= 16
 
 
@@ -259,7 +260,7 @@ DURING_SYNC = st.one_of(
     st.just(("ack",)),
     st.just(("link_drop_and_resume",)),
     st.tuples(st.just("power_loss_secondary"), st.floats(0, 1)),
-    st.tuples(st.just("set_pit_budget"), st.sampled_from([1 << 30, 1 << 30, 1 << 30, 64 + 2 * RS, 64])),
+    st.tuples(st.just("set_pit_budget"), st.sampled_from([1 << 30, 1 << 30, 1 << 30, PIT_HEADER + 2 * RS, PIT_HEADER])),
 )
 ENDING = st.one_of(
     st.tuples(st.just("commit"), st.sampled_from([None, None, "secondary_mid_apply", "primary_before_complete"])),

@@ -69,7 +69,8 @@ class HostVolume:
         # Not fsynced: only trusted after a process crash on the same boot (core.replication.sync_runner).
         self.since_capture = ChangeLog.open(os.path.join(reserved_dir, "since_capture.log"), self.size,
                                             region_size, durable=False, track_blocks=False)
-        self.pit = PitStore.open(os.path.join(reserved_dir, "pit.dat"), self._fd, region_size, budget)
+        # The path, not our file: the store reads the volume through a file of its own, without readahead.
+        self.pit = PitStore.open(os.path.join(reserved_dir, "pit.dat"), self.path, region_size, budget)
         self.staging = Staging.open(os.path.join(reserved_dir, "staging.dat"), self.path, budget, region_size)
 
     def log_repairs(self) -> str:
