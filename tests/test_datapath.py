@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import time
 
 import numpy as np
@@ -489,3 +490,17 @@ def test_staging_wrong_progress_magic(tmp_path):
     (tmp_path / "stage.progress").write_bytes(b"XXXXXXXX" + bytes(40))
     with pytest.raises(FormatMismatch, match="progress"):
         Staging.open(tmp_path / "stage", tmp_path / "sec", region_size=RS)
+
+
+def test_pit_store_of_format_1_is_started_anew_in_format_2(tmp_path):
+    # Format 1 had a 64-byte header; a PIT never outlives a restart, so opening one just replaces it.
+    (tmp_path / "pit").write_bytes(struct.pack("<8sII", b"AMPITSTO", 1, RS).ljust(64, b"\0") + b"stale" * 100)
+    make_volume(tmp_path / "base", 2 * RS)
+    pit = PitStore.open(tmp_path / "pit", tmp_path / "base", RS, lambda: 1 << 30)
+    try:
+        head = (tmp_path / "pit").read_bytes()
+        assert len(head) == PIT_HEADER and struct.unpack_from("<8sII", head) == (b"AMPITSTO", 2, RS)
+        pit.begin([0, 1])
+        assert pit.read_run(0, 2) == (tmp_path / "base").read_bytes()
+    finally:
+        pit.close()
