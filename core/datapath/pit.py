@@ -198,11 +198,11 @@ class PitStore:
             self._copied[r] = int(self._copied[r]) | need
 
     def prefetch(self, ranges) -> None:
-        """Writes of ``(offset, length)`` are coming: start reading the blocks they will copy.
+        """Writes of ``(offset, length)`` are coming, or reads of them: start reading those blocks.
 
-        The copies read the volume synchronously on the event loop; from a cold page
-        cache each is a disk read. Asked for together (readahead, no wait), a batch of
-        writes waits about one read instead of one per write.
+        The copies (and the sender's reads) read the volume synchronously on the event
+        loop; from a cold page cache each is a disk read. Asked for together (no wait),
+        a batch waits about one read instead of one per range.
         """
         if not self._active:
             return

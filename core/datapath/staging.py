@@ -30,6 +30,7 @@ followed by the payload: BEGIN (JSON: transfer id, recovery point, direct), DATA
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -281,6 +282,9 @@ class Staging:
             for r in span:
                 if r in touching:
                     touching[r].append(i)
+        for r in partial:  # what this side holds of them, read together rather than one by one
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self._base, r * rs, rs, os.POSIX_FADV_WILLNEED)
         for r in sorted(partial):
             start, end = r * rs, min((r + 1) * rs, size)
             buf = bytearray(self._held(start, end - start))

@@ -36,6 +36,7 @@ DIRECT_CHUNK_REGIONS = 16  # initial sync sends runs of up to 16 regions per fra
 BATCH_BYTES = 1 << 20  # regions of one volume share a frame up to this much data
 BATCH_REGIONS = 64
 YIELD_BYTES = 1 << 20  # let host I/O in after each MiB sent
+PREFETCH_REGIONS = 1024  # regions sent as pieces whose blocks are read ahead at the start
 # Pause per MiB sent while hosts are active, divided by the sync priority's weight
 # (1-16): at most ~16 MiB/s (lowest) to ~256 MiB/s (highest) under host load.
 HOST_PAUSE_SECONDS = 0.064
@@ -187,6 +188,7 @@ async def send(peer: "Peer", hosts: "HostVolumes", rs: int, array, group_row, tr
         p.bytes_done = _confirmed_bytes(p, rs, hv.size)
         chunk = DIRECT_CHUNK_REGIONS if p.direct else 1
         partial = p.pieces(rs) if partial_ok else np.zeros(len(p.regions), dtype=bool)
+        hv.pit.prefetch(_piece_ranges(p, partial & ~p.confirmed, rs, hv.size))
         batch: list[Run] = []
         batch_bytes = segments = 0
         for start, count, first in runs(p.regions, ~p.confirmed, chunk, partial):
@@ -273,6 +275,19 @@ class _Pacer:
         if self.unconfirmed_bytes >= CHECKPOINT_BYTES:
             await _checkpoint(self.peer, self.hosts, self.local, self.remote, self.group, t, self.volumes, self.pending)
             self.unconfirmed_bytes = 0
+
+
+def _piece_ranges(p: PairTransfer, todo: np.ndarray, rs: int, size: int) -> list[tuple[int, int]]:
+    """The dirty-block runs of the first ``PREFETCH_REGIONS`` regions sent as pieces.
+
+    Their reads are small and scattered: asked for together, a sync of a few scattered
+    4 KiB writes waits for about one disk read instead of one per piece.
+    """
+    out = []
+    for i in np.flatnonzero(todo)[:PREFETCH_REGIONS]:
+        r = int(p.regions[i])
+        out += block_runs(int(p.blocks[i]), p.block_size, r * rs, min((r + 1) * rs, size))
+    return out
 
 
 def _confirmed_bytes(p: PairTransfer, rs: int, size: int) -> int:
