@@ -3,7 +3,9 @@
 The console manages array daemons over their REST APIs (the lab's, which it brings up
 when they are not running, and the saved arrays). The window is shown before the
 daemons answer (SPEC §5: first window in <= 1.5 s); panels fill in when the bridge
-reports ready.
+reports ready. Nothing before the first window imports the engine's libraries (the
+fleet's REST client, SQLAlchemy, numpy, pyqtgraph): the engine is made on its own thread
+and the charts are built when they are first shown.
 """
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from typing import Callable
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from core.cli.common import lab_fleet_factory
-from core.lab import default_home, init_lab
 from gui.bridge import EngineBridge
 from gui.main_window import MainWindow
 from gui.theme import icon, style_sheet
@@ -46,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mirror-console", description="Async Mirror Console")
     parser.add_argument("--home", type=Path, default=None, help="lab home directory (default: the user's lab)")
     args = parser.parse_args(argv)
+    from core.lab import default_home  # the lab is made (when missing) by the engine, on its thread
+
     home = args.home or default_home()
-    init_lab(home, if_missing=True)
     app = make_app()
     bridge, window = build_console(home, lab_fleet_factory())
     window.show()

@@ -1,10 +1,13 @@
 """The one module that knows both worlds: the engine's asyncio loop and Qt.
 
-``EngineBridge`` owns a QThread whose ``run()`` runs :class:`core.runtime.EngineLoop`.
-The GUI sends commands with ``call("create_group", ..., on_done=..., on_error=...)``;
-the engine answers on its own thread, and the answer is handed back to the GUI thread
-through a queued signal, so every callback and every slot runs on the GUI thread
-(touching widgets from a worker thread crashes: napari #4982, Electrum #3326).
+``EngineBridge`` owns a QThread whose ``run()`` makes the engine (the engine factory is
+called there, so the engine thread owns what it opens, and the first window never
+waits for the fleet's imports: aiohttp, SQLAlchemy, numpy) and runs its
+:class:`core.runtime.EngineLoop`. The GUI sends commands with
+``call("create_group", ..., on_done=..., on_error=...)``; the engine answers on its
+own thread, and the answer is handed back to the GUI thread through a queued signal,
+so every callback and every slot runs on the GUI thread (touching widgets from a
+worker thread crashes: napari #4982, Electrum #3326).
 
 Engine events arrive on the engine thread; they are only *recorded* there (under a
 lock) and re-emitted from a GUI-thread QTimer at ~15 Hz, coalesced by
@@ -21,51 +24,81 @@ import itertools
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from PySide6.QtCore import QObject, QThread, QTimer, Qt, Signal, Slot
 
 from core.errors import MirrorError
-from core.runtime import EngineLoop
 from core.snapshots import EngineEvent
+
+if TYPE_CHECKING:
+    from core.runtime import EngineLoop
 
 log = logging.getLogger(__name__)
 THREAD_NAME = "mirror-engine-qt"
 
 
+def _why(err: BaseException) -> str:
+    return getattr(err, "message", None) or str(err) or type(err).__name__
+
+
 class _EngineThread(QThread):
-    """Runs the engine loop; reports start (or its failure) through ``sig_started``."""
+    """Makes the engine and runs its loop; reports start (or its failure) through ``sig_started``."""
 
     sig_started = Signal(str)  # "" when the engine is ready, else why it could not start
 
-    def __init__(self, runner: EngineLoop, on_ready: Callable[[], None]):
+    def __init__(self, home: Path, purpose: str, engine_factory: Callable, on_ready: Callable[[], None]):
         super().__init__()  # no parent: a QThread's owner stops it explicitly (see EngineBridge.stop)
         self.setObjectName(THREAD_NAME)
-        self._runner = runner
+        self._make = (home, purpose, engine_factory)
         self._on_ready = on_ready
+        self._lock = threading.Lock()
+        self._stopping = False
+        self.runner: EngineLoop | None = None
+        """Set on this thread once the engine is made; read on the GUI thread after ``sig_started``."""
 
     def run(self) -> None:
         # Name the Python side of this thread so the test-suite's leaked-thread check sees it.
         threading.current_thread().name = THREAD_NAME
-        loop = self._runner.loop
-        loop.call_soon(self._watch_ready)
         try:
-            self._runner.run()
-            if self._runner.start_error is not None:
-                err = self._runner.start_error
-                self.sig_started.emit(getattr(err, "message", None) or str(err) or type(err).__name__)
+            try:
+                from core.runtime import EngineLoop
+
+                home, purpose, factory = self._make
+                runner = EngineLoop(home, purpose, engine_factory=factory)
+            except Exception as err:  # a factory that cannot make the engine: said like a failed start
+                if not isinstance(err, MirrorError):
+                    log.error("the engine could not be made", exc_info=err)
+                self.sig_started.emit(_why(err))
+                return
+            with self._lock:
+                if self._stopping:  # stopped before the engine was made: it never starts
+                    runner.loop.close()
+                    return
+                self.runner = runner
+            runner.loop.call_soon(self._watch_ready)
+            runner.run()
+            if runner.start_error is not None:
+                self.sig_started.emit(_why(runner.start_error))
         finally:
             # Python < 3.12 never forgets a foreign (dummy) thread: drop it, it has ended.
             threading._active.pop(threading.get_ident(), None)  # noqa: SLF001
 
+    def request_stop(self) -> EngineLoop | None:
+        """From the GUI thread: the engine is not to start, or is to stop; its loop when it was made."""
+        with self._lock:
+            self._stopping = True
+            return self.runner
+
     def _watch_ready(self) -> None:
         # Runs on the engine loop: ``ready`` is set between engine.start() and run_forever().
-        if self._runner.ready.is_set():
-            if self._runner.start_error is None:
+        runner = self.runner
+        if runner.ready.is_set():
+            if runner.start_error is None:
                 self._on_ready()
                 self.sig_started.emit("")
-        elif not self._runner.loop.is_closed():
-            self._runner.loop.call_later(0.005, self._watch_ready)
+        elif not runner.loop.is_closed():
+            runner.loop.call_later(0.005, self._watch_ready)
 
 
 class EngineBridge(QObject):
@@ -87,12 +120,12 @@ class EngineBridge(QObject):
     def __init__(self, home: Path | str, engine_factory: Callable, purpose: str = "console", event_hz: float = 15.0,
                  poll_hz: float = 5.0, parent: QObject | None = None):
         """``engine_factory(home, purpose)`` makes what answers the calls: a fleet of array daemons
-        reached over REST (:func:`core.cli.common.lab_fleet_factory` for the lab in ``home``).
+        reached over REST (:func:`core.cli.common.lab_fleet_factory` for the lab in ``home``). It is
+        called on the engine thread when the bridge starts; an exception it raises is a failed start.
         """
         super().__init__(parent)
         self.home = Path(home)
-        self._runner = EngineLoop(self.home, purpose, engine_factory=engine_factory)
-        self._thread = _EngineThread(self._runner, self._subscribe_on_engine_thread)
+        self._thread = _EngineThread(self.home, purpose, engine_factory, self._subscribe_on_engine_thread)
         self._thread.sig_started.connect(self._on_started, Qt.QueuedConnection)
         self._sig_result.connect(self._deliver, Qt.QueuedConnection)
         self._ids = itertools.count(1)
@@ -121,8 +154,14 @@ class EngineBridge(QObject):
 
     @property
     def engine(self):
-        """What answers the calls (read it only to decide things after ``stop``: it belongs to the engine thread)."""
-        return self._runner.engine
+        """What answers the calls, None before it is made (read it only to decide things after ``stop``:
+        it belongs to the engine thread)."""
+        runner = self._thread.runner
+        return runner.engine if runner is not None else None
+
+    @property
+    def _runner(self) -> EngineLoop:
+        return self._thread.runner  # made before sig_started(""): every call is sent after it
 
     @property
     def ready(self) -> bool:
@@ -140,9 +179,11 @@ class EngineBridge(QObject):
         self._event_timer.stop()
         self._poll_timer.stop()
         if self._thread.isRunning():
-            if self._unsubscribe is not None:
-                self._runner.submit(self._unsubscribe)
-            self._runner.request_stop()
+            runner = self._thread.request_stop()
+            if runner is not None:
+                if self._unsubscribe is not None:
+                    runner.submit(self._unsubscribe)
+                runner.request_stop()
             self._thread.wait()
         self._callbacks.clear()
         self._queued.clear()

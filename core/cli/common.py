@@ -3,15 +3,22 @@
 A command talks to running array daemons over their REST API (the fleet): the one
 given by ``--array-url``, or the lab's daemons (``mirrorctl lab up``). It works while
 the console or other commands use the same arrays.
+
+The console imports the fleet factories from here before its first window: this module
+imports only what that needs at the top; the lab (SQLAlchemy), the engine loop (numpy)
+and the REST client (aiohttp) are imported where they are used, the fleet's on the
+engine's thread when the factory makes it (a top-level import cost the first window
+about 1 s).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from core.errors import InvalidInput, NotFound
-from core.lab import LabNotUp, array_dirs
-from core.runtime import BlockingEngine
+
+if TYPE_CHECKING:
+    from core.runtime import BlockingEngine
 
 
 @dataclass
@@ -22,6 +29,9 @@ class Result:
 
 
 def with_engine(args, fn: Callable[[BlockingEngine], Result]) -> Result:
+    from core.lab import LabNotUp, array_dirs
+    from core.runtime import BlockingEngine
+
     fleet = fleet_factory(args)
     if fleet is None:
         if not array_dirs(args.home):
@@ -36,6 +46,7 @@ def fleet_factory(args) -> Callable | None:
     """How to reach the arrays over REST: ``--array-url``, or the lab's running daemons; None otherwise."""
     from core.client.fleet import Fleet
     from core.client.rest import ArrayClient
+    from core.lab import array_dirs
     from core.lab.supervisor import lab_status
 
     saved = getattr(args, "managed_arrays", None)
@@ -70,10 +81,11 @@ def console_fleet_factory(with_lab: bool = True) -> Callable:
     """The console's engine: the lab's daemons (brought up) and the saved arrays; without the lab, only those."""
     if with_lab:
         return lab_fleet_factory()
-    from core.client.fleet import Fleet
-    from core.client.managed import ManagedArrayStore
 
     def saved(home, purpose, nbd_port=None):
+        from core.client.fleet import Fleet
+        from core.client.managed import ManagedArrayStore
+
         return Fleet({}, store=ManagedArrayStore(), stale_groups=True)
     return saved
 
@@ -96,20 +108,25 @@ def managed_fleet_factory(names: list[str]) -> Callable:
 def lab_fleet_factory(arrays: list[dict] | None = None) -> Callable:
     """An engine factory (for EngineLoop): the fleet of the lab's daemons, as ``lab status`` lists them.
 
-    Without ``arrays`` the fleet brings the lab up itself when it starts (the console:
-    its window shows first, the daemons start behind it), and manages the saved arrays
-    of the console's store too (``mirrorctl array add``, the Storage arrays page); an array
-    that stops answering keeps its groups' last known state.
+    Without ``arrays`` the lab is made when missing and the fleet brings it up itself when
+    it starts (the console: its window shows first, the daemons start behind it), and
+    manages the saved arrays of the console's store too (``mirrorctl array add``, the
+    Storage arrays page); an array that stops answering keeps its groups' last known state.
+    The fleet is made, and its modules imported, where the factory is called: the engine's
+    thread.
     """
-    from core.client.fleet import Fleet, lab_clients
-    from core.client.lab import LabLink
-    from core.client.managed import ManagedArrayStore
-
     known = arrays or []
     stopped = {a["name"]: f"start it with 'mirrorctl lab array start {a['name']}'" for a in known if not a["running"]}
 
     def lab(home, purpose, nbd_port=None):
+        from core.client.fleet import Fleet, lab_clients
+        from core.client.lab import LabLink
+        from core.client.managed import ManagedArrayStore
+        from core.lab import init_lab
+
         console = arrays is None
+        if console:
+            init_lab(home, if_missing=True)
         return Fleet(lab_clients([a for a in known if a["running"]]), lab=LabLink(home),
                      bring_lab_up=console, stopped=stopped, store=ManagedArrayStore() if console else None,
                      stale_groups=console)

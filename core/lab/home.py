@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
-from core.array import ArraySpec, PoolSpec, StorageArray
 from core.domain import DriveType, Model
 from core.errors import MirrorError
 from core.units import GiB, TiB
+
+if TYPE_CHECKING:
+    from core.array import ArraySpec
 
 ARRAYS_DIR = "arrays"
 # The lab's array passwords; an administrator types them in when adding a remote array.
@@ -50,6 +53,10 @@ class LabNotUp(MirrorError):
 
 def lab_specs(password: str | None = None, arrays: int = 2) -> list[ArraySpec]:
     """The lab's arrays; ``password`` replaces the default lab passwords (``lab init --password``)."""
+    # Imported here, as in init_lab: the array's storage (SQLAlchemy, numpy) is not needed to find
+    # the lab (default_home, array_dirs), which mirror-console does before its first window.
+    from core.array import ArraySpec, PoolSpec
+
     pools = (PoolSpec("nvme_pool", DriveType.NVME, 4 * TiB), PoolSpec("sas_pool", DriveType.SAS, 16 * TiB))
     return [ArraySpec(name=n, model=Model.E5700, firmware="08.74.00.01",
                       password=default_password(n) if password is None else password, pools=pools)
@@ -68,6 +75,8 @@ def init_lab(home: Path, if_missing: bool = False, password: str | None = None, 
     ``arrays``: SiteA..; the sites alternate primary volumes (SiteA, SiteC, ...) and their
     DR volumes (``db_dr`` on SiteB, SiteD, ...), so SiteA->SiteB and SiteC->SiteD mirror at once.
     """
+    from core.array import StorageArray
+
     home = Path(home)
     arrays_dir = home / ARRAYS_DIR
     lab_array_names(arrays)  # refused before anything is made
