@@ -14,7 +14,6 @@ from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QMessageBox,
                                QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from core.client.certificates import EXPIRY_WARNING_DAYS, colon_fingerprint
 
 WARN = QColor("#b26a00")
 BAD = QColor("#b3261e")
@@ -73,6 +72,9 @@ class CertificateAcceptDialog(QDialog):
 
 def certificate_changed_warning(parent: QWidget | None, state) -> QMessageBox:
     """The blocking (modal) warning of a changed certificate, with both fingerprints; opened, not exec()'d."""
+    # Imported here: core.client brings aiohttp and cryptography, which the first window does not need.
+    from core.client.certificates import colon_fingerprint
+
     box = QMessageBox(QMessageBox.Critical, "The certificate changed",
                       f"The certificate of array '{state.name}' ({state.url}) changed.\n\n"
                       f"Accepted:        {colon_fingerprint(state.certificate_sha256 or '')}\n"
@@ -128,6 +130,8 @@ class CertificatesDialog(QDialog):
         self.status.setText(f"{getattr(err, 'message', err)} [{getattr(err, 'code', 'error')}]")
 
     def _show(self, certificates) -> None:
+        from core.client.certificates import EXPIRY_WARNING_DAYS, colon_fingerprint
+
         self.table.setRowCount(len(certificates))
         for r, c in enumerate(certificates):
             cert = c.certificate

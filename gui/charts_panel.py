@@ -14,23 +14,24 @@ hour ago does not flatten the last five minutes.
 Host write throughput: every volume snapshot carries the bytes hosts wrote to it (NBD
 clients, the Python API, the lab workload alike); the chart polls ``volumes()`` each
 second and shows the rate summed over the group's primary volumes.
+
+The samples are taken from the start; the charts themselves are built the first time
+the panel is shown: pyqtgraph and numpy cost the first window about half a second of
+imports, for a tab that is not in view when it opens.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from gui import formatting as fmt
 from gui.bridge import EngineBridge
-from gui.chart_readout import Readout
 from gui.console_state import ConsoleState
 from gui.selection import Selection
-from gui.time_axis import TimeAxis
 
 SAMPLE_HZ = 10
 WORKLOAD_POLL_MS = 1000
@@ -47,24 +48,29 @@ class _Series:
         n = SAMPLE_HZ * KEEP_SECONDS
         (self.t, self.rate, self.host, self.unsynced, self.age, self.reserved,
          self.reserved_secondary) = (deque(maxlen=n) for _ in range(7))
-        self.history_t: np.ndarray = np.empty(0)
-        self.history_rate: np.ndarray = np.empty(0)
+        self.history_t: tuple[float, ...] = ()  # completed syncs: end time, average MiB/s
+        self.history_rate: tuple[float, ...] = ()
         self.history_key = None  # the group's last sync when the history was fetched
 
     def add(self, now: float, g, secondary, host_rate: float | None) -> None:
         self.t.append(now)
         self.rate.append((g.progress.rate if g.progress else 0.0) / MiB)
-        self.host.append(np.nan if host_rate is None else host_rate / MiB)
+        self.host.append(math.nan if host_rate is None else host_rate / MiB)
         self.unsynced.append(g.unsynchronized_bytes / MiB)
         age = g.recovery_point_age_seconds
-        self.age.append(np.nan if age is None else age / 60)
+        self.age.append(math.nan if age is None else age / 60)
         self.reserved.append(max((p.reserved_capacity.utilization_pct for p in g.pairs), default=0.0))
         self.reserved_secondary.append(
-            np.nan if secondary is None else max((p.reserved_capacity.utilization_pct for p in secondary.pairs),
+            math.nan if secondary is None else max((p.reserved_capacity.utilization_pct for p in secondary.pairs),
                                                  default=0.0))
 
 
-def _plot(title: str, units: str) -> pg.PlotWidget:
+def _plot(title: str, units: str):
+    """A pg.PlotWidget with a time axis, a legend, and a y-axis that fits what is in view."""
+    import pyqtgraph as pg
+
+    from gui.time_axis import TimeAxis
+
     w = pg.PlotWidget(axisItems={"bottom": TimeAxis(orientation="bottom")})
     w.setBackground("w")
     w.setTitle(title, color="#0b3d73", size="10pt")
@@ -125,40 +131,13 @@ class ChartsPanel(QWidget):
         top.addWidget(QLabel("Show:"))
         top.addWidget(self.window_box)
         top.addStretch(1)
-        pen = pg.mkPen(BLUE, width=2)
-        self.p_rate = _plot("Throughput", "MiB/s")
-        self.c_rate = self.p_rate.plot(pen=pen, fillLevel=0, brush=(31, 111, 209, 50), name="Synchronization")
-        self.c_host = self.p_rate.plot(pen=pg.mkPen(GREEN, width=2), name=HOST_WRITES)
-        self.c_hist = self.p_rate.plot(pen=None, symbol="o", symbolSize=6, symbolBrush=ORANGE,
-                                       name="Completed syncs (average)")
-        self.p_unsynced = _plot("Unsynchronized data", "MiB")
-        self.c_unsynced = self.p_unsynced.plot(pen=pen, fillLevel=0, brush=(31, 111, 209, 50), name="Unsynchronized")
-        self.p_age = _plot("Recovery point age", "minutes")
-        self.c_age = self.p_age.plot(pen=pen, name="Recovery point age")
-        self.l_age = pg.InfiniteLine(angle=0, pen=pg.mkPen(RED, width=1.5, style=pg.QtCore.Qt.DashLine),
-                                     label="alert {value:.0f} min", labelOpts={"color": RED, "position": 0.7})
-        self.p_age.addItem(self.l_age)
-        self.p_reserved = _plot("Reserved capacity utilisation", "%")
-        self.p_reserved.getViewBox().enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
-        self.p_reserved.setYRange(0, 100)  # a share of the capacity: the whole scale, the threshold always in view
-        self.c_reserved = self.p_reserved.plot(pen=pen, name="Primary side")
-        self.c_reserved_secondary = self.p_reserved.plot(pen=pg.mkPen(PURPLE, width=2), name="Secondary side")
-        self.l_reserved = pg.InfiniteLine(angle=0, pen=pg.mkPen(RED, width=1.5, style=pg.QtCore.Qt.DashLine),
-                                          label="alert {value:.0f} %", labelOpts={"color": RED, "position": 0.7})
-        self.p_reserved.addItem(self.l_reserved)
-        # Not setXLink: with PySide6 6.12 linked views crash the interpreter at exit (bool refcount).
-        self.plots = (self.p_rate, self.p_unsynced, self.p_age, self.p_reserved)
-        self.readouts = {self.p_rate: Readout(self.p_rate, "MiB/s", 2), self.p_unsynced: Readout(self.p_unsynced, "MiB"),
-                         self.p_age: Readout(self.p_age, "min"), self.p_reserved: Readout(self.p_reserved, "%")}
-        grid = QGridLayout()
-        grid.addWidget(self.p_rate, 0, 0)
-        grid.addWidget(self.p_unsynced, 0, 1)
-        grid.addWidget(self.p_age, 1, 0)
-        grid.addWidget(self.p_reserved, 1, 1)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(self.hint)
-        lay.addLayout(grid, 1)
+        self._grid = QGridLayout()  # the charts, built when first shown (see _build_charts)
+        lay.addLayout(self._grid, 1)
+        self.plots: tuple = ()
+        self.readouts: dict = {}
         self.host_rates: dict[str, float] | None = {}  # volume ref -> bytes/s; None: the engine does not say
         self._workload_seen: dict = {}
         self._workload_in_flight = False
@@ -169,6 +148,48 @@ class ChartsPanel(QWidget):
         self.workload_timer.timeout.connect(self._poll_workload)
         bridge.sig_ready.connect(self.workload_timer.start)
         state.sig_groups_changed.connect(self._update_group_list)
+
+    # -- the charts (built when first shown) ------------------------------------------
+    def showEvent(self, event) -> None:
+        if not self.plots:
+            self._build_charts()
+        super().showEvent(event)
+        self._redraw()
+
+    def _build_charts(self) -> None:
+        import pyqtgraph as pg
+
+        from gui.chart_readout import Readout
+
+        pen = pg.mkPen(BLUE, width=2)
+        self.p_rate = _plot("Throughput", "MiB/s")
+        self.c_rate = self.p_rate.plot(pen=pen, fillLevel=0, brush=(31, 111, 209, 50), name="Synchronization")
+        self.c_host = self.p_rate.plot(pen=pg.mkPen(GREEN, width=2), name=HOST_WRITES)
+        self.c_hist = self.p_rate.plot(pen=None, symbol="o", symbolSize=6, symbolBrush=ORANGE,
+                                       name="Completed syncs (average)")
+        self.p_unsynced = _plot("Unsynchronized data", "MiB")
+        self.c_unsynced = self.p_unsynced.plot(pen=pen, fillLevel=0, brush=(31, 111, 209, 50), name="Unsynchronized")
+        self.p_age = _plot("Recovery point age", "minutes")
+        self.c_age = self.p_age.plot(pen=pen, name="Recovery point age")
+        self.l_age = pg.InfiniteLine(angle=0, pen=pg.mkPen(RED, width=1.5, style=Qt.DashLine),
+                                     label="alert {value:.0f} min", labelOpts={"color": RED, "position": 0.7})
+        self.p_age.addItem(self.l_age)
+        self.p_reserved = _plot("Reserved capacity utilisation", "%")
+        self.p_reserved.getViewBox().enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
+        self.p_reserved.setYRange(0, 100)  # a share of the capacity: the whole scale, the threshold always in view
+        self.c_reserved = self.p_reserved.plot(pen=pen, name="Primary side")
+        self.c_reserved_secondary = self.p_reserved.plot(pen=pg.mkPen(PURPLE, width=2), name="Secondary side")
+        self.l_reserved = pg.InfiniteLine(angle=0, pen=pg.mkPen(RED, width=1.5, style=Qt.DashLine),
+                                          label="alert {value:.0f} %", labelOpts={"color": RED, "position": 0.7})
+        self.p_reserved.addItem(self.l_reserved)
+        # Not setXLink: with PySide6 6.12 linked views crash the interpreter at exit (bool refcount).
+        self.plots = (self.p_rate, self.p_unsynced, self.p_age, self.p_reserved)
+        self.readouts = {self.p_rate: Readout(self.p_rate, "MiB/s", 2), self.p_unsynced: Readout(self.p_unsynced, "MiB"),
+                         self.p_age: Readout(self.p_age, "min"), self.p_reserved: Readout(self.p_reserved, "%")}
+        self._grid.addWidget(self.p_rate, 0, 0)
+        self._grid.addWidget(self.p_unsynced, 0, 1)
+        self._grid.addWidget(self.p_age, 1, 0)
+        self._grid.addWidget(self.p_reserved, 1, 1)
 
     # -- which group -----------------------------------------------------------------
     def set_selection(self, sel: Selection | None) -> None:
@@ -211,8 +232,8 @@ class ChartsPanel(QWidget):
     def _set_history(self, name: str, history) -> None:
         s = self.series.setdefault(name, _Series())
         done = [h for h in history if h.duration_seconds > 0 and h.outcome == "committed"]
-        s.history_t = np.array([h.ended.timestamp() for h in done], dtype=float)
-        s.history_rate = np.array([h.bytes_payload / h.duration_seconds / MiB for h in done], dtype=float)
+        s.history_t = tuple(h.ended.timestamp() for h in done)
+        s.history_rate = tuple(h.bytes_payload / h.duration_seconds / MiB for h in done)
         if name == self.group_box.currentText():
             last = fmt.timestamp(done[-1].ended) if done else None
             self.hint.setText(f"{len(done)} completed synchronization(s) in history"
@@ -253,6 +274,10 @@ class ChartsPanel(QWidget):
             self._redraw()
 
     def _redraw(self) -> None:
+        if not self.plots:
+            return  # not shown yet: the samples wait in the series
+        import numpy as np
+
         name = self.group_box.currentText()
         s = self.series.get(name)
         g = self.state.group(name) if name else None
@@ -263,7 +288,8 @@ class ChartsPanel(QWidget):
             for c in (self.c_rate, self.c_host, self.c_unsynced, self.c_age, self.c_reserved,
                       self.c_reserved_secondary):
                 c.setData([], [])
-            self.c_hist.setData(s.history_t if s else [], s.history_rate if s else [])
+            self.c_hist.setData(np.array(s.history_t if s else (), float),
+                                np.array(s.history_rate if s else (), float))
             return
         t = np.fromiter(s.t, float, len(s.t))
         span = self.window_box.currentData()
@@ -276,7 +302,7 @@ class ChartsPanel(QWidget):
             p.setXRange(lo, now, padding=pad)
         self.c_rate.setData(t, np.fromiter(s.rate, float, len(t)))
         self.c_host.setData(t, np.fromiter(s.host, float, len(t)), connect="finite")
-        self.c_hist.setData(s.history_t, s.history_rate)
+        self.c_hist.setData(np.array(s.history_t, float), np.array(s.history_rate, float))
         self.c_unsynced.setData(t, np.fromiter(s.unsynced, float, len(t)))
         self.c_age.setData(t, np.fromiter(s.age, float, len(t)), connect="finite")
         self.c_reserved.setData(t, np.fromiter(s.reserved, float, len(t)))

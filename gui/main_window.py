@@ -1,8 +1,6 @@
 """The main window only assembles: panels, menus, toolbar, status bar. Panels talk through signals."""
 from __future__ import annotations
 
-from importlib import metadata
-
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget, QToolBar
@@ -27,6 +25,8 @@ from gui.workload_indicator import WorkloadIndicator
 
 def version() -> str:
     """The installed package's version (what About shows)."""
+    from importlib import metadata  # 40 ms of imports: not before the first window
+
     try:
         return metadata.version("async-mirror-console")
     except metadata.PackageNotFoundError:

@@ -7,6 +7,7 @@ snapshots.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -17,14 +18,15 @@ from gui.bridge import EngineBridge
 from gui.console_state import ConsoleState
 from gui.dialogs.reserved_capacity import IncreaseReservedCapacityDialog
 from gui.dialogs.role_change import RoleChangeDialog
-from gui.dialogs.sync_settings import SyncSettingsDialog
 from gui.dialogs.test_communication import TestCommunicationDialog
 from gui.dialogs.verify import VerifyDialog
 from gui.messages import confirm, error_handler
 from gui.selection import Selection
 from gui.theme import icon, status_label
-from gui.wizards.create_group import CreateGroupWizard
-from gui.wizards.create_pair import CreatePairWizard
+
+if TYPE_CHECKING:  # imported when opened: their rules (core.groups) import the array's storage (SQLAlchemy)
+    from gui.wizards.create_group import CreateGroupWizard
+    from gui.wizards.create_pair import CreatePairWizard
 
 SUSPENDED = ("user_suspended", "system_suspended")
 ROLE_CHANGING = ("role_change_pending", "role_change_in_progress")
@@ -199,10 +201,14 @@ class MirrorActions(QObject):
         return dialog
 
     def open_create_group(self) -> CreateGroupWizard:
+        from gui.wizards.create_group import CreateGroupWizard
+
         local = self.selection.array if self.selection else None
         return self._open(CreateGroupWizard(self.bridge, self.state, local=local, parent=self.window))
 
     def open_create_pair(self) -> CreatePairWizard:
+        from gui.wizards.create_pair import CreatePairWizard
+
         g = self.group()
         volume = self.selection.name if self.selection and self.selection.kind == "volume" else None
         return self._open(CreatePairWizard(self.bridge, self.state, group=g.name if g else None, volume=volume,
@@ -218,6 +224,8 @@ class MirrorActions(QObject):
         return self._open(VerifyDialog(self.bridge, g.name, self.window)) if g is not None else None
 
     def open_settings(self) -> None:
+        from gui.dialogs.sync_settings import SyncSettingsDialog
+
         g = self.group()
         if g is not None:
             self._open(SyncSettingsDialog(self.bridge, g, self.window))
