@@ -11,6 +11,7 @@ import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Any, Callable
 
 
 @functools.lru_cache(maxsize=None)  # field names only: a bounded set
@@ -288,32 +289,48 @@ class EngineEvent:
 
 def from_json(cls, data: dict):
     """Rebuild a snapshot from its ``to_json`` form (what crosses the channel)."""
+    return cls(**{name: decode(data[key]) for name, key, decode in _decoders(cls) if key in data})
+
+
+@functools.lru_cache(maxsize=None)  # one entry per dataclass
+def _decoders(cls) -> tuple[tuple[str, str, Callable[[Any], Any]], ...]:
+    """``(attribute, camelCase key, decoder)`` of each field of a dataclass, worked out once per class.
+
+    ``from_json`` runs for every pair and volume of every REST answer a client reads (the
+    console's engine, five times a second at 64 pairs): ``typing.get_type_hints`` per
+    call cost 120-230 us per object and was most of the console's engine thread (py-spy),
+    which then held the GIL the GUI thread waited for.
+    """
     import typing
 
     hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        key = _camel(f.name)
-        if key not in data:
-            continue
-        kwargs[f.name] = _decode(hints[f.name], data[key])
-    return cls(**kwargs)
+    return tuple((f.name, _camel(f.name), _decoder(hints[f.name])) for f in dataclasses.fields(cls))
 
 
-def _decode(hint, value):
+def _identity(value):
+    return value
+
+
+@functools.lru_cache(maxsize=None)  # one entry per field type
+def _decoder(hint) -> Callable[[Any], Any]:
+    """What turns the JSON form of a ``hint`` value back into it; None stays None at every level."""
+    import types
     import typing
 
-    if value is None:
-        return None
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is tuple:
-        return tuple(_decode(args[0], v) for v in value)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        item = _decoder(args[0])
+        return lambda value: None if value is None else tuple(item(v) for v in value)
+    if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
-        return _decode(inner[0], value) if inner else value
+        return _decoder(inner[0]) if inner else _identity
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return from_json(hint, value)
+        return lambda value: None if value is None else from_json(hint, value)
     if hint is datetime:
-        return datetime.fromisoformat(value)
-    return value
+        return lambda value: None if value is None else datetime.fromisoformat(value)
+    return _identity
+
+
+def _decode(hint, value):
+    return _decoder(hint)(value)
