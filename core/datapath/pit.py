@@ -6,12 +6,13 @@ lands on a captured region that has not been sent yet, its old content is copied
 into the PIT store in reserved capacity. The sender reads :meth:`PitStore.read_region` (or a piece of one)
 and always gets the bytes of the capture instant.
 
-Copy-on-write is per block (issue 14): only the blocks a host write overwrites (4 KiB
-for 64 KiB regions, as the change log's dirty masks) are copied, into the region's
-slot at their place; reads take copied blocks from the slot and the others from the
-volume, which still holds them as at the PIT instant. A 4 KiB random write copied
-64 KiB (read and write) before; a region keeps one slot, so the reserved capacity's
-accounting is unchanged.
+Copy-on-write is per block (issue 14): the first write into a region copies only the
+blocks it overwrites (4 KiB for 64 KiB regions, as the change log's dirty masks), into
+the region's slot at their place; reads take copied blocks from the slot and the others
+from the volume, which still holds them as at the PIT instant. A region written a second
+time is being written densely: the rest of it is copied then, at once, so later writes
+into it copy nothing (per block, random 4 KiB writes paid a copy each). A region keeps
+one slot either way, so the reserved capacity's accounting is unchanged.
 
 The PIT lives until :meth:`PitStore.end`, so a sender whose link dropped resumes
 from the same image. It does not survive an engine restart: the copies are not
@@ -191,11 +192,16 @@ class PitStore:
                 slot = self._free.pop() if self._free else self._new_slot()
                 self._slot[r] = slot
                 self._live += 1
-            for off, n in block_runs(need, block, r * rs, (r + 1) * rs):
-                data = os.pread(self._base, n, off)
+            copied = int(self._copied[r])
+            if copied:  # a second write into the region: copy the rest of it now, once
+                need = self._full & ~copied
+            runs = block_runs(need, block, r * rs, (r + 1) * rs)
+            whole = os.pread(self._base, rs, r * rs) if len(runs) > 1 else b""  # one read for all runs
+            for off, n in runs:
+                data = whole[off - r * rs:off - r * rs + n] if whole else os.pread(self._base, n, off)
                 if data:
                     os.pwrite(self._fd, data, HEADER_SIZE + slot * rs + off - r * rs)
-            self._copied[r] = int(self._copied[r]) | need
+            self._copied[r] = copied | need
 
     def prefetch(self, ranges) -> None:
         """Writes of ``(offset, length)`` are coming, or reads of them: start reading those blocks.
