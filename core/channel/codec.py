@@ -113,7 +113,7 @@ class RegionDecoder:
     def __init__(self) -> None:
         self._zstd = zstandard.ZstdDecompressor()
 
-    def decode(self, flags: int, raw_len: int, body: bytes, peer: str) -> bytes | None:
+    def decode(self, flags: int, raw_len: int, body: Data, peer: str) -> Data | None:
         if flags & Flag.ZERO:
             if body:
                 raise ChannelError(f"{peer} sent a zero region with a body.",

@@ -24,6 +24,7 @@ from core.channel import frames
 from core.channel.bandwidth import LinkScheduler
 from core.channel.codec import CodecStats, RegionDecoder, RegionEncoder
 from core.channel.frames import ChannelError, FrameType
+from core.channel.reader import ChannelReader
 from core.channel.stream import STREAM_LIMIT  # noqa: F401  (the session's reader limit, after login)
 from core.domain import Priority
 from core.errors import CommunicationError, MirrorError
@@ -92,7 +93,7 @@ class Session:
     :attr:`codec_stats`, :attr:`scheduler`.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    def __init__(self, reader: ChannelReader, writer: asyncio.StreamWriter,
                  local_name: str, peer: str, handler: ChannelHandler | None = None,
                  scheduler: LinkScheduler | None = None, on_closed=None):
         self.local_name = local_name
@@ -364,7 +365,10 @@ class Session:
                 if ftype == FrameType.REGIONS:
                     await self._read_regions(label, length, crc)
                     continue
-                payload = await read(length) if length else b""
+                if length > SMALL_FRAME:  # a bandwidth test's DISCARD: received in place like region data
+                    payload = await self._reader.read_body(length)
+                else:
+                    payload = await read(length) if length else b""
                 if zlib.crc32(payload) != crc:
                     raise frames.checksum_error(label, ftype)
                 await self._dispatch(ftype, payload, label)
@@ -398,7 +402,7 @@ class Session:
             raise ChannelError(f"{label} sent a region frame with bad name lengths.",
                                code="arvmChannelFrameCorrupt")
         names = await read(tlen + vlen)
-        body = await read(blen) if blen else b""
+        body = await self._reader.read_body(blen) if blen else b""
         if zlib.crc32(body, zlib.crc32(names, zlib.crc32(meta))) != crc:
             raise frames.checksum_error(label, FrameType.REGION)
         try:
@@ -424,7 +428,7 @@ class Session:
         blen = length - frames.REGIONS.size - len(rest)
         if sum(s[3] for s in segments) != blen:
             raise ChannelError(f"{label} sent a regions frame whose bodies do not add up.", code=corrupt)
-        body = await read(blen) if blen else b""
+        body = await self._reader.read_body(blen) if blen else b""
         if zlib.crc32(body, zlib.crc32(rest, zlib.crc32(head))) != crc:
             raise frames.checksum_error(label, FrameType.REGIONS)
         try:
