@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+
 # One read outside a body, a TLS record's worth: several control frames, or a frame's
 # head and the start of its body (which is copied once more, into the body: the less,
 # the better). At most a handshake frame, so that before login a peer is read no faster
@@ -32,7 +34,7 @@ class ChannelReader(asyncio.StreamReader):
         self._chunk = memoryview(bytearray(READ_SIZE))
         self._body: memoryview | None = None  # what read_body still waits for
 
-    async def read_body(self, n: int) -> bytearray:
+    async def read_body(self, n: int) -> memoryview:
         """Exactly ``n`` bytes, in a new buffer that the transport filled directly.
 
         Like ``readexactly`` otherwise: ``IncompleteReadError`` when the stream ends
@@ -40,21 +42,21 @@ class ChannelReader(asyncio.StreamReader):
         """
         if self._exception is not None:
             raise self._exception
-        body = bytearray(n)
-        view = memoryview(body)
+        # Not bytearray(n): it would write n zeros for the socket to overwrite (perf: memset).
+        body = memoryview(np.empty(n, np.uint8))
         have = min(len(self._buffer), n)
         if have:  # what arrived with the frame's head
             with memoryview(self._buffer) as buffered:
-                view[:have] = buffered[:have]
+                body[:have] = buffered[:have]
             del self._buffer[:have]
             self._maybe_resume_transport()
         if have == n:
             return body
-        self._body = view[have:]
+        self._body = body[have:]
         try:
             while self._body is not None:
                 if self._eof:
-                    raise asyncio.IncompleteReadError(bytes(view[:n - len(self._body)]), n)
+                    raise asyncio.IncompleteReadError(bytes(body[:n - len(self._body)]), n)
                 await self._wait_for_data("read_body")
         finally:
             self._body = None
