@@ -365,7 +365,7 @@ class Session:
                 if ftype == FrameType.REGIONS:
                     await self._read_regions(label, length, crc)
                     continue
-                if length > SMALL_FRAME:  # a bandwidth test's DISCARD: received in place like region data
+                if ftype == FrameType.DISCARD and length > SMALL_FRAME:  # bandwidth test data, like region data
                     payload = await self._reader.read_body(length)
                 else:
                     payload = await read(length) if length else b""
