@@ -8,6 +8,8 @@ an ``InvalidInput`` that names the field, before anything is changed.
 """
 from __future__ import annotations
 
+import contextlib
+
 import functools
 import inspect
 import json
@@ -60,6 +62,9 @@ class ArrayContext:
 
     # -- objects of this array ------------------------------------------------------------------
     async def volume(self, vid: str) -> VolumeSnapshot:
+        if "/" not in vid:  # a name: one volume's snapshot, not the whole array's (O(n) per lookup)
+            with contextlib.suppress(NotFound):
+                return await self.engine.volume(f"{self.array}/{vid}")
         for v in await self.engine.volumes(self.array):
             if v.name == vid or models.volume_ref(v.array, v.name) == vid.upper():
                 return v
@@ -67,6 +72,8 @@ class ArrayContext:
                        f"'mirrorctl volume list --array {self.array}'", code="volumeNotFound")
 
     async def group(self, gid: str) -> GroupSnapshot:
+        with contextlib.suppress(NotFound):  # a label: that group's snapshot, not every group's
+            return await self.engine.group(gid, self.array)
         for g in await self.engine.groups(self.array):
             if g.name == gid or models.group_ref(g.array, g.name) == gid.upper():
                 return g
