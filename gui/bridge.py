@@ -168,6 +168,11 @@ class EngineBridge(QObject):
         return self._ready
 
     @property
+    def polling(self) -> bool:
+        """The live ``groups()`` are polled (``sig_groups_polled``): progress needs no fetch of its own."""
+        return bool(self._poll_hz)
+
+    @property
     def running(self) -> bool:
         return self._thread.isRunning()
 

@@ -12,8 +12,8 @@ and a readout of the values under the mouse; y-axes fit what is in view, so a bu
 hour ago does not flatten the last five minutes.
 
 Host write throughput: every volume snapshot carries the bytes hosts wrote to it (NBD
-clients, the Python API, the lab workload alike); the chart polls ``volumes()`` each
-second and shows the rate summed over the group's primary volumes.
+clients, the Python API, the lab workload alike); the console state reads ``volumes()``
+each second, and the chart shows the rate summed over the group's primary volumes.
 
 The samples are taken from the start; the charts themselves are built the first time
 the panel is shown: pyqtgraph and numpy cost the first window about half a second of
@@ -34,7 +34,7 @@ from gui.console_state import ConsoleState
 from gui.selection import Selection
 
 SAMPLE_HZ = 10
-WORKLOAD_POLL_MS = 1000
+HOST_RATE_SECONDS = 0.9  # host write rates are taken over at least this long (the state reads volumes each second)
 KEEP_SECONDS = 3600
 MiB = 1 << 20
 BLUE, ORANGE, RED, GREEN, PURPLE = "#1f6fd1", "#e07a10", "#d13438", "#2e7d32", "#7b3fa0"
@@ -138,16 +138,14 @@ class ChartsPanel(QWidget):
         lay.addLayout(self._grid, 1)
         self.plots: tuple = ()
         self.readouts: dict = {}
-        self.host_rates: dict[str, float] | None = {}  # volume ref -> bytes/s; None: the engine does not say
-        self._workload_seen: dict = {}
-        self._workload_in_flight = False
+        self.host_rates: dict[str, float] = {}  # volume ref -> bytes/s
+        self._volumes_seen: dict = {}
+        self._volumes_read_at = 0.0
         self.timer = QTimer(self, interval=1000 // SAMPLE_HZ)
         self.timer.timeout.connect(self._tick)
         self.timer.start()
-        self.workload_timer = QTimer(self, interval=WORKLOAD_POLL_MS)
-        self.workload_timer.timeout.connect(self._poll_workload)
-        bridge.sig_ready.connect(self.workload_timer.start)
         state.sig_groups_changed.connect(self._update_group_list)
+        state.sig_volumes_read.connect(self._host_writes)
 
     # -- the charts (built when first shown) ------------------------------------------
     def showEvent(self, event) -> None:
@@ -241,20 +239,12 @@ class ChartsPanel(QWidget):
         self._redraw()
 
     # -- sampling -----------------------------------------------------------------------
-    def _poll_workload(self) -> None:
-        if self._workload_in_flight:
+    def _host_writes(self, volumes, when: float) -> None:
+        # A reading that an event brought a moment after the last one would make one 2 MiB write a 9 MiB/s spike.
+        if 0 <= when - self._volumes_read_at < HOST_RATE_SECONDS:
             return
-        self._workload_in_flight = True
-        self.bridge.call("volumes", on_done=self._workload_answer, on_error=self._workload_unknown)
-
-    def _workload_answer(self, volumes) -> None:
-        self._workload_in_flight = False
-        self._workload_seen, self.host_rates = host_write_rates(self._workload_seen, volumes, time.time())
-
-    def _workload_unknown(self, _err) -> None:
-        self._workload_in_flight = False
-        self.host_rates = None
-        self.workload_timer.stop()
+        self._volumes_read_at = when
+        self._volumes_seen, self.host_rates = host_write_rates(self._volumes_seen, volumes, when)
 
     def _tick(self) -> None:
         now = time.time()
@@ -263,9 +253,7 @@ class ChartsPanel(QWidget):
             if g.role != "primary":
                 continue
             secondary = next((x for x in self.state.groups if x.name == g.name and x.role == "secondary"), None)
-            host = None
-            if self.host_rates is not None:
-                host = sum(self.host_rates.get(f"{g.array}/{p.local_volume}", 0.0) for p in g.pairs)
+            host = sum(self.host_rates.get(f"{g.array}/{p.local_volume}", 0.0) for p in g.pairs)
             s = self.series.setdefault(g.name, _Series())
             s.add(now, g, secondary, host)
             if g.name == current and s.history_key != _history_key(g):

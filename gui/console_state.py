@@ -2,15 +2,29 @@
 
 One owner per piece of state: panels never ask the engine for the tree's data
 themselves, they listen to this object. It refetches only the list an event is
-about (volumes for a "volume" event, groups for "group"/"pair"/"progress") and
-takes the live group snapshots the bridge polls for charts and progress bars.
+about (volumes for a "volume" event, groups for "group"/"pair") and takes the live
+group snapshots the bridge polls for charts and progress bars (so a "progress" event
+needs no fetch of its own). Each list has at most one fetch in flight: an event that
+arrives meanwhile fetches it once more when the answer is in, so a busy engine is
+never asked faster than it answers (64 pairs syncing raise a group event every few
+milliseconds). Volumes are read once a second too: their host write counters feed the
+charts, and their owners change with every sync without an event; a group event
+refetches them only when a group's pairs or roles changed.
 """
 from __future__ import annotations
+
+import logging
+import time
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.snapshots import ArraySnapshot, GroupSnapshot, VolumeSnapshot
 from gui.bridge import EngineBridge
+
+log = logging.getLogger(__name__)
+VOLUMES_EVERY_MS = 1000
+# What each list is fetched with.
+FETCH = {"arrays": "arrays_list", "volumes": "volumes", "groups": "groups", "drills": "drills_running"}
 
 
 class ConsoleState(QObject):
@@ -19,7 +33,10 @@ class ConsoleState(QObject):
     sig_arrays_changed = Signal(tuple)
     """tuple[ArraySnapshot]: the arrays of the lab, after any array/link change."""
     sig_volumes_changed = Signal(tuple)
-    """tuple[VolumeSnapshot]: every volume of every array."""
+    """tuple[VolumeSnapshot]: every volume of every array, when they changed."""
+    sig_volumes_read = Signal(tuple, float)
+    """(tuple[VolumeSnapshot], time.time() of the answer): every answer of ``volumes()``, changed or not
+    (host write rates need each reading of the byte counters: no change is a rate of 0)."""
     sig_groups_changed = Signal(tuple)
     """tuple[GroupSnapshot]: every group side (with its pairs), on change and on every live poll."""
     sig_drills_changed = Signal(dict)
@@ -32,43 +49,68 @@ class ConsoleState(QObject):
         self.volumes: tuple[VolumeSnapshot, ...] = ()
         self.groups: tuple[GroupSnapshot, ...] = ()
         # group -> drill_start()'s answer ({group, array, recoveryPoint, exports}); a drill started
-        # elsewhere (another console, the CLI) is known only by name from lab_faults(): {}.
+        # elsewhere (another console, the CLI) is known only by name from drills_running(): {}.
         self.drills: dict[str, dict] = {}
+        self._pairs: dict[tuple[str, str], object] | None = None  # (array, local volume) -> pair, built on demand
+        self._shape: frozenset = frozenset()  # which volumes are in which group side, and its role
         self._dirty: set[str] = set()
+        self._in_flight: set[str] = set()
         # Events already arrive coalesced; this second, tiny delay merges "group" + "pair" + "volume"
         # raised by one operation into one refetch of each list.
         self._refetch = QTimer(self, singleShot=True, interval=30)
         self._refetch.timeout.connect(self._refetch_dirty)
+        self._volumes_timer = QTimer(self, interval=VOLUMES_EVERY_MS)
+        self._volumes_timer.timeout.connect(lambda: self._mark({"volumes"}))
         bridge.sig_ready.connect(self.refresh_all)
+        bridge.sig_ready.connect(self._volumes_timer.start)
         bridge.sig_engine_event.connect(self._on_event)
         bridge.sig_groups_polled.connect(self._set_groups)
 
     def refresh_all(self) -> None:
-        self._dirty |= {"arrays", "volumes", "groups"}
+        self._dirty |= set(FETCH)
         self._refetch_dirty()
 
     def _on_event(self, ev) -> None:
         kind = ev.kind
         if kind in ("array", "link"):
-            self._dirty |= {"arrays", "groups"}
+            self._mark({"arrays", "groups", "drills"})
         elif kind == "volume":
-            self._dirty.add("volumes")
-        elif kind in ("group", "pair", "progress"):
-            self._dirty |= {"groups", "volumes"} if kind != "progress" else {"groups"}
-        else:
-            return
+            self._mark({"volumes"})
+        elif kind == "pair":
+            self._mark({"groups", "volumes", "drills"})
+        elif kind == "group":
+            self._mark({"groups", "drills"})  # volumes too when the groups' shape changed (see _set_groups)
+        elif kind == "progress" and not self.bridge.polling:
+            self._mark({"groups"})
+
+    def _mark(self, lists: set[str]) -> None:
+        self._dirty |= lists
         if not self._refetch.isActive():
             self._refetch.start()
 
     def _refetch_dirty(self) -> None:
-        dirty, self._dirty = self._dirty, set()
-        if "arrays" in dirty:
-            self.bridge.call("arrays_list", on_done=self._set_arrays)
-        if "volumes" in dirty:
-            self.bridge.call("volumes", on_done=self._set_volumes)
-        if "groups" in dirty:
-            self.bridge.call("groups", on_done=self._set_groups)
-            self.bridge.call("lab_faults", on_done=self._set_faults, on_error=lambda _e: None)
+        for what in [w for w in FETCH if w in self._dirty and w not in self._in_flight]:
+            self._dirty.discard(what)
+            self._in_flight.add(what)
+            self.bridge.call(FETCH[what], on_done=lambda value, w=what: self._fetched(w, value),
+                             on_error=lambda err, w=what: self._fetched(w, None, err))
+
+    def _fetched(self, what: str, value, err=None) -> None:
+        self._in_flight.discard(what)
+        if err is not None:
+            if what != "drills":  # an engine without drills has none running
+                log.warning("fetching %s failed: %s", what, err)
+        elif what == "arrays":
+            self._set_arrays(value)
+        elif what == "volumes":
+            self._set_volumes(value)
+            self.sig_volumes_read.emit(self.volumes, time.time())
+        elif what == "groups":
+            self._set_groups(value)
+        else:
+            self._set_drills(value)
+        if what in self._dirty and not self._refetch.isActive():
+            self._refetch.start()  # an event came while this was fetched: once more
 
     def apply(self, arrays=None, volumes=None, groups=None) -> None:
         """Take snapshots fetched elsewhere (a wizard's own answer, a test's fabricated lab)."""
@@ -84,7 +126,10 @@ class ConsoleState(QObject):
         self.sig_arrays_changed.emit(self.arrays)
 
     def _set_volumes(self, volumes) -> None:
-        self.volumes = tuple(volumes)
+        volumes = tuple(volumes)
+        if volumes == self.volumes:
+            return
+        self.volumes = volumes
         self.sig_volumes_changed.emit(self.volumes)
 
     def _set_groups(self, groups) -> None:
@@ -92,10 +137,15 @@ class ConsoleState(QObject):
         if groups == self.groups:
             return  # a poll with nothing new costs the UI nothing
         self.groups = groups
+        self._pairs = None
+        shape = frozenset((g.array, g.name, g.role, p.local_volume) for g in groups for p in g.pairs)
+        if shape != self._shape:  # a pair added or removed, roles changed: the volumes say so too
+            self._shape = shape
+            self._mark({"volumes"})
         self.sig_groups_changed.emit(groups)
 
-    def _set_faults(self, faults: dict) -> None:
-        names = set(faults.get("drills") or ())
+    def _set_drills(self, running) -> None:
+        names = {d["group"] for d in running or ()}
         drills = {g: self.drills.get(g, {}) for g in sorted(names)}
         if drills != self.drills:
             self.drills = drills
@@ -143,12 +193,12 @@ class ConsoleState(QObject):
         return (primary or sides or [None])[0]
 
     def pair(self, array: str, volume: str):
-        for g in self.groups:
-            if g.array == array:
+        if self._pairs is None:  # asked per row by the tables: one index per groups update, not a scan per row
+            self._pairs = {}
+            for g in self.groups:
                 for p in g.pairs:
-                    if p.local_volume == volume:
-                        return p
-        return None
+                    self._pairs.setdefault((g.array, p.local_volume), p)
+        return self._pairs.get((array, volume))
 
     def array_names(self) -> list[str]:
         return [a.name for a in self.arrays]
