@@ -65,6 +65,7 @@ def style_sheet() -> str:
     return _root().joinpath("style.qss").read_text(encoding="utf-8")
 
 
+@lru_cache(maxsize=None)  # a bounded set of values; asked per row of every table at each update
 def status_label(status: str) -> str:
     """How a status value is shown: ``initial_sync`` -> "Synchronizing (initial sync)"."""
     for enum in (GroupStatus, PairStatus):
