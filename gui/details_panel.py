@@ -17,6 +17,7 @@ from gui.table_columns import ColumnFitter
 from gui.theme import role_icon, status_icon, status_label
 
 PROGRESS_ROLE = Qt.UserRole + 5
+ICON_ROLE = Qt.UserRole + 6  # what a cell's icon stands for: the icon is set again only when that changes
 TABLES_MIN_HEIGHT = 280  # two titled tables with a header and three rows each
 SIDE_BY_SIDE = 900  # px of the details panel from which State and Settings stand side by side
 
@@ -236,8 +237,8 @@ class DetailsPanel(QWidget):
             cells = [g.name, g.array, g.role.capitalize(), status_label(g.status), None,
                      format_size(g.unsynchronized_bytes), mode, fmt.timestamp(g.last_recovery_point)]
             _row(t, r, cells, g.progress.percent if g.progress else None)
-            t.item(r, 3).setIcon(status_icon(g.status))
-            t.item(r, 2).setIcon(role_icon(g.role))
+            _icon(t.item(r, 3), g.status, status_icon)
+            _icon(t.item(r, 2), g.role, role_icon)
         if grew:
             self._fitters[t].fit()  # the bar's cell has no text to size it: its floor is 120 px
 
@@ -260,8 +261,8 @@ class DetailsPanel(QWidget):
                      format_size(p.unsynchronized_bytes), fmt.rate(p.progress.rate if p.progress else None),
                      fmt.eta(p.progress.eta_seconds if p.progress else None), used]
             _row(t, r, cells, p.progress.percent if p.progress else None)
-            t.item(r, 3).setIcon(status_icon(p.status))
-            if p.reason:
+            _icon(t.item(r, 3), p.status, status_icon)
+            if t.item(r, 3).toolTip() != p.reason:
                 t.item(r, 3).setToolTip(p.reason)
         if grew:
             self._fitters[t].fit()  # sizing to contents scans every cell: skipped for huge tables
@@ -274,10 +275,19 @@ def _row(t: QTableWidget, r: int, cells, pct) -> None:
             item = QTableWidgetItem()
             t.setItem(r, c, item)
         if text is None:
-            item.setData(PROGRESS_ROLE, pct)
-            item.setText("" if pct is not None else "\u2014")
+            if item.data(PROGRESS_ROLE) != pct:
+                item.setData(PROGRESS_ROLE, pct)
+            if item.text() != ("" if pct is not None else "\u2014"):
+                item.setText("" if pct is not None else "\u2014")
         elif item.text() != text:
             item.setText(text)
+
+
+def _icon(item: QTableWidgetItem, key: str, icon_for) -> None:
+    """Give ``item`` the icon of ``key`` (a status, a role); setting the same icon again repaints and relayouts."""
+    if item.data(ICON_ROLE) != key:
+        item.setData(ICON_ROLE, key)
+        item.setIcon(icon_for(key))
 
 
 def _pair_status(p) -> str:

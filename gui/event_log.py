@@ -19,6 +19,7 @@ from gui.bridge import EngineBridge
 from gui.theme import status_icon
 
 HEADERS = ("Time", "Severity", "Array", "Object", "Code", "Message")
+DISPLAY, DECORATION, TOOLTIP = Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.DecorationRole, Qt.ItemDataRole.ToolTipRole
 MAX_ROWS = 5000
 LOAD_LIMIT = 2000  # events read per array when the console starts
 
@@ -29,6 +30,7 @@ class EventModel(QAbstractTableModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.records: list = []  # one row each
+        self._cells: list[tuple[str, ...]] = []  # their texts, spelled once: the view asks per cell and per role
         self._seen: set[tuple[str, int]] = set()
 
     def rowCount(self, parent=QModelIndex()):
@@ -44,17 +46,16 @@ class EventModel(QAbstractTableModel):
 
     def cells(self, row: int) -> tuple[str, ...]:
         """What row ``row`` shows, as text (the copy and the CSV export write the same)."""
-        e = self.records[row]
-        return (fmt.timestamp(e.time), str(e.severity).capitalize(), e.array, e.object, e.code, e.message)
+        return self._cells[row]
 
-    def data(self, index, role=Qt.DisplayRole):
+    def data(self, index, role=DISPLAY):
         row, col = index.row(), index.column()
-        if role == Qt.DisplayRole:
-            return self.cells(row)[col]
-        if role == Qt.DecorationRole and col == 1:
+        if role == DISPLAY:
+            return self._cells[row][col]
+        if role == DECORATION and col == 1:
             return status_icon(str(self.records[row].severity))
-        if role == Qt.ToolTipRole and col in (3, 5):
-            return self.cells(row)[col]
+        if role == TOOLTIP and col in (3, 5):
+            return self._cells[row][col]
         return None
 
     def add(self, records) -> None:
@@ -64,12 +65,18 @@ class EventModel(QAbstractTableModel):
         self._seen.update((r.array, r.id) for r in new)
         self.beginInsertRows(QModelIndex(), len(self.records), len(self.records) + len(new) - 1)
         self.records.extend(new)
+        self._cells.extend(_cells(e) for e in new)
         self.endInsertRows()
         if len(self.records) > MAX_ROWS:
             drop = len(self.records) - MAX_ROWS
             self.beginRemoveRows(QModelIndex(), 0, drop - 1)
             del self.records[:drop]
+            del self._cells[:drop]
             self.endRemoveRows()
+
+
+def _cells(e) -> tuple[str, ...]:
+    return (fmt.timestamp(e.time), str(e.severity).capitalize(), e.array, e.object, e.code, e.message)
 
 
 class _CsvWriter(QObject):

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QHeaderView, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHeaderView, QLabel, QSplitter, QTableWidgetItem, QVBoxLayout, QWidget
 
 from core.units import format_size
 from gui import formatting as fmt
@@ -126,7 +126,8 @@ class LongRunningOperationsPanel(QWidget):
             rows.append((group, pair, label, format_size(done), format_size(total),
                          fmt.rate(prog.rate if prog else None), fmt.eta(prog.eta_seconds if prog else None), pct))
         self._retire([k for k in self.running if k not in seen])
-        self._fill(rows + self._role_rows())
+        if self.isVisible():  # hidden, it only watches for what finishes; shown, it refreshes at once
+            self._fill(rows + self._role_rows())
 
     def _from_snapshots(self, _err) -> None:
         """An engine without ``long_running_operations``: what the polled snapshots show as synchronizing."""
@@ -148,7 +149,8 @@ class LongRunningOperationsPanel(QWidget):
                              format_size(prog.bytes_total), fmt.rate(prog.rate), fmt.eta(prog.eta_seconds),
                              prog.percent))
         self._retire([k for k in self.running if k not in seen])
-        self._fill(rows + self._role_rows())
+        if self.isVisible():  # hidden, it only watches for what finishes; shown, it refreshes at once
+            self._fill(rows + self._role_rows())
 
     def _track(self, key, group, array, ref, kind) -> Operation:
         op = self.running.get(key)
@@ -166,7 +168,7 @@ class LongRunningOperationsPanel(QWidget):
             op = self._role_changes.pop(name)
             primary = next((g.array for g in groups if g.name == name and g.role == "primary"), None)
             outcome = f"roles changed: {primary} is primary" if primary else "ended (no primary side now)"
-            self._add_history(op, outcome, "\u2014")
+            self._add_history([self._history_row(op, outcome, "\u2014")])
 
     def _role_rows(self) -> list[tuple]:
         rows = []
@@ -184,24 +186,27 @@ class LongRunningOperationsPanel(QWidget):
             mine = [op for op in ops if op.group == group]
             self.bridge.call("sync_history", group, limit=5,
                              on_done=lambda h, m=mine: self._outcomes(m, h),
-                             on_error=lambda _e, m=mine: [self._add_history(op, "ended (the group is gone)",
-                                                                            format_size(op.done)) for op in m])
+                             on_error=lambda _e, m=mine: self._add_history(
+                                 [self._history_row(op, "ended (the group is gone)", format_size(op.done))
+                                  for op in m]))
 
     def _outcomes(self, ops, history) -> None:
+        rows = []
         for op in ops:
             # The record of this operation: the newest that ended after it was first seen.
             row = next((h for h in reversed(list(history)) if h.ended.timestamp() >= op.first_seen - 1), None)
             if row is None:
-                self._add_history(op, "ended (no record: the pair was removed?)", format_size(op.done))
+                rows.append(self._history_row(op, "ended (no record: the pair was removed?)", format_size(op.done)))
             else:
                 # The history row is the group's; this pair's share is its own figures (all of them when
                 # committed: the pair received everything it had to).
                 data = op.total if row.outcome == "committed" and op.total else op.done
-                self._add_history(op, row.outcome.capitalize(), format_size(data),
-                                  duration=row.duration_seconds, ended=row.ended)
+                rows.append(self._history_row(op, row.outcome.capitalize(), format_size(data),
+                                              duration=row.duration_seconds, ended=row.ended))
+        self._add_history(rows)
 
-    def _add_history(self, op: Operation, outcome: str, data: str, duration: float | None = None,
-                     ended=None) -> None:
+    def _history_row(self, op: Operation, outcome: str, data: str, duration: float | None = None,
+                     ended=None) -> tuple:
         label = "Role change" if op.kind == "role change" else f"{op.kind.capitalize()} synchronization"
         live = None
         _, _, volume = op.pair.partition("/")
@@ -209,16 +214,28 @@ class LongRunningOperationsPanel(QWidget):
             live = self.state.pair(op.pair.partition("/")[0], volume)
         pair = f"{live.primary_ref} \u2192 {live.secondary_ref}" if live is not None else op.pair
         when = fmt.timestamp(ended) if ended is not None else fmt.timestamp(fmt.now_utc())
-        self.finished.insert(0, (when, op.group, pair, label, outcome, data,
-                                 fmt.age(duration) if duration is not None else "\u2014"))
-        del self.finished[MAX_HISTORY:]
+        return (when, op.group, pair, label, outcome, data, fmt.age(duration) if duration is not None else "\u2014")
+
+    def _add_history(self, rows: list[tuple]) -> None:
+        """Put finished operations at the top of the history, the last of ``rows`` first (newest first).
+
+        Rows are inserted, never rewritten: with 64 pairs syncing every minute the history is
+        full (500 rows), and filling it again per finished operation held the UI thread for
+        up to half a second when a batch of syncs ended (bench/gui_responsiveness.py).
+        """
+        if not rows:
+            return
         t = self.history
-        grew = t.rowCount() != len(self.finished)
-        t.setRowCount(len(self.finished))
-        for r, cells in enumerate(self.finished):
-            _row(t, r, list(cells), None)
-            t.item(r, 4).setToolTip(cells[4])
-        if grew and len(self.finished) <= 50:
+        for cells in rows:
+            self.finished.insert(0, cells)
+            t.insertRow(0)
+            for c, text in enumerate(cells):
+                t.setItem(0, c, QTableWidgetItem(text))
+            t.item(0, 4).setToolTip(cells[4])
+        del self.finished[MAX_HISTORY:]
+        if t.rowCount() > MAX_HISTORY:
+            t.setRowCount(MAX_HISTORY)  # the oldest go
+        if len(self.finished) - len(rows) <= 50:
             t.resizeColumnsToContents()
         self.history_hint.setText(f"{len(self.finished)} finished operation(s) since the console started")
 
