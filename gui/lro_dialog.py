@@ -78,6 +78,7 @@ class LongRunningOperationsPanel(QWidget):
         self.finished: list[tuple] = []  # rows of the history table, newest first
         self._role_changes: dict[str, Operation] = {}
         self._in_flight = False
+        self._shown = False
         self.timer = QTimer(self, interval=HIDDEN_MS)
         self.timer.timeout.connect(self.refresh)
         bridge.sig_ready.connect(self.timer.start)
@@ -85,14 +86,20 @@ class LongRunningOperationsPanel(QWidget):
         state.sig_groups_changed.connect(self._on_groups)
         self._fill([])
 
-    def showEvent(self, e):
-        super().showEvent(e)
-        self.timer.setInterval(VISIBLE_MS)
-        if self.bridge.ready:
+    def set_shown(self, shown: bool) -> None:
+        """Whether the panel is in view. The main window tells it from its dock: a dock's tab behind
+        another stays "visible" to Qt (moved out of sight), and filling it there cost the UI thread for nothing."""
+        self._shown = shown
+        self.timer.setInterval(VISIBLE_MS if shown else HIDDEN_MS)
+        if shown and self.bridge.ready:
             self.refresh()
 
+    def showEvent(self, e):
+        super().showEvent(e)
+        self.set_shown(True)
+
     def hideEvent(self, e):
-        self.timer.setInterval(HIDDEN_MS)
+        self.set_shown(False)
         super().hideEvent(e)
 
     # -- running operations ---------------------------------------------------------------
@@ -126,7 +133,7 @@ class LongRunningOperationsPanel(QWidget):
             rows.append((group, pair, label, format_size(done), format_size(total),
                          fmt.rate(prog.rate if prog else None), fmt.eta(prog.eta_seconds if prog else None), pct))
         self._retire([k for k in self.running if k not in seen])
-        if self.isVisible():  # hidden, it only watches for what finishes; shown, it refreshes at once
+        if self._shown:  # out of view, it only watches for what finishes; in view again, it refreshes at once
             self._fill(rows + self._role_rows())
 
     def _from_snapshots(self, _err) -> None:
@@ -149,7 +156,7 @@ class LongRunningOperationsPanel(QWidget):
                              format_size(prog.bytes_total), fmt.rate(prog.rate), fmt.eta(prog.eta_seconds),
                              prog.percent))
         self._retire([k for k in self.running if k not in seen])
-        if self.isVisible():  # hidden, it only watches for what finishes; shown, it refreshes at once
+        if self._shown:  # out of view, it only watches for what finishes; in view again, it refreshes at once
             self._fill(rows + self._role_rows())
 
     def _track(self, key, group, array, ref, kind) -> Operation:

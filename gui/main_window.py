@@ -72,6 +72,7 @@ class MainWindow(QMainWindow):
         self.events_dock = self._dock("Event Log", self.events, Qt.BottomDockWidgetArea)
         self.lro_dock = self._dock("Long Running Operations", self.lro, Qt.BottomDockWidgetArea)
         self.tabifyDockWidget(self.events_dock, self.lro_dock)
+        self.lro_dock.visibilityChanged.connect(self.lro.set_shown)  # behind the event log's tab it is not in view
         self.events_dock.raise_()
         self.resizeDocks([self.guru_dock], [300], Qt.Horizontal)
         self.resizeDocks([self.events_dock], [230], Qt.Vertical)
