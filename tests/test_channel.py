@@ -222,7 +222,7 @@ def test_other_major_version_refused_by_server():
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
             payload = b'{"name":"A","remote":"B","nonce":"00"}'
             writer.write(frames.pack_header(FrameType.HELLO, 0, len(payload),
-                                            frames.zlib.crc32(payload), major=2, minor=0) + payload)
+                                            frames.crc32(payload), major=2, minor=0) + payload)
             ftype, _, reply = await frames.read_frame(reader, "server")
             writer.close()
             await writer.wait_closed()
@@ -240,7 +240,7 @@ def test_other_major_version_refused_by_client():
             await reader.read(100)
             payload = b'{"name":"B"}'
             writer.write(frames.pack_header(FrameType.CHALLENGE, 0, len(payload),
-                                            frames.zlib.crc32(payload), major=2, minor=3) + payload)
+                                            frames.crc32(payload), major=2, minor=3) + payload)
             await writer.drain()
             await reader.read(100)
             writer.close()

@@ -22,7 +22,8 @@ from __future__ import annotations
 import enum
 import json
 import struct
-import zlib
+
+from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, faster (pyproject.toml)
 
 from core.errors import CommunicationError
 
@@ -137,11 +138,11 @@ def checksum_error(peer: str, ftype: int) -> ChannelError:
 def json_frame(ftype: int, obj: dict) -> bytes:
     """A complete control frame (header + JSON payload)."""
     payload = json.dumps(obj, separators=(",", ":")).encode()
-    return pack_header(ftype, 0, len(payload), zlib.crc32(payload)) + payload
+    return pack_header(ftype, 0, len(payload), crc32(payload)) + payload
 
 
 def raw_frame(ftype: int, payload: bytes, flags: int = 0) -> bytes:
-    return pack_header(ftype, flags, len(payload), zlib.crc32(payload)) + payload
+    return pack_header(ftype, flags, len(payload), crc32(payload)) + payload
 
 
 def region_prefix(flags: int, transfer: bytes, volume: bytes, offset: int,
@@ -152,7 +153,7 @@ def region_prefix(flags: int, transfer: bytes, volume: bytes, offset: int,
     be framed.
     """
     meta = REGION.pack(offset, raw_len, len(transfer), len(volume)) + transfer + volume
-    crc = zlib.crc32(body, zlib.crc32(meta))
+    crc = crc32(body, crc32(meta))
     return pack_header(FrameType.REGION, flags, len(meta) + len(body), crc) + meta
 
 
@@ -164,9 +165,9 @@ def regions_prefix(transfer: bytes, volume: bytes, segments: list[tuple[int, int
     """
     meta = b"".join([REGIONS.pack(len(transfer), len(volume), len(segments)), transfer, volume,
                      *(SEGMENT.pack(off, raw, flags, len(body)) for off, raw, flags, body in segments)])
-    crc = zlib.crc32(meta)
+    crc = crc32(meta)
     for *_, body in segments:
-        crc = zlib.crc32(body, crc)
+        crc = crc32(body, crc)
     size = len(meta) + sum(len(body) for *_, body in segments)
     return pack_header(FrameType.REGIONS, 0, size, crc) + meta
 
@@ -185,7 +186,7 @@ async def read_frame(reader, peer: str, max_payload: int = MAX_PAYLOAD) -> tuple
     """
     ftype, flags, length, crc, _ = parse_header(await reader.readexactly(HEADER_SIZE), peer, max_payload)
     payload = await reader.readexactly(length) if length else b""
-    if zlib.crc32(payload) != crc:
+    if crc32(payload) != crc:
         raise checksum_error(peer, ftype)
     return ftype, flags, payload
 

@@ -17,8 +17,9 @@ import os
 import socket
 import struct
 import time
-import zlib
 from typing import Any, Protocol
+
+from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, faster (pyproject.toml)
 
 from core.channel import frames
 from core.channel.bandwidth import LinkScheduler
@@ -299,7 +300,7 @@ class Session:
         left = nbytes
         while left > 0:
             body = chunk[:min(left, len(chunk))]
-            head = frames.pack_header(FrameType.DISCARD, 0, len(body), zlib.crc32(body))
+            head = frames.pack_header(FrameType.DISCARD, 0, len(body), crc32(body))
             async with self.scheduler.transmit(BANDWIDTH_SENDER, priority, len(body) + len(head)):
                 self._check_open()
                 self._write(head, body)
@@ -369,7 +370,7 @@ class Session:
                     payload = await self._reader.read_body(length)
                 else:
                     payload = await read(length) if length else b""
-                if zlib.crc32(payload) != crc:
+                if crc32(payload) != crc:
                     raise frames.checksum_error(label, ftype)
                 await self._dispatch(ftype, payload, label)
         except ChannelError as exc:
@@ -403,7 +404,7 @@ class Session:
                                code="arvmChannelFrameCorrupt")
         names = await read(tlen + vlen)
         body = await self._reader.read_body(blen) if blen else b""
-        if zlib.crc32(body, zlib.crc32(names, zlib.crc32(meta))) != crc:
+        if crc32(body, crc32(names, crc32(meta))) != crc:
             raise frames.checksum_error(label, FrameType.REGION)
         try:
             transfer, volume = names[:tlen].decode(), names[tlen:].decode()
@@ -429,7 +430,7 @@ class Session:
         if sum(s[3] for s in segments) != blen:
             raise ChannelError(f"{label} sent a regions frame whose bodies do not add up.", code=corrupt)
         body = await self._reader.read_body(blen) if blen else b""
-        if zlib.crc32(body, zlib.crc32(rest, zlib.crc32(head))) != crc:
+        if crc32(body, crc32(rest, crc32(head))) != crc:
             raise frames.checksum_error(label, FrameType.REGIONS)
         try:
             transfer, volume = rest[:tlen].decode(), rest[tlen:tlen + vlen].decode()

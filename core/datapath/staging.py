@@ -34,11 +34,11 @@ import contextlib
 import json
 import os
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from zlib_ng.zlib_ng import crc32  # zlib's CRC-32, faster (pyproject.toml)
 
 from core.channel.codec import is_zero
 from core.datapath.extents import (
@@ -79,8 +79,8 @@ def _copy_range(src: int, src_pos: int, dst: int, dst_pos: int, length: int) -> 
 
 
 def _record(kind: int, flags: int, offset: int, length: int, payload: bytes = b"") -> bytes:
-    head = _REC.pack(_REC_MAGIC, kind, flags, 0, offset, length, zlib.crc32(payload))
-    return head + _REC_CRC.pack(zlib.crc32(head))
+    head = _REC.pack(_REC_MAGIC, kind, flags, 0, offset, length, crc32(payload))
+    return head + _REC_CRC.pack(crc32(head))
 
 
 @dataclass(frozen=True)
@@ -415,7 +415,7 @@ class Staging:
         point = self._recovery_point or {}
         text = json.dumps(point, default=str).encode()
         # Informational (the array's database records the recovery point durably).
-        create_atomically(self._rp_path, RP_HEADER.pack(RP_MAGIC, VERSION, zlib.crc32(text)) + text,
+        create_atomically(self._rp_path, RP_HEADER.pack(RP_MAGIC, VERSION, crc32(text)) + text,
                           durable=False)
         self._truncate(durable)
         return point
@@ -446,14 +446,14 @@ class Staging:
         pos = HEADER_SIZE
         while pos + REC_SIZE <= file_size:
             head = os.pread(self._fd, REC_SIZE, pos)
-            if len(head) < REC_SIZE or _REC_CRC.unpack_from(head, _REC.size)[0] != zlib.crc32(head[: _REC.size]):
+            if len(head) < REC_SIZE or _REC_CRC.unpack_from(head, _REC.size)[0] != crc32(head[: _REC.size]):
                 break
             magic, kind, flags, _, offset, length, crc = _REC.unpack_from(head)
             plen = length if kind == BEGIN or (kind == DATA and not flags & ZERO) else 0
             if magic != _REC_MAGIC or (kind == BEGIN) != (self._transfer_id is None) or kind not in (BEGIN, DATA, COMMIT):
                 break
             payload = os.pread(self._fd, plen, pos + REC_SIZE) if plen else b""
-            if len(payload) != plen or zlib.crc32(payload) != crc:
+            if len(payload) != plen or crc32(payload) != crc:
                 break
             if kind == BEGIN:
                 meta = json.loads(payload)
@@ -517,7 +517,7 @@ class Staging:
         except FileNotFoundError:
             return None
         check_format(raw, RP_MAGIC, VERSION, "recovery point record", self._rp_path)
-        if len(raw) < RP_HEADER.size or RP_HEADER.unpack_from(raw)[2] != zlib.crc32(raw[RP_HEADER.size:]):
+        if len(raw) < RP_HEADER.size or RP_HEADER.unpack_from(raw)[2] != crc32(raw[RP_HEADER.size:]):
             raise FormatMismatch(f"{self._rp_path}: recovery point record is damaged (CRC mismatch)")
         return json.loads(raw[RP_HEADER.size:])
 
