@@ -52,17 +52,26 @@ class _Series:
         self.history_rate: tuple[float, ...] = ()
         self.history_key = None  # the group's last sync when the history was fetched
 
-    def add(self, now: float, g, secondary, host_rate: float | None) -> None:
+    def add(self, now: float, g, values: tuple[float, float, float, float, float]) -> None:
+        """One sample: ``values`` from :func:`_values` (what changes only with the snapshots), the age now."""
+        rate, host, unsynced, reserved, reserved_secondary = values
         self.t.append(now)
-        self.rate.append((g.progress.rate if g.progress else 0.0) / MiB)
-        self.host.append(math.nan if host_rate is None else host_rate / MiB)
-        self.unsynced.append(g.unsynchronized_bytes / MiB)
+        self.rate.append(rate)
+        self.host.append(host)
+        self.unsynced.append(unsynced)
         age = g.recovery_point_age_seconds
         self.age.append(math.nan if age is None else age / 60)
-        self.reserved.append(max((p.reserved_capacity.utilization_pct for p in g.pairs), default=0.0))
-        self.reserved_secondary.append(
+        self.reserved.append(reserved)
+        self.reserved_secondary.append(reserved_secondary)
+
+
+def _values(g, secondary, host_rates: dict[str, float]) -> tuple[float, float, float, float, float]:
+    """Sync MiB/s, host write MiB/s, unsynced MiB and reserved % of each side of primary side ``g``."""
+    host = sum(host_rates.get(f"{g.array}/{p.local_volume}", 0.0) for p in g.pairs)
+    return ((g.progress.rate if g.progress else 0.0) / MiB, host / MiB, g.unsynchronized_bytes / MiB,
+            max((p.reserved_capacity.utilization_pct for p in g.pairs), default=0.0),
             math.nan if secondary is None else max((p.reserved_capacity.utilization_pct for p in secondary.pairs),
-                                                 default=0.0))
+                                                   default=0.0))
 
 
 def _plot(title: str, units: str):
@@ -141,6 +150,8 @@ class ChartsPanel(QWidget):
         self.host_rates: dict[str, float] = {}  # volume ref -> bytes/s
         self._volumes_seen: dict = {}
         self._volumes_read_at = 0.0
+        self._sampled: tuple = (None, None)  # the groups and host rates self._samples were worked out from
+        self._samples: list = []  # (primary side, its values) for each group
         self.timer = QTimer(self, interval=1000 // SAMPLE_HZ)
         self.timer.timeout.connect(self._tick)
         self.timer.start()
@@ -249,13 +260,18 @@ class ChartsPanel(QWidget):
     def _tick(self) -> None:
         now = time.time()
         current = self.group_box.currentText()
-        for g in self.state.groups:
-            if g.role != "primary":
-                continue
-            secondary = next((x for x in self.state.groups if x.name == g.name and x.role == "secondary"), None)
-            host = sum(self.host_rates.get(f"{g.array}/{p.local_volume}", 0.0) for p in g.pairs)
+        groups, rates = self.state.groups, self.host_rates
+        if self._sampled[0] is not groups or self._sampled[1] is not rates:
+            # Worked out when the snapshots or the rates change (5 times a second), not at every sample (10).
+            self._sampled = (groups, rates)
+            secondaries: dict = {}
+            for g in groups:
+                if g.role == "secondary":
+                    secondaries.setdefault(g.name, g)
+            self._samples = [(g, _values(g, secondaries.get(g.name), rates)) for g in groups if g.role == "primary"]
+        for g, values in self._samples:
             s = self.series.setdefault(g.name, _Series())
-            s.add(now, g, secondary, host)
+            s.add(now, g, values)
             if g.name == current and s.history_key != _history_key(g):
                 self._fetch_history(g.name)  # a sync ended since the history was read
         if self.isVisible():

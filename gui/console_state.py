@@ -1,15 +1,16 @@
 """The GUI's copy of what the engine shows: the latest snapshots, refreshed on events.
 
 One owner per piece of state: panels never ask the engine for the tree's data
-themselves, they listen to this object. It refetches only the list an event is
-about (volumes for a "volume" event, groups for "group"/"pair") and takes the live
-group snapshots the bridge polls for charts and progress bars (so a "progress" event
-needs no fetch of its own). Each list has at most one fetch in flight: an event that
-arrives meanwhile fetches it once more when the answer is in, so a busy engine is
-never asked faster than it answers (64 pairs syncing raise a group event every few
-milliseconds). Volumes are read once a second too: their host write counters feed the
-charts, and their owners change with every sync without an event; a group event
-refetches them only when a group's pairs or roles changed.
+themselves, they listen to this object. It refetches only the list an event is about
+(volumes for a "volume" event, the running drills for a "group" event); the groups come
+from the bridge's live poll, a few times a second, so an event about a group needs no
+fetch of its own unless the bridge does not poll. Each list has at most one fetch in
+flight: an event that arrives meanwhile fetches it once more when the answer is in, so
+a busy engine is never asked faster than it answers (64 pairs syncing raise a group
+event every few milliseconds). Answers are applied once per pass of the event loop.
+Volumes are read once a second too: their host write counters feed the charts, and
+their owners change with every sync without an event; they are read at once when a
+group's pairs or roles changed.
 """
 from __future__ import annotations
 
@@ -61,10 +62,16 @@ class ConsoleState(QObject):
         self._refetch.timeout.connect(self._refetch_dirty)
         self._volumes_timer = QTimer(self, interval=VOLUMES_EVERY_MS)
         self._volumes_timer.timeout.connect(lambda: self._mark({"volumes"}))
+        # Answers are applied once per pass of the event loop, the newest of each list: when the UI thread
+        # was held up (a busy machine), the poll's and a fetch's groups arrived together and each one
+        # refreshed every panel.
+        self._answers: dict[str, tuple] = {}  # list -> (answer, time read)
+        self._apply_answers = QTimer(self, singleShot=True, interval=0)
+        self._apply_answers.timeout.connect(self._take_answers)
         bridge.sig_ready.connect(self.refresh_all)
         bridge.sig_ready.connect(self._volumes_timer.start)
         bridge.sig_engine_event.connect(self._on_event)
-        bridge.sig_groups_polled.connect(self._set_groups)
+        bridge.sig_groups_polled.connect(lambda groups: self._answer("groups", groups))
 
     def refresh_all(self) -> None:
         self._dirty |= set(FETCH)
@@ -72,18 +79,23 @@ class ConsoleState(QObject):
 
     def _on_event(self, ev) -> None:
         kind = ev.kind
+        # The poll brings the groups within 1/poll_hz s: fetching them again for each event doubled the
+        # groups the UI thread applied while syncs started and ended (a group event each, on both sides).
+        groups = set() if self.bridge.polling else {"groups"}
         if kind in ("array", "link"):
-            self._mark({"arrays", "groups", "drills"})
+            self._mark({"arrays", "drills"} | groups)
         elif kind == "volume":
             self._mark({"volumes"})
         elif kind == "pair":
-            self._mark({"groups", "volumes", "drills"})
+            self._mark({"volumes", "drills"} | groups)
         elif kind == "group":
-            self._mark({"groups", "drills"})  # volumes too when the groups' shape changed (see _set_groups)
-        elif kind == "progress" and not self.bridge.polling:
-            self._mark({"groups"})
+            self._mark({"drills"} | groups)  # volumes too when the groups' shape changed (see _set_groups)
+        elif kind == "progress":
+            self._mark(groups)
 
     def _mark(self, lists: set[str]) -> None:
+        if not lists:
+            return
         self._dirty |= lists
         if not self._refetch.isActive():
             self._refetch.start()
@@ -100,17 +112,31 @@ class ConsoleState(QObject):
         if err is not None:
             if what != "drills":  # an engine without drills has none running
                 log.warning("fetching %s failed: %s", what, err)
-        elif what == "arrays":
-            self._set_arrays(value)
-        elif what == "volumes":
-            self._set_volumes(value)
-            self.sig_volumes_read.emit(self.volumes, time.time())
-        elif what == "groups":
-            self._set_groups(value)
         else:
-            self._set_drills(value)
+            self._answer(what, value)
         if what in self._dirty and not self._refetch.isActive():
             self._refetch.start()  # an event came while this was fetched: once more
+
+    def _answer(self, what: str, value) -> None:
+        self._answers[what] = (value, time.time())
+        if not self._apply_answers.isActive():
+            self._apply_answers.start()
+
+    def _take_answers(self) -> None:
+        answers, self._answers = self._answers, {}
+        for what in FETCH:  # arrays first: the other lists are shown under them
+            if what not in answers:
+                continue
+            value, when = answers[what]
+            if what == "arrays":
+                self._set_arrays(value)
+            elif what == "volumes":
+                self._set_volumes(value)
+                self.sig_volumes_read.emit(self.volumes, when)
+            elif what == "groups":
+                self._set_groups(value)
+            else:
+                self._set_drills(value)
 
     def apply(self, arrays=None, volumes=None, groups=None) -> None:
         """Take snapshots fetched elsewhere (a wizard's own answer, a test's fabricated lab)."""

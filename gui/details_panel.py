@@ -18,6 +18,7 @@ from gui.theme import role_icon, status_icon, status_label
 
 PROGRESS_ROLE = Qt.UserRole + 5
 ICON_ROLE = Qt.UserRole + 6  # what a cell's icon stands for: the icon is set again only when that changes
+ROW_ROLE = Qt.UserRole + 7  # on a row's first cell, what the row shows: a row that did not change is skipped
 TABLES_MIN_HEIGHT = 280  # two titled tables with a header and three rows each
 SIDE_BY_SIDE = 900  # px of the details panel from which State and Settings stand side by side
 
@@ -74,6 +75,7 @@ class DetailsPanel(QWidget):
         self.left_box, self.right_box = QGroupBox("Settings"), QGroupBox("State")
         self.left_form, self.right_form = QFormLayout(self.left_box), QFormLayout(self.right_box)
         self._value_labels: dict[str, QLabel] = {}
+        self._texts: dict[str, str] = {}  # what each of them shows
         for form in (self.left_form, self.right_form):
             form.setVerticalSpacing(3)
             form.setRowWrapPolicy(QFormLayout.WrapLongRows)
@@ -213,6 +215,7 @@ class DetailsPanel(QWidget):
                 form.removeRow(0)
             for k in current:
                 del self._value_labels[k]
+                self._texts.pop(k, None)
             for (label, _), key in zip(rows, keys):
                 value = QLabel(textInteractionFlags=Qt.TextSelectableByMouse)
                 # A long value (an NBD URI, a progress line) must not widen the whole window: it is cut
@@ -223,9 +226,11 @@ class DetailsPanel(QWidget):
                 self._value_labels[key] = value
                 form.addRow(f"{label}:", value)
         for (_, text), key in zip(rows, keys):
-            if self._value_labels[key].text() != str(text):
-                self._value_labels[key].setText(str(text))
-                self._value_labels[key].setToolTip(str(text))
+            text = str(text)
+            if self._texts.get(key) != text:  # remembered here: asking each label for its text costs more
+                self._texts[key] = text
+                self._value_labels[key].setText(text)
+                self._value_labels[key].setToolTip(text)
         return rebuilt
 
     def _fill_groups(self, groups) -> None:
@@ -269,6 +274,11 @@ class DetailsPanel(QWidget):
 
 
 def _row(t: QTableWidget, r: int, cells, pct) -> None:
+    """Show ``cells`` in row ``r`` (None: the progress bar of ``pct``); a row shown as it is costs one lookup."""
+    shown = (tuple(cells), pct)
+    first = t.item(r, 0)
+    if first is not None and first.data(ROW_ROLE) == shown:
+        return
     for c, text in enumerate(cells):
         item = t.item(r, c)
         if item is None:
@@ -281,6 +291,7 @@ def _row(t: QTableWidget, r: int, cells, pct) -> None:
                 item.setText("" if pct is not None else "\u2014")
         elif item.text() != text:
             item.setText(text)
+    t.item(r, 0).setData(ROW_ROLE, shown)
 
 
 def _icon(item: QTableWidgetItem, key: str, icon_for) -> None:
