@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 from html import escape
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QSortFilterProxyModel, Qt, QThreadPool, Signal
+from PySide6.QtCore import (QAbstractTableModel, QModelIndex, QObject, QSortFilterProxyModel, Qt, QThreadPool, QTimer,
+                            Signal)
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu,
                                QPushButton, QSplitter, QTableView, QTextBrowser, QVBoxLayout, QWidget)
@@ -167,6 +168,11 @@ class EventLogPanel(QWidget):
         self._writer.sig_done.connect(self._exported)
         self._show_details()
         bridge.sig_ready.connect(lambda: bridge.call("events", limit=LOAD_LIMIT, on_done=self._loaded))
+        # The records of one flush of the bridge (a sync's start, progress and commit on both arrays) are
+        # inserted together: one insertion, one scroll and one repaint instead of one each.
+        self._arrived: list = []
+        self._add_arrived = QTimer(self, singleShot=True, interval=0)
+        self._add_arrived.timeout.connect(self._add_records)
         bridge.sig_engine_event.connect(self._on_event)
 
     def _loaded(self, records) -> None:
@@ -175,10 +181,16 @@ class EventLogPanel(QWidget):
 
     def _on_event(self, ev) -> None:
         if ev.kind == "event" and ev.event is not None:
-            at_bottom = self.view.verticalScrollBar().value() >= self.view.verticalScrollBar().maximum() - 2
-            self.model.add([ev.event])
-            if at_bottom:
-                self.view.scrollToBottom()
+            self._arrived.append(ev.event)
+            if not self._add_arrived.isActive():
+                self._add_arrived.start()
+
+    def _add_records(self) -> None:
+        records, self._arrived = self._arrived, []
+        at_bottom = self.view.verticalScrollBar().value() >= self.view.verticalScrollBar().maximum() - 2
+        self.model.add(records)
+        if at_bottom:
+            self.view.scrollToBottom()
 
     def _on_severity(self, text: str) -> None:
         if text.startswith("All"):
