@@ -22,6 +22,7 @@ from gui.console_state import ConsoleState
 from gui.messages import error_handler
 
 POLL_MS = 1000
+ERRORS_RECENT_S = 10  # write errors newer than this make the indicator red
 
 
 def workloads(answer) -> list[dict]:
@@ -52,6 +53,7 @@ class WorkloadIndicator(QWidget):
         self.running: list[dict] = []
         self._last: tuple[float, int] | None = None  # (monotonic time, bytes written) of the previous answer
         self._measured: float | None = None
+        self._errors: tuple[int, float] = (0, 0.0)  # the workload's error count and when it last grew
         self._in_flight = False
         self.timer = QTimer(self, interval=POLL_MS)
         self.timer.timeout.connect(self.refresh)
@@ -78,6 +80,7 @@ class WorkloadIndicator(QWidget):
         self.running = workloads(answer)
         if not self.running:
             self._last = self._measured = None
+            self._errors = (0, 0.0)
             self._set("")
             return
         written = sum(int(w.get("bytesWritten") or 0) for w in self.running)
@@ -88,15 +91,22 @@ class WorkloadIndicator(QWidget):
         volumes = [v for w in self.running for v in w.get("volumes") or ()]
         asked = sum(float(w.get("rateMib") or 0) for w in self.running)
         pattern = ", ".join(sorted({str(w.get("pattern") or "") for w in self.running} - {""}))
-        text = f"Host workload: {asked:g} MiB/s {pattern} \u2192 {', '.join(volumes)}"
+        # The status bar is narrow: several targets are counted here and listed in the tooltip.
+        targets = ", ".join(volumes) if len(volumes) <= 1 else f"{len(volumes)} volumes"
+        text = f"Host workload: {asked:g} MiB/s {pattern} \u2192 {targets}"
         if self._measured is not None:
             text += f" \u00b7 {format_size(self._measured)}/s"
         text += f" \u00b7 {format_size(written)} written"
         errors = sum(int(w.get("errors") or 0) for w in self.running)
-        if errors:
+        if errors > self._errors[0]:
+            self._errors = (errors, now)
+        failing = bool(errors) and now - self._errors[1] < ERRORS_RECENT_S
+        if failing:
             refused = self._refusing(volumes)
             text += f" \u2014 {errors} write error(s)" + (f": {refused}" if refused else "")
-        self._set(text, error=bool(errors))
+        elif errors:  # the count is since the start: say the writes succeed again, in plain colour
+            text += f" \u00b7 {errors} write error(s) earlier, none in the last {ERRORS_RECENT_S} s"
+        self._set(text, error=failing, tooltip=text if len(volumes) <= 1 else f"{text}\nTargets: {', '.join(volumes)}")
 
     def _refusing(self, refs: list[str]) -> str:
         """Why hosts cannot write some targets, as the console's snapshots show it."""
@@ -111,9 +121,9 @@ class WorkloadIndicator(QWidget):
             out.append(f"{ref} refuses host writes ({why})")
         return "; ".join(out)
 
-    def _set(self, text: str, error: bool = False) -> None:
+    def _set(self, text: str, error: bool = False, tooltip: str | None = None) -> None:
         self.text.setText(text)
-        self.text.setToolTip(text)
+        self.text.setToolTip(text if tooltip is None else tooltip)
         self.text.setStyleSheet("color:#b3261e; font-weight:bold" if error else "")
         self.setVisible(bool(text))
         self.stop.setEnabled(bool(text))
