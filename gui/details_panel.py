@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from PySide6.QtCore import QRect, Qt
+from PySide6.QtCore import QElapsedTimer, QRect, Qt, QTimer
 from PySide6.QtWidgets import (QApplication, QBoxLayout, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QScrollArea,
                                QSizePolicy, QSplitter,
                                QStyle, QStyledItemDelegate, QStyleOptionProgressBar, QTableWidget,
@@ -21,6 +21,7 @@ ICON_ROLE = Qt.UserRole + 6  # what a cell's icon stands for: the icon is set ag
 ROW_ROLE = Qt.UserRole + 7  # on a row's first cell, what the row shows: a row that did not change is skipped
 TABLES_MIN_HEIGHT = 280  # two titled tables with a header and three rows each
 SIDE_BY_SIDE = 900  # px of the details panel from which State and Settings stand side by side
+REFRESH_MS = 200  # the live values at most 5 times a second: what a person reads, and the poll's rate
 
 
 class ProgressDelegate(QStyledItemDelegate):
@@ -110,17 +111,28 @@ class DetailsPanel(QWidget):
         lay.addWidget(self.title)
         lay.addWidget(self.subtitle)
         lay.addWidget(split, 1)
-        state.sig_groups_changed.connect(self.refresh)
-        state.sig_volumes_changed.connect(self.refresh)
-        state.sig_arrays_changed.connect(self.refresh)
-        state.sig_drills_changed.connect(self.refresh)
+        # Snapshots change up to 5 times a second while pairs sync: the panel follows in a pass of the event
+        # loop of its own (after the tree's), at most every REFRESH_MS; a new selection is shown at once.
+        self._refresh_timer = QTimer(self, singleShot=True)
+        self._refresh_timer.timeout.connect(self.refresh)
+        self._refreshed = QElapsedTimer()
+        for changed in (state.sig_groups_changed, state.sig_volumes_changed, state.sig_arrays_changed,
+                        state.sig_drills_changed):
+            changed.connect(self._changed)
 
     def set_selection(self, selection: Selection | None) -> None:
         self.selection = selection
         self.refresh()
 
+    def _changed(self, *_) -> None:
+        if not self._refresh_timer.isActive():
+            since = self._refreshed.elapsed() if self._refreshed.isValid() else REFRESH_MS
+            self._refresh_timer.start(max(0, REFRESH_MS - since))
+
     # -- content ----------------------------------------------------------------
     def refresh(self, *_):
+        self._refresh_timer.stop()
+        self._refreshed.start()
         sel = self.selection
         left, right = [], []
         groups = [g for g in self.state.groups]
