@@ -5,7 +5,7 @@ import dataclasses
 import time
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtWidgets import QWizard
 
 from core.errors import MirrorError
@@ -223,6 +223,38 @@ def test_tree_of_1000_pairs_updates_quickly(qtbot, lab_home, client):
     assert elapsed < 0.5
     bridge.stop()
 
+
+def test_a_filtered_tree_follows_status_changes(qtbot, lab_home, client):
+    """The tree writes changed rows with its model's signals held: the filter must still see every change."""
+    arrays, volumes = client.arrays_list(), client.volumes()
+    client.create_group("big", "SiteA", "SiteB", sync_mode="manual")
+    client.add_pair("big", "SiteA/db", "SiteB/db_dr")
+    g = client.group("big", "SiteA")
+    pairs = tuple(dataclasses.replace(g.pairs[0], local_volume=f"vol{i:02d}", remote_volume=f"vol{i:02d}_dr")
+                  for i in range(10))
+    bridge = EngineBridge(lab_home, engine_factory=daemon_lab_factory(), purpose="unused")  # never started
+    state = ConsoleState(bridge)
+    tree = TreePanel(state)
+    qtbot.addWidget(tree)
+    state.apply(arrays=arrays, volumes=volumes, groups=(dataclasses.replace(g, pairs=pairs),))
+    tree.filter.setText("Failed")
+
+    def shown_pairs(parent=QModelIndex()):  # the pairs the filtered tree shows, at any depth
+        found = []
+        for r in range(tree.proxy.rowCount(parent)):
+            index = tree.proxy.index(r, 0, parent)
+            if index.data().startswith("vol"):
+                found.append(index.data().split(" ")[0])
+            found += shown_pairs(index)
+        return sorted(found)
+    assert shown_pairs() == []
+    failed = tuple(dataclasses.replace(p, status="failed") if i in (3, 7) else p for i, p in enumerate(pairs))
+    state.apply(groups=(dataclasses.replace(g, pairs=failed),))
+    assert shown_pairs() == ["vol03", "vol07"]
+    assert tree.text_of(("pair", "SiteA", "vol03"), 1) == "Failed"
+    state.apply(groups=(dataclasses.replace(g, pairs=pairs),))
+    assert shown_pairs() == []
+    bridge.stop()
 
 def test_the_first_window_is_shown_before_the_engine_libraries_are_imported(tmp_path):
     """SPEC §5 (first window in <= 1.5 s): SQLAlchemy, numpy, pyqtgraph and aiohttp cost the first window
