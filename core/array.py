@@ -8,7 +8,6 @@ the engine; this module enforces what one array can check alone.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import sqlite3
 import shutil
@@ -21,9 +20,10 @@ from sqlalchemy.exc import DatabaseError, MultipleResultsFound, NoResultFound
 
 from core.channel.auth import new_salt, password_hash, verify_password
 from core.datadir import DataDirLock
-from core.domain import (NAME_MAX, RAID_LEVELS, ControllerStatus, DriveType, Model, Security, Severity,
+from core.domain import (RAID_LEVELS, ControllerStatus, DriveType, Model, Security, Severity,
                          parse_word)
 from core.errors import InvalidInput, MirrorError, NotFound
+from core.names import check_name
 from core.snapshots import (ArraySnapshot, ControllerSnapshot, EventRecord, HostPortSnapshot, PoolSnapshot,
                             VolumeSnapshot)
 from core.store.database import database_damaged, open_database
@@ -32,18 +32,6 @@ from core.store.schema import (ArrayRow, ControllerRow, EventRow, GroupRow, Host
                                VolumeRow, utcnow)
 
 DB_NAME = "config.db"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def check_name(name: str, what: str, code: str = "invalidLabel") -> str:
-    """Names are 1-30 characters of letters, digits, '_', '-', '.' (SPEC §2)."""
-    if not name or len(name) > NAME_MAX:
-        raise InvalidInput(f"{what} name '{name}' must be 1 to {NAME_MAX} characters; choose a shorter name", code=code)
-    if not _NAME_RE.match(name):
-        raise InvalidInput(
-            f"{what} name '{name}' may only contain letters, digits, '_', '-' and '.', starting with a letter or digit",
-            code=code)
-    return name
 
 
 @dataclass(frozen=True)

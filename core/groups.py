@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from core.array import check_name
+from core.names import check_name
 from core.domain import (DEFAULT_INTERVAL_MIN, DEFAULT_RECOVERY_POINT_ALERT_MIN, DEFAULT_RESERVED_ALERT_PCT,
                          DEFAULT_SYNC_ALERT_MIN, MAX_INTERVAL_MIN, MIN_INTERVAL_MIN, Channel, Priority,
                          ResyncPolicy, SyncMode, parse_word)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from core.array import StorageArray, check_name
+from core.array import StorageArray
+from core.names import check_name
 from core.domain import Severity
 from core.errors import CommunicationError, InvalidInput, NotFound
 from core.store.schema import RemoteArrayRow
