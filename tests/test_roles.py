@@ -187,6 +187,10 @@ def test_role_conflict_keeps_chosen_side_and_preserves_the_other(mirror, lab_hom
 def test_role_conflict_resolves_while_hosts_keep_writing_to_the_kept_side(mirror):
     """The kept primary's hosts write again as soon as it is resolved: the resolution resyncs once and says done."""
     c = mirror
+    # 4 MiB/s of random writes dirty the whole 16 MiB volume within a second: with the default 20 %
+    # of reserved capacity, how long the link stays cut would decide whether the resync fits.
+    for ref in ("SiteA/v", "SiteB/v_dr"):
+        c.increase_reserved_capacity(ref, 100)
     c.start_workload(["SiteA/v"], 4.0)  # SiteA's hosts: refused during the conflict, writing again after it
     c.lab_link(True)
     c.promote("G", "SiteB", force=True)
