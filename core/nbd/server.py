@@ -1,5 +1,8 @@
 """A lean asyncio NBD server: fixed newstyle handshake, simple replies.
 
+The handshake's options are answered by ``core.nbd.negotiation``; this module holds the
+connection (its buffers, flow control and limits) and the request loop.
+
 One :class:`_NbdConnection` per client, an ``asyncio.BufferedProtocol`` that parses
 requests straight out of its own receive buffer: small requests are handled in
 place (``struct.unpack_from`` and memoryview slices, no copies), large write
@@ -31,6 +34,7 @@ from core.errors import InvalidInput
 
 from . import protocol as P
 from .backend import ExportBackend, ExportProvider
+from .negotiation import CLOSE, Negotiation
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,6 @@ _HANDSHAKE_BUFFER = 128 * 1024  # until an export is chosen: holds the largest o
 _COMPACT_BELOW = 64 * 1024    # keep at least this much free space at the tail
 _WRITE_HIGH = 4 * 1024 * 1024  # reply bytes buffered before we stop reading requests
 _WRITE_LOW = 1024 * 1024
-_ZEROES_124 = bytes(124)
 
 _S_FLAGS, _S_OPTIONS, _S_TRANSMISSION, _S_PAYLOAD, _S_CLOSED = range(5)
 
@@ -127,13 +130,6 @@ class NbdServer:
         return backend
 
 
-def _transmission_flags(backend: ExportBackend) -> int:
-    flags = P.BASE_TRANSMISSION_FLAGS
-    if backend.read_only:
-        flags |= P.TFLAG_READ_ONLY
-    return flags
-
-
 class _NbdConnection(asyncio.BufferedProtocol):
     """One client: handshake, then the request loop."""
 
@@ -146,6 +142,7 @@ class _NbdConnection(asyncio.BufferedProtocol):
         self._end = 0
         self._state = _S_FLAGS
         self._no_zeroes = False
+        self._negotiation: Negotiation | None = None  # made with the first option
         self._backend: ExportBackend | None = None
         self._out: list[bytes] = []
         # A write whose payload is being received into its own buffer.
@@ -354,80 +351,14 @@ class _NbdConnection(asyncio.BufferedProtocol):
         if self._state == _S_TRANSMISSION and self._end > self._start:
             self._process_requests()  # a pipelining client sent requests already
 
-    def _reply_option(self, opt: int, rep: int, data: bytes = b"") -> None:
-        self._out.append(P.OPTION_REPLY.pack(P.OPT_REPLY_MAGIC, opt, rep, len(data)))
-        if data:
-            self._out.append(data)
-
     def _handle_option(self, opt: int, data: bytes) -> None:
-        if opt == P.OPT_EXPORT_NAME:
-            backend = self._lookup_name(data)
-            if backend is None or self._export_full(backend):
-                return self._close()  # the only answer this old option allows
-            self._out.append(P.EXPORT_NAME_REPLY.pack(backend.size, _transmission_flags(backend)))
-            if not self._no_zeroes:
-                self._out.append(_ZEROES_124)
-            self._enter_transmission(backend)
-        elif opt in (P.OPT_GO, P.OPT_INFO):
-            self._handle_info(opt, data)
-        elif opt == P.OPT_LIST:
-            if data:
-                return self._reply_option(opt, P.REP_ERR_INVALID, b"NBD_OPT_LIST takes no data")
-            for name in self._server.provider.names():
-                raw = name.encode("utf-8")
-                self._reply_option(opt, P.REP_SERVER, P.U32.pack(len(raw)) + raw)
-            self._reply_option(opt, P.REP_ACK)
-        elif opt == P.OPT_ABORT:
-            self._reply_option(opt, P.REP_ACK)
+        if self._negotiation is None:
+            self._negotiation = Negotiation(self._server, self._peer, self._out, self._no_zeroes)
+        outcome = self._negotiation.option(opt, data)
+        if outcome is CLOSE:
             self._close()
-        else:  # STRUCTURED_REPLY, STARTTLS, meta contexts, extended headers...
-            self._reply_option(opt, P.REP_ERR_UNSUP)
-
-    def _lookup_name(self, raw: bytes) -> ExportBackend | None:
-        try:
-            name = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        return self._server._lookup(name)
-
-    def _handle_info(self, opt: int, data: bytes) -> None:
-        if len(data) < 6:
-            return self._reply_option(opt, P.REP_ERR_INVALID, b"option too short")
-        (namelen,) = P.U32.unpack_from(data, 0)
-        if namelen > P.MAX_NAME_LENGTH or 4 + namelen + 2 > len(data):
-            return self._reply_option(opt, P.REP_ERR_INVALID, b"bad export name length")
-        (nreq,) = P.U16.unpack_from(data, 4 + namelen)
-        if len(data) != 4 + namelen + 2 + 2 * nreq:
-            return self._reply_option(opt, P.REP_ERR_INVALID, b"bad information request count")
-        requests = {P.U16.unpack_from(data, 6 + namelen + 2 * i)[0] for i in range(nreq)}
-        backend = self._lookup_name(data[4:4 + namelen])
-        if backend is None:
-            return self._reply_option(opt, P.REP_ERR_UNKNOWN, b"no such export")
-        if opt == P.OPT_GO and self._export_full(backend):
-            limit = self._server.max_connections_per_export
-            return self._reply_option(opt, P.REP_ERR_POLICY,
-                                      f"too many connections to export {backend.name} (limit {limit}); "
-                                      "close one and retry".encode("utf-8"))
-        self._reply_option(opt, P.REP_INFO, P.INFO_EXPORT_BODY.pack(
-            P.INFO_EXPORT, backend.size, _transmission_flags(backend)))
-        if P.INFO_NAME in requests:
-            self._reply_option(opt, P.REP_INFO,
-                               P.U16.pack(P.INFO_NAME) + backend.name.encode("utf-8"))
-        if P.INFO_BLOCK_SIZE in requests:
-            self._reply_option(opt, P.REP_INFO, P.INFO_BLOCK_SIZE_BODY.pack(
-                P.INFO_BLOCK_SIZE, 1, P.PREFERRED_BLOCK, P.MAX_PAYLOAD))
-        self._reply_option(opt, P.REP_ACK)
-        if opt == P.OPT_GO:
-            self._enter_transmission(backend)
-
-    def _export_full(self, backend: ExportBackend) -> bool:
-        server = self._server
-        open_ = server.connections_to(backend.name)
-        if open_ < server.max_connections_per_export:
-            return False
-        log.warning("NBD: refused %s export '%s': %d connections to it (limit %d)",
-                    self._peer, backend.name, open_, server.max_connections_per_export)
-        return True
+        elif outcome is not None:
+            self._enter_transmission(outcome)
 
     def _enter_transmission(self, backend: ExportBackend) -> None:
         self._cancel_handshake_timer()
