@@ -105,8 +105,10 @@ class WorkloadIndicator(QWidget):
             refused = self._refusing(volumes)
             text += f" \u2014 {errors} write error(s)" + (f": {refused}" if refused else "")
         elif errors:  # the count is since the start: say the writes succeed again, in plain colour
-            text += f" \u00b7 {errors} write error(s) earlier, none in the last {ERRORS_RECENT_S} s"
-        self._set(text, error=failing, tooltip=text if len(volumes) <= 1 else f"{text}\nTargets: {', '.join(volumes)}")
+            text += f" \u00b7 {errors} write error(s) earlier"
+        tip = text + (f"\nTargets: {', '.join(volumes)}" if len(volumes) > 1 else "") + \
+            (f"\nNo write failed in the last {ERRORS_RECENT_S} s." if errors and not failing else "")
+        self._set(text, error=failing, tooltip=tip)
 
     def _refusing(self, refs: list[str]) -> str:
         """Why hosts cannot write some targets, as the console's snapshots show it."""
