@@ -17,6 +17,7 @@ import pytest
 
 from core.channel import ChannelClient, ChannelServer, new_salt, password_hash
 from core.domain import Priority
+from test_channel import Proxy  # the TCP relay of the channel tests, here forwarding in small pieces
 
 MiB = 1024 * 1024
 PASSWORD = "B-secret"
@@ -39,42 +40,21 @@ class Keeper:
             await self.handle_region(peer, transfer, volume, offset, length, data)
 
 
-class Relay:
+class Relay(Proxy):
     """Forwards A -> B in pieces of 1 to ``largest`` bytes; can drop the link ``after`` so many more bytes."""
 
     def __init__(self, target_port: int, largest: int) -> None:
-        self.target_port = target_port
+        super().__init__(target_port)
         self.largest = largest
-        self.forwarded = 0
         self.cut_at: int | None = None
         self._random = random.Random(14)
-        self._writers: list[asyncio.StreamWriter] = []
-        self._tasks: set[asyncio.Task] = set()
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self._server.sockets[0].getsockname()[1]
 
     def cut_after(self, nbytes: int) -> None:
         self.cut_at = self.forwarded + nbytes
 
-    async def stop(self) -> None:
-        self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _accept(self, a_reader, a_writer):
-        b_reader, b_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        self._writers += [a_writer, b_writer]
-        for coro in (self._pieces(a_reader, b_writer), self._plain(b_reader, a_writer)):
-            task = asyncio.create_task(coro)
-            self._tasks.add(task)
-
-    async def _pieces(self, reader, writer):
+    async def _pump(self, reader, writer, upstream):
+        if not upstream:
+            return await super()._pump(reader, writer, upstream)
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
                 view = memoryview(data)
@@ -83,22 +63,13 @@ class Relay:
                     if self.cut_at is not None and self.forwarded + n >= self.cut_at:
                         writer.write(view[:self.cut_at - self.forwarded])
                         await writer.drain()
-                        for w in self._writers:
-                            w.transport.abort()
+                        self.cut()
                         return
                     writer.write(view[:n])
                     self.forwarded += len(view[:n])
                     view = view[n:]
                     await writer.drain()
                     await asyncio.sleep(0)  # let the receiver read this piece on its own
-        writer.close()
-
-    @staticmethod
-    async def _plain(reader, writer):
-        with contextlib.suppress(ConnectionError, OSError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
         writer.close()
 
 
