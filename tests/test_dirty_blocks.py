@@ -48,6 +48,20 @@ def test_marks_keep_the_blocks_written_per_region(tmp_path):
     log.complete()
 
 
+def test_writes_into_a_region_already_in_the_log_keep_their_blocks(tmp_path):
+    """Most writes land in a region whose bit is durable already: that path keeps the same masks."""
+    log = ChangeLog.open(tmp_path / "cl", 10 * RS, RS, hot_regions=4)
+    log.mark(B, 1)  # region 0's bit becomes durable
+    log.mark(5 * B, 1)
+    log.mark(5 * B + 10, 1)
+    log.mark(RS - 1, 1)
+    assert masks(log) == {0: bits(1, 5, 15)}
+    log.mark(7 * B, 2 * B)  # during the sync: the next sync's blocks only
+    log.complete()
+    log.mark(7 * B + 1, 1)
+    assert log.persisted_regions().tolist() == [0] and masks(log) == {0: bits(7, 8)}
+
+
 def test_regions_of_unknown_blocks_are_whole(tmp_path):
     log = ChangeLog.open(tmp_path / "cl", 10 * RS, RS)
     log.mark(RS + 5, 1)

@@ -130,7 +130,8 @@ class ChangeLog:
         self.fdatasyncs = 0  # durable updates done (both paths): the cost group commit lowers
         # Activity log: writes per region since about two commits (saturating), when enabled.
         self.hot_regions = max(0, int(hot_regions))
-        self._heat = np.zeros(persisted.size, dtype=np.uint8) if self.hot_regions else None
+        self._heat_counts: bytearray | None = None  # the write path's view of _heat (numpy scalars cost more)
+        self._set_heat(np.zeros(persisted.size, dtype=np.uint8) if self.hot_regions else None)
         self._heat_at = time.monotonic()  # when the counters last halved
         self._dirty = persisted.copy()  # after (re)open every persisted bit is dirty
         self._inflight = np.zeros_like(persisted)
@@ -146,6 +147,14 @@ class ChangeLog:
         self.repaired_regions = 0
         self.rebuilt = False
         self.upgraded_from: int | None = None
+
+    def _set_heat(self, counts: np.ndarray | None) -> None:
+        """The activity log's counters: a bytearray, seen by numpy through a view of the same bytes."""
+        if counts is None:
+            self._heat = self._heat_counts = None
+            return
+        self._heat_counts = bytearray(counts.tobytes())
+        self._heat = np.frombuffer(self._heat_counts, dtype=np.uint8)
 
     # -- lifecycle ---------------------------------------------------------------
     @classmethod
@@ -222,7 +231,7 @@ class ChangeLog:
             for name in ("_persisted", "_dirty", "_inflight", "_intent"):
                 setattr(self, name, np.concatenate([getattr(self, name), np.zeros(pad, dtype=bool)]))
             if self._heat is not None:
-                self._heat = np.concatenate([self._heat, np.zeros(pad, dtype=self._heat.dtype)])
+                self._set_heat(np.concatenate([self._heat, np.zeros(pad, dtype=self._heat.dtype)]))
             if self._masks.size:
                 for name in ("_masks", "_inflight_masks"):
                     old = getattr(self, name)
@@ -244,6 +253,9 @@ class ChangeLog:
         rs = self._region_size
         first = offset // rs
         last = (offset + length - 1) // rs
+        if first == last and offset >= 0 and last < self._regions and self._persisted[first]:
+            self._mark_settled(offset, length, first)
+            return
         if offset < 0 or last >= self._regions:
             raise InvalidInput(f"write [{offset}, {offset + length}) is outside the {self._volume_size}-byte volume")
         if self._masks.size:
@@ -266,6 +278,27 @@ class ChangeLog:
         self._persist_range(first, last, durable=self.durable)
         self._persisted[first : last + 1] = True
         self._intent[first : last + 1] = False
+
+    def _mark_settled(self, offset: int, length: int, r: int) -> None:
+        """:meth:`mark` of a write inside region ``r``, whose bit is durable already (issue 14).
+
+        Most host writes are of this kind; each paid about 1.5 us in the general path,
+        a tenth of a 4 KiB NBD write. The same updates, with no loop and no numpy arithmetic.
+        """
+        dirty, masks = self._dirty, self._masks
+        if masks.size:
+            base, block = r * self._region_size, self._block
+            bits = ((1 << ((offset + length - 1 - base) // block + 1)) - 1) ^ ((1 << ((offset - base) // block)) - 1)
+            if not dirty[r]:
+                masks[r] = bits
+            else:
+                mask = masks.item(r)
+                if mask and mask | bits != mask:
+                    masks[r] = mask | bits
+        dirty[r] = True
+        heat = self._heat_counts
+        if heat is not None and heat[r] < 255:
+            heat[r] += 1
 
     def _note_blocks(self, offset: int, length: int, first: int, last: int) -> None:
         """Add the blocks of a write to the masks of regions ``first..last``, setting them dirty.
