@@ -52,7 +52,8 @@ MAGIC = b"AMPITSTO"
 VERSION = 2
 OLD_VERSIONS = (1,)  # read only to be replaced: a PIT never outlives a restart
 HEADER_SIZE = 4096
-READ_AHEAD = 8 << 20  # of a sequential writer's copies (see PitStore.prefetch)
+READ_AHEAD = 8 << 20  # of a sequential writer's copies (see PitStore._follow_stream)
+STREAMS = 16  # sequential writers followed at once
 _HEADER = struct.Struct("<8sII")  # magic, version, region size
 
 
@@ -94,8 +95,9 @@ class PitStore:
         self._free: list[int] = []
         self._slots = 0  # high-water mark of slots in the file
         self._live = 0
-        self._stream_end = -1  # where the last announced write ended (sequential writes: read ahead)
-        self._ahead_end = 0  # how far the old data was asked for already
+        # Hosts writing sequentially (one stream per NBD connection, say): where each stream's
+        # last write ended -> how far its old data was asked for (see _read_ahead).
+        self._streams: dict[int, int] = {}
 
     @classmethod
     def open(cls, path, base_fd_or_path, region_size: int, budget_bytes_callable: Callable[[], int]) -> "PitStore":
@@ -218,32 +220,40 @@ class PitStore:
         rs, block, prot = self._region_size, self._block, self._protected
         for offset, length in ranges:
             r = offset // rs
-            if length > 0 and offset == self._stream_end:  # a host writing sequentially: read ahead of it
-                self._read_ahead(offset + length)
-            self._stream_end = offset + length
+            if length > 0:
+                self._follow_stream(offset, length)
             if length <= 0 or offset < 0 or r >= prot.size or not prot[r] or int(self._copied[r]) == self._full:
                 continue
             start = offset - offset % block
             with contextlib.suppress(OSError):
                 os.posix_fadvise(self._base, start, offset + length - start, os.POSIX_FADV_WILLNEED)
 
-    def _read_ahead(self, end: int) -> None:
-        """Ask for the old data of the protected regions in ``READ_AHEAD`` bytes past ``end``, once each.
+    def _follow_stream(self, offset: int, length: int) -> None:
+        """Read ahead of a host overwriting sequentially: ``READ_AHEAD`` bytes of old data past its write.
 
         A host overwriting sequentially during a sync waited for each copy's read from disk
         on the event loop (issue 14: 1 MiB writes ran at half their speed without a sync);
-        read ahead of it, the copies find their data in the page cache.
+        read ahead of it, the copies find their data in the page cache. A write that starts
+        where an earlier one ended continues that stream; the last ``STREAMS`` are followed
+        (nbdcopy writes four at once, one per connection).
         """
-        rs = self._region_size
-        stop = min(end + READ_AHEAD, self._size)
-        if stop - max(end, self._ahead_end) < READ_AHEAD // 2:  # most of the window was asked for
+        streams, end = self._streams, offset + length
+        asked = streams.pop(offset, None)
+        if asked is None:  # a new stream, maybe: nothing asked for yet
+            streams[end] = end
+            if len(streams) > STREAMS:
+                del streams[next(iter(streams))]  # the oldest
             return
-        start = max(end, self._ahead_end)
-        first, last = start // rs, (stop - 1) // rs
-        if self._protected[first:last + 1].any():
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(self._base, first * rs, stop - first * rs, os.POSIX_FADV_WILLNEED)
-        self._ahead_end = stop
+        stop = min(end + READ_AHEAD, self._size)
+        start = max(end, asked)
+        if stop - start >= READ_AHEAD // 2:  # less than half of the window asked for: ask for the rest
+            rs = self._region_size
+            first = start // rs
+            if self._protected[first:(stop - 1) // rs + 1].any():
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(self._base, first * rs, stop - first * rs, os.POSIX_FADV_WILLNEED)
+            asked = stop
+        streams[end] = asked
 
     def _new_slot(self) -> int:
         self._slots += 1
