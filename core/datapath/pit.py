@@ -96,7 +96,7 @@ class PitStore:
         self._slots = 0  # high-water mark of slots in the file
         self._live = 0
         # Hosts writing sequentially (one stream per NBD connection, say): where each stream's
-        # last write ended -> how far its old data was asked for (see _read_ahead).
+        # last write ended -> how far its old data was asked for (see _follow_stream).
         self._streams: dict[int, int] = {}
 
     @classmethod
@@ -246,7 +246,7 @@ class PitStore:
             return
         stop = min(end + READ_AHEAD, self._size)
         start = max(end, asked)
-        if stop - start >= READ_AHEAD // 2:  # less than half of the window asked for: ask for the rest
+        if start < stop and (stop - start >= READ_AHEAD // 2 or stop == self._size):  # ask for the rest
             rs = self._region_size
             first = start // rs
             if self._protected[first:(stop - 1) // rs + 1].any():
