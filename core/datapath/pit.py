@@ -52,7 +52,7 @@ MAGIC = b"AMPITSTO"
 VERSION = 2
 OLD_VERSIONS = (1,)  # read only to be replaced: a PIT never outlives a restart
 HEADER_SIZE = 4096
-READ_AHEAD = 8 << 20  # of a sequential writer's copies (see PitStore._follow_stream)
+READ_AHEAD = 8 << 20  # asked for ahead of the sender and of a sequential writer's copies
 STREAMS = 16  # sequential writers followed at once
 _HEADER = struct.Struct("<8sII")  # magic, version, region size
 
@@ -98,6 +98,7 @@ class PitStore:
         # Hosts writing sequentially (one stream per NBD connection, say): where each stream's
         # last write ended -> how far its old data was asked for (see _follow_stream).
         self._streams: dict[int, int] = {}
+        self._sender_ahead = 0  # how far the sender's next runs were asked for
 
     @classmethod
     def open(cls, path, base_fd_or_path, region_size: int, budget_bytes_callable: Callable[[], int]) -> "PitStore":
@@ -319,8 +320,7 @@ class PitStore:
         rs = self._region_size
         want = min(count * rs, self._size - first * rs)
         if self._owns_base and end < self._protected.size and self._protected[end]:
-            with contextlib.suppress(OSError):  # the next run, read while this one is sent (no readahead)
-                os.posix_fadvise(self._base, end * rs, count * rs, os.POSIX_FADV_WILLNEED)
+            self._read_ahead_of_sender(end * rs)
         copied = np.flatnonzero(self._slot[first:end] >= 0)  # read_region merges a region's copied blocks
         if not len(copied):
             return os.pread(self._base, want, first * rs).ljust(want, b"\0")
@@ -329,6 +329,19 @@ class PitStore:
             piece = self.read_region(first + int(i))
             data[int(i) * rs:int(i) * rs + len(piece)] = piece
         return bytes(data)
+
+    def _read_ahead_of_sender(self, offset: int) -> None:
+        """Keep ``READ_AHEAD`` bytes past ``offset`` asked for (the file reads without readahead).
+
+        Asking for only the next run kept one read in flight: an initial sync read the
+        volume at about 350 MiB/s from a disk that gives `cp` three times that (issue 14).
+        """
+        stop = min(offset + READ_AHEAD, self._size)
+        start = max(offset, self._sender_ahead)
+        if start < stop and (stop - start >= READ_AHEAD // 2 or stop == self._size):
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self._base, start, stop - start, os.POSIX_FADV_WILLNEED)
+            self._sender_ahead = stop
 
     def mark_sent(self, index: int) -> None:
         """The secondary holds the region durably: stop protecting it and free its copy."""
