@@ -23,6 +23,7 @@ from core.datadir import DataDirLock
 from core.domain import (RAID_LEVELS, ControllerStatus, DriveType, Model, Security, Severity,
                          parse_word)
 from core.errors import InvalidInput, MirrorError, NotFound
+from core.mirror_records import GroupRecord, MirrorRecords
 from core.names import check_name
 from core.snapshots import (ArraySnapshot, ControllerSnapshot, EventRecord, HostPortSnapshot, PoolSnapshot,
                             VolumeSnapshot)
@@ -79,6 +80,7 @@ class StorageArray:
         for name in ("after_flush", "after_commit", "after_rollback", "after_soft_rollback"):
             event.listen(self.db, name, self._forget_group_rows)
         event.listen(self.db, "do_orm_execute", self._forget_group_rows_on_write)
+        self._records = MirrorRecords(self.db)  # what listings read instead of the rows (issue 14)
         self.channel_address = ""  # set while the mirroring channel listens
         self.on_event: Callable[[EventRecord], None] | None = None
         self._drive_types: dict[str, str] = {}  # pool -> drive type (pools never change type)
@@ -301,9 +303,12 @@ class StorageArray:
     def group(self, name: str) -> GroupRow:
         row = self.find_group(name)
         if row is None:
-            raise NotFound(f"array {self.name} has no mirror consistency group '{name}'; see 'mirrorctl group list'",
-                           code="arvmGroupNotFound")
+            raise self._no_group(name)
         return row
+
+    def _no_group(self, name: str) -> NotFound:
+        return NotFound(f"array {self.name} has no mirror consistency group '{name}'; see 'mirrorctl group list'",
+                        code="arvmGroupNotFound")
 
     def find_group(self, name: str) -> GroupRow | None:
         return self.db.scalars(select(GroupRow).where(GroupRow.name == name)).one_or_none()
@@ -312,6 +317,16 @@ class StorageArray:
         if self._group_rows is None:
             self._group_rows = list(self.db.scalars(select(GroupRow).order_by(GroupRow.name)))
         return list(self._group_rows)
+
+    def group_records(self) -> list[GroupRecord]:
+        """Every group as plain records (see core.mirror_records), in name order: always the rows' current values."""
+        return self._records.groups()
+
+    def group_record(self, name: str) -> GroupRecord:
+        record = self._records.group(name)
+        if record is None:
+            raise self._no_group(name)
+        return record
 
     def _forget_group_rows(self, *_) -> None:
         self._group_rows = None
