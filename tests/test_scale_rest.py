@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from sqlalchemy import event
@@ -63,6 +64,59 @@ def test_the_next_listing_shows_a_change_and_a_pair_that_is_gone(rest, client):
     client.remove_pair("SiteA/v1")
     last = {g["label"]: g for g in rest.ok("GET", "async-mirrors")}
     assert last["G1"]["pairs"] == [] and len(last["G0"]["pairs"]) == 1
+
+
+def test_the_next_listing_shows_a_settings_change_and_a_failed_volume(rest, client):
+    """Groups no write touched answer with the text kept for them; a group changed over REST or by a fault does not."""
+    add_groups(client, 0, 3)
+    before = {g["label"]: g for g in rest.ok("GET", "async-mirrors")}
+    rest.ok("POST", "async-mirrors/G0", {"syncIntervalMinutes": 7, "manualSync": False})
+    after = {g["label"]: g for g in rest.ok("GET", "async-mirrors")}
+    assert after["G0"]["scheduledSyncIntervalMinutes"] == 7 and after["G0"]["syncIntervalMinutes"] == 7
+    assert after["G0"]["syncMode"] == "scheduled" and after["G0"]["nextSync"] is not None
+    assert after["G2"] == before["G2"]
+    client.volume_fail("SiteA/v1")
+    failed = {g["label"]: g for g in rest.ok("GET", "async-mirrors")}
+    assert failed["G1"]["status"] == "system_suspended" and failed["G1"]["groupState"] == "degraded"
+    assert failed["G1"]["pairs"][0]["memberState"] == "failed" and "v1" in failed["G1"]["pairs"][0]["reason"]
+    assert failed["G2"] == before["G2"]
+    client.volume_repair("SiteA/v1")
+    client.resume("G1")
+    wait_for(lambda: {g["label"]: g for g in rest.ok("GET", "async-mirrors")}["G1"]["status"] == "optimal", 30,
+             "G1 to be optimal again in the listing")
+
+
+def test_listings_during_a_sync_show_its_figures_as_they_move(rest, client, daemon_lab):
+    """Live figures are read at every listing: a paced sync's bytes done rise, its unsynchronized bytes fall."""
+    add_groups(client, 0, 2)
+    client.create_volume("SiteA/big", "8MiB")
+    client.create_volume("SiteB/big_dr", "8MiB")
+    client.create_group("GB", "SiteA", "SiteB", sync_mode="manual")
+    client.add_pair("GB", "SiteA/big", "SiteB/big_dr", reserved_percent=100, secondary_reserved_percent=100)
+    client.sync_now("GB", wait=True, after_running=True)
+    client.host_write("SiteA/big", 0, os.urandom(4 << 20))
+
+    def group() -> dict:
+        return {g["label"]: g for g in rest.ok("GET", "async-mirrors")}["GB"]
+
+    def pair() -> dict:
+        return group()["pairs"][0]
+
+    written = group()
+    assert written["pairs"][0]["unsynchronizedBytes"] == 4 << 20 and written["pairs"][0]["progress"] is None
+    client.call(lambda: daemon_lab.pace_sender("SiteA", 1 << 20))  # about 4 s for the 4 MiB
+    try:
+        client.sync_now("GB")
+        first = wait_for(lambda: (p := pair())["progress"] and p["progress"]["bytesDone"] > 0 and p, 20,
+                         "the sync to have sent something")
+        later = wait_for(lambda: (p := pair())["progress"] and p["progress"]["bytesDone"] > first["progress"]["bytesDone"]
+                         and p, 20, "the sync to have sent more")
+        assert later["unsynchronizedBytes"] < first["unsynchronizedBytes"] < 4 << 20
+    finally:
+        client.call(lambda: daemon_lab.pace_sender("SiteA", None))
+    done = wait_for(lambda: (g := group())["progress"] is None and g, 30, "the sync to commit")
+    assert done["pairs"][0]["unsynchronizedBytes"] == 0 and done["pairs"][0]["progress"] is None
+    assert done["lastRecoveryPoint"] > written["lastRecoveryPoint"]
 
 
 def test_a_pair_snapshot_is_reused_only_while_all_it_shows_is_unchanged(client, daemon_lab):

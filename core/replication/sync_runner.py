@@ -192,9 +192,19 @@ class SyncRunner:
             t = st.transfer
             progress = sync_figures.progress(t.kind, t.bytes_done, t.bytes_total, t)
         return GroupRuntime(syncing=st.running, progress=progress,
-                            next_sync=self.clock.wall_of(st.next_due) if st.next_due is not None else None,
+                            next_sync=self._next_sync(st.next_due) if st.next_due is not None else None,
                             paused=st.paused or st.waiting_for_user or not reachable,
                             failing=st.last_error if st.failures >= FAILING_AFTER else "")
+
+    def _next_sync(self, deadline: float) -> datetime:
+        """The wall-clock time of a deadline, to the millisecond.
+
+        Read from two clocks at each call, it moved by a few microseconds from one listing to
+        the next, so every group's snapshot differed at every poll and none could be reused
+        (issue 14); to the millisecond it stays put while the schedule and the clock do.
+        """
+        wall = self.clock.wall_of(deadline)
+        return wall.replace(microsecond=wall.microsecond // 1000 * 1000)
 
     def last_sync(self, array, group) -> SyncStats | None:
         """The group's latest statistics; cached, since every snapshot asks (reset by _record_stats)."""

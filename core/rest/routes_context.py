@@ -33,7 +33,7 @@ class ArrayContext:
         self.engine = engine
         self.array = array
         self._wwns: dict[str, str] = {}  # array name -> WWN, learnt once (a WWN never changes)
-        self.pair_texts = listing.PairTexts()  # GET async-mirrors: each pair's JSON while unchanged
+        self.group_texts = listing.GroupTexts()  # GET async-mirrors: each group's and pair's JSON while unchanged
 
     def ref(self, name: str) -> str:
         """The engine's ARRAY/VOLUME address of one of this array's volumes."""
@@ -96,7 +96,7 @@ class ArrayContext:
     async def groups_text(self, groups: list[GroupSnapshot]) -> str:
         """The JSON of ``groups`` as :meth:`group_json` gives each, for a listing (see core.rest.listing)."""
         wwns = {name: await self.wwn(name) for name in {g.remote_array for g in groups}}
-        return listing.groups_text(groups, wwns, self.pair_texts)
+        return listing.groups_text(groups, wwns, self.group_texts)
 
     async def pair_json(self, p: PairSnapshot) -> dict:
         return models.pair_to_ws(p, p.volume_capacity or None)
