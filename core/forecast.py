@@ -93,6 +93,11 @@ class ReservedForecast:
         return self.needed >= self.available
 
     @property
+    def whole_volume(self) -> bool:
+        """At this rate an interval changes all of the volume: the need is the volume's size."""
+        return 0 < self.volume_capacity <= self.needed
+
+    @property
     def at_risk(self) -> bool:
         return self.needed >= WARN_FRACTION * self.available
 
@@ -123,6 +128,8 @@ def forecast(volume: str, rate: ChangeRate, share: float, pending: int, capacity
     ``used``: what its reserved capacity holds besides staging (change logs, PIT).
     """
     needed = max(int(rate.per_interval * share), int(pending))
+    if volume_capacity > 0:  # a burst (a whole disk image copied in) extrapolates past the volume's size
+        needed = min(needed, volume_capacity)
     available = max(0, capacity - used)
     return ReservedForecast(volume=volume, needed=needed, capacity=capacity, available=available,
                             volume_capacity=volume_capacity,

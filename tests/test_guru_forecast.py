@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from core import forecast
+from core.guru import GuruAction, reserved_forecast_problem
 from core.snapshots import SyncStats
 
 MIB = 1 << 20
@@ -66,6 +68,19 @@ def test_pending_bytes_are_a_floor_of_the_need():
     rate = forecast.ChangeRate(bytes_per_second=1.0, interval_seconds=60, samples=1)
     fc = forecast.forecast("B/v", rate, 1.0, pending=30 * MIB, capacity=20 * MIB, used=0, volume_capacity=100 * MIB)
     assert fc.needed == 30 * MIB and fc.fills
+
+
+def test_a_burst_never_forecasts_more_than_the_volume():
+    # A 4 GiB image copied in within a minute, extrapolated to a 10-minute interval: 40 GiB of a 4 GiB volume.
+    rate = forecast.ChangeRate(bytes_per_second=4096 * MIB / 60, interval_seconds=600, samples=3)
+    fc = forecast.forecast("SiteB/db_dr", rate, 1.0, pending=0, capacity=819 * MIB, used=0,
+                           volume_capacity=4096 * MIB)
+    assert fc.needed == 4096 * MIB and fc.whole_volume and fc.fills and fc.suggested_percent == 100
+    g = types.SimpleNamespace(name="G1", sync_mode="scheduled", sync_interval_minutes=10)
+    grow = GuruAction("grow-reserved", "Increase", True, "", target="SiteB/db_dr", value=100.0)
+    problem = reserved_forecast_problem(g, fc, grow)
+    assert "rewrite the whole 4.0 GiB volume" in problem.cause and "40.0 GiB" not in problem.cause
+    assert "needs about 4.0 GiB" in problem.cause
 
 
 def test_suggested_percent_grows_and_is_capped():
