@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QLabel, QListWidget, QListWidgetItem, QPushButton
                                QTextBrowser, QVBoxLayout, QWidget)
 
 from gui.bridge import EngineBridge
+from gui.elided import ElidedButton
 from gui.messages import confirm, error_handler
 from gui.theme import status_icon
 
@@ -132,7 +133,7 @@ class GuruPanel(QWidget):
         self.buttons.addStretch(1)
         notes = []
         for action in p.actions:
-            b = QPushButton(action.label, objectName=f"guru-action-{action.id}")
+            b = ElidedButton(action.label, objectName=f"guru-action-{action.id}")  # a long label never widens the dock
             b.setProperty("destructive", bool(action.destructive))
             b.setProperty("primary", not action.destructive)
             if getattr(action, "blocked", ""):
@@ -140,7 +141,7 @@ class GuruPanel(QWidget):
                 b.setToolTip(f"Not now: {action.blocked}")
                 notes.append(f"{action.label}: not now — {action.blocked}.")
             else:
-                b.setToolTip(action.detail)
+                b.setToolTip(f"{action.label}\n{action.detail}" if action.detail else action.label)
             b.clicked.connect(lambda _=False, a=action, pid=p.id: self._fix(pid, a))
             self.buttons.addWidget(b)
         self.blocked_note.setText("\n".join(notes))

@@ -14,11 +14,12 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QWidget
 
 from core.units import format_size
 from gui.bridge import EngineBridge
 from gui.console_state import ConsoleState
+from gui.elided import ElidedLabel
 from gui.messages import error_handler
 
 POLL_MS = 1000
@@ -41,7 +42,7 @@ class WorkloadIndicator(QWidget):
     def __init__(self, bridge: EngineBridge, state: ConsoleState, parent: QWidget | None = None):
         super().__init__(parent)
         self.bridge, self.state = bridge, state
-        self.text = QLabel("", objectName="workloadText")
+        self.text = ElidedLabel("", objectName="workloadText")
         self.stop = QPushButton("Stop workload", objectName="workloadStop")
         self.stop.setToolTip("Stop the lab's host workload")
         self.stop.clicked.connect(self.stop_workload)

@@ -290,11 +290,15 @@ def test_workload_indicator_shows_targets_errors_and_stops(qtbot, console, engin
     qtbot.waitUntil(lambda: ind.isVisible() and "written" in ind.text.text(), timeout=10000)
     assert ind.text.text().startswith("Host workload: 8 MiB/s random \u2192 SiteA/db")
     qtbot.waitUntil(lambda: "/s \u00b7" in ind.text.text(), timeout=10000)  # the measured rate
+    narrow = window.statusBar().minimumSizeHint().width()
     # After a demotion the hosts' writes fail: the indicator says so, and why.
     engine("demote", "erp", "SiteA")
     qtbot.waitUntil(lambda: "write error(s)" in ind.text.text(), timeout=30000)
     qtbot.waitUntil(lambda: "SiteA/db refuses host writes (secondary of group erp)" in ind.text.text(),
                     timeout=10000)
+    # The long line is cut in the status bar (whole in its tooltip), not a reason to widen the window.
+    assert window.statusBar().minimumSizeHint().width() <= narrow
+    assert "refuses host writes" in ind.text.toolTip()
     qtbot.mouseClick(ind.stop, Qt.LeftButton)
     qtbot.waitUntil(lambda: not ind.isVisible(), timeout=10000)
     assert engine("workload") is None

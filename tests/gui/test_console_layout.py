@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import types
 from importlib import metadata
 
 import numpy as np
@@ -12,6 +13,8 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QMessageBox
 
+from core import forecast
+from core.guru import GuruAction, reserved_forecast_problem
 from core.snapshots import SyncProgress
 
 pytestmark = pytest.mark.timeout(90)
@@ -71,6 +74,31 @@ def test_tree_name_keeps_its_width_when_the_guru_shows_a_long_problem_and_the_ta
     idx = tree.proxy.mapFromSource(tree._items[("group", "SiteA", LONG)][0].index())
     assert idx.data(Qt.ToolTipRole).splitlines()[0].startswith(LONG)
     engine("lab_link", False)
+
+
+def test_a_long_guru_fix_label_is_cut_in_its_button_not_a_reason_to_widen_the_window(qtbot, console):
+    """Seen in a walk-through: 'Increase the reserved capacity of SiteA/db to 100 %' made the window 1413 px wide."""
+    bridge, window = console
+    window.resize(1280, 800)
+    rate = forecast.ChangeRate(bytes_per_second=4096 * MIB / 60, interval_seconds=600, samples=3)
+    volume = f"SiteB/{LONG}_disaster_recovery_copy"
+    fc = forecast.forecast(volume, rate, 1.0, pending=0, capacity=819 * MIB, used=0, volume_capacity=4096 * MIB)
+    label = f"Increase the reserved capacity of {volume} to 100 %"
+    grow = GuruAction("increase-reserved-capacity", label, False, "asks before it changes", target=volume,
+                      value=100.0)
+    guru = window.guru
+    qtbot.waitUntil(lambda: guru.status.text().startswith("No problems"), timeout=10000)  # its first answer
+    guru.timer.stop()
+    guru._in_flight = True  # no refresh replaces the problem shown here with the lab's (none)
+    guru._set_problems((reserved_forecast_problem(types.SimpleNamespace(
+        name=LONG, sync_mode="scheduled", sync_interval_minutes=10), fc, grow),))
+    guru._in_flight = True  # (it cleared the flag)
+    qtbot.wait(100)
+    button = guru.button(label)
+    assert button is not None and button.isVisible()
+    assert window.size().toTuple() == (1280, 800)  # nothing widened the window
+    assert button.width() < button.sizeHint().width()  # the label is cut; the tooltip has it whole
+    assert button.toolTip().startswith(label)
 
 
 def test_tables_fit_without_horizontal_scrolling_at_1600_px_and_list_each_pair_once(qtbot, console, engine):
