@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core.datapath import ChangeLog, PitStore, Staging
-from core.datapath.changelog import block_runs, dirty_block_size
+from core.datapath.dirty_blocks import block_runs, dirty_block_size
 
 RS = 64 * 1024
 B = 4096

@@ -40,7 +40,7 @@ region*: regions dirty after an open (a restart), from :meth:`ChangeLog.mark_all
 (the peer's log, online verify, a repair) or damage have no mask, which is the
 safe default. A mask only ever over-approximates what was written.
 
-The file and its checks: :mod:`core.datapath.changelog_file`.
+The file and its checks: :mod:`core.datapath.changelog_file`; the dirty-block masks: :mod:`core.datapath.dirty_blocks`.
 """
 from __future__ import annotations
 
@@ -52,52 +52,13 @@ import numpy as np
 
 from core.datapath.changelog_file import (BLOCK_REGIONS, BLOCK_SIZE, HEADER_SIZE, VERSION, blocks_for, header_bytes,
                                           encode_blocks, encode_span, file_bytes, padded_bits, read_image)
+from core.datapath.dirty_blocks import dirty_block_size, mask_dtype
 from core.datapath.extents import create_atomically
 from core.domain import DEFAULT_REGION_SIZE
 from core.errors import InvalidInput, MirrorError
 
 CONTIGUOUS_BLOCKS = 32  # blocks this close are rewritten in one write
-DIRTY_BLOCK = 4096  # the host block the in-memory masks track (larger when a region holds more than 64)
-MAX_MASK_BLOCKS = 64
 HEAT_HALF_LIFE = 60.0  # seconds: the activity log's write counters halve this often
-
-
-def dirty_block_size(region_size: int) -> int:
-    """The block size of a region's dirty mask; ``region_size`` itself when blocks cannot be tracked."""
-    n = min(MAX_MASK_BLOCKS, max(1, region_size // DIRTY_BLOCK))
-    if region_size % n or (region_size // n) % 512:
-        return region_size
-    return region_size // n
-
-
-def _mask_dtype(blocks: int):
-    return next(t for t, bits in ((np.uint8, 8), (np.uint16, 16), (np.uint32, 32), (np.uint64, 64))
-                if blocks <= bits)
-
-
-def block_runs(mask: int, block: int, start: int, end: int) -> list[tuple[int, int]]:
-    """The ``(offset, length)`` runs of set bits of ``mask`` in the region ``[start, end)``.
-
-    Bit ``i`` is the block at ``start + i * block``; runs are clipped at ``end`` (the
-    volume's end in its last region). A mask of 0 is the whole region.
-    """
-    if not mask:
-        return [(start, end - start)]
-    out = []
-    i = 0
-    while mask:
-        if not mask & 1:
-            low = (mask & -mask).bit_length() - 1  # skip to the next set bit
-            mask >>= low
-            i += low
-            continue
-        run = (~mask & (mask + 1)).bit_length() - 1  # length of the run of ones at the bottom
-        a, b = start + i * block, min(end, start + (i + run) * block)
-        if a < b:
-            out.append((a, b - a))
-        mask >>= run
-        i += run
-    return out
 
 
 class ChangeLog:
@@ -140,7 +101,7 @@ class ChangeLog:
         self._block = dirty_block_size(region_size) if track_blocks else region_size
         blocks = region_size // self._block
         self._full_mask = (1 << blocks) - 1
-        dtype = _mask_dtype(blocks)
+        dtype = mask_dtype(blocks)
         self._masks = np.zeros(persisted.size if blocks > 1 else 0, dtype=dtype)
         self._inflight_masks = np.zeros_like(self._masks)
         self.repaired_blocks = 0

@@ -44,7 +44,7 @@ from typing import Callable
 
 import numpy as np
 
-from core.datapath.changelog import block_runs, dirty_block_size
+from core.datapath.dirty_blocks import block_runs, dirty_block_size
 from core.datapath.extents import FormatMismatch, check_format, create_atomically, try_punch_hole
 from core.errors import InvalidInput, MirrorError, ReservedCapacityFull
 

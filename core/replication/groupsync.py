@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from core.channel import frames
-from core.datapath.changelog import block_runs
+from core.datapath.dirty_blocks import block_runs
 from core.domain import Priority
 from core.errors import ReservedCapacityFull
 from core.replication import sync_figures
