@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DatabaseError, MultipleResultsFound, NoResultFound
 
 from core.channel.auth import new_salt, password_hash, verify_password
@@ -74,13 +74,9 @@ class StorageArray:
                 str(getattr(e, "orig", None) or e)
             raise database_damaged(self.data_dir / DB_NAME, why) from None
         self.name = row.name
-        # The group rows as last read, until the session writes anything: every scheduler tick
-        # and listing asks for them (four queries of every group per tick, issue 14 at 64 x 8).
-        self._group_rows: list[GroupRow] | None = None
-        for name in ("after_flush", "after_commit", "after_rollback", "after_soft_rollback"):
-            event.listen(self.db, name, self._forget_group_rows)
-        event.listen(self.db, "do_orm_execute", self._forget_group_rows_on_write)
-        self._records = MirrorRecords(self.db)  # what listings read instead of the rows (issue 14)
+        # The group rows, held between writes, and plain records of them for listings: every
+        # scheduler tick and listing asks for them (issue 14 at 64 x 8; see core.mirror_records).
+        self._records = MirrorRecords(self.db)
         self.channel_address = ""  # set while the mirroring channel listens
         self.on_event: Callable[[EventRecord], None] | None = None
         self._drive_types: dict[str, str] = {}  # pool -> drive type (pools never change type)
@@ -314,9 +310,7 @@ class StorageArray:
         return self.db.scalars(select(GroupRow).where(GroupRow.name == name)).one_or_none()
 
     def groups(self) -> list[GroupRow]:
-        if self._group_rows is None:
-            self._group_rows = list(self.db.scalars(select(GroupRow).order_by(GroupRow.name)))
-        return list(self._group_rows)
+        return self._records.rows()
 
     def group_records(self) -> list[GroupRecord]:
         """Every group as plain records (see core.mirror_records), in name order: always the rows' current values."""
@@ -327,13 +321,6 @@ class StorageArray:
         if record is None:
             raise self._no_group(name)
         return record
-
-    def _forget_group_rows(self, *_) -> None:
-        self._group_rows = None
-
-    def _forget_group_rows_on_write(self, state) -> None:
-        if not state.is_select:  # a bulk UPDATE or DELETE through the session (returns None: no result)
-            self._group_rows = None
 
     def pairs_by_volume(self) -> dict:
         return {p.volume_id: p for g in self.groups() for p in g.pairs}

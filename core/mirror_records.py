@@ -86,9 +86,9 @@ class MirrorRecords:
 
     def __init__(self, db: Session):
         self._db = db
-        # Group id -> its row, held: the session's identity map keeps rows only while something
-        # refers to them, and a row dropped between two listings was loaded again (with a SELECT
-        # for its pairs and one per pair for its volume). None: the group rows are to be read.
+        # Group id -> its row, in name order, held: the session's identity map keeps rows only
+        # while something refers to them, and a row dropped between two listings was loaded again
+        # (with a SELECT for its pairs and one per pair for its volume). None: to be read.
         self._rows: dict[int, GroupRow] | None = None
         self._records: dict[int, GroupRecord] = {}  # group id -> record, equal to its rows
         self._group_of_volume: dict[int, int] = {}  # volume id -> the group id of its pair
@@ -105,11 +105,11 @@ class MirrorRecords:
             self._read_rows()  # its query flushes what was pending first (autoflush)
             pending = self._pending()
             if pending is _EVERY_GROUP:  # autoflush held off: every record from its rows, none kept
-                return sorted((group_record(g) for g in self._rows.values()), key=_name)
+                return [group_record(g) for g in self._rows.values()]
         if not pending and self._listed is not None:
             return list(self._listed)
         out = []
-        for gid, row in self._rows.items():
+        for gid, row in self._rows.items():  # in name order (see _read_rows)
             if gid in pending:
                 out.append(group_record(row))
                 continue
@@ -117,7 +117,6 @@ class MirrorRecords:
             if record is None:
                 record = self._records[gid] = group_record(row)
             out.append(record)
-        out.sort(key=_name)
         if not pending:
             self._listed = out
         return list(out)
@@ -125,10 +124,20 @@ class MirrorRecords:
     def group(self, name: str) -> GroupRecord | None:
         return next((g for g in self.groups() if g.name == name), None)
 
+    def rows(self) -> list[GroupRow]:
+        """The group rows themselves, in name order: the ones the records are made from.
+
+        A row the session changed is current by itself (it is the session's own object); rows
+        are read again when a group or pair came or went, as for the records.
+        """
+        if self._rows is None or self._pending() is _EVERY_GROUP:
+            self._read_rows()  # its query flushes what was pending first (autoflush)
+        return list(self._rows.values())
+
     # -- what a write changed ---------------------------------------------------------------
     def _read_rows(self) -> None:
-        rows = list(self._db.scalars(select(GroupRow).options(selectinload(GroupRow.pairs)
-                                                              .selectinload(PairRow.volume))))
+        rows = list(self._db.scalars(select(GroupRow).order_by(GroupRow.name)
+                                     .options(selectinload(GroupRow.pairs).selectinload(PairRow.volume))))
         self._rows = {g.id: g for g in rows}
         self._group_of_volume = {p.volume_id: g.id for g in rows for p in g.pairs}
         self._records.clear()
@@ -183,7 +192,3 @@ class MirrorRecords:
     def _executed(self, state) -> None:
         if not state.is_select:  # a bulk UPDATE or DELETE through the session: rows may differ from records
             self._forget_all()
-
-
-def _name(g: GroupRecord) -> str:
-    return g.name
