@@ -245,16 +245,7 @@ class PitStore:
             if len(streams) > STREAMS:
                 del streams[next(iter(streams))]  # the oldest
             return
-        stop = min(end + READ_AHEAD, self._size)
-        start = max(end, asked)
-        if start < stop and (stop - start >= READ_AHEAD // 2 or stop == self._size):  # ask for the rest
-            rs = self._region_size
-            first = start // rs
-            if self._protected[first:(stop - 1) // rs + 1].any():
-                with contextlib.suppress(OSError):
-                    os.posix_fadvise(self._base, first * rs, stop - first * rs, os.POSIX_FADV_WILLNEED)
-            asked = stop
-        streams[end] = asked
+        streams[end] = self._ask_ahead(end, asked)
 
     def _new_slot(self) -> int:
         self._slots += 1
@@ -320,7 +311,7 @@ class PitStore:
         rs = self._region_size
         want = min(count * rs, self._size - first * rs)
         if self._owns_base and end < self._protected.size and self._protected[end]:
-            self._read_ahead_of_sender(end * rs)
+            self._sender_ahead = self._ask_ahead(end * rs, self._sender_ahead)
         copied = np.flatnonzero(self._slot[first:end] >= 0)  # read_region merges a region's copied blocks
         if not len(copied):
             return os.pread(self._base, want, first * rs).ljust(want, b"\0")
@@ -330,18 +321,23 @@ class PitStore:
             data[int(i) * rs:int(i) * rs + len(piece)] = piece
         return bytes(data)
 
-    def _read_ahead_of_sender(self, offset: int) -> None:
-        """Keep ``READ_AHEAD`` bytes past ``offset`` asked for (the file reads without readahead).
+    def _ask_ahead(self, offset: int, asked: int) -> int:
+        """Keep ``READ_AHEAD`` bytes of the protected volume past ``offset`` asked for; how far is asked now.
 
-        Asking for only the next run kept one read in flight: an initial sync read the
-        volume at about 350 MiB/s from a disk that gives `cp` three times that (issue 14).
+        ``asked``: how far this reader (the sender, a sequential writer) was asked for before;
+        the rest is asked for once less than half the window is (the file reads without
+        readahead). Asking for only the next run kept one read in flight: an initial sync
+        read the volume at about 350 MiB/s from a disk that gives `cp` three times that.
         """
         stop = min(offset + READ_AHEAD, self._size)
-        start = max(offset, self._sender_ahead)
-        if start < stop and (stop - start >= READ_AHEAD // 2 or stop == self._size):
+        start = max(offset, asked)
+        if start >= stop or (stop - start < READ_AHEAD // 2 and stop < self._size):
+            return asked
+        rs = self._region_size
+        if self._protected[start // rs:(stop - 1) // rs + 1].any():
             with contextlib.suppress(OSError):
                 os.posix_fadvise(self._base, start, stop - start, os.POSIX_FADV_WILLNEED)
-            self._sender_ahead = stop
+        return stop
 
     def mark_sent(self, index: int) -> None:
         """The secondary holds the region durably: stop protecting it and free its copy."""
