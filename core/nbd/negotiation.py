@@ -78,7 +78,7 @@ class Negotiation:
             name = raw.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        return self._server._lookup(name)
+        return self._server.export(name)
 
     def _info(self, opt: int, data: bytes) -> ExportBackend | None:
         if len(data) < 6:

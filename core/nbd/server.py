@@ -119,7 +119,8 @@ class NbdServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"nbd://{host}:{self.port}/{quote(export_name, safe='')}"
 
-    def _lookup(self, name: str) -> ExportBackend | None:
+    def export(self, name: str) -> ExportBackend | None:
+        """The export a client's option names (the handshake asks, ``core.nbd.negotiation``)."""
         backend = self.provider.lookup(name)
         if backend is None and name == "":
             # The empty name is the default export (clients send it for a URI

@@ -9,7 +9,6 @@ an ``InvalidInput`` that names the field, before anything is changed.
 from __future__ import annotations
 
 import contextlib
-
 import functools
 import inspect
 import json
