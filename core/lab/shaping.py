@@ -6,7 +6,6 @@ sender already waiting, so ``lab link set`` acts on open connections at once.
 """
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 
@@ -23,9 +22,9 @@ MAX_LATENCY = 60.0  # beyond this every channel time-out fires: that is a cut, n
 class TokenBucket:
     """Bytes per second for one direction of a route; ``rate=None`` means unlimited.
 
-    A sender takes the bytes it just read; the bucket may go into debt by one chunk
-    and the next sender waits the debt off. So a chunk is never split, and the long
-    run rate is the configured one.
+    A reader asks :meth:`wait` before reading and gives :meth:`debit` what it read;
+    the bucket may go into debt by one chunk and the next read waits the debt off. So a
+    chunk is never split, and the long run rate is the configured one.
     """
 
     def __init__(self, rate: int | None = None):
@@ -48,13 +47,17 @@ class TokenBucket:
             return MAX_CHUNK
         return max(4 * KiB, min(MAX_CHUNK, self._rate // 50))
 
-    async def take(self, n: int) -> None:
-        while self._rate is not None:
+    def wait(self) -> float:
+        """Seconds before the next read may go (0: now); at most :data:`MAX_WAIT`, then ask again."""
+        if self._rate is None:
+            return 0.0
+        self._refill()
+        return 0.0 if self._tokens >= 0 else min(-self._tokens / self._rate, MAX_WAIT)
+
+    def debit(self, n: int) -> None:
+        if self._rate is not None:
             self._refill()
-            if self._tokens >= 0:
-                self._tokens -= n
-                return
-            await asyncio.sleep(min(-self._tokens / self._rate, MAX_WAIT))
+            self._tokens -= n
 
     def _burst(self) -> int:
         return MIN_BURST if self._rate is None else max(MIN_BURST, int(self._rate * BURST_SECONDS))
