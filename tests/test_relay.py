@@ -230,6 +230,30 @@ def test_latency_delays_each_direction_and_keeps_order():
     run(scenario())
 
 
+def test_a_delayed_link_with_more_in_flight_than_its_pipe_holds_keeps_every_byte_in_order():
+    """The relay's pipe fills (reading stops) and drains (reading resumes) many times over."""
+    async def scenario():
+        async with Echo() as echo, LinkRelay({"SiteB": echo.address}) as relay:
+            relay.set(latency=0.02)
+            reader, writer = await connect(relay)
+            payload = os.urandom(40 * MiB + 5)
+
+            async def send():
+                for i in range(0, len(payload), MiB):
+                    writer.write(payload[i:i + MiB])
+                    await writer.drain()
+
+            sender = asyncio.create_task(send())
+            back = await read_all(reader, len(payload))
+            await sender
+            assert back == payload
+            writer.close()
+            st = relay.status()["routes"]["SiteB"]
+            assert st["bytesToTarget"] == len(payload) == st["bytesFromTarget"]
+
+    run(scenario(), timeout=60)
+
+
 def test_ports_are_kept_across_restarts_and_routes_can_move():
     async def scenario():
         async with Echo() as first, Echo() as second:

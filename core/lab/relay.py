@@ -192,6 +192,7 @@ class _Flow:
             chunk = self._chunks[0]
             delay = chunk[0] - time.monotonic()
             if delay > 0:
+                self._stop_writing()  # dst's readiness means nothing until the chunk is due
                 self._write_timer = self._loop.call_later(delay, self._on_write_timer)
                 break
             if chunk[1] is None:
