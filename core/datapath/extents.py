@@ -90,6 +90,19 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
         write_zeros(fd, offset, length)
 
 
+def next_data(fd: int, offset: int) -> int | None:
+    """Where data starts at or after ``offset`` (SEEK_DATA); None if only a hole follows.
+
+    Where the filesystem cannot tell, ``offset`` itself: everything is taken as data.
+    """
+    if not hasattr(os, "SEEK_DATA"):
+        return offset
+    try:
+        return os.lseek(fd, offset, os.SEEK_DATA)
+    except OSError as exc:
+        return None if exc.errno == errno.ENXIO else offset
+
+
 def allocated_regions(path: str | os.PathLike, size: int, region_size: int) -> np.ndarray:
     """Indices of the regions of ``path`` (first ``size`` bytes) that hold data.
 

@@ -45,7 +45,7 @@ from typing import Callable
 import numpy as np
 
 from core.datapath.dirty_blocks import block_runs, dirty_block_size
-from core.datapath.extents import FormatMismatch, check_format, create_atomically, try_punch_hole
+from core.datapath.extents import FormatMismatch, check_format, create_atomically, next_data, try_punch_hole
 from core.errors import InvalidInput, MirrorError, ReservedCapacityFull
 
 MAGIC = b"AMPITSTO"
@@ -313,13 +313,21 @@ class PitStore:
         if self._owns_base and end < self._protected.size and self._protected[end]:
             self._sender_ahead = self._ask_ahead(end * rs, self._sender_ahead)
         copied = np.flatnonzero(self._slot[first:end] >= 0)  # read_region merges a region's copied blocks
+        base = self._read_base(first * rs, want)
         if not len(copied):
-            return os.pread(self._base, want, first * rs).ljust(want, b"\0")
-        data = bytearray(os.pread(self._base, want, first * rs).ljust(want, b"\0"))
+            return base
+        data = bytearray(base)
         for i in copied:
             piece = self.read_region(first + int(i))
             data[int(i) * rs:int(i) * rs + len(piece)] = piece
         return bytes(data)
+
+    def _read_base(self, offset: int, length: int) -> bytes:
+        """``length`` bytes of the volume; a hole is not read (a volume rewritten with zeros is mostly holes)."""
+        data = next_data(self._base, offset)
+        if data is None or data >= offset + length:
+            return bytes(length)
+        return os.pread(self._base, length, offset).ljust(length, b"\0")
 
     def _ask_ahead(self, offset: int, asked: int) -> int:
         """Keep ``READ_AHEAD`` bytes of the protected volume past ``offset`` asked for; how far is asked now.
@@ -334,9 +342,10 @@ class PitStore:
         if start >= stop or (stop - start < READ_AHEAD // 2 and stop < self._size):
             return asked
         rs = self._region_size
-        if self._protected[start // rs:(stop - 1) // rs + 1].any():
+        data = next_data(self._base, start)  # asking for a hole fills the page cache with zeros
+        if data is not None and data < stop and self._protected[start // rs:(stop - 1) // rs + 1].any():
             with contextlib.suppress(OSError):
-                os.posix_fadvise(self._base, start, stop - start, os.POSIX_FADV_WILLNEED)
+                os.posix_fadvise(self._base, data, stop - data, os.POSIX_FADV_WILLNEED)
         return stop
 
     def mark_sent(self, index: int) -> None:
