@@ -210,6 +210,25 @@ def test_pit_preserves_captured_regions(tmp_path):
     assert pit.bytes_used == PIT_HEADER + pit.preserved_count * RS
 
 
+def test_pit_runs_over_holes_read_as_at_the_pit_instant(tmp_path):
+    """Holes are not read (a volume rewritten with zeros is mostly holes), yet every byte is the PIT's."""
+    fd, pit, _ = pit_fixture(tmp_path)
+    punch_hole(fd, 4 * RS, 8 * RS)  # regions 4-11: a hole at the PIT instant
+    before = read(tmp_path / "base")
+    assert before[4 * RS:12 * RS] == bytes(8 * RS)
+    pit.begin(np.arange(16))
+    pit.before_write(RS, RS)  # data -> hole
+    punch_hole(fd, RS, RS)
+    pit.before_write(6 * RS, 4096)  # hole -> data
+    os.pwrite(fd, b"\xab" * 4096, 6 * RS)
+    pit.before_write(9 * RS, RS)  # hole -> data, the whole region
+    os.pwrite(fd, b"\xcd" * RS, 9 * RS)
+    assert pit.read_run(0, 16) == before
+    assert pit.read_run(4, 8) == bytes(8 * RS)
+    assert pit.read_run(10, 2) == bytes(2 * RS)  # nothing but a hole: no read at all
+    assert pit.read_run(0, 4) == before[:4 * RS]
+
+
 def test_pit_mark_sent_stops_protection_and_frees_space(tmp_path):
     fd, pit, _ = pit_fixture(tmp_path)
     pit.begin([0, 1])
@@ -314,6 +333,22 @@ def test_staging_resume_same_transfer_after_restart(tmp_path):
     assert st.staged() == {0, RS}
     st.commit()
     assert read(tmp_path / "sec")[: 2 * RS] == b"x" * RS + b"y" * RS
+
+
+def test_staging_counts_every_region_of_a_run_staged_as_one_record(tmp_path):
+    """A run of whole regions is one journal record; resume, drills and the discarded count see each region."""
+    st = staging_fixture(tmp_path)
+    st.begin("t1", {"id": 1})
+    assert st.put_many([(2 * RS, 3 * RS, b"r" * 3 * RS), (8 * RS, 2 * RS, None)]) == 5 * RS
+    assert st.staged() == {2 * RS, 3 * RS, 4 * RS, 8 * RS, 9 * RS}
+    st.close()
+    st = Staging.open(tmp_path / "stage", tmp_path / "sec", region_size=RS)
+    assert st.begin("t1", {"id": 1}) is True
+    assert st.staged() == {2 * RS, 3 * RS, 4 * RS, 8 * RS, 9 * RS}
+    st.commit()
+    sec = read(tmp_path / "sec")
+    assert sec[2 * RS:5 * RS] == b"r" * 3 * RS and sec[8 * RS:10 * RS] == bytes(2 * RS)
+    assert sec[5 * RS:8 * RS] == b"\x11" * 3 * RS
 
 
 def test_staging_commit_settled_later_is_reapplied_after_a_crash(tmp_path):

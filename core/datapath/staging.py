@@ -251,7 +251,7 @@ class Staging:
 
     def _note_record(self, offset: int, length: int) -> None:
         rs = self._region_size
-        self._staged.add(offset)
+        self._staged.update(range(offset, offset + length, rs))  # a record may hold a run of whole regions
         self._touched.update(range(offset // rs, (offset + length - 1) // rs + 1))
 
     def _whole_regions(self, items: list[tuple], size: int) -> list[tuple]:

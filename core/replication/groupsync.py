@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from core.replication.links import Peer
 
 CHECKPOINT_BYTES = 256 << 20  # release PIT copies after this much confirmed data
-DIRECT_CHUNK_REGIONS = 16  # initial sync sends runs of up to 16 regions per frame
+RUN_REGIONS = 16  # consecutive whole regions are read, encoded and staged as one run of up to 16
 BATCH_BYTES = 1 << 20  # regions of one volume share a frame up to this much data
 BATCH_REGIONS = 64
 YIELD_BYTES = 1 << 20  # let host I/O in after each MiB sent
@@ -178,6 +178,9 @@ async def send(peer: "Peer", hosts: "HostVolumes", rs: int, array, group_row, tr
     # Only dirty blocks of a region cross when the secondary completes regions from pieces, and
     # a region's pieces share one REGIONS frame (a peer before 1.1 gets a frame per piece).
     partial_ok = bool(begin.get("partialRegions")) and session.peer_minor >= frames.REGIONS_MINOR
+    # An interval sync after a volume was rewritten whole (a restore, a disk image) sent one
+    # region per run: 4 GiB of zeros took 16 s, most of it Python per 64 KiB region.
+    runs_ok = bool(begin.get("regionRuns"))
     volumes = [p.remote_volume for p in transfer.pairs]
     for p in transfer.pairs:
         staged = np.asarray(begin["staged"].get(p.remote_volume, []), dtype=np.int64) // rs
@@ -186,7 +189,7 @@ async def send(peer: "Peer", hosts: "HostVolumes", rs: int, array, group_row, tr
     for p in transfer.pairs:
         hv = hosts.volume(local, p.local_volume)
         p.bytes_done = _confirmed_bytes(p, rs, hv.size)
-        chunk = DIRECT_CHUNK_REGIONS if p.direct else 1
+        chunk = RUN_REGIONS if p.direct or runs_ok else 1
         partial = p.pieces(rs) if partial_ok else np.zeros(len(p.regions), dtype=bool)
         hv.pit.prefetch(_piece_ranges(p, partial & ~p.confirmed, rs, hv.size))
         batch: list[Run] = []

@@ -251,7 +251,9 @@ class Receiver:
                                                  for off in staged[p["volume"]])
             self._incoming_of[(array.name, p["volume"])] = (array.name, group)
         # partialRegions: this side completes regions sent as pieces of dirty blocks (issue 14).
-        return {"staged": staged, "discardedBytes": discarded, "partialRegions": True}
+        # regionRuns: it counts every region of a run of whole regions staged as one record
+        # as staged (a secondary before this counted only the run's first region).
+        return {"staged": staged, "discardedBytes": discarded, "partialRegions": True, "regionRuns": True}
 
     def abort(self, array, group: str, transfer: str, volumes: list[str]) -> dict:
         """The primary gave up this transfer: release its staging space now (a full disk must not stay full).
