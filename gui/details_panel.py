@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from PySide6.QtCore import QElapsedTimer, QRect, Qt, QTimer
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QApplication, QBoxLayout, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QScrollArea,
                                QSizePolicy, QSplitter,
                                QStyle, QStyledItemDelegate, QStyleOptionProgressBar, QTableWidget,
@@ -22,6 +23,12 @@ ROW_ROLE = Qt.UserRole + 7  # on a row's first cell, what the row shows: a row t
 TABLES_MIN_HEIGHT = 280  # two titled tables with a header and three rows each
 SIDE_BY_SIDE = 900  # px of the details panel from which State and Settings stand side by side
 REFRESH_MS = 200  # the live values at most 5 times a second: what a person reads, and the poll's rate
+STALE_BRUSH = QBrush(QColor("#8a8f98"))  # rows of an array that does not answer are greyed, as in the tree
+
+
+def last_known(text: str, stale: bool) -> str:
+    """A status an array that does not answer reported last says so: never a plain, current-looking "Optimal"."""
+    return f"{text} (last known)" if stale else text
 
 
 class ProgressDelegate(QStyledItemDelegate):
@@ -68,6 +75,7 @@ class DetailsPanel(QWidget):
     def __init__(self, state: ConsoleState, parent: QWidget | None = None):
         super().__init__(parent)
         self.state = state
+        self._offline: set[str] = set()  # arrays that do not answer: what they show is their last known state
         self.selection: Selection | None = None
         self.title = QLabel("Select an array, a group or a pair", objectName="sectionTitle")
         self.subtitle = QLabel("", objectName="hint")
@@ -135,6 +143,7 @@ class DetailsPanel(QWidget):
         self._refreshed.start()
         sel = self.selection
         left, right = [], []
+        self._offline = {a.name for a in self.state.arrays if not a.online}
         groups = [g for g in self.state.groups]
         if sel is None:
             self.title.setText("All arrays")
@@ -158,7 +167,7 @@ class DetailsPanel(QWidget):
             self.title.setText(f"Mirror consistency group {sel.name}")
             if g is not None:
                 self.subtitle.setText(f"{g.role.capitalize()} on {g.array}, mirrored with {g.remote_array}")
-                left, right = _group_rows(g)
+                left, right = _group_rows(g, g.array in self._offline)
                 right += _reserved_rows(g, self.state.group(g.name, g.remote_array))
                 right += _drill_rows(self.state.drill(g.name))
         elif sel.kind == "pair":
@@ -168,7 +177,8 @@ class DetailsPanel(QWidget):
             self.title.setText(f"Mirrored pair {sel.array}/{sel.name}")
             if p is not None:
                 self.subtitle.setText(f"{p.primary_ref} \u2192 {p.secondary_ref} in group {p.group}")
-                left, right = _pair_rows(p, g, self.state.pair(p.remote_array, p.remote_volume))
+                left, right = _pair_rows(p, g, self.state.pair(p.remote_array, p.remote_volume),
+                                         p.array in self._offline)
                 right.append(("NBD export", self.state.nbd_uri(sel.array, p.local_volume) or "not served"))
         elif sel.kind == "volume":
             v = next((x for x in self.state.volumes if x.array == sel.array and x.name == sel.name), None)
@@ -181,7 +191,7 @@ class DetailsPanel(QWidget):
                         ("Security", v.security), ("Drive Security", _yes(v.drive_security)),
                         ("Data Assurance", _yes(v.data_assurance)),
                         ("Resource Partitioning", _yes(v.resource_partitioning))]
-                right = [("Status", "Failed" if v.failed else "Optimal"),
+                right = [("Status", last_known("Failed" if v.failed else "Optimal", v.array in self._offline)),
                          ("Owner (preferred / current)", f"{v.preferred_owner} / {v.current_owner}"),
                          ("Mirror group", v.mirror_group or "not mirrored"), ("Role", v.role or "\u2014"),
                          ("Host writable", _yes(v.host_writable)), ("NBD export", v.nbd_uri or "not served")]
@@ -251,9 +261,10 @@ class DetailsPanel(QWidget):
         t.setRowCount(len(groups))
         for r, g in enumerate(groups):
             mode = "Manual" if g.sync_mode == "manual" else f"Every {g.sync_interval_minutes} min"
-            cells = [g.name, g.array, g.role.capitalize(), status_label(g.status), None,
+            stale = g.array in self._offline
+            cells = [g.name, g.array, g.role.capitalize(), last_known(status_label(g.status), stale), None,
                      format_size(g.unsynchronized_bytes), mode, fmt.timestamp(g.last_recovery_point)]
-            _row(t, r, cells, g.progress.percent if g.progress else None)
+            _row(t, r, cells, g.progress.percent if g.progress else None, stale)
             _icon(t.item(r, 3), g.status, status_icon)
             _icon(t.item(r, 2), g.role, role_icon)
         if grew:
@@ -274,20 +285,25 @@ class DetailsPanel(QWidget):
             partner = self.state.pair(p.remote_array, p.remote_volume)
             sides = (p, partner) if p.role == "primary" else (partner, p)
             used = " / ".join(f"{x.reserved_capacity.utilization_pct:.1f} %" if x is not None else "?" for x in sides)
-            cells = [p.primary_ref, p.secondary_ref, f"{p.group} ({p.array})", _pair_status(p), None,
+            stale = p.array in self._offline
+            cells = [p.primary_ref, p.secondary_ref, f"{p.group} ({p.array})", last_known(_pair_status(p), stale), None,
                      format_size(p.unsynchronized_bytes), fmt.rate(p.progress.rate if p.progress else None),
                      fmt.eta(p.progress.eta_seconds if p.progress else None), used]
-            _row(t, r, cells, p.progress.percent if p.progress else None)
+            _row(t, r, cells, p.progress.percent if p.progress else None, stale)
             _icon(t.item(r, 3), p.status, status_icon)
-            if t.item(r, 3).toolTip() != p.reason:
-                t.item(r, 3).setToolTip(p.reason)
+            tip = f"{p.array} does not answer: its last known state" if stale else p.reason
+            if t.item(r, 3).toolTip() != tip:
+                t.item(r, 3).setToolTip(tip)
         if grew:
             self._fitters[t].fit()  # sizing to contents scans every cell: skipped for huge tables
 
 
-def _row(t: QTableWidget, r: int, cells, pct) -> None:
-    """Show ``cells`` in row ``r`` (None: the progress bar of ``pct``); a row shown as it is costs one lookup."""
-    shown = (tuple(cells), pct)
+def _row(t: QTableWidget, r: int, cells, pct, stale: bool = False) -> None:
+    """Show ``cells`` in row ``r`` (None: the progress bar of ``pct``), greyed when ``stale``.
+
+    A row shown as it is costs one lookup.
+    """
+    shown = (tuple(cells), pct, stale)
     first = t.item(r, 0)
     if first is not None and first.data(ROW_ROLE) == shown:
         return
@@ -303,6 +319,7 @@ def _row(t: QTableWidget, r: int, cells, pct) -> None:
                 item.setText("" if pct is not None else "\u2014")
         elif item.text() != text:
             item.setText(text)
+        item.setData(Qt.ItemDataRole.ForegroundRole, STALE_BRUSH if stale else None)
     t.item(r, 0).setData(ROW_ROLE, shown)
 
 
@@ -324,7 +341,7 @@ def _yes(v) -> str:
     return "\u2014" if v is None else ("yes" if v else "no")
 
 
-def _group_rows(g):
+def _group_rows(g, stale: bool = False):
     mode = "Manual" if g.sync_mode == "manual" else f"Scheduled, every {g.sync_interval_minutes} min"
     left = [("Channel", g.channel.upper()), ("Synchronization", mode), ("Priority", g.priority.capitalize()),
             ("Resync policy", g.resync_policy.capitalize()),
@@ -332,7 +349,7 @@ def _group_rows(g):
             ("Recovery point age alert", f"{g.recovery_point_alert_minutes} min"),
             ("Reserved capacity alert", f"{g.reserved_alert_percent} %")]
     prog = g.progress
-    right = [("Status", status_label(g.status)), ("Role", f"{g.role.capitalize()} on {g.array}"),
+    right = [("Status", last_known(status_label(g.status), stale)), ("Role", f"{g.role.capitalize()} on {g.array}"),
              ("Remote array", g.remote_array),
              ("Last recovery point", fmt.timestamp(g.last_recovery_point)),
              ("Recovery point age", fmt.age(g.recovery_point_age_seconds)),
@@ -385,8 +402,11 @@ def _reserved_rows(g, other) -> list[tuple[str, str]]:
     return rows
 
 
-def _pair_rows(p, g, partner=None):
-    """Rows of a pair side ``p``; ``partner``: the other side's snapshot (its reserved capacity is shown too)."""
+def _pair_rows(p, g, partner=None, stale: bool = False):
+    """Rows of a pair side ``p``; ``partner``: the other side's snapshot (its reserved capacity is shown too).
+
+    ``stale``: ``p``'s array does not answer; its status is the last it reported.
+    """
     rc = p.reserved_capacity
     here = "primary" if p.role == "primary" else "secondary"
     there = "secondary" if p.role == "primary" else "primary"
@@ -398,7 +418,7 @@ def _pair_rows(p, g, partner=None):
              _reserved_text(partner.reserved_capacity, threshold) if partner is not None
              else f"not known: {p.remote_array} does not answer")]
     prog = p.progress
-    right = [("Status", _pair_status(p) + (f" \u2014 {p.reason}" if p.reason else "")),
+    right = [("Status", last_known(_pair_status(p), stale) + (f" \u2014 {p.reason}" if p.reason else "")),
              ("Recovery point image", "available" if p.recovery_point_available else "none"),
              ("Last recovery point", fmt.timestamp(p.last_recovery_point)),
              ("Recovery point age", fmt.age(fmt.since(p.last_recovery_point))),

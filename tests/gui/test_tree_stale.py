@@ -1,9 +1,22 @@
-"""An array that does not answer: its groups show their last known state, greyed, and say so."""
+"""An array that does not answer: its groups show their last known state, greyed, and say so.
+
+In the tree and in the details' tables alike: a table that still said a plain "Optimal"
+with a green mark while the array was down looked healthy (seen in the walk-through).
+"""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
 from gui.tree_panel import STALE, STALE_BRUSH
+
+
+def _group_status(window, array: str) -> tuple[str, object]:
+    """The details' groups table (nothing selected: all arrays): the Status cell of ``array``'s row."""
+    t = window.details.groups_table
+    row = next((r for r in range(t.rowCount()) if t.item(r, 1) and t.item(r, 1).text() == array), None)
+    if row is None:  # not listed yet: the table refreshes at most 5 times a second
+        return "", None
+    return t.item(row, 3).text(), t.item(row, 3).data(Qt.ForegroundRole)
 
 
 def test_groups_of_an_array_that_stopped_show_their_last_known_state(qtbot, console, engine):
@@ -19,7 +32,14 @@ def test_groups_of_an_array_that_stopped_show_their_last_known_state(qtbot, cons
     assert item.data(Qt.ForegroundRole) == STALE_BRUSH
     assert item.data(Qt.ToolTipRole).splitlines()[1].startswith(f"{STALE}: SiteB does not answer")
     assert window.tree._items[("group", "SiteA", "erp")][0].data(Qt.ForegroundRole) is None  # SiteA answers
+    window.tree.view.clearSelection()
+    qtbot.waitUntil(lambda: _group_status(window, "SiteB")[0].endswith("(last known)"), timeout=10000)
+    assert _group_status(window, "SiteB")[1] is not None  # greyed
+    text, brush = _group_status(window, "SiteA")
+    assert not text.endswith("(last known)") and brush is None
     engine("array_start", "SiteB")
     qtbot.waitUntil(lambda: not window.tree.text_of(("group", "SiteB", "erp"), 1).endswith("(last known)"),
                     timeout=10000)
     assert item.data(Qt.ForegroundRole) is None
+    qtbot.waitUntil(lambda: not _group_status(window, "SiteB")[0].endswith("(last known)"), timeout=10000)
+    assert _group_status(window, "SiteB")[1] is None
