@@ -15,7 +15,7 @@ from gui import formatting as fmt
 from gui.console_state import ConsoleState
 from gui.selection import Selection
 from gui.table_columns import ColumnFitter
-from gui.theme import role_icon, status_icon, status_label
+from gui.theme import role_icon, status_icon_of, status_key, status_label
 
 PROGRESS_ROLE = Qt.UserRole + 5
 ICON_ROLE = Qt.UserRole + 6  # what a cell's icon stands for: the icon is set again only when that changes
@@ -76,6 +76,7 @@ class DetailsPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self._offline: set[str] = set()  # arrays that do not answer: what they show is their last known state
+        self._stale_fitted: dict = {}  # table -> the stale arrays its columns were sized for
         self.selection: Selection | None = None
         self.title = QLabel("Select an array, a group or a pair", objectName="sectionTitle")
         self.subtitle = QLabel("", objectName="hint")
@@ -265,9 +266,11 @@ class DetailsPanel(QWidget):
             cells = [g.name, g.array, g.role.capitalize(), last_known(status_label(g.status), stale), None,
                      format_size(g.unsynchronized_bytes), mode, fmt.timestamp(g.last_recovery_point)]
             _row(t, r, cells, g.progress.percent if g.progress else None, stale)
-            _icon(t.item(r, 3), g.status, status_icon)
+            _icon(t.item(r, 3), status_key(g.status, stale), status_icon_of)
             _icon(t.item(r, 2), g.role, role_icon)
-        if grew:
+        stale = frozenset(g.array for g in groups if g.array in self._offline)
+        if grew or stale != self._stale_fitted.get(t):
+            self._stale_fitted[t] = stale  # "(last known)" comes or goes: the Status column is sized again
             self._fitters[t].fit()  # the bar's cell has no text to size it: its floor is 120 px
 
     def _fill_pairs(self, groups) -> None:
@@ -290,11 +293,13 @@ class DetailsPanel(QWidget):
                      format_size(p.unsynchronized_bytes), fmt.rate(p.progress.rate if p.progress else None),
                      fmt.eta(p.progress.eta_seconds if p.progress else None), used]
             _row(t, r, cells, p.progress.percent if p.progress else None, stale)
-            _icon(t.item(r, 3), p.status, status_icon)
+            _icon(t.item(r, 3), status_key(p.status, stale), status_icon_of)
             tip = f"{p.array} does not answer: its last known state" if stale else p.reason
             if t.item(r, 3).toolTip() != tip:
                 t.item(r, 3).setToolTip(tip)
-        if grew:
+        stale = frozenset(p.array for p in pairs if p.array in self._offline)
+        if grew or stale != self._stale_fitted.get(t):
+            self._stale_fitted[t] = stale
             self._fitters[t].fit()  # sizing to contents scans every cell: skipped for huge tables
 
 

@@ -53,8 +53,29 @@ def icon(name: str) -> QIcon:
     return QIcon(resource_path(f"icons/{name}.svg"))
 
 
-def status_icon(status: str) -> QIcon:
-    return icon(_STATUS_ICON.get(status, "status_optimal"))
+def status_icon(status: str, stale: bool = False) -> QIcon:
+    """A status's icon; ``stale``: what an array that does not answer reported last, greyed."""
+    return _stale_status_icon(status) if stale else icon(_STATUS_ICON.get(status, "status_optimal"))
+
+
+def status_icon_of(key: str) -> QIcon:
+    """The icon of a key from :func:`status_key`, which says both the status and whether it is stale."""
+    status, _, stale = key.partition(":")
+    return status_icon(status, stale == "stale")
+
+
+def status_key(status: str, stale: bool) -> str:
+    """``optimal`` or ``optimal:stale``: one value to compare, so a cell's icon is set again only when it changes."""
+    return f"{status}:stale" if stale else status
+
+
+@lru_cache(maxsize=None)
+def _stale_status_icon(status: str) -> QIcon:
+    base = status_icon(status)
+    out = QIcon()
+    for size in (16, 24, 32):  # drawn as Qt draws a disabled icon: a green mark must not look current
+        out.addPixmap(base.pixmap(size, size, QIcon.Mode.Disabled))
+    return out
 
 
 def role_icon(role: str | None) -> QIcon:

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QTreeVi
 from core.units import format_size
 from gui.console_state import ConsoleState
 from gui.selection import Selection
-from gui.theme import icon, role_icon, status_icon, status_label
+from gui.theme import icon, role_icon, status_icon_of, status_key, status_label
 
 KEY_ROLE = Qt.UserRole + 1
 SELECTION_ROLE = Qt.UserRole + 2
@@ -168,10 +168,10 @@ class TreePanel(QWidget):
         for key, parent, name, icon_name, status, status_text, role, tip in rows:
             # (name, its tooltip, its icon, status text, greyed, status icon, role). A name elided in the
             # middle is read whole in its tooltip (first line: the full name).
+            stale = key[0] in ("group", "pair", "volume") and key[1] in offline
             cells = (name, name if not tip or tip.startswith(name) else f"{name}\n{tip}",
-                     icon_name or f"status:{status}", status_text,
-                     key[0] in ("group", "pair", "volume") and key[1] in offline,
-                     status if (icon_name and status) else None, role)
+                     icon_name or f"status:{status_key(status, stale)}", status_text, stale,
+                     status_key(status, stale) if (icon_name and status) else None, role)
             if key not in self._items:
                 self._add(key, parent, cells)
             elif self._shown[key] != cells:
@@ -271,14 +271,14 @@ def _write(items: list[QStandardItem], old: tuple, new: tuple) -> None:
     if tooltip != old[1]:
         name_item.setData(tooltip, TOOLTIP)
     if icon_key != old[2]:
-        name_item.setIcon(status_icon(icon_key[7:]) if icon_key.startswith("status:") else icon(icon_key))
+        name_item.setIcon(status_icon_of(icon_key[7:]) if icon_key.startswith("status:") else icon(icon_key))
     if status_text != old[3]:
         status_item.setData(status_text, DISPLAY)
     if stale != old[4]:
         for it in items:
             it.setData(STALE_BRUSH if stale else None, FOREGROUND)
     if status_icon_key != old[5]:
-        status_item.setIcon(status_icon(status_icon_key) if status_icon_key else _no_icon())
+        status_item.setIcon(status_icon_of(status_icon_key) if status_icon_key else _no_icon())
     if role != old[6]:
         role_item.setText(role.capitalize() if role else "")
         role_item.setIcon(role_icon(role) if role else _no_icon())

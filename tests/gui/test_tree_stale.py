@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
+from gui.details_panel import ICON_ROLE
 from gui.tree_panel import STALE, STALE_BRUSH
 
 
-def _group_status(window, array: str) -> tuple[str, object]:
-    """The details' groups table (nothing selected: all arrays): the Status cell of ``array``'s row."""
+def _group_status(window, array: str) -> tuple[str, object, object]:
+    """The details' groups table (nothing selected: all arrays): ``array``'s Status cell (text, colour, icon)."""
     t = window.details.groups_table
     row = next((r for r in range(t.rowCount()) if t.item(r, 1) and t.item(r, 1).text() == array), None)
     if row is None:  # not listed yet: the table refreshes at most 5 times a second
-        return "", None
-    return t.item(row, 3).text(), t.item(row, 3).data(Qt.ForegroundRole)
+        return "", None, None
+    cell = t.item(row, 3)
+    return cell.text(), cell.data(Qt.ForegroundRole), cell.data(ICON_ROLE)
 
 
 def test_groups_of_an_array_that_stopped_show_their_last_known_state(qtbot, console, engine):
@@ -34,12 +36,13 @@ def test_groups_of_an_array_that_stopped_show_their_last_known_state(qtbot, cons
     assert window.tree._items[("group", "SiteA", "erp")][0].data(Qt.ForegroundRole) is None  # SiteA answers
     window.tree.view.clearSelection()
     qtbot.waitUntil(lambda: _group_status(window, "SiteB")[0].endswith("(last known)"), timeout=10000)
-    assert _group_status(window, "SiteB")[1] is not None  # greyed
-    text, brush = _group_status(window, "SiteA")
-    assert not text.endswith("(last known)") and brush is None
+    _, brush, icon = _group_status(window, "SiteB")
+    assert brush is not None and icon == "optimal:stale"  # greyed, and so is its green mark
+    text, brush, icon = _group_status(window, "SiteA")
+    assert not text.endswith("(last known)") and brush is None and icon == "optimal"
     engine("array_start", "SiteB")
     qtbot.waitUntil(lambda: not window.tree.text_of(("group", "SiteB", "erp"), 1).endswith("(last known)"),
                     timeout=10000)
     assert item.data(Qt.ForegroundRole) is None
     qtbot.waitUntil(lambda: not _group_status(window, "SiteB")[0].endswith("(last known)"), timeout=10000)
-    assert _group_status(window, "SiteB")[1] is None
+    assert _group_status(window, "SiteB")[1:] == (None, "optimal")
