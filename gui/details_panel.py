@@ -268,10 +268,7 @@ class DetailsPanel(QWidget):
             _row(t, r, cells, g.progress.percent if g.progress else None, stale)
             _icon(t.item(r, 3), status_key(g.status, stale), status_icon_of)
             _icon(t.item(r, 2), g.role, role_icon)
-        stale = frozenset(g.array for g in groups if g.array in self._offline)
-        if grew or stale != self._stale_fitted.get(t):
-            self._stale_fitted[t] = stale  # "(last known)" comes or goes: the Status column is sized again
-            self._fitters[t].fit()  # the bar's cell has no text to size it: its floor is 120 px
+        self._fit(t, grew, frozenset(g.array for g in groups if g.array in self._offline))
 
     def _fill_pairs(self, groups) -> None:
         # One row per pair: both sides' snapshots name both volumes (the row shows both reserved capacities),
@@ -297,10 +294,24 @@ class DetailsPanel(QWidget):
             tip = f"{p.array} does not answer: its last known state" if stale else p.reason
             if t.item(r, 3).toolTip() != tip:
                 t.item(r, 3).setToolTip(tip)
-        stale = frozenset(p.array for p in pairs if p.array in self._offline)
-        if grew or stale != self._stale_fitted.get(t):
-            self._stale_fitted[t] = stale
-            self._fitters[t].fit()  # sizing to contents scans every cell: skipped for huge tables
+        self._fit(t, grew, frozenset(p.array for p in pairs if p.array in self._offline))
+
+    def _fit(self, t: QTableWidget, grew: bool, stale: frozenset) -> None:
+        """Size ``t``'s columns when rows came, or when rows of an array that does not answer came or went.
+
+        Then the Status column keeps its whole text ("Optimal (last known)"): squeezed with the
+        others it read "Optimal …", a current-looking status. Sizing scans every cell, so it is
+        done only then (the fitter skips huge tables); the bar's cell is given its floor of 120 px.
+        """
+        if not grew and stale == self._stale_fitted.get(t):
+            return
+        self._stale_fitted[t] = stale
+        fitter = self._fitters[t]
+        if stale:
+            fitter.minimums[3] = t.sizeHintForColumn(3)
+        else:
+            fitter.minimums.pop(3, None)
+        fitter.fit()
 
 
 def _row(t: QTableWidget, r: int, cells, pct, stale: bool = False) -> None:
