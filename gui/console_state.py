@@ -226,5 +226,9 @@ class ConsoleState(QObject):
                     self._pairs.setdefault((g.array, p.local_volume), p)
         return self._pairs.get((array, volume))
 
+    def offline_arrays(self) -> set[str]:
+        """Arrays that do not answer: what the console shows of them is their last known state."""
+        return {a.name for a in self.arrays if not a.online}
+
     def array_names(self) -> list[str]:
         return [a.name for a in self.arrays]

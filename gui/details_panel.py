@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from PySide6.QtCore import QElapsedTimer, QRect, Qt, QTimer
-from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QApplication, QBoxLayout, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QScrollArea,
                                QSizePolicy, QSplitter,
                                QStyle, QStyledItemDelegate, QStyleOptionProgressBar, QTableWidget,
@@ -15,7 +14,7 @@ from gui import formatting as fmt
 from gui.console_state import ConsoleState
 from gui.selection import Selection
 from gui.table_columns import ColumnFitter
-from gui.theme import role_icon, status_icon_of, status_key, status_label
+from gui.theme import STALE_BRUSH, last_known, role_icon, stale_tip, status_icon_of, status_key, status_label
 
 PROGRESS_ROLE = Qt.UserRole + 5
 ICON_ROLE = Qt.UserRole + 6  # what a cell's icon stands for: the icon is set again only when that changes
@@ -23,12 +22,6 @@ ROW_ROLE = Qt.UserRole + 7  # on a row's first cell, what the row shows: a row t
 TABLES_MIN_HEIGHT = 280  # two titled tables with a header and three rows each
 SIDE_BY_SIDE = 900  # px of the details panel from which State and Settings stand side by side
 REFRESH_MS = 200  # the live values at most 5 times a second: what a person reads, and the poll's rate
-STALE_BRUSH = QBrush(QColor("#8a8f98"))  # rows of an array that does not answer are greyed, as in the tree
-
-
-def last_known(text: str, stale: bool) -> str:
-    """A status an array that does not answer reported last says so: never a plain, current-looking "Optimal"."""
-    return f"{text} (last known)" if stale else text
 
 
 class ProgressDelegate(QStyledItemDelegate):
@@ -144,7 +137,7 @@ class DetailsPanel(QWidget):
         self._refreshed.start()
         sel = self.selection
         left, right = [], []
-        self._offline = {a.name for a in self.state.arrays if not a.online}
+        self._offline = self.state.offline_arrays()
         groups = [g for g in self.state.groups]
         if sel is None:
             self.title.setText("All arrays")
@@ -291,7 +284,7 @@ class DetailsPanel(QWidget):
                      fmt.eta(p.progress.eta_seconds if p.progress else None), used]
             _row(t, r, cells, p.progress.percent if p.progress else None, stale)
             _icon(t.item(r, 3), status_key(p.status, stale), status_icon_of)
-            tip = f"{p.array} does not answer: its last known state" if stale else p.reason
+            tip = stale_tip(p.array) if stale else p.reason
             if t.item(r, 3).toolTip() != tip:
                 t.item(r, 3).setToolTip(tip)
         self._fit(t, grew, frozenset(p.array for p in pairs if p.array in self._offline))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QBrush, QColor, QIcon
 
 from core.domain import GroupStatus, PairStatus
 
@@ -51,6 +51,19 @@ def resource_path(name: str) -> str:
 def icon(name: str) -> QIcon:
     """``icon("array")`` -> resources/icons/array.svg (cached: the tree asks often)."""
     return QIcon(resource_path(f"icons/{name}.svg"))
+
+
+STALE = "Last known state"  # what an array that does not answer last reported
+STALE_BRUSH = QBrush(QColor("#8a8f98"))  # its rows are greyed, in the tree and the tables
+
+
+def last_known(text: str, stale: bool) -> str:
+    """A status an array that does not answer reported last says so: never a plain, current-looking "Optimal"."""
+    return f"{text} (last known)" if stale else text
+
+
+def stale_tip(array: str) -> str:
+    return f"{STALE}: {array} does not answer"
 
 
 def status_icon(status: str, stale: bool = False) -> QIcon:

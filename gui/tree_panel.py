@@ -14,13 +14,14 @@ from __future__ import annotations
 import functools
 
 from PySide6.QtCore import QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QStandardItem, QStandardItemModel
+from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
 from core.units import format_size
 from gui.console_state import ConsoleState
 from gui.selection import Selection
-from gui.theme import icon, role_icon, status_icon_of, status_key, status_label
+from gui.theme import (STALE_BRUSH, icon, last_known, role_icon, stale_tip, status_icon_of, status_key,
+                       status_label)
 
 KEY_ROLE = Qt.UserRole + 1
 SELECTION_ROLE = Qt.UserRole + 2
@@ -29,8 +30,6 @@ DRILL_MARK = "[DR drill]"
 NAME_MIN_WIDTH = 150  # what "payroll \u2192 SiteB/payroll_dr" needs three levels deep, elided in the middle
 
 
-STALE = "Last known state"  # what an array that does not answer last reported
-STALE_BRUSH = QBrush(QColor("#8a8f98"))  # its rows are greyed
 # Looked up once: an enum member lookup costs about a microsecond, and an update does several per row.
 DISPLAY, TOOLTIP, FOREGROUND = Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole, Qt.ItemDataRole.ForegroundRole
 _NOTHING = (None, None, None, None, False, None, None)  # what a new row shows before its first write
@@ -46,14 +45,14 @@ def _row_values(state: ConsoleState):
                      ""))
         rows.append((("volumes", a.name), ("array", a.name), "Volumes", "folder", None, "", None, ""))
     known = {a.name for a in state.arrays}
-    offline = {a.name for a in state.arrays if not a.online}
+    offline = state.offline_arrays()
     drills = {name: state.drill(name) or {} for name in state.drills}
     for g in state.groups:
         if g.array not in known:
             continue
         tip = f"{g.name}: {g.role} on {g.array}, mirrors to {g.remote_array}; {status_label(g.status)}"
         if g.array in offline:
-            tip = f"{STALE}: {g.array} does not answer\n" + tip
+            tip = f"{stale_tip(g.array)}\n" + tip
         name = g.name
         drill = drills.get(g.name)
         # The drill runs where its exports are (the secondary side): mark that side's row only.
@@ -62,7 +61,7 @@ def _row_values(state: ConsoleState):
             tip += "\nDR drill running: " + (", ".join(sorted(drill.get("exports") or {})) or "exports on this array")
         status_text = _short(status_label(g.status)) + (f" {g.progress.percent:.0f}%" if g.progress else "")
         rows.append((("group", g.array, g.name), ("groups", g.array), name, None, g.status,
-                     f"{status_text} (last known)" if g.array in offline else status_text,
+                     last_known(status_text, g.array in offline),
                      g.role, tip))
         for p in g.pairs:
             text = f"{p.local_volume} \u2192 {p.remote_array}/{p.remote_volume}"
@@ -160,7 +159,7 @@ class TreePanel(QWidget):
     def refresh(self, *_):
         """Bring the tree in line with the state; touches only the rows whose cells changed."""
         rows = _row_values(self.state)
-        offline = {a.name for a in self.state.arrays if not a.online}
+        offline = self.state.offline_arrays()
         wanted = {r[0] for r in rows}
         for key in [k for k in self._items if k not in wanted]:
             self._remove(key)

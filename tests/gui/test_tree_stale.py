@@ -8,7 +8,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 from gui.details_panel import ICON_ROLE
-from gui.tree_panel import STALE, STALE_BRUSH
+from gui.theme import STALE, STALE_BRUSH
 
 
 def _group_status(window, array: str) -> tuple[str, object, object]:
