@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import fcntl
 import logging
 import os
@@ -135,16 +136,25 @@ class _Flow:
 
     # -- src -> pipe ------------------------------------------------------------
     def _want_read(self) -> None:
-        self._read_timer = None
+        """Read ``src`` while the pipe has room and the bucket allows; otherwise stop until they do.
+
+        A full pipe is read again when :meth:`_flush` drained some; a bucket in debt, on a timer.
+        """
         if self._stopped or self._eof or self._in_pipe >= self._capacity:
-            return  # a full pipe: the writer calls again when it has drained some
+            self._pause_reading()
+            return
         wait = self._bucket.wait()
         if wait > 0:
             self._pause_reading()
-            self._read_timer = self._loop.call_later(wait, self._want_read)
+            if self._read_timer is None:
+                self._read_timer = self._loop.call_later(wait, self._on_read_timer)
         elif not self._reading:
             self._loop.add_reader(self._src, self._on_readable)
             self._reading = True
+
+    def _on_read_timer(self) -> None:
+        self._read_timer = None
+        self._want_read()
 
     def _pause_reading(self) -> None:
         if self._reading:
@@ -161,21 +171,15 @@ class _Flow:
                 self._pause_reading()
             return
         except OSError as e:
-            self._fail(e)
+            self._ended(self, e)
             return
-        due = time.monotonic() + self._latency()
-        if n == 0:
-            self._eof = True
-            self._pause_reading()
-            self._chunks.append([due, None])
-        else:
+        self._eof = n == 0
+        self._chunks.append([time.monotonic() + self._latency(), n or None])
+        if n:
             self._bucket.debit(n)
             self._count(n)
             self._in_pipe += n
-            self._chunks.append([due, n])
-            if self._in_pipe >= self._capacity or self._bucket.wait() > 0:
-                self._pause_reading()
-                self._want_read()
+        self._want_read()
         self._flush()
 
     # -- pipe -> dst ------------------------------------------------------------
@@ -208,10 +212,10 @@ class _Flow:
                     self._writing = True
                 break
             except OSError as e:
-                self._fail(e)
+                self._ended(self, e)
                 return
             if k == 0:
-                self._fail(ConnectionError("the relay's pipe ran dry before its bytes were written"))
+                self._ended(self, ConnectionError("the relay's pipe ran dry before its bytes were written"))
                 return
             chunk[1] -= k
             self._in_pipe -= k
@@ -220,7 +224,7 @@ class _Flow:
                 self._chunks.popleft()
         else:
             self._stop_writing()
-        if drained and not self._reading and self._read_timer is None:
+        if drained:
             self._want_read()
 
     def _stop_writing(self) -> None:
@@ -232,12 +236,9 @@ class _Flow:
         try:
             self._dst_sock.shutdown(socket.SHUT_WR)  # the other direction keeps flowing
         except OSError as e:
-            self._fail(e)
+            self._ended(self, e)
             return
         self._ended(self, None)
-
-    def _fail(self, error: BaseException) -> None:
-        self._ended(self, error)
 
 
 class _Connection:
@@ -293,10 +294,8 @@ class _Connection:
 
 def _close(sock: socket.socket, reset: bool) -> None:
     if reset:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     sock.close()
 
 
