@@ -342,10 +342,11 @@ class PitStore:
         if start >= stop or (stop - start < READ_AHEAD // 2 and stop < self._size):
             return asked
         rs = self._region_size
-        data = next_data(self._base, start)  # asking for a hole fills the page cache with zeros
-        if data is not None and data < stop and self._protected[start // rs:(stop - 1) // rs + 1].any():
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(self._base, data, stop - data, os.POSIX_FADV_WILLNEED)
+        if self._protected[start // rs:(stop - 1) // rs + 1].any():
+            data = next_data(self._base, start)  # asking for a hole fills the page cache with zeros
+            if data is not None and data < stop:
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(self._base, data, stop - data, os.POSIX_FADV_WILLNEED)
         return stop
 
     def mark_sent(self, index: int) -> None:
