@@ -1,8 +1,8 @@
 """Dirty blocks inside regions (issue 14): the change log's in-memory masks and the pieces a secondary completes.
 
-A 4 KiB host write sends its 4 KiB block, not its 64 KiB region; staging on the
-secondary stays per whole region, so a resumed transfer never takes half a region as
-held. Unit tests of the on-disk mechanisms; tests/test_dirty_blocks_sync.py runs syncs.
+A 4 KiB host write sends its 4 KiB block, not its 64 KiB region; the secondary's
+journal holds the pieces themselves, and a region counts as held only once every piece
+of it is durable, so a resumed transfer never takes half a region as held. Unit tests of the on-disk mechanisms; tests/test_dirty_blocks_sync.py runs syncs.
 """
 from __future__ import annotations
 
@@ -159,6 +159,46 @@ def test_a_resent_piece_is_laid_over_what_the_transfer_staged(tmp_path):
     st.put_many([(RS - B, B, tail)])
     st.commit()
     assert (tmp_path / "sec").read_bytes() == first[:5 * B] + piece + first[6 * B:RS - B] + tail + old[RS:]
+
+
+def test_the_journal_holds_the_pieces_not_whole_regions(tmp_path):
+    """Random 4 KiB writes cost the secondary's reserved capacity their own bytes (issue 14)."""
+    old = os.urandom(64 * RS)
+    st = staging(tmp_path, old)
+    st.begin("t", {"id": 2})
+    new = bytearray(old)
+    for r in range(64):
+        piece = os.urandom(B)
+        new[r * RS + 7 * B:r * RS + 8 * B] = piece
+        assert st.put_many([(r * RS + 7 * B, B, piece)]) == RS
+    assert st.bytes_used < 64 * (B + 100) + 1024  # a 64 KiB region each would be 4 MiB
+    assert st.staged() == {r * RS for r in range(64)}
+    st.commit()
+    assert (tmp_path / "sec").read_bytes() == bytes(new)
+
+
+@pytest.mark.parametrize("cut", ["at a record's end", "inside a record"])
+def test_a_batch_cut_short_by_a_crash_leaves_none_of_its_regions_held(tmp_path, cut):
+    """A torn tail that keeps some pieces of a batch keeps none: its regions are sent again whole."""
+    old = os.urandom(4 * RS)
+    st = staging(tmp_path, old)
+    st.begin("t", {"id": 2})
+    a = os.urandom(B)
+    st.put_many([(3 * B, B, a)])
+    end_of_first = st.bytes_used
+    st.put_many([(RS, B, os.urandom(B)), (RS + 9 * B, B, os.urandom(B)), (2 * RS, B, os.urandom(B))])
+    st.close()
+    record = 32 + B
+    os.truncate(tmp_path / "stage", end_of_first + (2 * record if cut == "at a record's end" else record + 100))
+    st = Staging.open(tmp_path / "stage", tmp_path / "sec", region_size=RS)
+    assert st.recovery.action == "resumable" and st.recovery.dropped_bytes > 0
+    assert st.staged() == {0}  # region 1's first two pieces are whole on disk, its batch is not
+    assert st.bytes_used == end_of_first
+    assert st.begin("t", {"id": 2})  # the same transfer, resumed
+    b = os.urandom(RS)
+    st.put_many([(RS, RS, b)])  # sent again, whole this time
+    st.commit()
+    assert (tmp_path / "sec").read_bytes() == old[:3 * B] + a + old[4 * B:RS] + b + old[2 * RS:]
 
 
 def test_pieces_of_a_zeroed_region_stage_a_zero_record(tmp_path):

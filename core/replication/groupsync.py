@@ -263,7 +263,7 @@ class _Pacer:
             payload += run.payload
         t.bytes_payload += size
         p.bytes_done += size
-        self.unconfirmed_bytes += size  # the secondary stages whole regions
+        self.unconfirmed_bytes += size  # regions, as the PIT copies them: a checkpoint frees their copies
         self.on_progress()
         self.since_yield += payload
         if self.since_yield >= YIELD_BYTES:
