@@ -119,6 +119,36 @@ def test_pit_pieces_come_from_the_copy_of_a_rewritten_region(tmp_path):
     os.close(fd)
 
 
+def test_a_region_written_next_to_its_copied_blocks_is_copied_whole_and_elsewhere_only_the_blocks(tmp_path):
+    """A sequential writer gets the rest of the region copied at once; a random one only what it overwrites.
+
+    Measured as the PIT file's allocated bytes (the reserved capacity really used).
+    """
+    vol = tmp_path / "v"
+    old = os.urandom(2 * RS)
+    vol.write_bytes(old)
+    fd = os.open(vol, os.O_RDWR)
+    pit = PitStore.open(tmp_path / "pit", fd, RS, lambda: 1 << 30)
+
+    def allocated() -> int:
+        return os.stat(tmp_path / "pit").st_blocks * 512 - 4096  # the header block
+
+    def write(offset: int) -> None:
+        pit.before_write(offset, B)
+        os.pwrite(fd, os.urandom(B), offset)
+
+    pit.begin([0, 1])
+    write(2 * B)
+    write(9 * B)  # random: not next to block 2
+    assert allocated() == 2 * B
+    write(RS + 4 * B)
+    write(RS + 5 * B)  # next to block 4: the rest of region 1 too
+    assert allocated() == 2 * B + RS
+    assert pit.read_region(0) == old[:RS] and pit.read_region(1) == old[RS:]
+    pit.close()
+    os.close(fd)
+
+
 def staging(tmp_path, old: bytes, size: int | None = None) -> Staging:
     vol = tmp_path / "sec"
     vol.write_bytes(old)

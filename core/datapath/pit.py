@@ -9,10 +9,13 @@ and always gets the bytes of the capture instant.
 Copy-on-write is per block (issue 14): the first write into a region copies only the
 blocks it overwrites (4 KiB for 64 KiB regions, as the change log's dirty masks), into
 the region's slot at their place; reads take copied blocks from the slot and the others
-from the volume, which still holds them as at the PIT instant. A region written a second
-time is being written densely: the rest of it is copied then, at once, so later writes
-into it copy nothing (per block, random 4 KiB writes paid a copy each). A region keeps
-one slot either way, so the reserved capacity's accounting is unchanged.
+from the volume, which still holds them as at the PIT instant. A write next to blocks
+already copied means the region is being written densely (a sequential writer): the rest
+of it is copied then, at once, so later writes into it copy nothing. A second write
+elsewhere in the region copies only its own blocks: under random 4 KiB writes, copying
+the rest read 64 KiB from disk for one 4 KiB write (187 us against 20 us: a fifth of the
+primary's loop with syncs back to back). A region keeps one slot either way, so the
+reserved capacity's accounting is unchanged.
 
 The PIT lives until :meth:`PitStore.end`, so a sender whose link dropped resumes
 from the same image. It does not survive an engine restart: the copies are not
@@ -199,7 +202,7 @@ class PitStore:
                 self._slot[r] = slot
                 self._live += 1
             copied = int(self._copied[r])
-            if copied:  # a second write into the region: copy the rest of it now, once
+            if copied & ((need << 1) | (need >> 1)):  # the region is being written densely: copy the rest
                 need = self._full & ~copied
             runs = block_runs(need, block, r * rs, (r + 1) * rs)
             whole = os.pread(self._base, rs, r * rs) if len(runs) > 1 else b""  # one read for all runs
