@@ -8,9 +8,10 @@ only draw it cut when they are narrower than it.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QModelIndex, QSize, Qt
 from PySide6.QtGui import QPainter
-from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QStyle, QStyleOptionButton, QStylePainter
+from PySide6.QtWidgets import (QLabel, QPushButton, QSizePolicy, QStyle, QStyledItemDelegate, QStyleOptionButton,
+                               QStyleOptionViewItem, QStylePainter)
 
 MIN_TEXT_WIDTH = 160  # px a cut line keeps at the least
 
@@ -46,3 +47,33 @@ class ElidedButton(QPushButton):
         room = self.style().subElementRect(QStyle.SE_PushButtonContents, option, self).width() - 8
         option.text = self.fontMetrics().elidedText(self.text(), Qt.ElideRight, max(room, 0))
         QStylePainter(self).drawControl(QStyle.CE_PushButton, option)
+
+
+class KeepTailDelegate(QStyledItemDelegate):
+    """Cells whose text ends with ``tail`` are cut in their head, so the tail stays readable.
+
+    The tree's narrow Status column cut "Optimal (last known)" in the middle, to
+    "Optimal \u2026t known)": the row was greyed, but the words that say the status is not
+    current were gone. Cut here it reads "Opt\u2026 (last known)".
+    """
+
+    PADDING = 8  # px the style keeps around a cell's text
+
+    def __init__(self, tail: str, parent=None):
+        super().__init__(parent)
+        self.tail = tail
+
+    def initStyleOption(self, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        super().initStyleOption(option, index)
+        text = option.text
+        if not text.endswith(self.tail):
+            return
+        room = option.rect.width() - self.PADDING
+        if not option.icon.isNull():
+            room -= option.decorationSize.width() + self.PADDING
+        metrics = option.fontMetrics
+        if metrics.horizontalAdvance(text) <= room:
+            return
+        head = text[:-len(self.tail)]
+        option.text = metrics.elidedText(head, Qt.ElideRight, max(0, room - metrics.horizontalAdvance(self.tail))) \
+            + self.tail

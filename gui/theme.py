@@ -57,9 +57,12 @@ STALE = "Last known state"  # what an array that does not answer last reported
 STALE_BRUSH = QBrush(QColor("#8a8f98"))  # its rows are greyed, in the tree and the tables
 
 
+LAST_KNOWN = " (last known)"  # what a stale status ends with; a cut one keeps it (gui.elided.KeepTailDelegate)
+
+
 def last_known(text: str, stale: bool) -> str:
     """A status an array that does not answer reported last says so: never a plain, current-looking "Optimal"."""
-    return f"{text} (last known)" if stale else text
+    return text + LAST_KNOWN if stale else text
 
 
 def stale_tip(array: str) -> str:

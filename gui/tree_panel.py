@@ -19,8 +19,9 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QTreeVi
 
 from core.units import format_size
 from gui.console_state import ConsoleState
+from gui.elided import KeepTailDelegate
 from gui.selection import Selection
-from gui.theme import (STALE_BRUSH, icon, last_known, role_icon, stale_tip, status_icon_of, status_key,
+from gui.theme import (LAST_KNOWN, STALE_BRUSH, icon, last_known, role_icon, stale_tip, status_icon_of, status_key,
                        status_label)
 
 KEY_ROLE = Qt.UserRole + 1
@@ -135,6 +136,7 @@ class TreePanel(QWidget):
         header.resizeSection(2, role_w)
         # A long name keeps its head and its tail ("payroll_2\u2026_dr"), the tooltip has it whole.
         self.view.setTextElideMode(Qt.ElideMiddle)
+        self.view.setItemDelegateForColumn(1, KeepTailDelegate(LAST_KNOWN, self.view))  # "Opt\u2026 (last known)"
         self.view.setIndentation(14)
         # The folder rows' "Mirror consistency groups", two levels deep, is read whole (it was "Mirror co…cy groups").
         name_w = max(NAME_MIN_WIDTH, metrics.horizontalAdvance("Mirror consistency groups") + 2 * 14 + 16 + 24)

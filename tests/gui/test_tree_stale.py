@@ -6,9 +6,10 @@ with a green mark while the array was down looked healthy (seen in the walk-thro
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QStyleOptionViewItem
 
 from gui.details_panel import ICON_ROLE
-from gui.theme import STALE, STALE_BRUSH
+from gui.theme import LAST_KNOWN, STALE, STALE_BRUSH
 
 
 def _group_status(window, array: str) -> tuple[str, object, object]:
@@ -19,6 +20,18 @@ def _group_status(window, array: str) -> tuple[str, object, object]:
         return "", None, None
     cell = t.item(row, 3)
     return cell.text(), cell.data(Qt.ForegroundRole), cell.data(ICON_ROLE)
+
+
+def _drawn_status(window, key: tuple) -> str:
+    """The text the tree draws in ``key``'s Status cell with the column narrowed to 60 % of that text."""
+    view, item = window.tree.view, window.tree._items[key][1]
+    index = window.tree.proxy.mapFromSource(item.index())
+    view.header().resizeSection(1, int(view.fontMetrics().horizontalAdvance(item.text()) * 0.6) + 30)
+    option = QStyleOptionViewItem()
+    option.rect = view.visualRect(index)
+    view.itemDelegateForColumn(1).initStyleOption(option, index)
+    assert option.fontMetrics.horizontalAdvance(option.text) <= option.rect.width()
+    return option.text
 
 
 def test_groups_of_an_array_that_stopped_show_their_last_known_state(qtbot, console, engine):
@@ -34,6 +47,8 @@ def test_groups_of_an_array_that_stopped_show_their_last_known_state(qtbot, cons
     assert item.data(Qt.ForegroundRole) == STALE_BRUSH
     assert item.data(Qt.ToolTipRole).splitlines()[1].startswith(f"{STALE}: SiteB does not answer")
     assert window.tree._items[("group", "SiteA", "erp")][0].data(Qt.ForegroundRole) is None  # SiteA answers
+    shown = _drawn_status(window, ("group", "SiteB", "erp"))  # a narrow column cuts the status, not "(last known)"
+    assert shown.endswith(LAST_KNOWN) and shown != window.tree.text_of(("group", "SiteB", "erp"), 1)
     window.tree.view.clearSelection()
     qtbot.waitUntil(lambda: _group_status(window, "SiteB")[0].endswith("(last known)"), timeout=10000)
     _, brush, icon = _group_status(window, "SiteB")
