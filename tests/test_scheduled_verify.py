@@ -30,9 +30,11 @@ def _mirror(c: BlockingEngine) -> None:
 
 def test_a_ready_group_is_verified_by_itself_and_the_time_is_kept(client, lab_home):
     _mirror(client)
+    # Before the group is ready: a scheduler tick between its first recovery point and this would
+    # see it with the weekly default and set its first verify up to an hour away (a timeout under load).
+    _every_hour_soon(client)
     client.host_write("SiteA/v", 0, b"v" * 65536)
     client.sync_now("G", wait=True, after_running=True)
-    _every_hour_soon(client)
     wait_for(lambda: any(e.code == "arvmOnlineVerify" and e.object == "G" for e in client.events("SiteA")))
     record = lab_home / "arrays" / "SiteA" / "verify.json"
     wait_for(record.exists)
