@@ -175,6 +175,10 @@ def test_a_changed_setting_counts_from_the_last_run_and_a_removed_group_is_forgo
         s.tick([group(hours=0)])
         assert s.next_due("SiteA", "G1") is None            # off
         s.tick([group("G2")])
+        first = s.next_due("SiteA", "G2")
+        assert first <= T0 + timedelta(hours=1)
+        s.tick([group("G2", hours=48)])  # never verified: a new setting keeps the first within the hour
+        assert s.next_due("SiteA", "G2") == first
         s.tick([])
         assert s.next_due("SiteA", "G2") is None            # deleted, or no longer primary here
     asyncio.run(main())

@@ -171,8 +171,10 @@ class VerifySchedule:
                 first = now + min(interval, self.first_delay_hours * HOUR) * (0.5 + 0.5 * spread)
             entry = self._entries[key] = _Entry(c.every_hours, first, last_finished=c.last_verified)
         elif entry.every_hours != c.every_hours:  # the setting changed: count from the last run
-            since = self.clock.deadline_at(entry.last_finished) if entry.last_finished else now
-            entry.next_due = max(now, since + interval) if entry.last_finished else now + interval
+            if entry.last_finished is not None:
+                entry.next_due = max(now, self.clock.deadline_at(entry.last_finished) + interval)
+            else:  # never verified: still within its first delay, sooner if the new interval says so
+                entry.next_due = min(entry.next_due, now + interval)
             entry.every_hours = c.every_hours
         return entry
 
