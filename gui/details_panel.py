@@ -69,7 +69,7 @@ class DetailsPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self._offline: set[str] = set()  # arrays that do not answer: what they show is their last known state
-        self._stale_fitted: dict = {}  # table -> the stale arrays its columns were sized for
+        self._statuses_fitted: dict = {}  # table -> the status texts its columns were sized for
         self.selection: Selection | None = None
         self.title = QLabel("Select an array, a group or a pair", objectName="sectionTitle")
         self.subtitle = QLabel("", objectName="hint")
@@ -261,7 +261,7 @@ class DetailsPanel(QWidget):
             _row(t, r, cells, g.progress.percent if g.progress else None, stale)
             _icon(t.item(r, 3), status_key(g.status, stale), status_icon_of)
             _icon(t.item(r, 2), g.role, role_icon)
-        self._fit(t, grew, frozenset(g.array for g in groups if g.array in self._offline))
+        self._fit(t, grew)
 
     def _fill_pairs(self, groups) -> None:
         # One row per pair: both sides' snapshots name both volumes (the row shows both reserved capacities),
@@ -287,23 +287,22 @@ class DetailsPanel(QWidget):
             tip = stale_tip(p.array) if stale else p.reason
             if t.item(r, 3).toolTip() != tip:
                 t.item(r, 3).setToolTip(tip)
-        self._fit(t, grew, frozenset(p.array for p in pairs if p.array in self._offline))
+        self._fit(t, grew)
 
-    def _fit(self, t: QTableWidget, grew: bool, stale: frozenset) -> None:
-        """Size ``t``'s columns when rows came, or when rows of an array that does not answer came or went.
+    def _fit(self, t: QTableWidget, grew: bool) -> None:
+        """Size ``t``'s columns when rows came, or when the statuses shown changed.
 
-        Then the Status column keeps its whole text ("Optimal (last known)"): squeezed with the
-        others it read "Optimal …", a current-looking status. Sizing scans every cell, so it is
-        done only then (the fitter skips huge tables); the bar's cell is given its floor of 120 px.
+        The Status column keeps its whole text: squeezed with the others, "Optimal (last
+        known)" read "Optimal …", a current-looking status, and "Role conflict" read "Role …"
+        (seen in the walk-through). Sizing scans every cell, so it is done only then (the
+        fitter skips huge tables); the bar's cell is given its floor of 120 px.
         """
-        if not grew and stale == self._stale_fitted.get(t):
+        statuses = frozenset(t.item(r, 3).text() for r in range(t.rowCount()) if t.item(r, 3) is not None)
+        if not grew and statuses == self._statuses_fitted.get(t):
             return
-        self._stale_fitted[t] = stale
+        self._statuses_fitted[t] = statuses
         fitter = self._fitters[t]
-        if stale:
-            fitter.minimums[3] = t.sizeHintForColumn(3)
-        else:
-            fitter.minimums.pop(3, None)
+        fitter.minimums[3] = t.sizeHintForColumn(3)
         fitter.fit()
 
 

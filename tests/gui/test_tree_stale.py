@@ -2,6 +2,7 @@
 
 In the tree and in the details' tables alike: a table that still said a plain "Optimal"
 with a green mark while the array was down looked healthy (seen in the walk-through).
+And no status is cut to fit: "Role conflict" read "Role …" in a narrow window.
 """
 from __future__ import annotations
 
@@ -64,3 +65,18 @@ def test_groups_of_an_array_that_stopped_show_their_last_known_state(qtbot, cons
     qtbot.waitUntil(lambda: not _group_status(window, "SiteB")[0].endswith("(last known)"), timeout=10000)
     _, brush, icon = _group_status(window, "SiteB")
     assert brush is None and not icon.endswith(":stale")
+
+
+def test_a_current_status_is_not_cut_either(qtbot, console, engine):
+    """A narrow window squeezes the other columns: "User suspended" must not read "User …" (as "Role …" did)."""
+    bridge, window = console
+    engine("create_group", "erp", "SiteA", "SiteB", sync_mode="manual")
+    engine("add_pair", "erp", "SiteA/db", "SiteB/db_dr")
+    window.tree.view.clearSelection()
+    t = window.details.groups_table
+    qtbot.waitUntil(lambda: _group_status(window, "SiteA")[0] == "Optimal", timeout=20000)
+    window.resize(900, 700)
+    engine("suspend", "erp")
+    qtbot.waitUntil(lambda: _group_status(window, "SiteA")[0] == "User suspended", timeout=10000)
+    qtbot.waitUntil(lambda: t.columnWidth(3) >= t.sizeHintForColumn(3), timeout=5000)
+    assert t.horizontalHeader().length() > t.viewport().width()  # too narrow for all: it scrolls, the status stays whole
