@@ -67,6 +67,8 @@ def _row_values(state: ConsoleState):
         for p in g.pairs:
             text = f"{p.local_volume} \u2192 {p.remote_array}/{p.remote_volume}"
             tip = f"{p.primary_ref} \u2192 {p.secondary_ref}" + (f"\n{p.reason}" if p.reason else "")
+            if g.array in offline:
+                tip = f"{stale_tip(g.array)}\n" + tip
             # The kind of sync is in the details; the tree keeps it short. A transfer held while the
             # pair failed or stopped is not "Synchronizing": the status says what the pair is.
             if p.progress is not None and p.status == "synchronizing":
@@ -74,14 +76,15 @@ def _row_values(state: ConsoleState):
             else:
                 status_text = _short(status_label(p.status))
             rows.append((("pair", g.array, p.local_volume), ("group", g.array, g.name), text, None, p.status,
-                         status_text, p.role, tip))
+                         last_known(status_text, g.array in offline), p.role, tip))
     for v in state.volumes:
         if v.array not in known:
             continue
         status = "failed" if v.failed else "optimal"
+        tip = _volume_tip(v.capacity, v.drive_type, v.raid_level, v.pool, v.mirror_group)
         rows.append((("volume", v.array, v.name), ("volumes", v.array), v.name, "volume", status,
-                     "Failed" if v.failed else "Optimal", v.role,
-                     _volume_tip(v.capacity, v.drive_type, v.raid_level, v.pool, v.mirror_group)))
+                     last_known("Failed" if v.failed else "Optimal", v.array in offline), v.role,
+                     f"{stale_tip(v.array)}\n{tip}" if v.array in offline else tip))
     return rows
 
 

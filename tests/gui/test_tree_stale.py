@@ -39,7 +39,8 @@ def test_groups_of_an_array_that_stopped_show_their_last_known_state(qtbot, cons
     bridge, window = console
     engine("create_group", "erp", "SiteA", "SiteB", sync_mode="manual")
     engine("add_pair", "erp", "SiteA/db", "SiteB/db_dr")
-    qtbot.waitUntil(lambda: window.tree.has(("group", "SiteB", "erp")), timeout=10000)
+    rows = (("group", "SiteB", "erp"), ("pair", "SiteB", "db_dr"), ("pair", "SiteA", "db"))
+    qtbot.waitUntil(lambda: all(window.tree.has(key) for key in rows), timeout=10000)
     assert not window.tree.text_of(("group", "SiteB", "erp"), 1).endswith("(last known)")
     engine("array_stop", "SiteB")
     qtbot.waitUntil(lambda: window.tree.text_of(("array", "SiteB"), 1) == "Offline", timeout=10000)
@@ -48,6 +49,10 @@ def test_groups_of_an_array_that_stopped_show_their_last_known_state(qtbot, cons
     assert item.data(Qt.ForegroundRole) == STALE_BRUSH
     assert item.data(Qt.ToolTipRole).splitlines()[1].startswith(f"{STALE}: SiteB does not answer")
     assert window.tree._items[("group", "SiteA", "erp")][0].data(Qt.ForegroundRole) is None  # SiteA answers
+    for key in (("pair", "SiteB", "db_dr"), ("volume", "SiteB", "db_dr")):  # every row of the array says so
+        assert window.tree.text_of(key, 1).endswith(LAST_KNOWN), key
+        assert f"{STALE}: SiteB does not answer" in window.tree._items[key][0].data(Qt.ToolTipRole)
+    assert not window.tree.text_of(("pair", "SiteA", "db"), 1).endswith(LAST_KNOWN)
     shown = _drawn_status(window, ("group", "SiteB", "erp"))  # a narrow column cuts the status, not "(last known)"
     assert shown.endswith(LAST_KNOWN) and shown != window.tree.text_of(("group", "SiteB", "erp"), 1)
     window.tree.view.clearSelection()
