@@ -9,7 +9,7 @@ only draw it cut when they are narrower than it.
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QSize, Qt
-from PySide6.QtGui import QPainter
+from PySide6.QtGui import QIcon, QPainter
 from PySide6.QtWidgets import (QLabel, QPushButton, QSizePolicy, QStyle, QStyledItemDelegate, QStyleOptionButton,
                                QStyleOptionViewItem, QStylePainter)
 
@@ -68,12 +68,16 @@ class KeepTailDelegate(QStyledItemDelegate):
         text = option.text
         if not text.endswith(self.tail):
             return
-        room = option.rect.width() - self.PADDING
-        if not option.icon.isNull():
-            room -= option.decorationSize.width() + self.PADDING
         metrics = option.fontMetrics
+        icon = 0 if option.icon.isNull() else option.decorationSize.width() + self.PADDING
+        room = option.rect.width() - self.PADDING - icon
         if metrics.horizontalAdvance(text) <= room:
             return
         head = text[:-len(self.tail)]
-        option.text = metrics.elidedText(head, Qt.ElideRight, max(0, room - metrics.horizontalAdvance(self.tail))) \
-            + self.tail
+        room -= metrics.horizontalAdvance(self.tail)
+        if icon and room < metrics.horizontalAdvance(head[:3] + "\u2026"):
+            # The mark gives its room to the words: "\u2026 (last known)" said nothing of the status.
+            option.icon = QIcon()
+            option.features &= ~QStyleOptionViewItem.ViewItemFeature.HasDecoration
+            room += icon
+        option.text = metrics.elidedText(head, Qt.ElideRight, max(0, room)) + self.tail
