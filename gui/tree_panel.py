@@ -51,9 +51,8 @@ def _row_values(state: ConsoleState):
     for g in state.groups:
         if g.array not in known:
             continue
-        tip = f"{g.name}: {g.role} on {g.array}, mirrors to {g.remote_array}; {status_label(g.status)}"
-        if g.array in offline:
-            tip = f"{stale_tip(g.array)}\n" + tip
+        tip = _stale_first(f"{g.name}: {g.role} on {g.array}, mirrors to {g.remote_array}; {status_label(g.status)}",
+                           g.array, offline)
         name = g.name
         drill = drills.get(g.name)
         # The drill runs where its exports are (the secondary side): mark that side's row only.
@@ -66,9 +65,8 @@ def _row_values(state: ConsoleState):
                      g.role, tip))
         for p in g.pairs:
             text = f"{p.local_volume} \u2192 {p.remote_array}/{p.remote_volume}"
-            tip = f"{p.primary_ref} \u2192 {p.secondary_ref}" + (f"\n{p.reason}" if p.reason else "")
-            if g.array in offline:
-                tip = f"{stale_tip(g.array)}\n" + tip
+            tip = _stale_first(f"{p.primary_ref} \u2192 {p.secondary_ref}" + (f"\n{p.reason}" if p.reason else ""),
+                               g.array, offline)
             # The kind of sync is in the details; the tree keeps it short. A transfer held while the
             # pair failed or stopped is not "Synchronizing": the status says what the pair is.
             if p.progress is not None and p.status == "synchronizing":
@@ -81,11 +79,16 @@ def _row_values(state: ConsoleState):
         if v.array not in known:
             continue
         status = "failed" if v.failed else "optimal"
-        tip = _volume_tip(v.capacity, v.drive_type, v.raid_level, v.pool, v.mirror_group)
         rows.append((("volume", v.array, v.name), ("volumes", v.array), v.name, "volume", status,
                      last_known("Failed" if v.failed else "Optimal", v.array in offline), v.role,
-                     f"{stale_tip(v.array)}\n{tip}" if v.array in offline else tip))
+                     _stale_first(_volume_tip(v.capacity, v.drive_type, v.raid_level, v.pool, v.mirror_group),
+                                  v.array, offline)))
     return rows
+
+
+def _stale_first(tip: str, array: str, offline: set[str]) -> str:
+    """A row of an array that does not answer says so first in its tooltip."""
+    return f"{stale_tip(array)}\n{tip}" if array in offline else tip
 
 
 @functools.lru_cache(maxsize=4096)  # a volume's tooltip changes only with its settings: spelled once
