@@ -405,7 +405,7 @@ def test_staging_corrupt_payload_cuts_there(tmp_path):
     st.put(0, b"x" * RS)
     st.put(RS, b"y" * RS)
     st.put(2 * RS, b"z" * RS)
-    pos = st._records[1][3]
+    pos = st.journal_records()[1][3]
     st.close()
     with open(tmp_path / "stage", "r+b") as f:
         f.seek(pos + 5)
@@ -426,7 +426,7 @@ def test_staging_commit_marker_without_apply_is_reapplied(tmp_path, monkeypatch)
     st.put(2 * RS, None, RS)
 
     def crash_mid_apply():
-        off, length, zero, pos = st._records[0]
+        off, length, zero, pos = st.journal_records()[0]
         os.pwrite(st._base, os.pread(st._fd, length, pos), off)
         raise Crash
 

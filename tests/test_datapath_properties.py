@@ -176,12 +176,12 @@ class MirrorModel:
         self.send(len(sync["to_send"]))
         self.stage.prepare()
         if crash == "secondary_mid_apply":
-            records = list(self.stage._records)
+            records = self.stage.journal_records()
             stage = self.stage
 
             def torn_apply():
                 for offset, length, zero, pos in records[: len(records) // 2]:
-                    os.pwrite(stage._base, os.pread(stage._fd, length, pos), offset)
+                    os.pwrite(stage._base, bytes(length) if zero else os.pread(stage._fd, length, pos), offset)
                 raise Crash
 
             self.stage._apply = torn_apply

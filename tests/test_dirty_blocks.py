@@ -207,6 +207,27 @@ def test_the_journal_holds_the_pieces_not_whole_regions(tmp_path):
     assert (tmp_path / "sec").read_bytes() == bytes(new)
 
 
+def test_a_commit_applies_pieces_runs_and_zeros_across_many_journal_windows(tmp_path):
+    """Thousands of pieces (several of the apply's 4 MiB journal windows), a 2 MiB run and zero pieces land exactly."""
+    old = os.urandom(256 * RS)
+    st = staging(tmp_path, old)
+    st.begin("t", {"id": 2})
+    new = bytearray(old)
+    run = os.urandom(32 * RS)
+    st.put_many([(200 * RS, len(run), run)])  # larger than a quarter window: copied in the kernel
+    new[200 * RS:232 * RS] = run
+    for r in range(200):
+        items = []
+        for k in range(1, 16, 2):
+            data = None if (r + k) % 7 == 0 else os.urandom(B)
+            items.append((r * RS + k * B, B, data))
+            new[r * RS + k * B:r * RS + (k + 1) * B] = data if data is not None else bytes(B)
+        st.put_many(items)
+    assert st.bytes_used > len(run) + (4 << 20)  # the pieces alone fill more than one window
+    st.commit()
+    assert (tmp_path / "sec").read_bytes() == bytes(new)
+
+
 @pytest.mark.parametrize("cut", ["at a record's end", "inside a record"])
 def test_a_batch_cut_short_by_a_crash_leaves_none_of_its_regions_held(tmp_path, cut):
     """A torn tail that keeps some pieces of a batch keeps none: its regions are sent again whole."""
