@@ -149,6 +149,24 @@ def test_a_region_written_next_to_its_copied_blocks_is_copied_whole_and_elsewher
     os.close(fd)
 
 
+def test_a_run_read_lays_the_copied_blocks_over_the_volume(tmp_path):
+    """The sender's run read: regions with no copy, some blocks copied, all copied, and a short last one."""
+    vol = tmp_path / "v"
+    old = os.urandom(4 * RS + 5000)
+    vol.write_bytes(old)
+    fd = os.open(vol, os.O_RDWR)
+    pit = PitStore.open(tmp_path / "pit", vol, RS, lambda: 1 << 30)
+    pit.begin(range(5))
+    for offset, length in ((RS + 3 * B, B), (2 * RS, RS), (4 * RS, 100), (3 * RS + 9 * B, 2 * B)):
+        pit.prefetch([(offset, length)])
+        pit.before_write(offset, length)
+        os.pwrite(fd, os.urandom(length), offset)
+    assert pit.read_run(0, 5) == old
+    assert pit.read_run(1, 3) == old[RS:4 * RS]
+    pit.close()
+    os.close(fd)
+
+
 def staging(tmp_path, old: bytes, size: int | None = None) -> Staging:
     vol = tmp_path / "sec"
     vol.write_bytes(old)

@@ -178,10 +178,7 @@ class PitStore:
         end = offset + length
         todo = []  # (region, blocks to copy)
         for r in regions:
-            base = r * rs
-            b0 = (max(offset, base) - base) // block
-            b1 = (min(end, base + rs) - 1 - base) // block
-            need = (((1 << (b1 + 1)) - 1) ^ ((1 << b0) - 1)) & ~int(self._copied[r])
+            need = self._to_copy(r, offset, end)
             if need:
                 todo.append((r, need))
         if not todo:
@@ -202,8 +199,6 @@ class PitStore:
                 self._slot[r] = slot
                 self._live += 1
             copied = int(self._copied[r])
-            if copied & ((need << 1) | (need >> 1)):  # the region is being written densely: copy the rest
-                need = self._full & ~copied
             runs = block_runs(need, block, r * rs, (r + 1) * rs)
             whole = os.pread(self._base, rs, r * rs) if len(runs) > 1 else b""  # one read for all runs
             for off, n in runs:
@@ -211,6 +206,26 @@ class PitStore:
                 if data:
                     os.pwrite(self._fd, data, HEADER_SIZE + slot * rs + off - r * rs)
             self._copied[r] = copied | need
+
+    def _to_copy(self, r: int, offset: int, end: int) -> int:
+        """The blocks of region ``r`` a write of ``[offset, end)`` makes the store copy (a mask).
+
+        Its own blocks not copied yet; next to blocks already copied, the region is being
+        written densely and the rest of it is copied too (see the module docstring).
+        """
+        copied = int(self._copied[r])
+        need = self._span(r, offset, end) & ~copied
+        if copied & ((need << 1) | (need >> 1)):
+            need = self._full & ~copied
+        return need
+
+    def _span(self, r: int, offset: int, end: int) -> int:
+        """The blocks of region ``r`` that ``[offset, end)`` touches (a mask)."""
+        rs, block = self._region_size, self._block
+        base = r * rs
+        b0 = (max(offset, base) - base) // block
+        b1 = (min(end, base + rs) - 1 - base) // block
+        return ((1 << (b1 + 1)) - 1) ^ ((1 << b0) - 1)
 
     def prefetch(self, ranges) -> None:
         """Writes of ``(offset, length)`` are coming, or reads of them: start reading those blocks.
@@ -228,9 +243,11 @@ class PitStore:
                 self._follow_stream(offset, length)
             if length <= 0 or offset < 0 or r >= prot.size or not prot[r] or int(self._copied[r]) == self._full:
                 continue
-            start = offset - offset % block
+            start, end = offset - offset % block, offset + length
+            if self._to_copy(r, offset, end) & ~self._span(r, offset, end):
+                start, end = r * rs, max(end, (r + 1) * rs)  # the rest of the region is copied too: read all of it
             with contextlib.suppress(OSError):
-                os.posix_fadvise(self._base, start, offset + length - start, os.POSIX_FADV_WILLNEED)
+                os.posix_fadvise(self._base, start, end - start, os.POSIX_FADV_WILLNEED)
 
     def _follow_stream(self, offset: int, length: int) -> None:
         """Read ahead of a host overwriting sequentially: ``READ_AHEAD`` bytes of old data past its write.
@@ -315,14 +332,16 @@ class PitStore:
         want = min(count * rs, self._size - first * rs)
         if self._owns_base and end < self._protected.size and self._protected[end]:
             self._sender_ahead = self._ask_ahead(end * rs, self._sender_ahead)
-        copied = np.flatnonzero(self._slot[first:end] >= 0)  # read_region merges a region's copied blocks
+        copied = np.flatnonzero(self._slot[first:end] >= 0)
         base = self._read_base(first * rs, want)
         if not len(copied):
             return base
-        data = bytearray(base)
+        data = bytearray(base)  # the copied blocks laid over what the volume holds (read once, above)
         for i in copied:
-            piece = self.read_region(first + int(i))
-            data[int(i) * rs:int(i) * rs + len(piece)] = piece
+            r, mask = first + int(i), int(self._copied[first + int(i)])
+            in_slot = HEADER_SIZE + int(self._slot[r]) * rs - r * rs
+            for off, n in block_runs(mask, self._block, r * rs, min((r + 1) * rs, self._size)) if mask else ():
+                data[off - first * rs:off - first * rs + n] = os.pread(self._fd, n, in_slot + off).ljust(n, b"\0")
         return bytes(data)
 
     def _read_base(self, offset: int, length: int) -> bytes:

@@ -36,7 +36,7 @@ RUN_REGIONS = 16  # consecutive whole regions are read, encoded and staged as on
 BATCH_BYTES = 1 << 20  # regions of one volume share a frame up to this much data
 BATCH_REGIONS = 64
 YIELD_BYTES = 1 << 20  # let host I/O in after each MiB sent
-PREFETCH_REGIONS = 1024  # regions sent as pieces whose blocks are read ahead at the start
+PREFETCH_REGIONS = 1024  # regions sent as pieces whose blocks are asked for at a time, ahead of the sender
 # Pause per MiB sent while hosts are active, divided by the sync priority's weight
 # (1-16): at most ~16 MiB/s (lowest) to ~256 MiB/s (highest) under host load.
 HOST_PAUSE_SECONDS = 0.064
@@ -191,7 +191,8 @@ async def send(peer: "Peer", hosts: "HostVolumes", rs: int, array, group_row, tr
         p.bytes_done = _confirmed_bytes(p, rs, hv.size)
         chunk = RUN_REGIONS if p.direct or runs_ok else 1
         partial = p.pieces(rs) if partial_ok else np.zeros(len(p.regions), dtype=bool)
-        hv.pit.prefetch(_piece_ranges(p, partial & ~p.confirmed, rs, hv.size))
+        ahead = np.flatnonzero(partial & ~p.confirmed)  # regions sent as pieces, in sending order
+        asked = _ask_for_pieces(hv, p, ahead, 0, rs)
         batch: list[Run] = []
         batch_bytes = segments = 0
         for start, count, first in runs(p.regions, ~p.confirmed, chunk, partial):
@@ -200,6 +201,8 @@ async def send(peer: "Peer", hosts: "HostVolumes", rs: int, array, group_row, tr
                     f"the reserved capacity of {local}/{p.local_volume} filled up during the synchronization; "
                     "its recovery point image is unavailable: increase the reserved capacity, then resume")
             span = min((first + count) * rs, hv.size) - first * rs
+            if asked < len(ahead) and start >= ahead[asked - PREFETCH_REGIONS // 2]:
+                asked = _ask_for_pieces(hv, p, ahead, asked, rs)  # the next ones, before these run out
             if partial[start]:
                 pieces = [(off, hv.pit.read_piece(first, off, n))
                           for off, n in block_runs(int(p.blocks[start]), p.block_size, first * rs, first * rs + span)]
@@ -280,17 +283,20 @@ class _Pacer:
             self.unconfirmed_bytes = 0
 
 
-def _piece_ranges(p: PairTransfer, todo: np.ndarray, rs: int, size: int) -> list[tuple[int, int]]:
-    """The dirty-block runs of the first ``PREFETCH_REGIONS`` regions sent as pieces.
+def _ask_for_pieces(hv, p: PairTransfer, ahead: np.ndarray, at: int, rs: int) -> int:
+    """Ask the disk for the dirty-block runs of the ``PREFETCH_REGIONS`` regions from ``ahead[at]`` on; returns where that ends.
 
     Their reads are small and scattered: asked for together, a sync of a few scattered
-    4 KiB writes waits for about one disk read instead of one per piece.
+    4 KiB writes waits for about one disk read instead of one per piece. Asked for a
+    window at a time as the sync goes (only the first window was, once: past it, a sync
+    of a volume written all over at random read every piece cold, one at a time).
     """
     out = []
-    for i in np.flatnonzero(todo)[:PREFETCH_REGIONS]:
+    for i in ahead[at:at + PREFETCH_REGIONS]:
         r = int(p.regions[i])
-        out += block_runs(int(p.blocks[i]), p.block_size, r * rs, min((r + 1) * rs, size))
-    return out
+        out += block_runs(int(p.blocks[i]), p.block_size, r * rs, min((r + 1) * rs, hv.size))
+    hv.pit.prefetch(out)
+    return min(at + PREFETCH_REGIONS, len(ahead))
 
 
 def _confirmed_bytes(p: PairTransfer, rs: int, size: int) -> int:
