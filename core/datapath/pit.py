@@ -228,11 +228,11 @@ class PitStore:
         return ((1 << (b1 + 1)) - 1) ^ ((1 << b0) - 1)
 
     def prefetch(self, ranges) -> None:
-        """Writes of ``(offset, length)`` are coming, or reads of them: start reading those blocks.
+        """Host writes of ``(offset, length)`` are coming: start reading the old data their copies need.
 
-        The copies (and the sender's reads) read the volume synchronously on the event
-        loop; from a cold page cache each is a disk read. Asked for together (no wait),
-        a batch waits about one read instead of one per range.
+        The copies read the volume synchronously on the event loop; from a cold page
+        cache each is a disk read. Asked for together (no wait), a batch waits about one
+        read instead of one per range.
         """
         if not self._active:
             return
@@ -248,6 +248,18 @@ class PitStore:
                 start, end = r * rs, max(end, (r + 1) * rs)  # the rest of the region is copied too: read all of it
             with contextlib.suppress(OSError):
                 os.posix_fadvise(self._base, start, end - start, os.POSIX_FADV_WILLNEED)
+
+    def read_ahead(self, ranges) -> None:
+        """The sender will read ``(offset, length)`` of the image: start reading them from the volume (no wait)."""
+        if not self._active:
+            return
+        rs = self._region_size
+        for offset, length in ranges:
+            r = offset // rs
+            if length <= 0 or offset < 0 or r >= self._copied.size or int(self._copied[r]) == self._full:
+                continue  # a region copied whole is read from its slot
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self._base, offset, length, os.POSIX_FADV_WILLNEED)
 
     def _follow_stream(self, offset: int, length: int) -> None:
         """Read ahead of a host overwriting sequentially: ``READ_AHEAD`` bytes of old data past its write.
@@ -288,20 +300,28 @@ class PitStore:
 
     def _read(self, index: int, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` inside region ``index``: copied blocks from its slot, the rest from the volume."""
-        rs = self._region_size
         slot = int(self._slot[index])
         copied = int(self._copied[index]) if slot >= 0 else 0
         if not copied:
             return os.pread(self._base, length, offset).ljust(length, b"\0")
-        in_slot = HEADER_SIZE + slot * rs - index * rs  # file offset of volume offset 0 in this slot
         if copied == self._full:
+            in_slot = HEADER_SIZE + slot * self._region_size - index * self._region_size
             return os.pread(self._fd, length, in_slot + offset).ljust(length, b"\0")
         data = bytearray(os.pread(self._base, length, offset).ljust(length, b"\0"))
-        for off, n in block_runs(copied, self._block, index * rs, (index + 1) * rs):
-            a, b = max(off, offset), min(off + n, offset + length)
-            if a < b:
-                data[a - offset:b - offset] = os.pread(self._fd, b - a, in_slot + a).ljust(b - a, b"\0")
+        self._lay_copies(data, offset, index)
         return bytes(data)
+
+    def _lay_copies(self, data: bytearray, at: int, index: int) -> None:
+        """Lay region ``index``'s copied blocks over ``data``, the volume's bytes from offset ``at`` on."""
+        rs, mask, slot = self._region_size, int(self._copied[index]), int(self._slot[index])
+        if not mask or slot < 0:
+            return
+        in_slot = HEADER_SIZE + slot * rs - index * rs  # file offset of volume offset 0 in this slot
+        end = at + len(data)
+        for off, n in block_runs(mask, self._block, index * rs, (index + 1) * rs):
+            a, b = max(off, at), min(off + n, end)
+            if a < b:
+                data[a - at:b - at] = os.pread(self._fd, b - a, in_slot + a).ljust(b - a, b"\0")
 
     def read_piece(self, index: int, offset: int, length: int) -> bytes:
         """``length`` bytes at volume ``offset`` inside region ``index``, as at the PIT instant.
@@ -338,10 +358,7 @@ class PitStore:
             return base
         data = bytearray(base)  # the copied blocks laid over what the volume holds (read once, above)
         for i in copied:
-            r, mask = first + int(i), int(self._copied[first + int(i)])
-            in_slot = HEADER_SIZE + int(self._slot[r]) * rs - r * rs
-            for off, n in block_runs(mask, self._block, r * rs, min((r + 1) * rs, self._size)) if mask else ():
-                data[off - first * rs:off - first * rs + n] = os.pread(self._fd, n, in_slot + off).ljust(n, b"\0")
+            self._lay_copies(data, first * rs, first + int(i))
         return bytes(data)
 
     def _read_base(self, offset: int, length: int) -> bytes:

@@ -175,8 +175,8 @@ async def send(peer: "Peer", hosts: "HostVolumes", rs: int, array, group_row, tr
     # What the secondary held of a transfer this one replaces is sent again: the history says so.
     transfer.bytes_resent += int(begin.get("discardedBytes", 0))
     session = await peer.session(local, remote)
-    # Only dirty blocks of a region cross when the secondary completes regions from pieces, and
-    # a region's pieces share one REGIONS frame (a peer before 1.1 gets a frame per piece).
+    # Only dirty blocks of a region cross when the secondary takes regions as pieces, and a
+    # region's pieces share one REGIONS frame (a peer before 1.1 gets a frame per piece).
     partial_ok = bool(begin.get("partialRegions")) and session.peer_minor >= frames.REGIONS_MINOR
     # An interval sync after a volume was rewritten whole (a restore, a disk image) sent one
     # region per run: 4 GiB of zeros took 16 s, most of it Python per 64 KiB region.
@@ -295,7 +295,7 @@ def _ask_for_pieces(hv, p: PairTransfer, ahead: np.ndarray, at: int, rs: int) ->
     for i in ahead[at:at + PREFETCH_REGIONS]:
         r = int(p.regions[i])
         out += block_runs(int(p.blocks[i]), p.block_size, r * rs, min((r + 1) * rs, hv.size))
-    hv.pit.prefetch(out)
+    hv.pit.read_ahead(out)
     return min(at + PREFETCH_REGIONS, len(ahead))
 
 
