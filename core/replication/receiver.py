@@ -250,7 +250,7 @@ class Receiver:
             incoming.received[p["volume"]] = sum(min(hv.size - off, self.hosts.region_size)
                                                  for off in staged[p["volume"]])
             self._incoming_of[(array.name, p["volume"])] = (array.name, group)
-        # partialRegions: this side completes regions sent as pieces of dirty blocks (issue 14).
+        # partialRegions: this side takes regions sent as pieces of dirty blocks (issue 14).
         # regionRuns: it counts every region of a run of whole regions staged as one record
         # as staged (a secondary before this counted only the run's first region).
         return {"staged": staged, "discardedBytes": discarded, "partialRegions": True, "regionRuns": True}
@@ -301,7 +301,7 @@ class Receiver:
 
         A primary that was told ``partialRegions`` at begin sends only the dirty blocks
         of a region, as pieces, all pieces of a region in one frame (one call here);
-        staging completes each such region from what this side holds (``Staging.put_many``).
+        staging journals the pieces and counts a region held once all of them are (``Staging.put_many``).
         """
         if transfer in self.errors:
             return  # already failed: the commit reports it
