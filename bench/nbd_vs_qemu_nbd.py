@@ -20,7 +20,10 @@ Each round measures, in alternating order, each on its own file or volume:
   daemon-sync       the same primary while syncs run back to back over REST for the whole
                     measurement (PIT copy-on-write active, the receiver busy in SiteB's daemon).
 Tests: (1) nbdcopy --request-size=1M of a random file into each export;
-(2) fio --ioengine=nbd --rw=randwrite --bs=4k --iodepth=16 --time_based.
+(2) fio --ioengine=nbd --rw=randwrite --bs=4k --iodepth=16 --time_based --randrepeat=0: each
+run writes its own random blocks (fio's default seed wrote the same sequence every run, so
+the writes under daemon-sync hit exactly the blocks the slot before had dirtied, i.e. the
+very blocks the sync was sending: a worst case for copy-on-write, not random writes).
 The page cache is dropped before every timed run when the bench runs as root.
 Medians of ``--rounds`` (>= 3) with the range; ratios are of the medians.
 
@@ -101,7 +104,7 @@ def nbdcopy_mb_s(src: Path, uri: str, size: int) -> float:
 def fio_iops(uri: str, size: int, runtime: int) -> float:
     out = subprocess.run(
         ["fio", "--name=randwrite", "--ioengine=nbd", f"--uri={uri}", "--rw=randwrite",
-         "--bs=4k", "--iodepth=16", f"--size={size}", f"--runtime={runtime}",
+         "--bs=4k", "--iodepth=16", f"--size={size}", f"--runtime={runtime}", "--randrepeat=0",
          "--time_based", "--output-format=json"],
         check=True, capture_output=True, text=True).stdout
     job = json.loads(out[out.index("{"):])["jobs"][0]
