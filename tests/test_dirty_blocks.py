@@ -13,6 +13,7 @@ import pytest
 
 from core.datapath import ChangeLog, PitStore, Staging
 from core.datapath.dirty_blocks import block_runs, dirty_block_size
+from core.errors import MirrorError
 
 RS = 64 * 1024
 B = 4096
@@ -145,6 +146,57 @@ def test_a_region_written_next_to_its_copied_blocks_is_copied_whole_and_elsewher
     write(RS + 5 * B)  # next to block 4: the rest of region 1 too
     assert allocated() == 2 * B + RS
     assert pit.read_region(0) == old[:RS] and pit.read_region(1) == old[RS:]
+    pit.close()
+    os.close(fd)
+
+
+def test_the_pit_of_regions_sent_as_pieces_preserves_their_dirty_blocks_only(tmp_path):
+    """A write elsewhere in such a region copies nothing; the region cannot be read whole."""
+    vol = tmp_path / "v"
+    old = os.urandom(3 * RS)
+    vol.write_bytes(old)
+    fd = os.open(vol, os.O_RDWR)
+    pit = PitStore.open(tmp_path / "pit", vol, RS, lambda: 1 << 30)
+    pit.begin([0, 1, 2], [bits(3, 4), 0, (1 << (RS // B)) - 1])  # pieces; whole (unknown); whole (every block)
+    for offset in (9 * B, RS + 9 * B, 2 * RS + 9 * B, 3 * B):
+        pit.prefetch([(offset, B)])
+        pit.before_write(offset, B)
+        os.pwrite(fd, os.urandom(B), offset)
+    assert pit.preserved_count == 3  # block 9 of region 0 was not copied, block 3 was
+    assert os.stat(tmp_path / "pit").st_blocks * 512 - 4096 == 3 * B
+    assert pit.read_piece(0, 3 * B, 2 * B) == old[3 * B:5 * B]
+    assert pit.read_run(1, 2) == old[RS:]
+    with pytest.raises(MirrorError, match="cannot be read whole"):
+        pit.read_region(0)
+    with pytest.raises(MirrorError, match="cannot be read whole"):
+        pit.read_run(0, 2)
+    with pytest.raises(MirrorError, match="not all preserved"):
+        pit.read_piece(0, 4 * B, 2 * B)  # block 5 was never preserved
+    pit.close()
+    os.close(fd)
+
+
+def test_pieces_read_the_capture_instant_under_random_writes(tmp_path):
+    """Random masks, random writes (some over several regions), random reads: every piece is the capture's."""
+    rng = np.random.default_rng(11)
+    regions = 24
+    vol = tmp_path / "v"
+    old = os.urandom(regions * RS - 1000)  # a short last region
+    vol.write_bytes(old)
+    fd = os.open(vol, os.O_RDWR)
+    pit = PitStore.open(tmp_path / "pit", vol, RS, lambda: 1 << 30)
+    captured = sorted(rng.choice(regions, 16, replace=False).tolist())
+    blocks = [int(rng.integers(1, 1 << (RS // B))) for _ in captured]
+    pit.begin(captured, blocks)
+    for _ in range(300):
+        offset = int(rng.integers(0, len(old) - 1))
+        length = int(min(rng.choice([100, B, 3 * B, RS + 5000]), len(old) - offset))
+        pit.prefetch([(offset, length)])
+        pit.before_write(offset, length)
+        os.pwrite(fd, os.urandom(length), offset)
+        r = captured[int(rng.integers(0, len(captured)))]
+        for off, n in block_runs(blocks[captured.index(r)], B, r * RS, min((r + 1) * RS, len(old))):
+            assert pit.read_piece(r, off, n) == old[off:off + n]
     pit.close()
     os.close(fd)
 

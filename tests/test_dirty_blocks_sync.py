@@ -137,3 +137,71 @@ def test_random_writes_and_random_cuts_end_byte_identical(client):
             c.lab_link(False)
         wait_for_commits(c, "G", round_ + 2, 30)
         assert volume_bytes(c, "SiteB/v") == volume_bytes(c, "SiteA/v"), f"round {round_}, seed {seed}"
+
+
+def test_host_writes_during_a_sync_copy_aside_only_the_blocks_it_sends(client):
+    """The PIT preserves what the sync reads: a captured region's dirty blocks, not the rest of it.
+
+    A write elsewhere in a captured region copies nothing (no reserved capacity used);
+    a write on a captured block copies it; the recovery point is the capture instant.
+    """
+    c = client
+    make_pair(c, "16MiB")
+    c.host_write("SiteA/v", 0, os.urandom(16 * MIB))
+    c.sync_now("G", wait=True)  # also where SiteA learns that SiteB takes pieces
+    for r in range(96):
+        c.host_write("SiteA/v", r * RS + 3 * B, os.urandom(B))
+    captured = volume_bytes(c, "SiteA/v")
+
+    def pit_bytes() -> int:
+        return next(p for p in c.pairs() if p.array == "SiteA").reserved_capacity.pit_bytes
+
+    c.call(lambda: c.engine.pace_sender("SiteA", 64 * 1024))  # 64 regions a frame: the rest waits seconds
+    c.sync_now("G")
+    wait_for(lambda: sending(c), 20, "the sync to be sending")
+    unsent = range(72, 96)
+    for r in unsent:
+        c.host_write("SiteA/v", r * RS + 9 * B, os.urandom(B))  # not a block the sync sends
+    assert pit_bytes() <= B  # the PIT file's header only
+    for r in unsent:
+        c.host_write("SiteA/v", r * RS + 3 * B, os.urandom(B))  # a block it sends
+    assert pit_bytes() == B + len(unsent) * RS  # a slot each, holding one block
+    c.call(lambda: c.engine.pace_sender("SiteA", None))
+    wait_for_commits(c, "G", 3)
+    assert volume_bytes(c, "SiteB/v") == captured
+    assert c.sync_now("G", wait=True).outcome == "committed"
+    assert volume_bytes(c, "SiteB/v") == volume_bytes(c, "SiteA/v")
+
+
+def test_a_secondary_that_stops_taking_pieces_mid_sync_fails_it_and_the_next_sync_sends_whole_regions(
+        client, daemon_lab):
+    """A capture that preserved only dirty blocks is never sent as whole regions (they would mix two instants)."""
+    c = client
+    make_pair(c, "16MiB")
+    c.host_write("SiteA/v", 0, os.urandom(8 * MIB))
+    c.sync_now("G", wait=True)
+    for r in range(96):
+        c.host_write("SiteA/v", r * RS + 3 * B, os.urandom(B))
+    c.call(lambda: c.engine.pace_sender("SiteA", 64 * 1024))
+    c.sync_now("G")
+    wait_for(lambda: sending(c), 20, "the sync to be sending")
+    c.lab_link(True)
+    wait_for(lambda: c.group("G", "SiteA").status == "paused", 20, "the group to pause")
+    receiver = daemon_lab.daemon("SiteB").engine.receiver
+    begin = receiver.begin
+
+    def begin_of_an_older_release(*args, **kwargs):  # one that takes whole regions only
+        answer = begin(*args, **kwargs)
+        answer.pop("partialRegions")
+        return answer
+
+    receiver.begin = begin_of_an_older_release
+    c.host_write("SiteA/v", 90 * RS + 9 * B, os.urandom(B))  # not preserved: it must not reach the point
+    c.call(lambda: c.engine.pace_sender("SiteA", None))
+    c.lab_link(False)
+    wait_for(lambda: any(s.outcome.startswith("failed") for s in c.sync_history("G")), 30, "the sync to fail")
+    failed = [s.outcome for s in c.sync_history("G") if s.outcome.startswith("failed")]
+    assert "no longer takes regions as dirty-block pieces" in failed[0]
+    stats = c.sync_now("G", wait=True)
+    assert stats.outcome == "committed" and stats.bytes_sent >= 96 * RS  # whole regions this time
+    assert volume_bytes(c, "SiteB/v") == volume_bytes(c, "SiteA/v")

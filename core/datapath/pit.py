@@ -17,6 +17,13 @@ the rest read 64 KiB from disk for one 4 KiB write (187 us against 20 us: a fift
 primary's loop with syncs back to back). A region keeps one slot either way, so the
 reserved capacity's accounting is unchanged.
 
+Only what the sync reads is preserved (issue 14): a region the sender reads as pieces
+(its dirty blocks at the capture) is protected for those blocks only; a host write
+elsewhere in it copies nothing, since the sender never reads there. Under random 4 KiB
+writes a captured region has a few dirty blocks of sixteen, so most writes during a
+sync copied blocks no sync would read. Such a region is never read whole
+(:meth:`PitStore.read_run` refuses it): its other blocks may be newer than the capture.
+
 The PIT lives until :meth:`PitStore.end`, so a sender whose link dropped resumes
 from the same image. It does not survive an engine restart: the copies are not
 fsynced (that would put an fsync in the host write path); after a restart the
@@ -95,6 +102,7 @@ class PitStore:
         self._protected = np.zeros(0, dtype=bool)  # in the PIT and not yet sent
         self._slot = np.zeros(0, dtype=np.int64)  # region -> slot, -1 if not preserved
         self._copied = np.zeros(0, dtype=np.uint64)  # region -> blocks copied into its slot
+        self._wanted = np.zeros(0, dtype=np.uint64)  # region -> blocks the sender reads (what is preserved)
         self._free: list[int] = []
         self._slots = 0  # high-water mark of slots in the file
         self._live = 0
@@ -138,8 +146,13 @@ class PitStore:
             self._base = -1
 
     # -- the sync ----------------------------------------------------------------
-    def begin(self, regions) -> None:
-        """Start a PIT of the base, at this instant, over ``regions`` (indices)."""
+    def begin(self, regions, blocks=None) -> None:
+        """Start a PIT of the base, at this instant, over ``regions`` (indices).
+
+        ``blocks``: per region of ``regions``, the mask of the blocks the sender will read
+        as pieces (0, or every block: the whole region); None: whole regions. Only those
+        blocks are preserved, and only those can be read back.
+        """
         if self._active:
             raise MirrorError(f"{self.path}: a point-in-time image is already active; end it first",
                               code="syncInProgress")
@@ -154,6 +167,12 @@ class PitStore:
         self._protected[idx] = True
         self._slot = np.full(count, -1, dtype=np.int64)
         self._copied = np.zeros(count, dtype=np.uint64)
+        self._wanted = np.full(count, self._full, dtype=np.uint64)
+        if blocks is not None:
+            masks = np.asarray(blocks, dtype=np.uint64).ravel() & np.uint64(self._full)
+            if masks.size != idx.size:
+                raise InvalidInput(f"{masks.size} block masks for {idx.size} regions")
+            self._wanted[idx] = np.where(masks == 0, np.uint64(self._full), masks)
         self._active = True
 
     def before_write(self, offset: int, length: int) -> None:
@@ -170,7 +189,7 @@ class PitStore:
         if first > last:  # beyond the PIT-time volume end: nothing to protect
             return
         if first == last:
-            if not self._protected[first] or int(self._copied[first]) == self._full:
+            if not self._protected[first] or self._copied[first] == self._wanted[first]:
                 return
             regions = (first,)
         else:
@@ -210,13 +229,14 @@ class PitStore:
     def _to_copy(self, r: int, offset: int, end: int) -> int:
         """The blocks of region ``r`` a write of ``[offset, end)`` makes the store copy (a mask).
 
-        Its own blocks not copied yet; next to blocks already copied, the region is being
-        written densely and the rest of it is copied too (see the module docstring).
+        Its own blocks the sender reads, not copied yet; next to blocks already copied, the
+        region is being written densely and the rest of what the sender reads is copied too
+        (see the module docstring).
         """
-        copied = int(self._copied[r])
-        need = self._span(r, offset, end) & ~copied
+        copied, wanted = int(self._copied[r]), int(self._wanted[r])
+        need = self._span(r, offset, end) & wanted & ~copied
         if copied & ((need << 1) | (need >> 1)):
-            need = self._full & ~copied
+            need = wanted & ~copied
         return need
 
     def _span(self, r: int, offset: int, end: int) -> int:
@@ -241,10 +261,13 @@ class PitStore:
             r = offset // rs
             if length > 0:
                 self._follow_stream(offset, length)
-            if length <= 0 or offset < 0 or r >= prot.size or not prot[r] or int(self._copied[r]) == self._full:
+            if length <= 0 or offset < 0 or r >= prot.size or not prot[r] or self._copied[r] == self._wanted[r]:
                 continue
             start, end = offset - offset % block, offset + length
-            if self._to_copy(r, offset, end) & ~self._span(r, offset, end):
+            need = self._to_copy(r, offset, end)
+            if not need:
+                continue  # nothing the sync reads: no copy, nothing to read
+            if need & ~self._span(r, offset, end):
                 start, end = r * rs, max(end, (r + 1) * rs)  # the rest of the region is copied too: read all of it
             with contextlib.suppress(OSError):
                 os.posix_fadvise(self._base, start, end - start, os.POSIX_FADV_WILLNEED)
@@ -256,8 +279,8 @@ class PitStore:
         rs = self._region_size
         for offset, length in ranges:
             r = offset // rs
-            if length <= 0 or offset < 0 or r >= self._copied.size or int(self._copied[r]) == self._full:
-                continue  # a region copied whole is read from its slot
+            if length <= 0 or offset < 0 or r >= self._copied.size or self._copied[r] == self._wanted[r]:
+                continue  # what the sender reads of this region is in its slot
             with contextlib.suppress(OSError):
                 os.posix_fadvise(self._base, offset, length, os.POSIX_FADV_WILLNEED)
 
@@ -286,6 +309,7 @@ class PitStore:
     def read_region(self, index: int) -> bytes:
         """The region as it was at the PIT instant (short for a partial last region)."""
         self._check_held(index)
+        self._check_whole(index, 1)
         rs = self._region_size
         return self._read(index, index * rs, min(rs, self._size - index * rs))
 
@@ -298,13 +322,21 @@ class PitStore:
                 "released by mark_sent); restart the sync"
             )
 
+    def _check_whole(self, first: int, count: int) -> None:
+        """Held regions ``first .. first+count-1`` are held whole (not only some of their blocks)."""
+        partial = np.flatnonzero(self._wanted[first:first + count] != self._full)
+        if partial.size:
+            raise MirrorError(
+                f"{self.path}: region {first + int(partial[0])} is preserved only for the dirty blocks sent as "
+                "pieces, so it cannot be read whole; abandon this sync and capture again", code="arvmSyncFailed")
+
     def _read(self, index: int, offset: int, length: int) -> bytes:
         """``length`` bytes at ``offset`` inside region ``index``: copied blocks from its slot, the rest from the volume."""
         slot = int(self._slot[index])
         copied = int(self._copied[index]) if slot >= 0 else 0
         if not copied:
             return os.pread(self._base, length, offset).ljust(length, b"\0")
-        if copied == self._full:
+        if not self._span(index, offset, offset + length) & ~copied:  # all of it copied
             in_slot = HEADER_SIZE + slot * self._region_size - index * self._region_size
             return os.pread(self._fd, length, in_slot + offset).ljust(length, b"\0")
         data = bytearray(os.pread(self._base, length, offset).ljust(length, b"\0"))
@@ -334,6 +366,10 @@ class PitStore:
             raise InvalidInput(f"[{offset}, +{length}) is not inside region {index}")
         self._check_held(index)
         length = max(0, min(length, self._size - offset))
+        if length and self._span(index, offset, offset + length) & ~int(self._wanted[index]):
+            raise MirrorError(f"{self.path}: [{offset}, +{length}) of region {index} is not all preserved "
+                              "(only the blocks captured as dirty are); abandon this sync and capture again",
+                              code="arvmSyncFailed")
         return self._read(index, offset, length)
 
     def read_run(self, first: int, count: int) -> bytes:
@@ -348,6 +384,7 @@ class PitStore:
                 f"regions {first}-{end - 1} are not all held by this point-in-time image (not captured, or "
                 "already released by mark_sent); restart the sync"
             )
+        self._check_whole(first, count)
         rs = self._region_size
         want = min(count * rs, self._size - first * rs)
         if self._owns_base and end < self._protected.size and self._protected[end]:

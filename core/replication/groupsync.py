@@ -23,7 +23,7 @@ import numpy as np
 from core.channel import frames
 from core.datapath.dirty_blocks import block_runs
 from core.domain import Priority
-from core.errors import ReservedCapacityFull
+from core.errors import MirrorError, ReservedCapacityFull
 from core.replication import sync_figures
 from core.replication.host_volume import HostVolume
 
@@ -57,6 +57,8 @@ class PairTransfer:
     # Dirty-block mask per captured region (0: the whole region; see ChangeLog), in blocks of block_size.
     blocks: np.ndarray | None = None
     block_size: int = 0
+    # The PIT preserves only those blocks of the regions sent as pieces: they can only be sent as pieces.
+    preserved_as_pieces: bool = False
 
     def pieces(self, region_size: int) -> np.ndarray:
         """Bool per captured region: only its dirty blocks are sent (not the whole region)."""
@@ -86,6 +88,7 @@ class Transfer:
     bytes_resent: int = 0
     attempts: int = 0
     manual: bool = False  # asked for by a person (Synchronize now, Resume), not the schedule
+    secondary_takes_pieces: bool | None = None  # what the secondary answered at the last begin
 
     @property
     def bytes_total(self) -> int:
@@ -101,13 +104,16 @@ class Transfer:
 
 
 def capture(group_row, hosts: dict, region_size: int, resume_id: str | None = None,
-            in_place: set[str] = frozenset()) -> Transfer:
+            in_place: set[str] = frozenset(), pieces: bool = False) -> Transfer:
     """The sync instant: no await happens here, so host writes see either side of it.
 
     ``resume_id`` continues a transfer a crash interrupted: the secondary keeps what
     it staged from it, except the regions written since (``changed``), resent now.
     ``in_place``: secondary volumes whose delta does not fit their reserved capacity;
     they are written in place, without keeping the old recovery point.
+    ``pieces``: the secondary took regions as pieces at the last begin, so the PIT
+    preserves only the dirty blocks of the regions sent that way (host writes elsewhere
+    in them copy nothing); otherwise whole regions, which either way of sending can read.
     """
     rp_id = group_row.last_recovery_point_id + 1
     now = datetime.now(timezone.utc)
@@ -120,20 +126,20 @@ def capture(group_row, hosts: dict, region_size: int, resume_id: str | None = No
         written = hv.since_capture.pending_regions()
         regions = np.sort(hv.changelog.capture())
         hv.since_capture.clear()
-        hv.pit.begin(regions)
+        first = not p.initial_sync_done
+        initial |= first
+        # The initial sync sends whole regions: its secondary starts from holes.
+        blocks = None if first else hv.changelog.inflight_blocks(regions)
+        hv.pit.begin(regions, blocks if pieces else None)
         size = hv.size
         ends = np.minimum((regions + 1) * region_size, size)
         total = int((ends - regions * region_size).sum())
-        first = not p.initial_sync_done
-        initial |= first
         pairs.append(PairTransfer(p.volume.name, p.remote_volume, first or p.remote_volume in in_place, regions,
                                   np.zeros(len(regions), dtype=bool),
                                   np.zeros(len(regions), dtype=bool),
                                   np.isin(regions, written) if resume_id else np.zeros(len(regions), dtype=bool),
-                                  total, initial=first,
-                                  # The initial sync sends whole regions: its secondary starts from holes.
-                                  blocks=None if first else hv.changelog.inflight_blocks(regions),
-                                  block_size=hv.changelog.block_size))
+                                  total, initial=first, blocks=blocks, block_size=hv.changelog.block_size,
+                                  preserved_as_pieces=pieces and blocks is not None))
     return Transfer(id=resume_id or f"{group_row.name}-{rp_id}-{uuid.uuid4().hex[:8]}",
                     recovery_point={"id": rp_id, "time": now.isoformat()},
                     kind="initial" if initial else "interval", pairs=pairs)
@@ -178,6 +184,11 @@ async def send(peer: "Peer", hosts: "HostVolumes", rs: int, array, group_row, tr
     # Only dirty blocks of a region cross when the secondary takes regions as pieces, and a
     # region's pieces share one REGIONS frame (a peer before 1.1 gets a frame per piece).
     partial_ok = bool(begin.get("partialRegions")) and session.peer_minor >= frames.REGIONS_MINOR
+    transfer.secondary_takes_pieces = partial_ok
+    if not partial_ok and any(p.preserved_as_pieces and p.pieces(rs).any() for p in transfer.pairs):
+        raise MirrorError(
+            f"{remote} no longer takes regions as dirty-block pieces, and this capture preserved only those "
+            "blocks; the next synchronization captures whole regions", code="arvmSyncFailed")
     # An interval sync after a volume was rewritten whole (a restore, a disk image) sent one
     # region per run: 4 GiB of zeros took 16 s, most of it Python per 64 KiB region.
     runs_ok = bool(begin.get("regionRuns"))

@@ -31,6 +31,9 @@ class GroupState:
     # capacity is applied in place there (no recovery point until the next commit).
     delete_recovery_point_allowed: bool = False
     in_place: set[str] = field(default_factory=set)  # secondary volumes resynchronized in place
+    # The secondary took regions as dirty-block pieces at the last begin: a capture's PIT
+    # then preserves only the blocks it will send (groupsync.capture).
+    secondary_takes_pieces: bool = False
 
     @property
     def running(self) -> bool:

@@ -332,7 +332,8 @@ class SyncRunner:
         if st.transfer is None:  # captured first: the recovery point is the instant the sync was due
             hosts = {p.volume.name: self._hosts.volume(array.name, p.volume.name) for p in g.pairs}
             resume_id = resume_hint.interrupted_transfer(array, group)
-            st.transfer = groupsync.capture(g, hosts, self.region_size, resume_id, in_place=st.in_place)
+            st.transfer = groupsync.capture(g, hosts, self.region_size, resume_id, in_place=st.in_place,
+                                            pieces=st.secondary_takes_pieces)
             st.transfer.manual = manual
             resume_hint.record(array, group, st.transfer.id)
             if resume_id:
@@ -362,7 +363,7 @@ class SyncRunner:
 
         self._publish("group", array.name, group)
         try:
-            await groupsync.send(self._peer, self._hosts, self.region_size, array, g, t, progress)
+            await self._send(array, g, st, progress)
         except CommunicationError as e:
             st.last_error = e.message
             # The capture is kept and resumes when the link returns; the history says it was cut short.
@@ -390,6 +391,15 @@ class SyncRunner:
             return
         self._commit_primary(array, g, st)
         await self._forget_transfer(array, g, t)
+
+    async def _send(self, array, g, st: GroupState, progress) -> None:
+        """Send the capture; what the secondary said it takes shapes the next capture's PIT."""
+        t = st.transfer
+        try:
+            await groupsync.send(self._peer, self._hosts, self.region_size, array, g, t, progress)
+        finally:
+            if t.secondary_takes_pieces is not None:
+                st.secondary_takes_pieces = t.secondary_takes_pieces
 
     async def _forget_transfer(self, array, g, t) -> None:
         """The channel session keeps an encoder (a zstd context) per transfer: drop it once the transfer ended.
