@@ -75,3 +75,39 @@ def test_a_4k_write_copies_its_block_not_its_region(tmp_path):
     finally:
         pit.close()
         os.close(fd)
+
+
+def test_the_since_capture_log_is_kept_while_a_capture_may_resume(tmp_path):
+    """Writes mark it from an open until the first capture and while a capture is in flight, not between syncs.
+
+    After a crash, a resumed transfer resends what was written since its capture,
+    including writes after the restart; between syncs nothing needs the log (the
+    next capture clears it), and marking it cost every host write.
+    """
+    from core.replication.host_volume import HostVolume
+
+    vol = tmp_path / "vol"
+    vol.write_bytes(bytes(8 * RS))
+
+    def opened() -> HostVolume:
+        hv = HostVolume("A", "v", str(vol))
+        hv.attach(str(tmp_path / "reserved"), RS, lambda: 1 << 30)
+        return hv
+
+    hv = opened()
+    hv.write(1 * RS, b"x" * B)  # before the first capture: a transfer may resume from the log
+    regions, written = hv.capture()
+    assert regions.tolist() == [1] and written.tolist() == [1]
+    hv.write(2 * RS, b"x" * B)  # during the sync
+    assert hv.since_capture.pending_regions().tolist() == [2]
+    hv.changelog.complete()
+    hv.write(3 * RS, b"x" * B)  # between syncs
+    assert hv.since_capture.pending_regions().tolist() == [2]
+    hv.capture()
+    hv.write(4 * RS, b"x" * B)
+    hv.close()  # a process that died mid-sync: the next one resumes its transfer
+    hv = opened()
+    hv.write(5 * RS, b"x" * B)  # after the restart, before the resumed capture
+    regions, written = hv.capture()
+    assert set(written.tolist()) >= {4, 5}
+    hv.close()

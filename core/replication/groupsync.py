@@ -123,9 +123,7 @@ def capture(group_row, hosts: dict, region_size: int, resume_id: str | None = No
         if p.incomplete or p.orphan:
             continue
         hv = hosts[p.volume.name]
-        written = hv.since_capture.pending_regions()
-        regions = np.sort(hv.changelog.capture())
-        hv.since_capture.clear()
+        regions, written = hv.capture()
         first = not p.initial_sync_done
         initial |= first
         # The initial sync sends whole regions: its secondary starts from holes.

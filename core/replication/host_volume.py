@@ -20,6 +20,8 @@ import os
 import time
 from typing import Awaitable, Callable
 
+import numpy as np
+
 from core.datapath.changelog import ChangeLog
 from core.datapath.extents import punch_hole
 from core.datapath.pit import PitStore
@@ -52,6 +54,11 @@ class HostVolume:
         # after a crash they tell which regions the secondary staged from that capture
         # may no longer match, so the transfer resumes instead of starting over.
         self.since_capture: ChangeLog | None = None
+        # Writes mark it while a capture is in flight, and from an open until the first
+        # capture (a transfer a crash interrupted resumes from what it holds). Between
+        # syncs nothing reads it and the next capture clears it: marking it then cost
+        # every host write (issue 14: a log page per region first written after a sync).
+        self._resumable = True
         self.reserved_capacity = 0  # bytes, while mirrored
         self.pit: PitStore | None = None
         self.staging: Staging | None = None
@@ -64,6 +71,7 @@ class HostVolume:
     def attach(self, reserved_dir: str, region_size: int, budget: Callable[[], int]) -> None:
         """Open the change log, PIT store and staging journal in the reserved capacity."""
         os.makedirs(reserved_dir, exist_ok=True)
+        self._resumable = True
         self.changelog = ChangeLog.open(os.path.join(reserved_dir, "changes.log"), self.size, region_size,
                                         hot_regions=max(1, ACTIVITY_LOG_BYTES // region_size))
         # Not fsynced: only trusted after a process crash on the same boot (core.replication.sync_runner).
@@ -137,6 +145,21 @@ class HostVolume:
     def trim(self, offset: int, length: int) -> None:
         self.write_zeroes(offset, length)
 
+    def capture(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sync instant for this volume: its changed regions (sorted) and those written since the last capture.
+
+        The second set matters only to a transfer a crash interrupted, resumed now.
+        """
+        regions = np.sort(self.changelog.capture())
+        written = self.since_capture.pending_regions()
+        self.since_capture.clear()
+        self._resumable = False
+        return regions, written
+
+    @property
+    def _marks_since_capture(self) -> bool:
+        return self._resumable or self.changelog.in_flight
+
     def intend_writes(self, ranges) -> Awaitable[None] | None:
         """A batch of host writes is coming: their change-log bits, durable at once.
 
@@ -150,7 +173,8 @@ class HostVolume:
         if self.pit is not None and self.pit.active:
             self.pit.prefetch(ranges)  # their copy-on-write reads, together rather than one by one
         # Not fsynced (see attach): no wait, one page-cache write for the batch rather than one per region.
-        self.since_capture.mark_many(ranges)
+        if self._marks_since_capture:
+            self.since_capture.mark_many(ranges)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -179,7 +203,8 @@ class HostVolume:
             raise HostWriteRefused(f"volume {self.array}/{self.name} is read-only to hosts: {self.refusal}")
         if self.changelog is not None:
             self.changelog.mark(offset, length)
-            self.since_capture.mark(offset, length)
+            if self._marks_since_capture:
+                self.since_capture.mark(offset, length)
         if self.pit is not None and self.pit.active:
             try:
                 self.pit.before_write(offset, length)
