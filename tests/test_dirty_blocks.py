@@ -120,8 +120,9 @@ def test_pit_pieces_come_from_the_copy_of_a_rewritten_region(tmp_path):
     os.close(fd)
 
 
-def test_a_region_written_next_to_its_copied_blocks_is_copied_whole_and_elsewhere_only_the_blocks(tmp_path):
-    """A sequential writer gets the rest of the region copied at once; a random one only what it overwrites.
+def test_a_write_continuing_a_stream_copies_the_rest_of_its_region_and_others_only_their_blocks(tmp_path):
+    """A sequential writer gets the rest of the region copied at once; a random one only what it overwrites,
+    even next to blocks already copied (under random writes that soon holds for every region).
 
     Measured as the PIT file's allocated bytes (the reserved capacity really used).
     """
@@ -141,10 +142,11 @@ def test_a_region_written_next_to_its_copied_blocks_is_copied_whole_and_elsewher
     pit.begin([0, 1])
     write(2 * B)
     write(9 * B)  # random: not next to block 2
-    assert allocated() == 2 * B
+    write(8 * B)  # next to block 9, but it does not start where a write ended
+    assert allocated() == 3 * B
     write(RS + 4 * B)
-    write(RS + 5 * B)  # next to block 4: the rest of region 1 too
-    assert allocated() == 2 * B + RS
+    write(RS + 5 * B)  # starts where the last write ended: the rest of region 1 too
+    assert allocated() == 3 * B + RS
     assert pit.read_region(0) == old[:RS] and pit.read_region(1) == old[RS:]
     pit.close()
     os.close(fd)

@@ -9,13 +9,16 @@ and always gets the bytes of the capture instant.
 Copy-on-write is per block (issue 14): the first write into a region copies only the
 blocks it overwrites (4 KiB for 64 KiB regions, as the change log's dirty masks), into
 the region's slot at their place; reads take copied blocks from the slot and the others
-from the volume, which still holds them as at the PIT instant. A write next to blocks
-already copied means the region is being written densely (a sequential writer): the rest
-of it is copied then, at once, so later writes into it copy nothing. A second write
-elsewhere in the region copies only its own blocks: under random 4 KiB writes, copying
-the rest read 64 KiB from disk for one 4 KiB write (187 us against 20 us: a fifth of the
-primary's loop with syncs back to back). A region keeps one slot either way, so the
-reserved capacity's accounting is unchanged.
+from the volume, which still holds them as at the PIT instant. A write that starts where
+a recent write ended continues a sequential stream: the rest of its region is copied then,
+at once, so the stream's next writes into it copy nothing. Any other write copies only its
+own blocks: under random 4 KiB writes, copying the rest read 64 KiB from disk for one
+4 KiB write (187 us against 20 us: a fifth of the primary's loop with syncs back to back).
+A write *next to* blocks already copied was taken as dense before; under random writes
+over a region captured whole, that soon held for every region, and each was read and
+copied whole (a 1 GiB volume written all over read 1 GiB from a cold disk during its
+sync). A region keeps one slot either way, so the reserved capacity's accounting is
+unchanged.
 
 Only what the sync reads is preserved (issue 14): a region the sender reads as pieces
 (its dirty blocks at the capture) is protected for those blocks only; a host write
@@ -64,6 +67,7 @@ OLD_VERSIONS = (1,)  # read only to be replaced: a PIT never outlives a restart
 HEADER_SIZE = 4096
 READ_AHEAD = 8 << 20  # asked for ahead of the sender and of a sequential writer's copies
 STREAMS = 16  # sequential writers followed at once
+ENDS = 64  # recent write ends remembered: a write starting at one continues a sequential stream
 _HEADER = struct.Struct("<8sII")  # magic, version, region size
 
 
@@ -109,6 +113,7 @@ class PitStore:
         # Hosts writing sequentially (one stream per NBD connection, say): where each stream's
         # last write ended -> how far its old data was asked for (see _follow_stream).
         self._streams: dict[int, int] = {}
+        self._ends: dict[int, None] = {}  # where the last ENDS host writes ended (see _continues)
         self._sender_ahead = 0  # how far the sender's next runs were asked for
 
     @classmethod
@@ -183,6 +188,8 @@ class PitStore:
         """
         if not self._active or length <= 0:
             return
+        end = offset + length
+        dense = self._continues(offset, end)
         rs, block = self._region_size, self._block
         first = offset // rs
         last = min((offset + length - 1) // rs, self._protected.size - 1)
@@ -194,10 +201,9 @@ class PitStore:
             regions = (first,)
         else:
             regions = (np.flatnonzero(self._protected[first : last + 1]) + first).tolist()
-        end = offset + length
         todo = []  # (region, blocks to copy)
         for r in regions:
-            need = self._to_copy(r, offset, end)
+            need = self._to_copy(r, offset, end, dense)
             if need:
                 todo.append((r, need))
         if not todo:
@@ -226,18 +232,27 @@ class PitStore:
                     os.pwrite(self._fd, data, HEADER_SIZE + slot * rs + off - r * rs)
             self._copied[r] = copied | need
 
-    def _to_copy(self, r: int, offset: int, end: int) -> int:
+    def _to_copy(self, r: int, offset: int, end: int, dense: bool) -> int:
         """The blocks of region ``r`` a write of ``[offset, end)`` makes the store copy (a mask).
 
-        Its own blocks the sender reads, not copied yet; next to blocks already copied, the
-        region is being written densely and the rest of what the sender reads is copied too
-        (see the module docstring).
+        Its own blocks the sender reads, not copied yet; for a ``dense`` write (one that
+        continues a sequential stream), the rest of what the sender reads too (see the
+        module docstring).
         """
         copied, wanted = int(self._copied[r]), int(self._wanted[r])
         need = self._span(r, offset, end) & wanted & ~copied
-        if copied & ((need << 1) | (need >> 1)):
+        if need and dense:
             need = wanted & ~copied
         return need
+
+    def _continues(self, offset: int, end: int) -> bool:
+        """Whether a host write of ``[offset, end)`` starts where a recent one ended; remembers its end."""
+        ends = self._ends
+        dense = ends.pop(offset, 0) is None
+        ends[end] = None
+        if len(ends) > ENDS:
+            del ends[next(iter(ends))]  # the oldest
+        return dense
 
     def _span(self, r: int, offset: int, end: int) -> int:
         """The blocks of region ``r`` that ``[offset, end)`` touches (a mask)."""
@@ -264,7 +279,7 @@ class PitStore:
             if length <= 0 or offset < 0 or r >= prot.size or not prot[r] or self._copied[r] == self._wanted[r]:
                 continue
             start, end = offset - offset % block, offset + length
-            need = self._to_copy(r, offset, end)
+            need = self._to_copy(r, offset, end, offset in self._ends)
             if not need:
                 continue  # nothing the sync reads: no copy, nothing to read
             if need & ~self._span(r, offset, end):
