@@ -3,10 +3,13 @@
 The trap this guards against (issue 12): with the default 20 % and a steady
 workload, a sync stages more changed regions on the secondary than its reserved
 capacity holds, and the pair fails with its recovery point image lost — with no
-warning before. The sync history already records each attempt's unique changed
-bytes (a region written many times counts once), so the rate at which a group
-changes is known; this module turns it into "the next sync needs about X of Y"
-and into the two fixes: a reserved capacity of N % or a shorter interval.
+warning before. The sync history records what each attempt staged on the secondary
+(region data that is not zeros; of a region sent as dirty blocks, only those), so
+the rate at which a group fills a secondary's journal is known; this module turns it
+into "the next sync needs about X of Y" and into the two fixes: a reserved capacity
+of N % or a shorter interval. History recorded before staged bytes were counted gives
+its unique changed bytes (whole regions), which overstates: a volume rewritten with
+zeros stages nothing, and scattered 4 KiB writes stage a sixteenth of their regions.
 
 Pure arithmetic on plain values and snapshots: no engine, no Qt. The Recovery Guru
 (``core.guru``) and the pair wizard use it.
@@ -26,7 +29,7 @@ MIN_INTERVAL_MINUTES = 1  # SPEC: scheduled every N minutes, minimum 1 in this s
 
 @dataclass(frozen=True)
 class ChangeRate:
-    """A group's measured change rate: unique changed bytes per second of elapsed time."""
+    """A group's measured change rate: bytes staged on the secondary per second of elapsed time."""
 
     bytes_per_second: float
     interval_seconds: float  # the group's interval (scheduled) or the typical time between syncs (manual)
@@ -34,7 +37,7 @@ class ChangeRate:
 
     @property
     def per_interval(self) -> int:
-        """Unique changed bytes one interval collects at this rate."""
+        """Bytes one interval stages at this rate."""
         return int(self.bytes_per_second * self.interval_seconds)
 
 
@@ -42,8 +45,8 @@ def change_rate(history: Sequence, interval_seconds: float | None = None) -> Cha
     """The change rate from sync statistics (``core.snapshots.SyncStats``, oldest first or not).
 
     Each non-initial attempt captured every region changed since the last *committed*
-    capture (a failed or interrupted attempt gives its regions back), so its unique
-    changed bytes divided by the time since that commit's start is one sample. The
+    capture (a failed or interrupted attempt gives its regions back), so its staged bytes
+    (its unique changed bytes when not recorded) over the time since that commit's start is one sample. The
     rate is their total bytes over their total time (long intervals weigh more).
     ``interval_seconds``: the group's schedule; None (manual) takes the median time
     between the syncs measured. None when there is nothing to measure yet.
@@ -55,7 +58,8 @@ def change_rate(history: Sequence, interval_seconds: float | None = None) -> Cha
         if base is not None and h.kind != "initial":
             elapsed = (h.started - base).total_seconds()
             if elapsed > 0:
-                samples.append((int(h.unique_changed_bytes), elapsed))
+                staged = h.unique_changed_bytes if h.staged_bytes is None else h.staged_bytes
+                samples.append((int(staged), elapsed))
         if h.outcome == "committed":
             base = h.started
     samples = samples[-RECENT_SAMPLES:]

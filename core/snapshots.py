@@ -191,6 +191,9 @@ class SyncStats(Snapshot):
     duration_seconds: float
     recovery_point_time: datetime | None
     outcome: str  # "committed" / "failed: ..."
+    # What the secondary's journal took: region data that is not zeros, before compression
+    # (pieces of dirty blocks count as themselves). None in history recorded before it was counted.
+    staged_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ def test_scattered_4k_writes_send_about_the_blocks_written(client):
     assert stats.outcome == "committed" and stats.bytes_payload == len({b * B // RS for b in blocks}) * RS
     assert written <= stats.bytes_sent <= 1.02 * written  # incompressible: headers only on top
     assert wire <= 1.05 * written + 16 * 1024  # the calls of one sync (begin, commit) cost a few KiB
+    assert stats.staged_bytes == written  # what the secondary's journal took: the blocks
     assert volume_bytes(c, "SiteB/v") == volume_bytes(c, "SiteA/v")
     assert c.verify("G")["identical"]
 
@@ -204,4 +205,16 @@ def test_a_secondary_that_stops_taking_pieces_mid_sync_fails_it_and_the_next_syn
     assert "no longer takes regions as dirty-block pieces" in failed[0]
     stats = c.sync_now("G", wait=True)
     assert stats.outcome == "committed" and stats.bytes_sent >= 96 * RS  # whole regions this time
+    assert volume_bytes(c, "SiteB/v") == volume_bytes(c, "SiteA/v")
+
+
+def test_a_region_rewritten_with_zeros_stages_nothing_and_the_history_says_so(client):
+    c = client
+    make_pair(c, "16MiB")
+    c.host_write("SiteA/v", 0, os.urandom(4 * MIB))
+    c.sync_now("G", wait=True)
+    c.host_write("SiteA/v", 0, bytes(4 * MIB))
+    stats = c.sync_now("G", wait=True)
+    assert stats.unique_changed_bytes == 4 * MIB and stats.staged_bytes == 0
+    assert c.sync_history("G")[-1].staged_bytes == 0  # over REST, as the Guru's forecast reads it
     assert volume_bytes(c, "SiteB/v") == volume_bytes(c, "SiteA/v")

@@ -132,3 +132,27 @@ def test_newer_schema_is_refused_with_a_clear_message(lab_home):
     con.close()
     with BlockingEngine(site_b, purpose="pytest") as c:
         assert len(c.volumes()) == 3
+
+
+def test_a_schema_1_database_gains_the_staged_bytes_of_its_sync_history(lab_home):
+    """An array created by the release before keeps its history; rows it recorded have no staged bytes."""
+    site_b = lab_home / "arrays" / "SiteB"
+    with BlockingEngine(site_b, purpose="pytest"):
+        pass
+    con = _db(lab_home, "SiteB")
+    with con:  # the table as schema 1 had it
+        con.execute("ALTER TABLE sync_stat DROP COLUMN staged_bytes")
+        con.execute("DELETE FROM schema_version WHERE version > 1")
+        con.execute("INSERT INTO sync_stat (group_name, kind, started, ended, bytes_sent, bytes_payload, "
+                    "unique_changed_bytes, bytes_resent, duration_seconds, outcome) VALUES "
+                    "('G', 'interval', '2026-01-01 00:00:00', '2026-01-01 00:00:05', 1, 2, 3, 0, 5.0, 'committed')")
+    con.close()
+    with BlockingEngine(site_b, purpose="pytest"):
+        pass
+    con = _db(lab_home, "SiteB")
+    try:
+        rows = con.execute("SELECT unique_changed_bytes, staged_bytes FROM sync_stat").fetchall()
+        versions = [r[0] for r in con.execute("SELECT version FROM schema_version ORDER BY version")]
+    finally:
+        con.close()
+    assert rows == [(3, None)] and versions[-1] == SCHEMA_VERSION

@@ -95,3 +95,13 @@ def test_wizard_offers_a_size_only_with_history():
     assert forecast.initial_percent(rate, 64 * MIB, 20) == 38  # 1.5 x 16 MiB of 64 MiB = 37.5 -> 38
     slow = dataclasses.replace(rate, bytes_per_second=1.0)
     assert forecast.initial_percent(slow, 64 * MIB, 20) == 20  # never below the default
+
+
+def test_the_rate_counts_what_the_secondary_staged_when_the_history_has_it():
+    """Zeros stage nothing and dirty blocks stage themselves: whole regions overstated the need."""
+    history = [_sync(0, 1, kind="initial"),
+               dataclasses.replace(_sync(10, 4096 * MIB), staged_bytes=0),  # a volume rewritten with zeros
+               dataclasses.replace(_sync(20, 64 * MIB), staged_bytes=4 * MIB),  # scattered 4 KiB writes
+               _sync(30, 6 * MIB)]  # recorded before staged bytes were counted: its regions
+    rate = forecast.change_rate(history, interval_seconds=600)
+    assert rate.bytes_per_second == pytest.approx(10 * MIB / 1800)

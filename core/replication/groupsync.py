@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from core.channel import frames
+from core.channel.codec import is_zero
 from core.datapath.dirty_blocks import block_runs
 from core.domain import Priority
 from core.errors import MirrorError, ReservedCapacityFull
@@ -85,6 +86,7 @@ class Transfer:
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     bytes_sent: int = 0  # wire bytes
     bytes_payload: int = 0
+    bytes_staged: int = 0  # region data sent that is not zeros, before compression: what the secondary journals
     bytes_resent: int = 0
     attempts: int = 0
     manual: bool = False  # asked for by a person (Synchronize now, Resume), not the schedule
@@ -266,6 +268,7 @@ class _Pacer:
         # The payload counts the regions brought up to date, as for a zero region: like zero
         # markers and compression, sending only the dirty blocks shows in the wire bytes.
         size = payload = 0
+        t.bytes_staged += sum(len(data) for run in batch for _, data in run.pieces if not is_zero(data))
         for run in batch:
             if p.sent[run.start:run.start + run.count].any():  # lost with a dropped link: sent again
                 t.bytes_resent += run.span

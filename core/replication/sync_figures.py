@@ -71,7 +71,7 @@ def history_row(group: str, t, outcome: str, recovery_point_time: datetime | Non
                        bytes_sent=t.bytes_sent, bytes_payload=t.bytes_payload,
                        unique_changed_bytes=t.unique_changed_bytes, bytes_resent=t.bytes_resent,
                        duration_seconds=time.monotonic() - t.started, recovery_point_time=recovery_point_time,
-                       outcome=outcome)
+                       outcome=outcome, staged_bytes=t.bytes_staged)
 
 
 def stats(row) -> SyncStats:
@@ -79,4 +79,4 @@ def stats(row) -> SyncStats:
                      bytes_sent=row.bytes_sent, bytes_payload=row.bytes_payload,
                      unique_changed_bytes=row.unique_changed_bytes, bytes_resent=row.bytes_resent,
                      duration_seconds=row.duration_seconds, recovery_point_time=row.recovery_point_time,
-                     outcome=row.outcome)
+                     outcome=row.outcome, staged_bytes=row.staged_bytes)

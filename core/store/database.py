@@ -37,8 +37,20 @@ def _v1_initial(conn: Connection) -> None:
     Base.metadata.create_all(conn)
 
 
+def _v2_staged_bytes(conn: Connection) -> None:
+    """The sync history records what the secondary's journal took (the reserved-capacity forecast uses it).
+
+    A database created at version 1 by this release has the column already (version 1
+    creates the current tables).
+    """
+    columns = {row[1] for row in conn.execute(text("PRAGMA table_info(sync_stat)"))}
+    if "staged_bytes" not in columns:
+        conn.execute(text("ALTER TABLE sync_stat ADD COLUMN staged_bytes INTEGER"))
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _v1_initial,
+    2: _v2_staged_bytes,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -164,6 +164,7 @@ class SyncStatRow(Base):
     duration_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     recovery_point_time: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     outcome: Mapped[str] = mapped_column(Text, default="committed")
+    staged_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)  # schema 2
 
 
 class EventRow(Base):
