@@ -428,8 +428,8 @@ def reserved_forecast_problem(g, fc: forecast.ReservedForecast, grow: GuruAction
     rate = fc.rate
     every = (f"every {g.sync_interval_minutes} min" if g.sync_mode == "scheduled"
              else f"in the {_duration(rate.interval_seconds)} a manual sync typically covers")
-    changes = (f"enough unique changes {every} to rewrite the whole {_size(fc.volume_capacity)} volume"
-               if fc.whole_volume else f"{_size(rate.per_interval)} of unique changes {every}")
+    changes = (f"enough changes {every} to rewrite the whole {_size(fc.volume_capacity)} volume"
+               if fc.whole_volume else f"{_size(rate.per_interval)} staged on the secondary {every}")
     cause = (f"At the current change rate ({changes}, measured over "
              f"{rate.samples} synchronization(s)) the next sync needs about {_size(fc.needed)} of {fc.volume}'s "
              f"{_size(fc.capacity)} reserved capacity ({_size(fc.available)} available). If it does not fit, the "
