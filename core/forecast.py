@@ -157,7 +157,9 @@ def group_forecasts(primary, secondary, history: Sequence, volume_capacities: di
     rate = change_rate(history, interval)
     if rate is None:
         return []
-    pending = {p.remote_volume: p.unsynchronized_bytes for p in primary.pairs}
+    # What each primary has not sent yet, in the blocks written (whole regions from an older daemon).
+    pending = {p.remote_volume: p.unsynchronized_bytes if p.unsynchronized_block_bytes is None
+               else p.unsynchronized_block_bytes for p in primary.pairs}
     total = sum(pending.values())
     out = []
     for p in secondary.pairs:

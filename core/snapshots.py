@@ -212,6 +212,9 @@ class PairSnapshot(Snapshot):
     reserved_capacity: ReservedCapacitySnapshot
     reason: str = ""  # why Failed / Incomplete / Orphan, in words
     volume_capacity: int = 0  # of the local volume, bytes (0 when not known, as in older answers)
+    # Of unsynchronized_bytes, those in the blocks written: what the secondary stages at most
+    # (None: an answer from before it was counted).
+    unsynchronized_block_bytes: int | None = None
 
     @property
     def primary_ref(self) -> str:

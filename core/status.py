@@ -28,6 +28,7 @@ class PairRuntime(NamedTuple):
     pit_bytes: int = 0
     log_bytes: int = 0
     staging_bytes: int = 0
+    unsynchronized_block_bytes: int = 0  # of unsynchronized_bytes, those in blocks written (ChangeLog)
 
 
 @dataclass(frozen=True)

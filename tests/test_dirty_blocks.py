@@ -97,6 +97,30 @@ def test_the_since_capture_log_tracks_no_blocks(tmp_path):
     assert log.block_size == RS and masks(log) == {0: 0}
 
 
+def test_the_unsynchronized_bytes_in_written_blocks(tmp_path):
+    """Scattered blocks count as themselves, a region of unknown blocks whole, dirty and in flight together."""
+    size = 10 * RS - 5000  # a short last region
+    log = ChangeLog.open(tmp_path / "cl", size, RS)
+    log.mark(0, B)
+    log.mark(RS + 3 * B, 10)  # one block
+    log.mark(2 * RS + 5 * B, 2 * B)
+    assert log.unsynchronized_bytes == 3 * RS and log.unsynchronized_block_bytes == 4 * B
+    log.capture()  # in flight now
+    log.mark(RS + 9 * B, B)  # dirty again, another block
+    log.mark_all([9])  # the short last region, blocks unknown: whole
+    assert log.unsynchronized_block_bytes == 5 * B + (size - 9 * RS)
+    log.complete()
+    assert log.unsynchronized_block_bytes == B + (size - 9 * RS)
+    log.capture()
+    log.mark_many([(RS + 10 * B, B), (3 * RS, B)])
+    assert log.unsynchronized_block_bytes == 3 * B + (size - 9 * RS)
+    log.abort()  # the in-flight blocks are dirty again, with those written since
+    assert log.unsynchronized_block_bytes == 3 * B + (size - 9 * RS)
+    log.clear()
+    assert log.unsynchronized_block_bytes == 0
+    log.close()
+
+
 def test_block_runs_coalesce_and_clip():
     assert block_runs(0, B, 0, RS) == [(0, RS)]
     assert block_runs(bits(0, 1, 2, 5, 15), B, RS, 2 * RS) == [(RS, 3 * B), (RS + 5 * B, B), (RS + 15 * B, B)]

@@ -42,6 +42,9 @@ def test_scattered_4k_writes_send_about_the_blocks_written(client):
     c.host_write("SiteA/v", 5 * RS + 3 * B + 10, os.urandom(2 * B))  # unaligned: three blocks of region 5
     blocks |= {(5 * RS) // B + i for i in (3, 4, 5)}
     written = len(blocks) * B
+    pair = next(p for p in c.pairs() if p.array == "SiteA")  # over REST, as the Guru's forecast reads it
+    assert pair.unsynchronized_bytes == len({b * B // RS for b in blocks}) * RS
+    assert pair.unsynchronized_block_bytes == written  # what the next sync stages
     before = relay_bytes(c)
     stats = c.sync_now("G", wait=True)
     wire = relay_bytes(c) - before

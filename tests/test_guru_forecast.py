@@ -105,3 +105,23 @@ def test_the_rate_counts_what_the_secondary_staged_when_the_history_has_it():
                _sync(30, 6 * MIB)]  # recorded before staged bytes were counted: its regions
     rate = forecast.change_rate(history, interval_seconds=600)
     assert rate.bytes_per_second == pytest.approx(10 * MIB / 1800)
+
+
+def test_a_pairs_pending_counts_the_blocks_written_not_their_regions():
+    """A light random workload touches many regions but stages a few blocks of each."""
+    rate = forecast.ChangeRate(bytes_per_second=1.0, interval_seconds=600, samples=3)
+    history = [_sync(0, 1, kind="initial"), _sync(10, 600)]
+
+    def side(array, role, **pair):
+        rc = types.SimpleNamespace(capacity=819 * MIB, log_bytes=0, pit_bytes=0)
+        p = types.SimpleNamespace(local_volume="db" if role == "primary" else "db_dr", remote_volume="db_dr",
+                                  reserved_capacity=rc, **pair)
+        return types.SimpleNamespace(array=array, role=role, sync_mode="scheduled", sync_interval_minutes=10,
+                                     pairs=[p])
+
+    primary = side("SiteA", "primary", unsynchronized_bytes=838 * MIB, unsynchronized_block_bytes=59 * MIB)
+    [fc] = forecast.group_forecasts(primary, side("SiteB", "secondary"), history, {"SiteB/db_dr": 4096 * MIB})
+    assert fc.needed == 59 * MIB and not fc.at_risk
+    older = side("SiteA", "primary", unsynchronized_bytes=838 * MIB, unsynchronized_block_bytes=None)
+    [fc] = forecast.group_forecasts(older, side("SiteB", "secondary"), history, {"SiteB/db_dr": 4096 * MIB})
+    assert fc.needed == 838 * MIB and fc.fills  # a daemon from before: whole regions, on the safe side

@@ -229,7 +229,7 @@ class MirrorCommands:
                 staging_bytes=rt.staging_bytes),
             reason=p.failed_reason or ("created while the remote array was unreachable; complete it on the remote"
                                        if p.incomplete else ""),
-            volume_capacity=volume.capacity)
+            volume_capacity=volume.capacity, unsynchronized_block_bytes=rt.unsynchronized_block_bytes)
         self._kept_pairs[(side.array, name)] = (inputs, snap)
         return snap
 

@@ -147,7 +147,7 @@ class SyncRunner:
     def _runtime(self, hv, name: str, primary: bool, st: GroupState | None, t, sending, incoming) -> PairRuntime:
         progress = None
         syncing = False
-        unsynced = 0
+        unsynced = in_blocks = 0
         if sending is not None:
             syncing = st.running
             progress = sync_figures.progress(t.kind, sending.bytes_done, sending.bytes_total, t)
@@ -159,15 +159,16 @@ class SyncRunner:
                 unsynced = sync_figures.unsynchronized_bytes(changelog.pending_regions(),
                                                              hv.since_capture.pending_regions(), sending,
                                                              self.region_size, hv.size)
+            in_blocks = min(unsynced, changelog.unsynchronized_block_bytes) if unsynced else 0
         if incoming is not None and name in incoming.totals:
             total = incoming.totals[name]
             done = min(total, incoming.received.get(name, 0))
             syncing = incoming.receiving
             progress = sync_figures.progress(incoming.kind, done, total, incoming)
-            unsynced = total - done
+            unsynced = in_blocks = total - done
         pit, log_bytes, staging = reserved_parts(hv)
         return PairRuntime(syncing=syncing, progress=progress, unsynchronized_bytes=unsynced, pit_bytes=pit,
-                           log_bytes=log_bytes, staging_bytes=staging)
+                           log_bytes=log_bytes, staging_bytes=staging, unsynchronized_block_bytes=in_blocks)
 
     def reserved_used(self, array, pair) -> int:
         """Bytes of the pair's reserved capacity in use (PIT copies, change logs, staging): what its alert measures."""
