@@ -52,7 +52,7 @@ import numpy as np
 
 from core.datapath.changelog_file import (BLOCK_REGIONS, BLOCK_SIZE, HEADER_SIZE, VERSION, blocks_for, header_bytes,
                                           encode_blocks, encode_span, file_bytes, padded_bits, read_image)
-from core.datapath.dirty_blocks import dirty_block_size, mask_dtype
+from core.datapath.dirty_blocks import dirty_block_size, mask_dtype, written_bytes
 from core.datapath.extents import create_atomically
 from core.domain import DEFAULT_REGION_SIZE
 from core.errors import InvalidInput, MirrorError
@@ -596,26 +596,12 @@ class ChangeLog:
         if not self._masks.size:
             return self.unsynchronized_bytes
         changes, value = self._block_bytes
-        if changes == self._changes:
-            return value
-        value = self._count_block_bytes()
-        self._block_bytes = (self._changes, value)
+        if changes != self._changes:
+            value = min(self.unsynchronized_bytes, written_bytes(
+                (self._dirty, self._masks), (self._inflight, self._inflight_masks), region_size=self._region_size,
+                block=self._block, volume_size=self._volume_size))
+            self._block_bytes = (self._changes, value)
         return value
-
-    def _count_block_bytes(self) -> int:
-        dirty, inflight = self._dirty, self._inflight
-        idx = np.flatnonzero(dirty | inflight)
-        if not idx.size:
-            return 0
-        in_d, in_s = dirty[idx], inflight[idx]
-        md, ms = self._masks[idx], self._inflight_masks[idx]
-        whole = (in_d & (md == 0)) | (in_s & (ms == 0))
-        bits = (np.where(in_d, md, 0) | np.where(in_s, ms, 0))[~whole]
-        total = int(np.count_nonzero(whole)) * self._region_size + int(np.bitwise_count(bits).sum()) * self._block
-        last = self._regions - 1
-        if whole.size and idx[-1] == last and whole[-1]:
-            total -= self._regions * self._region_size - self._volume_size
-        return min(total, self.unsynchronized_bytes)
 
     @property
     def bytes_used(self) -> int:

@@ -49,3 +49,25 @@ def block_runs(mask: int, block: int, start: int, end: int) -> list[tuple[int, i
         mask >>= run
         i += run
     return out
+
+
+def written_bytes(*sets: tuple[np.ndarray, np.ndarray], region_size: int, block: int, volume_size: int) -> int:
+    """Bytes of the blocks written in the union of ``sets``, each ``(regions flagged, their masks)``.
+
+    A flagged region whose mask is 0 counts whole (clipped at the volume's end); a region
+    flagged in several sets counts the union of its masks.
+    """
+    flagged = np.logical_or.reduce([f for f, _ in sets])
+    idx = np.flatnonzero(flagged)
+    if not idx.size:
+        return 0
+    whole, bits = np.zeros(idx.size, dtype=bool), 0
+    for f, masks in sets:
+        on, m = f[idx], masks[idx]
+        whole |= on & (m == 0)
+        bits = bits | np.where(on, m, 0)
+    total = int(np.count_nonzero(whole)) * region_size + int(np.bitwise_count(bits[~whole]).sum()) * block
+    regions = -(-volume_size // region_size)  # the bitmaps may be longer (padded)
+    if whole[-1] and idx[-1] == regions - 1:  # the last region may be short
+        total -= regions * region_size - volume_size
+    return total
