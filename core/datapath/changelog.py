@@ -26,12 +26,11 @@ power loss a resync sends the regions changed since the last recovery point, plu
 most ``hot_regions`` regions written at least twice in the minutes before it, never
 a full copy of a larger volume.
 
-Group commit (issue 14): :meth:`queue_intents` records a batch of writes and says
-whether their bits are durable already; if not, :meth:`make_durable` writes the new
-bits and waits for one fdatasync run off the event loop (``asyncio.to_thread``),
-shared by every batch queued meanwhile: N concurrent first writes cost fewer than N
-fdatasyncs. In memory, I (*intent*) holds bits written or being written but not yet
-known durable; the file always holds P | I, and only P lets a write skip the wait.
+Group commit (issue 14, :mod:`core.datapath.group_commit`): :meth:`queue_intents`
+records a batch of writes and says whether their bits are durable already; if not,
+:meth:`make_durable` waits for one flush shared by every batch queued meanwhile. In
+memory, I (*intent*) holds bits written or being written but not yet known durable;
+the file always holds P | I, and only P lets a write skip the wait.
 
 Dirty blocks (issue 14): in memory only, each region of D and S also has a mask of
 the blocks (4 KiB for 64 KiB regions, at most 64 per region) written in it, so a
@@ -54,6 +53,7 @@ from core.datapath.changelog_file import (BLOCK_REGIONS, BLOCK_SIZE, HEADER_SIZE
                                           encode_blocks, encode_span, file_bytes, padded_bits, read_image)
 from core.datapath.dirty_blocks import dirty_block_size, mask_dtype, written_bytes
 from core.datapath.extents import create_atomically
+from core.datapath.group_commit import GroupCommit
 from core.domain import DEFAULT_REGION_SIZE
 from core.errors import InvalidInput, MirrorError
 
@@ -83,11 +83,7 @@ class ChangeLog:
         self._regions = -(-volume_size // region_size)
         self._persisted = persisted  # P, padded to whole blocks: bits known durable
         self._intent = np.zeros_like(persisted)  # I: bits written to the file, their fdatasync pending
-        self._queued: list[np.ndarray] = []  # regions of I whose blocks are not written yet
-        self._queued_gen = self._durable_gen = 0  # batches queued / made durable (group commit)
-        self._flushing: asyncio.Task | None = None
-        self._flight = np.zeros(0, dtype=np.int64)  # regions of the fdatasync in flight, and its batch
-        self._flight_gen = 0
+        self._commits = GroupCommit(self._flush_intents)  # batches of I whose blocks are not written yet
         self.fdatasyncs = 0  # durable updates done (both paths): the cost group commit lowers
         # Activity log: writes per region since about two commits (saturating), when enabled.
         self.hot_regions = max(0, int(hot_regions))
@@ -366,46 +362,32 @@ class ChangeLog:
             waiting = waiting[~self._persisted[waiting]]
             if not waiting.size:
                 return None
-            if np.isin(waiting, self._flight).all():
-                return self._flight_gen  # the fdatasync in flight covers them
+            ticket = self._commits.covering(waiting)
+            if ticket is not None:
+                return ticket  # the fdatasync in flight covers them
             new = waiting  # queued already (or left by a failed attempt): the next fdatasync
         self._intent[new] = True
-        self._queued.append(new)
-        self._queued_gen += 1
-        return self._queued_gen
+        return self._commits.queue(new)
 
     async def make_durable(self, ticket: int) -> None:
         """Wait until batch ``ticket`` is durable; batches queued meanwhile share one fdatasync."""
-        while self._durable_gen < ticket:
-            if self._flushing is None:
-                self._flushing = asyncio.get_running_loop().create_task(self._flush_intents())
-            await asyncio.shield(self._flushing)
+        await self._commits.wait(ticket)
 
-    async def _flush_intents(self) -> None:
-        gen = self._flight_gen = self._queued_gen
-        queued, self._queued = self._queued, []
-        regions = self._flight = np.unique(np.concatenate(queued)) if queued else np.zeros(0, dtype=np.int64)
-        try:
-            if regions.size:
-                if self._fd < 0:
-                    raise OSError(9, f"{self.path}: the change log is closed")
-                self._write_blocks(regions // BLOCK_REGIONS, durable=False)
-            if self.durable:
-                fd = os.dup(self._fd)  # a close() meanwhile must not pull the file from under the thread
-                try:
-                    await asyncio.to_thread(os.fdatasync, fd)
-                finally:
-                    os.close(fd)
-                self.fdatasyncs += 1
-        except BaseException:
-            self._queued.insert(0, regions)  # written again by the next attempt
-            raise
-        finally:
-            self._flushing = None
-            self._flight = np.zeros(0, dtype=np.int64)
+    async def _flush_intents(self, regions: np.ndarray) -> None:
+        """Group commit's flush: the regions' log blocks written, then one fdatasync off the loop."""
+        if regions.size:
+            if self._fd < 0:
+                raise OSError(9, f"{self.path}: the change log is closed")
+            self._write_blocks(regions // BLOCK_REGIONS, durable=False)
+        if self.durable:
+            fd = os.dup(self._fd)  # a close() meanwhile must not pull the file from under the thread
+            try:
+                await asyncio.to_thread(os.fdatasync, fd)
+            finally:
+                os.close(fd)
+            self.fdatasyncs += 1
         self._persisted[regions] = True
         self._intent[regions] = False
-        self._durable_gen = max(self._durable_gen, gen)
 
     def mark_all(self, regions=None) -> None:
         """Mark regions (indices) dirty, e.g. from the peer's log; None means every region."""
