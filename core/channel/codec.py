@@ -61,6 +61,7 @@ class CodecStats:
     compress_attempts: int = 0
     raw_bytes: int = 0
     body_bytes: int = 0
+    zero_bytes: int = 0  # of raw_bytes, those sent as zero markers
 
     def add(self, other: "CodecStats") -> None:
         for f in self.__dataclass_fields__:
@@ -86,6 +87,7 @@ class RegionEncoder:
         st.raw_bytes += n
         if is_zero(data):
             st.zero_regions += 1
+            st.zero_bytes += n
             return EncodedRegion(Flag.ZERO, n, b"")
         if n >= MIN_COMPRESS:
             if self._skip:

@@ -136,6 +136,11 @@ class Session:
             total.add(enc.stats)
         return total
 
+    def data_bytes(self, transfer: str) -> int:
+        """Raw bytes of ``transfer`` this session sent that were not zeros (what the peer stages)."""
+        enc = self._encoders.get(transfer)
+        return enc.stats.raw_bytes - enc.stats.zero_bytes if enc is not None else 0
+
     def forget_transfer(self, transfer: str) -> None:
         """A transfer finished: drop its encoder state and failure record."""
         enc = self._encoders.pop(transfer, None)

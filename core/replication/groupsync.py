@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 import numpy as np
 
 from core.channel import frames
-from core.channel.codec import is_zero
 from core.datapath.dirty_blocks import block_runs
 from core.domain import Priority
 from core.errors import MirrorError, ReservedCapacityFull
@@ -263,12 +262,13 @@ class _Pacer:
 
     async def send(self, session, p: PairTransfer, batch: list[Run]) -> None:
         t = self.transfer
+        data_before = session.data_bytes(t.id)
         t.bytes_sent += await session.send_regions(t.id, p.remote_volume,
                                                    [piece for run in batch for piece in run.pieces], self.priority)
+        t.bytes_staged += session.data_bytes(t.id) - data_before  # the encoder told zeros from data
         # The payload counts the regions brought up to date, as for a zero region: like zero
         # markers and compression, sending only the dirty blocks shows in the wire bytes.
         size = payload = 0
-        t.bytes_staged += sum(len(data) for run in batch for _, data in run.pieces if not is_zero(data))
         for run in batch:
             if p.sent[run.start:run.start + run.count].any():  # lost with a dropped link: sent again
                 t.bytes_resent += run.span
