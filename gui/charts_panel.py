@@ -1,7 +1,7 @@
 """Live charts of one mirror consistency group (pyqtgraph).
 
 Throughput (sync, and host writes beside it), unsynchronized bytes, recovery point age
-against its alert threshold, reserved capacity utilisation of both sides against its
+against its alert threshold, reserved capacity used on both sides against its
 threshold. History comes from the engine's ``sync_history`` (fetched again whenever the
 group's last sync changes); live samples are taken from the console state at a fixed
 10 Hz and drawn with ``setData`` on the GUI thread (``clipToView``/``autoDownsample``
@@ -183,7 +183,7 @@ class ChartsPanel(QWidget):
         self.l_age = pg.InfiniteLine(angle=0, pen=pg.mkPen(RED, width=1.5, style=Qt.DashLine),
                                      label="alert {value:.0f} min", labelOpts={"color": RED, "position": 0.7})
         self.p_age.addItem(self.l_age)
-        self.p_reserved = _plot("Reserved capacity utilisation", "%")
+        self.p_reserved = _plot("Reserved capacity used", "%")
         self.p_reserved.getViewBox().enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
         self.p_reserved.setYRange(0, 100)  # a share of the capacity: the whole scale, the threshold always in view
         self.c_reserved = self.p_reserved.plot(pen=pen, name="Primary side")
