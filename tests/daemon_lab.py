@@ -174,13 +174,24 @@ class DaemonLab:
 
     async def _start_daemon(self, name: str) -> None:
         ports = self.ports.get(name, {})
-        daemon = ArrayDaemon(self.dirs[name], "127.0.0.1", rest_port=ports.get("rest", 0),
-                             channel_port=ports.get("channel", 0), nbd_port=ports.get("nbd", 0))
-        await daemon.start()
+        try:
+            daemon = await self._daemon_on(name, ports)
+        except MirrorError as e:
+            if e.code != "portInUse" or not ports:
+                raise
+            # Its old port was taken while it was down (a client's ephemeral port, another
+            # worker's daemon): any free ports, as `lab up` does; clients follow the new address.
+            daemon = await self._daemon_on(name, {})
         self.daemons[name] = daemon
         info = daemon.describe()
         self.ports[name] = {"rest": _port(info["restUrl"]), "channel": _port(info["channelAddress"]),
                             "nbd": _port(info["nbdAddress"])}
+
+    async def _daemon_on(self, name: str, ports: dict) -> ArrayDaemon:
+        daemon = ArrayDaemon(self.dirs[name], "127.0.0.1", rest_port=ports.get("rest", 0),
+                             channel_port=ports.get("channel", 0), nbd_port=ports.get("nbd", 0))
+        await daemon.start()
+        return daemon
 
     async def _configure_remotes(self, name: str) -> None:
         """``name``'s entry for every other array: the relay's port for it, its password and WWN."""
