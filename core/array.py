@@ -18,6 +18,7 @@ from typing import Callable
 from sqlalchemy import func, select
 from sqlalchemy.exc import DatabaseError, MultipleResultsFound, NoResultFound
 
+from core import iscsi_settings
 from core.channel.auth import new_salt, password_hash, verify_password
 from core.datadir import DataDirLock
 from core.domain import (RAID_LEVELS, ControllerStatus, DriveType, Model, Security, Severity,
@@ -25,12 +26,12 @@ from core.domain import (RAID_LEVELS, ControllerStatus, DriveType, Model, Securi
 from core.errors import InvalidInput, MirrorError, NotFound
 from core.mirror_records import GroupRecord, MirrorRecords
 from core.names import check_name
-from core.snapshots import (ArraySnapshot, ControllerSnapshot, EventRecord, HostPortSnapshot, PoolSnapshot,
-                            VolumeSnapshot)
+from core.snapshots import (ArraySnapshot, ControllerSnapshot, EventRecord, HostPortSnapshot, IscsiSettingsSnapshot,
+                            PoolSnapshot, VolumeSnapshot)
 from core.store.database import database_damaged, open_database
 from core.units import exact_size
-from core.store.schema import (ArrayRow, ControllerRow, EventRow, GroupRow, HostPortRow, PairRow, PoolRow,
-                               VolumeRow, utcnow)
+from core.store.schema import (ArrayRow, ControllerRow, EventRow, GroupRow, HostPortRow, IscsiSettingsRow, PairRow,
+                               PoolRow, VolumeRow, utcnow)
 
 DB_NAME = "config.db"
 
@@ -370,6 +371,26 @@ class StorageArray:
                             code=r.code, message=r.message) for r in reversed(list(rows))]
 
     # -- snapshots ----------------------------------------------------------
+    def iscsi_settings(self) -> IscsiSettingsSnapshot:
+        row = self.db.scalars(select(IscsiSettingsRow)).first()
+        if row is None:
+            return iscsi_settings.DEFAULT
+        return IscsiSettingsSnapshot(row.vlan, row.listen_port, bool(row.jumbo_frames), row.ethernet_priority)
+
+    def set_iscsi_settings(self, changes: dict) -> IscsiSettingsSnapshot:
+        """Apply ``changes`` (any of ``iscsi_settings.FIELDS``), all checked first: a wrong one stores nothing."""
+        iscsi_settings.check(changes)
+        row = self.db.scalars(select(IscsiSettingsRow)).first()
+        if row is None:
+            d = iscsi_settings.DEFAULT
+            row = IscsiSettingsRow(id=1, vlan=d.vlan, listen_port=d.listen_port, jumbo_frames=d.jumbo_frames,
+                                   ethernet_priority=d.ethernet_priority)
+            self.db.add(row)
+        for name, value in changes.items():
+            setattr(row, name, value)
+        self.db.commit()
+        return self.iscsi_settings()
+
     def snapshot(self, online: bool = True) -> ArraySnapshot:
         row = self.row
         ports = list(self.db.scalars(select(HostPortRow).order_by(HostPortRow.label)))
@@ -385,7 +406,8 @@ class StorageArray:
                              for p in ports),
             pools=tuple(PoolSnapshot(p.name, p.drive_type, p.capacity, self.pool_free(p.name))
                         for p in self.db.scalars(select(PoolRow).order_by(PoolRow.name))),
-            data_dir=str(self.data_dir), channel_address=self.channel_address, online=online)
+            data_dir=str(self.data_dir), channel_address=self.channel_address, online=online,
+            iscsi=self.iscsi_settings())
 
     def volume_snapshot(self, row: VolumeRow, host_writable: bool | None = None, nbd_uri: str | None = None,
                         pairs: dict | None = None, host_bytes_written: int = 0) -> VolumeSnapshot:

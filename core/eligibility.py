@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from core import iscsi_settings
 from core.domain import MIN_FIRMWARE, NAME_MAX, Model, firmware_tuple
 from core.snapshots import ArraySnapshot, Candidate, VolumeSnapshot
 from core.units import exact_size
@@ -51,6 +52,15 @@ def array_refusals(local: ArraySnapshot, remote: ArraySnapshot, channel: str | N
                     out.append(Refusal("arvmIscsiNotSupportedOnModel",
                                        f"array {a.name} is an E4000, which cannot mirror asynchronously over iSCSI; "
                                        "use the Fibre Channel channel"))
+            differ = iscsi_settings.differences(local.iscsi, remote.iscsi)
+            if differ:
+                said = "; ".join(f"{name}: {local.name} {mine}, {remote.name} {theirs}"
+                                 for name, mine, theirs in differ)
+                out.append(Refusal("arvmIscsiSettingsMismatch",
+                                   f"the arrays' iSCSI global settings differ ({said}); both must use the same "
+                                   "VLAN, listening port, jumbo frames and Ethernet priority to mirror over iSCSI: "
+                                   f"set them alike ('mirrorctl array iscsi {remote.name}' shows and sets them), "
+                                   "or use the Fibre Channel channel"))
     return out
 
 

@@ -110,6 +110,8 @@ class Engine:
     resize_volume = AnsweredBy("storage")
     delete_volume = AnsweredBy("storage")
     change_password = AnsweredBy("storage")
+    iscsi_settings = AnsweredBy("storage")
+    set_iscsi_settings = AnsweredBy("storage")
     remote_volumes = AnsweredBy("storage")
 
     remote_array = AnsweredBy("mirrors")

@@ -87,6 +87,16 @@ class PoolSnapshot(Snapshot):
 
 
 @dataclass(frozen=True)
+class IscsiSettingsSnapshot(Snapshot):
+    """The iSCSI global settings mirroring over iSCSI uses; both arrays of an iSCSI group must agree on them."""
+
+    vlan: int | None  # None: no VLAN
+    listen_port: int
+    jumbo_frames: bool
+    ethernet_priority: int | None  # 802.1p, 0-7; None: not set
+
+
+@dataclass(frozen=True)
 class ArraySnapshot(Snapshot):
     name: str
     wwn: str
@@ -98,6 +108,7 @@ class ArraySnapshot(Snapshot):
     data_dir: str
     channel_address: str  # host:port of the mirroring channel while running, else ""
     online: bool
+    iscsi: IscsiSettingsSnapshot | None = None  # None: an array that does not say (a release before them)
 
     @property
     def channel_types(self) -> frozenset[str]:

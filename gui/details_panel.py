@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (QApplication, QBoxLayout, QFormLayout, QGroupBox,
                                QStyle, QStyledItemDelegate, QStyleOptionProgressBar, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
+from core import iscsi_settings
 from core.units import format_size
 from gui import formatting as fmt
 from gui.console_state import ConsoleState
@@ -152,6 +153,9 @@ class DetailsPanel(QWidget):
                         ("Controllers", ", ".join(f"{c.label}: {c.status}" for c in a.controllers)),
                         ("Channels", ", ".join(sorted(t.upper() for t in a.channel_types)) or "none"),
                         ("Mirroring channel", a.channel_address or "embedded lab")]
+                if a.iscsi is not None:  # what an iSCSI group's two arrays must share
+                    left.append(("iSCSI settings", " \u00b7 ".join(
+                        f"{name} {value}" for name, value in iscsi_settings.describe(a.iscsi).items())))
                 right = [("Online", "yes" if a.online else "no")] + [
                     (f"Pool {p.name}", f"{format_size(p.free)} free of {format_size(p.capacity)} ({p.drive_type.upper()})")
                     for p in a.pools]

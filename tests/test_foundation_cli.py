@@ -231,3 +231,19 @@ def test_readme_dr_walkthrough_against_the_daemons(capsys, home, tmp_path):
     ok(capsys, home, "drill", "stop", "--group", "G1")
     status = ok(capsys, home, "lab", "status")
     assert status["up"] and all(a["running"] for a in status["arrays"])
+
+
+def test_array_iscsi_shows_sets_and_refuses_in_one_line(capsys, home):
+    init_up(capsys, home)
+    assert ok(capsys, home, "array", "iscsi", "SiteA") == {
+        "vlan": None, "listenPort": 3260, "jumboFrames": False, "ethernetPriority": None}
+    assert_one_line_error(*run(capsys, home, "array", "iscsi", "SiteA", "--vlan", "5000"),
+                          "invalidIscsiSetting", "VLAN 5000", "1 to 4094")
+    assert_one_line_error(*run(capsys, home, "array", "iscsi", "SiteA", "--ethernet-priority", "high"),
+                          "invalidInput", "Ethernet priority 'high'")
+    set_ = ok(capsys, home, "array", "iscsi", "SiteA", "--vlan", "10", "--jumbo-frames", "on")
+    assert set_["vlan"] == 10 and set_["jumboFrames"] is True
+    code, out, _ = run(capsys, home, "array", "iscsi", "SiteA", "--vlan", "none", json_out=False)
+    assert code == 0 and "VLAN: none" in out and "jumbo frames: on" in out
+    code, out, _ = run(capsys, home, "array", "show", "SiteA", json_out=False)
+    assert code == 0 and "iSCSI settings  VLAN none, listening port 3260, jumbo frames on" in out

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest
 
+from core import iscsi_settings
 from core.errors import MirrorError
 from core.runtime import BlockingEngine
 from core.store.database import SCHEMA_VERSION
@@ -156,3 +157,20 @@ def test_a_schema_1_database_gains_the_staged_bytes_of_its_sync_history(lab_home
     finally:
         con.close()
     assert rows == [(3, None)] and versions[-1] == SCHEMA_VERSION
+
+
+def test_a_schema_2_database_gains_the_iscsi_settings_at_their_defaults(lab_home):
+    """An array created before the iSCSI global settings opens with the defaults, and keeps what is set then."""
+    site_b = lab_home / "arrays" / "SiteB"
+    with BlockingEngine(site_b, purpose="pytest"):
+        pass
+    con = _db(lab_home, "SiteB")
+    with con:  # as schema 2 had it
+        con.execute("DROP TABLE iscsi_settings")
+        con.execute("DELETE FROM schema_version WHERE version > 2")
+    con.close()
+    with BlockingEngine(site_b, purpose="pytest") as c:
+        assert c.array("SiteB").iscsi == iscsi_settings.DEFAULT
+        c.set_iscsi_settings("SiteB", vlan=7)
+    with BlockingEngine(site_b, purpose="pytest") as c:
+        assert c.array("SiteB").iscsi.vlan == 7

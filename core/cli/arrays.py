@@ -7,6 +7,7 @@ from pathlib import Path
 
 from core.cli import managed, output
 from core.cli.common import Result, command, with_engine
+from core import iscsi_settings
 from core.errors import InvalidInput
 
 
@@ -16,6 +17,14 @@ def register(sub) -> None:
     managed.register(asub, lambda args: with_engine(args, lambda client: _list(client, args)))
     p = command(asub, "show", "show one array: controllers, ports, pools", _show)
     p.add_argument("array")
+    p = command(asub, "iscsi", "show or set an array's iSCSI global settings (both arrays of an iSCSI mirror "
+                "must share them)", _iscsi)
+    p.add_argument("array")
+    p.add_argument("--vlan", type=_optional_int("VLAN ID"), default=_UNSET, help="VLAN ID 1-4094, or none")
+    p.add_argument("--listen-port", type=_port, help="iSCSI listening port: 3260 or 49152-65535")
+    p.add_argument("--jumbo-frames", choices=["on", "off"], help="jumbo frames (9000-byte payload) on or off")
+    p.add_argument("--ethernet-priority", type=_optional_int("Ethernet priority"), default=_UNSET,
+                   help="802.1p priority 0-7, or none")
     r = asub.add_parser("remote", help="the remote arrays an array mirrors with (where to reach them, their password)")
     rsub = r.add_subparsers(dest="remote_command", metavar="ACTION", required=True)
     command(rsub, "list", "list an array's remote arrays and whether each answers", _remote_list).add_argument("array")
@@ -39,6 +48,36 @@ def register(sub) -> None:
     p.add_argument("--key", type=Path, help="its private key (PEM)")
     p.add_argument("--no-channel-tls", action="store_true",
                    help="plain TCP on the mirroring channel (both arrays must agree)")
+
+
+def _optional_int(what: str):
+    def parse(text: str) -> int | None:
+        if text.lower() == "none":
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise InvalidInput(f"{what} '{text}' is not a whole number; give one, or none") from None
+    return parse
+
+
+_UNSET = object()
+
+
+def _iscsi(client, args) -> Result:
+    changes = {}
+    if args.vlan is not _UNSET:
+        changes["vlan"] = args.vlan
+    if args.listen_port is not None:
+        changes["listen_port"] = args.listen_port
+    if args.jumbo_frames is not None:
+        changes["jumbo_frames"] = args.jumbo_frames == "on"
+    if args.ethernet_priority is not _UNSET:
+        changes["ethernet_priority"] = args.ethernet_priority
+    s = client.set_iscsi_settings(args.array, **changes) if changes else client.iscsi_settings(args.array)
+    shown = iscsi_settings.describe(s)
+    head = f"iSCSI global settings of {args.array}" + (" (changed)" if changes else "")
+    return Result(s.to_json(), "\n".join([head] + [f"  {name}: {value}" for name, value in shown.items()]))
 
 
 def _remote_list(client, args) -> Result:
@@ -92,7 +131,10 @@ def _show(client, args) -> Result:
                         ("Data directory", a.data_dir), ("State", "online" if a.online else "offline"),
                         ("Controllers", ", ".join(f"{c.label} ({c.status})" for c in a.controllers)),
                         ("Host ports", ", ".join(p.label + (" [mirroring]" if p.mirroring else "")
-                                                 for p in a.host_ports))]),
+                                                 for p in a.host_ports))]
+                       + ([("iSCSI settings", ", ".join(f"{name} {value}" for name, value
+                                                       in iscsi_settings.describe(a.iscsi).items()))]
+                          if a.iscsi is not None else [])),
              "", output.table([[p.name, p.drive_type.upper(), output.size(p.capacity), output.size(p.free)]
                                for p in a.pools], ["POOL", "DRIVES", "CAPACITY", "FREE"])]
     return Result(a, "\n".join(lines))

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 from typing import Callable
 
+from core import iscsi_settings
 from core.client.rest import API_ROOT, ArrayClient
 from core.client.events import follow_events
 from core.api import AnsweredBy
@@ -30,7 +31,8 @@ from core.client.fleet_arrays import ManagedArrays
 from core.errors import CommunicationError, InvalidInput, MirrorError, NotFound
 from core.rest import models
 from core.rest.routes_events import EVENT_LIMIT_MAX
-from core.snapshots import ArraySnapshot, EngineEvent, EventRecord, GroupSnapshot, PairSnapshot, VolumeSnapshot
+from core.snapshots import (ArraySnapshot, EngineEvent, EventRecord, GroupSnapshot, IscsiSettingsSnapshot, PairSnapshot,
+                            VolumeSnapshot)
 from core.refs import split_ref
 from core.units import parse_size
 
@@ -388,6 +390,16 @@ class Fleet:
         if channel:
             params["channel"] = channel
         return [models.candidate_from_ws(c) for c in await self.client(a).get("candidates", **params)]
+
+    # -- iSCSI global settings (each array's own) ---------------------------------------
+    async def iscsi_settings(self, array: str) -> IscsiSettingsSnapshot:
+        return models.iscsi_from_ws(await self.client(array).get("iscsi/mirroring-settings"))
+
+    async def set_iscsi_settings(self, array: str, **changes) -> IscsiSettingsSnapshot:
+        """Any of vlan, listen_port, jumbo_frames, ethernet_priority (None clears the VLAN or the priority)."""
+        iscsi_settings.check(changes)  # the array checks again; a wrong name must not reach the mapping
+        body = {models.ISCSI_TO_WS[k]: v for k, v in changes.items()}
+        return models.iscsi_from_ws(await self.client(array).post("iscsi/mirroring-settings", body))
 
     # -- remote arrays (each array's own configuration) --------------------------------
     async def remote_arrays(self, array: str) -> list[dict]:

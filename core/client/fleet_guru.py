@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from core.client import fleet_forecast
+from core.client import fleet_forecast, fleet_iscsi
 from core.errors import MirrorError, NotFound
 from core.guru import GuruAction, Problem
 from core.rest import models
@@ -39,6 +39,8 @@ class FleetGuru:
                         seen[i] = dataclasses.replace(p, actions=(restore,) + p.actions)
         for p in await fleet_forecast.forecast_problems(self._fleet):  # needs both sides: no daemon alone can tell
             seen.setdefault(p.id, p)
+        for p in await fleet_iscsi.iscsi_problems(self._fleet):  # so does this
+            seen.setdefault(p.id, p)
         for p in await self._fleet.lab_tools.stopped_array_problems():
             seen.setdefault(p.id, p)
         return list(seen.values())
@@ -54,6 +56,8 @@ class FleetGuru:
                                   code="guruActionNotFound")
             await self._fleet.lab.set(cut=False)
             return {"problem": problem_id, "action": action_id, "done": True}
+        if problem_id.startswith(fleet_iscsi.PREFIX):
+            return await fleet_iscsi.fix(self._fleet, problem_id, action_id)
         if problem_id.startswith("array-stopped:") and self._fleet.lab is not None:  # no daemon runs to ask
             return await self._fleet.lab_tools.fix_stopped_array(problem_id, action_id)
         if action_id == fleet_forecast.GROW:  # the capacity may be on the other array than the problem's

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from core import iscsi_settings
 from core.array import StorageArray
 from core.channel.auth import new_salt, password_hash
 from core.domain import Severity
@@ -12,7 +13,7 @@ from core.publisher import Publish
 from core.refs import split_ref
 from core.replication.host_volumes import HostVolumes
 from core.replication.links import Peer
-from core.snapshots import VolumeSnapshot, from_json
+from core.snapshots import IscsiSettingsSnapshot, VolumeSnapshot, from_json
 from core.units import parse_size
 
 
@@ -93,6 +94,26 @@ class VolumeCommands:
             self._hosts.close(a, v)
         array.delete_volume(v)
         self._publish("volume", a, v)
+
+    async def iscsi_settings(self, array: str) -> IscsiSettingsSnapshot:
+        return self.array(array).iscsi_settings()
+
+    async def set_iscsi_settings(self, array: str, **changes) -> IscsiSettingsSnapshot:
+        """Change the array's iSCSI global settings; an iSCSI group's arrays must keep them alike.
+
+        Not refused while iSCSI groups exist: the two arrays can only be set one at a
+        time. The Recovery Guru, which sees both, says when an iSCSI group's arrays differ.
+        """
+        a = self.array(array)
+        before = a.iscsi_settings()
+        after = a.set_iscsi_settings(changes)
+        changed = [f"{name} {old} -> {new}" for name, old, new in iscsi_settings.differences(before, after)]
+        if changed:
+            a.log(Severity.INFO, array, "iscsiSettingsChanged",
+                  f"iSCSI global settings of {array} changed: {', '.join(changed)}; the arrays it mirrors with over "
+                  "iSCSI must use the same ones")
+            self._publish("array", array, array)
+        return after
 
     async def change_password(self, array: str, current: str, new: str) -> None:
         """Set the array's administrator password (REST ``POST .../passwords``).

@@ -60,9 +60,9 @@ from datetime import datetime
 from enum import Enum
 
 from core.guru import GuruAction, Problem
-from core.snapshots import (ArraySnapshot, Candidate, EventRecord, GroupSnapshot, PairSnapshot, PoolSnapshot,
-                            ReservedCapacitySnapshot, SyncProgress, SyncStats, VolumeSnapshot, _camel, fields_json,
-                            from_json)
+from core.snapshots import (ArraySnapshot, Candidate, EventRecord, GroupSnapshot, IscsiSettingsSnapshot, PairSnapshot,
+                            PoolSnapshot, ReservedCapacitySnapshot, SyncProgress, SyncStats, VolumeSnapshot, _camel,
+                            fields_json, from_json)
 
 SYSTEM_ID = "1"  # the embedded Web Services call their own array "1"
 _VOLUME, _POOL, _GROUP, _PAIR = "02", "04", "37", "3B"
@@ -123,6 +123,20 @@ def array_to_ws(a: ArraySnapshot, system_id: str = SYSTEM_ID) -> dict:
 
 def array_from_ws(ws: dict) -> ArraySnapshot:
     return from_json(ArraySnapshot, ws)
+
+
+ISCSI_TO_WS = {"vlan": "vlanId", "listen_port": "tcpListenPort", "jumbo_frames": "jumboFrames",
+               "ethernet_priority": "ethernetPriority"}
+
+
+def iscsi_to_ws(s: IscsiSettingsSnapshot) -> dict:
+    ws = {key: getattr(s, name) for name, key in ISCSI_TO_WS.items()}
+    return {**ws, "maximumFramePayload": 9000 if s.jumbo_frames else 1500}
+
+
+def iscsi_from_ws(ws: dict) -> IscsiSettingsSnapshot:
+    return IscsiSettingsSnapshot(ws.get("vlanId"), int(ws["tcpListenPort"]), bool(ws["jumboFrames"]),
+                                 ws.get("ethernetPriority"))
 
 
 def pool_to_ws(p: PoolSnapshot, array: str) -> dict:

@@ -76,6 +76,32 @@ async def change_password(request: web.Request) -> web.Response:
     return no_content()
 
 
+ISCSI_FIELDS = {key: name for name, key in models.ISCSI_TO_WS.items()}
+CLEARABLE = ("vlanId", "ethernetPriority")  # null turns them off
+
+
+async def get_iscsi_settings(request: web.Request) -> web.Response:
+    ctx = context(request)
+    return reply(models.iscsi_to_ws(await ctx.engine.iscsi_settings(ctx.array)))
+
+
+async def set_iscsi_settings(request: web.Request) -> web.Response:
+    """Any of ``{vlanId, tcpListenPort, jumboFrames, ethernetPriority}``; ``null`` clears the VLAN or the priority."""
+    ctx = context(request)
+    body = await Body.read(request, ISCSI_FIELDS)
+    changes = {}
+    for key, name in ISCSI_FIELDS.items():
+        if key not in body.data:
+            continue
+        if body.data[key] is None:
+            if key not in CLEARABLE:
+                raise InvalidInput(f"field '{key}' cannot be null; give a value", code="invalidIscsiSetting")
+            changes[name] = None
+        else:
+            changes[name] = body.flag(key) if key == "jumboFrames" else body.integer(key)
+    return reply(models.iscsi_to_ws(await ctx.engine.set_iscsi_settings(ctx.array, **changes)))
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get(ABOUT_PATH, about),
@@ -84,4 +110,6 @@ def routes() -> list[web.RouteDef]:
         web.get(f"{V2}/storage-pools", list_pools),
         web.get(f"{V2}/storage-pools/{{pool}}", get_pool),
         web.post(f"{V2}/passwords", change_password),
+        web.get(f"{V2}/iscsi/mirroring-settings", get_iscsi_settings),
+        web.post(f"{V2}/iscsi/mirroring-settings", set_iscsi_settings),
     ]

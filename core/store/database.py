@@ -16,7 +16,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import MirrorError
-from core.store.schema import Base, SchemaVersionRow
+from core.store.schema import Base, IscsiSettingsRow, SchemaVersionRow
 
 
 class DatabaseDamaged(MirrorError):
@@ -48,9 +48,15 @@ def _v2_staged_bytes(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE sync_stat ADD COLUMN staged_bytes INTEGER"))
 
 
+def _v3_iscsi_settings(conn: Connection) -> None:
+    """The iSCSI global settings both arrays of an iSCSI mirror must share (SPEC: the channel); absent: defaults."""
+    Base.metadata.create_all(conn, tables=[IscsiSettingsRow.__table__])  # already there when version 1 made it
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _v1_initial,
     2: _v2_staged_bytes,
+    3: _v3_iscsi_settings,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -63,6 +63,17 @@ class HostPortRow(Base):
     number: Mapped[int] = mapped_column(Integer)
 
 
+class IscsiSettingsRow(Base):
+    """The array's iSCSI global settings that mirroring over iSCSI uses (one row; none: the defaults)."""
+
+    __tablename__ = "iscsi_settings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vlan: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    listen_port: Mapped[int] = mapped_column(Integer, default=3260)
+    jumbo_frames: Mapped[bool] = mapped_column(Boolean, default=False)
+    ethernet_priority: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
 class PoolRow(Base):
     __tablename__ = "pool"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)

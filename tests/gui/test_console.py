@@ -47,6 +47,10 @@ def test_console_shows_the_lab(console):
     assert window.mirror_actions.new_group.isEnabled()
     assert not window.mirror_actions.resume.isEnabled()
     assert not window.mirror_actions.promote.isEnabled()
+    # An array's details show what an iSCSI mirror's two arrays must share.
+    assert tree.select(("array", "SiteA"))
+    assert window.details._value_labels["l:iSCSI settings"].text() == (
+        "VLAN none \u00b7 listening port 3260 \u00b7 jumbo frames off \u00b7 Ethernet priority not set")
 
 
 def test_create_group_wizard_makes_a_real_group_on_both_arrays(qtbot, console, engine):
