@@ -45,7 +45,7 @@ async def iscsi_problems(fleet: "Fleet") -> list[Problem]:
             "them from talking; this software's channel still connects.",
             ("1. Choose which array's settings both should use.",
              "2. Its VLAN, listening port, jumbo frames and Ethernet priority are set on the other array."),
-            tuple(GuruAction(f"{USE}{src}", f"Use {src}'s iSCSI settings on {dst}", False,
+            tuple(GuruAction(f"{USE}{src}", f"Use {src}'s settings on {dst}", False,
                              f"sets {dst}'s VLAN, listening port, jumbo frames and Ethernet priority", target=dst)
                   for src, dst in ((a, b), (b, a)))))
     return out
