@@ -5,9 +5,9 @@ import asyncio
 import logging
 from pathlib import Path
 
+from core import iscsi_settings
 from core.cli import managed, output
 from core.cli.common import Result, command, with_engine
-from core import iscsi_settings
 from core.errors import InvalidInput
 
 
