@@ -59,8 +59,7 @@ def array_refusals(local: ArraySnapshot, remote: ArraySnapshot, channel: str | N
                 out.append(Refusal("arvmIscsiSettingsMismatch",
                                    f"the arrays' iSCSI global settings differ ({said}); both must use the same "
                                    "VLAN, listening port, jumbo frames and Ethernet priority to mirror over iSCSI: "
-                                   f"set them alike ('mirrorctl array iscsi {remote.name}' shows and sets them), "
-                                   "or use the Fibre Channel channel"))
+                                   f"set them alike ('mirrorctl array iscsi {remote.name}' shows and sets them)"))
     return out
 
 

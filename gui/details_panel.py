@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from PySide6.QtCore import QElapsedTimer, QRect, Qt, QTimer
-from PySide6.QtWidgets import (QApplication, QBoxLayout, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QScrollArea,
+from PySide6.QtWidgets import (QApplication, QBoxLayout, QFormLayout, QGroupBox, QHeaderView, QLabel, QScrollArea,
                                QSizePolicy, QSplitter,
                                QStyle, QStyledItemDelegate, QStyleOptionProgressBar, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
