@@ -65,6 +65,10 @@ class _Series:
         self.reserved_secondary.append(reserved_secondary)
 
 
+# An alert line's label sits above it at the plot's right end, clear of the legend at the top left
+# (centred at 70 %, "alert 80 %" covered the legend's second entry at 1280 px).
+ALERT_LABEL = {"color": RED, "position": 1.0, "anchors": [(1, 1), (1, 1)]}
+
 def _values(g, secondary, host_rates: dict[str, float]) -> tuple[float, float, float, float, float]:
     """Sync MiB/s, host write MiB/s, unsynced MiB and reserved % of each side of primary side ``g``."""
     host = sum(host_rates.get(f"{g.array}/{p.local_volume}", 0.0) for p in g.pairs)
@@ -181,7 +185,7 @@ class ChartsPanel(QWidget):
         self.p_age = _plot("Recovery point age", "minutes")
         self.c_age = self.p_age.plot(pen=pen, name="Recovery point age")
         self.l_age = pg.InfiniteLine(angle=0, pen=pg.mkPen(RED, width=1.5, style=Qt.DashLine),
-                                     label="alert {value:.0f} min", labelOpts={"color": RED, "position": 0.7})
+                                     label="alert {value:.0f} min", labelOpts=ALERT_LABEL)
         self.p_age.addItem(self.l_age)
         self.p_reserved = _plot("Reserved capacity used", "%")
         self.p_reserved.getViewBox().enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
@@ -189,7 +193,7 @@ class ChartsPanel(QWidget):
         self.c_reserved = self.p_reserved.plot(pen=pen, name="Primary side")
         self.c_reserved_secondary = self.p_reserved.plot(pen=pg.mkPen(PURPLE, width=2), name="Secondary side")
         self.l_reserved = pg.InfiniteLine(angle=0, pen=pg.mkPen(RED, width=1.5, style=Qt.DashLine),
-                                          label="alert {value:.0f} %", labelOpts={"color": RED, "position": 0.7})
+                                          label="alert {value:.0f} %", labelOpts=ALERT_LABEL)
         self.p_reserved.addItem(self.l_reserved)
         # Not setXLink: with PySide6 6.12 linked views crash the interpreter at exit (bool refcount).
         self.plots = (self.p_rate, self.p_unsynced, self.p_age, self.p_reserved)
