@@ -11,7 +11,7 @@ import os
 import secrets
 import sqlite3
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -375,16 +375,14 @@ class StorageArray:
         row = self.db.scalars(select(IscsiSettingsRow)).first()
         if row is None:
             return iscsi_settings.DEFAULT
-        return IscsiSettingsSnapshot(row.vlan, row.listen_port, bool(row.jumbo_frames), row.ethernet_priority)
+        return IscsiSettingsSnapshot(**{name: getattr(row, name) for name in iscsi_settings.FIELDS})
 
     def set_iscsi_settings(self, changes: dict) -> IscsiSettingsSnapshot:
         """Apply ``changes`` (any of ``iscsi_settings.FIELDS``), all checked first: a wrong one stores nothing."""
         iscsi_settings.check(changes)
         row = self.db.scalars(select(IscsiSettingsRow)).first()
         if row is None:
-            d = iscsi_settings.DEFAULT
-            row = IscsiSettingsRow(id=1, vlan=d.vlan, listen_port=d.listen_port, jumbo_frames=d.jumbo_frames,
-                                   ethernet_priority=d.ethernet_priority)
+            row = IscsiSettingsRow(id=1, **asdict(iscsi_settings.DEFAULT))
             self.db.add(row)
         for name, value in changes.items():
             setattr(row, name, value)

@@ -52,10 +52,8 @@ def array_refusals(local: ArraySnapshot, remote: ArraySnapshot, channel: str | N
                     out.append(Refusal("arvmIscsiNotSupportedOnModel",
                                        f"array {a.name} is an E4000, which cannot mirror asynchronously over iSCSI; "
                                        "use the Fibre Channel channel"))
-            differ = iscsi_settings.differences(local.iscsi, remote.iscsi)
-            if differ:
-                said = "; ".join(f"{name}: {local.name} {mine}, {remote.name} {theirs}"
-                                 for name, mine, theirs in differ)
+            said = iscsi_settings.differences_said(local.name, local.iscsi, remote.name, remote.iscsi)
+            if said:
                 out.append(Refusal("arvmIscsiSettingsMismatch",
                                    f"the arrays' iSCSI global settings differ ({said}); both must use the same "
                                    "VLAN, listening port, jumbo frames and Ethernet priority to mirror over iSCSI: "

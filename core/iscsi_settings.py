@@ -10,11 +10,13 @@ is the rules alone, light enough for the console's first window.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from core.errors import InvalidInput
 from core.snapshots import IscsiSettingsSnapshot
 
 DEFAULT = IscsiSettingsSnapshot(vlan=None, listen_port=3260, jumbo_frames=False, ethernet_priority=None)
-FIELDS = ("vlan", "listen_port", "jumbo_frames", "ethernet_priority")
+FIELDS = tuple(f.name for f in dataclasses.fields(IscsiSettingsSnapshot))
 
 
 def check(changes: dict) -> None:
@@ -22,7 +24,7 @@ def check(changes: dict) -> None:
     unknown = set(changes) - set(FIELDS)
     if unknown:
         raise InvalidInput(f"unknown iSCSI setting(s) {', '.join(sorted(unknown))}; the settings are "
-                           "vlan, listen_port, jumbo_frames and ethernet_priority")
+                           f"{', '.join(FIELDS)}")
     vlan = changes.get("vlan")
     if vlan is not None and (not _is_int(vlan) or not 1 <= vlan <= 4094):
         raise InvalidInput(f"iSCSI VLAN {vlan!r} is not a VLAN ID; give 1 to 4094, or none for no VLAN",
@@ -59,3 +61,9 @@ def differences(a: IscsiSettingsSnapshot | None, b: IscsiSettingsSnapshot | None
         return []
     da, db_ = describe(a), describe(b)
     return [(name, da[name], db_[name]) for name in da if da[name] != db_[name]]
+
+
+def differences_said(a_name: str, a: IscsiSettingsSnapshot | None, b_name: str,
+                     b: IscsiSettingsSnapshot | None) -> str:
+    """The settings two arrays do not share, in words ("VLAN: SiteA 10, SiteB none; ..."); '' when none."""
+    return "; ".join(f"{name}: {a_name} {mine}, {b_name} {theirs}" for name, mine, theirs in differences(a, b))

@@ -7,6 +7,7 @@ when an iSCSI group's arrays differ and offers to copy one side's settings to th
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from core import iscsi_settings
@@ -32,10 +33,9 @@ async def iscsi_problems(fleet: "Fleet") -> list[Problem]:
             sa, sb = await fleet.iscsi_settings(a), await fleet.iscsi_settings(b)
         except MirrorError:
             continue  # an array that does not answer: its settings are not known
-        differ = iscsi_settings.differences(sa, sb)
-        if not differ:
+        said = iscsi_settings.differences_said(a, sa, b, sb)
+        if not said:
             continue
-        said = "; ".join(f"{name}: {a} {mine}, {b} {theirs}" for name, mine, theirs in differ)
         which = ", ".join(sorted(names))
         out.append(Problem(
             f"{PREFIX}{a}:{b}", Severity.WARNING.value, f"The iSCSI settings of {a} and {b} differ",
@@ -62,5 +62,5 @@ async def fix(fleet: "Fleet", problem_id: str, action_id: str) -> dict:
                        f"(actions: {', '.join(x.id for x in problem.actions)})", code="guruActionNotFound")
     src, dst = action_id[len(USE):], action.target
     settings = await fleet.iscsi_settings(src)
-    await fleet.set_iscsi_settings(dst, **{name: getattr(settings, name) for name in iscsi_settings.FIELDS})
+    await fleet.set_iscsi_settings(dst, **dataclasses.asdict(settings))
     return {"problem": problem_id, "action": action_id, "done": True}

@@ -135,8 +135,7 @@ def iscsi_to_ws(s: IscsiSettingsSnapshot) -> dict:
 
 
 def iscsi_from_ws(ws: dict) -> IscsiSettingsSnapshot:
-    return IscsiSettingsSnapshot(ws.get("vlanId"), int(ws["tcpListenPort"]), bool(ws["jumboFrames"]),
-                                 ws.get("ethernetPriority"))
+    return IscsiSettingsSnapshot(**{name: ws.get(key) for name, key in ISCSI_TO_WS.items()})
 
 
 def pool_to_ws(p: PoolSnapshot, array: str) -> dict:
